@@ -1,0 +1,19 @@
+"""Errors that reach the operator as one clear line (no traceback unless --debug)."""
+
+from __future__ import annotations
+
+
+class PulseError(Exception):
+    """A failure the operator can act on; its message is shown as one line."""
+
+    exit_code = 1
+
+
+class UsageError(PulseError):
+    """Bad arguments or input the user typed (exit code 2)."""
+
+    exit_code = 2
+
+
+class DatabaseError(PulseError):
+    """The database file cannot be used (not SQLite, not PULSE, too new, locked)."""

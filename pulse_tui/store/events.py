@@ -1,0 +1,93 @@
+"""SQL for events and sites: writing batches, tailing new rows, counts."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+
+from pulse_tui.models import Event, NewEvent, Site
+
+EVENT_COLUMNS = (
+    "event_id, site_id, event_type, timestamp_ms, session_id, user_id, url, referrer, "
+    "country, device_type, created_at"
+)
+
+_INSERT_EVENT = (
+    f"INSERT OR IGNORE INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def ensure_sites(conn: sqlite3.Connection, site_ids: Iterable[str], now_ms: int) -> int:
+    """Register unknown site ids (name = id). Returns how many were new."""
+    before = conn.total_changes
+    conn.executemany(
+        "INSERT OR IGNORE INTO sites (id, name, domain, created_at) VALUES (?, ?, NULL, ?)",
+        [(s, s, now_ms) for s in set(site_ids) if s],
+    )
+    return conn.total_changes - before
+
+
+def insert_events(conn: sqlite3.Connection, events: Sequence[NewEvent], now_ms: int) -> int:
+    """INSERT OR IGNORE a batch (inside the caller's transaction); returns rows inserted.
+
+    Rows whose event_id is already stored are skipped: the difference is the duplicates.
+    """
+    before = conn.total_changes
+    conn.executemany(
+        _INSERT_EVENT,
+        [
+            (
+                e.event_id, e.site_id, e.event_type, e.timestamp_ms, e.session_id, e.user_id,
+                e.url, e.referrer, e.country, e.device_type, now_ms,
+            )
+            for e in events
+        ],
+    )
+    return conn.total_changes - before
+
+
+def _event(row: Sequence) -> Event:
+    return Event(*row)
+
+
+def tail_events(
+    conn: sqlite3.Connection,
+    *,
+    after_seq: int = 0,
+    site_id: str | None = None,
+    limit: int = 500,
+) -> list[Event]:
+    """Newest events by arrival (rowid), newest first, only those with rowid > after_seq."""
+    sql = f"SELECT rowid, {EVENT_COLUMNS} FROM events WHERE rowid > ?"
+    params: list[object] = [after_seq]
+    if site_id:
+        sql += " AND site_id = ?"
+        params.append(site_id)
+    sql += " ORDER BY rowid DESC LIMIT ?"
+    params.append(limit)
+    return [_event(r) for r in conn.execute(sql, params)]
+
+
+def max_seq(conn: sqlite3.Connection) -> int:
+    return conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
+
+
+def event_types(conn: sqlite3.Connection, site_id: str | None = None) -> list[str]:
+    """Distinct event types (from the rollups, so it is cheap on big files)."""
+    sql = "SELECT DISTINCT value FROM rollup_daily_dims WHERE dim = 'event_type'"
+    params: list[object] = []
+    if site_id:
+        sql += " AND site_id = ?"
+        params.append(site_id)
+    return [r[0] for r in conn.execute(sql + " ORDER BY value", params)]
+
+
+def list_sites(conn: sqlite3.Connection) -> list[Site]:
+    return [Site(*r) for r in conn.execute(
+        "SELECT id, name, domain, created_at FROM sites ORDER BY id"
+    )]
+
+
+def event_count(conn: sqlite3.Connection) -> int:
+    """Approximate-free total: max(rowid) is not a count once rows are deleted, so count."""
+    return conn.execute("SELECT count(*) FROM events").fetchone()[0]
