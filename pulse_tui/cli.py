@@ -267,3 +267,9 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"pulse-tui: unexpected error: {exc} (run with --debug for details)",
                    err=True)
         sys.exit(1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Subcommands defined in their own modules register themselves on import (one line each).
+# They import `cli`, `pulse_command` and `settings_from` from this module.
+# ---------------------------------------------------------------------------------------------
