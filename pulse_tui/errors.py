@@ -17,3 +17,15 @@ class UsageError(PulseError):
 
 class DatabaseError(PulseError):
     """The database file cannot be used (not SQLite, not PULSE, too new, locked)."""
+
+
+class ValidationError(UsageError):
+    """Bad input in named fields; ``errors`` maps each field to its message (nothing saved)."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
+
+
+class ConflictError(PulseError):
+    """Someone else changed the row since it was read (optimistic check on ``updated_at``)."""
