@@ -50,3 +50,52 @@ def build_history(conn: sqlite3.Connection, now_ms: int, *, days: int, seed: int
     conn.execute("COMMIT")
     log.info("demo database built: %d events, %d users", total, len(sim.users()))
     return total
+
+
+class DemoTraffic:
+    """Simulated live traffic for the demo: a background thread writing a few events a second."""
+
+    def __init__(self, db: Path, *, rate: float = 12.0, seed: int = 11) -> None:
+        import threading
+
+        self.db = db
+        self.rate = rate
+        self.seed = seed
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-traffic", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        import math
+        import random
+        import time
+
+        sim = Simulator(seed=self.seed)
+        rng = random.Random(self.seed)
+        try:
+            conn = connect(self.db)
+        except Exception:  # noqa: BLE001 - the demo goes on without live traffic
+            log.exception("demo traffic could not open the database")
+            return
+        try:
+            tick = 0.25
+            carry = 0.0
+            while not self._stop.wait(tick):
+                now_ms = int(time.time() * 1000)
+                wave = 1.0 + 0.5 * math.sin(now_ms / 20_000)
+                carry += self.rate * tick * wave * rng.uniform(0.4, 1.6)
+                count = int(carry)
+                carry -= count
+                if count:
+                    try:
+                        write_batch(conn, sim.live(now_ms, count), now_ms)
+                    except sqlite3.OperationalError:
+                        log.warning("demo traffic: database busy, retrying")
+        finally:
+            conn.close()

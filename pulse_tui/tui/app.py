@@ -1,0 +1,235 @@
+"""PulseApp: owns the Store, switches panes, watches for data changes, runs the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.screen import Screen
+
+from pulse_tui.clock import Clock
+from pulse_tui.config import Settings
+from pulse_tui.errors import PulseError
+from pulse_tui.store.store import Store
+from pulse_tui.tui.messages import DataChanged, BackgroundWorkerEvent, BackgroundWorkerState
+from pulse_tui.tui.screens.base import PaneScreen
+from pulse_tui.tui.screens.help import HelpScreen
+from pulse_tui.tui.screens.live import LiveScreen
+from pulse_tui.tui.screens.not_built import not_built_pane
+from pulse_tui.tui.screens.site_picker import ALL, SitePickerScreen
+from pulse_tui.tui.widgets.header import PANES
+
+log = logging.getLogger(__name__)
+
+CHANGE_POLL_SECONDS = 0.25
+
+
+def stylesheet_path() -> Path:
+    """pulse.tcss: inside the installed package, or at the repository root in a checkout."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "pulse.tcss", here.parent / "pulse.tcss"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError("pulse.tcss not found beside the package")
+
+
+def pane_classes() -> dict[str, type[PaneScreen]]:
+    """The six panes; ones not built yet say so in one line."""
+    panes: dict[str, type[PaneScreen]] = {
+        "live": LiveScreen,
+        "charts": not_built_pane("charts", "Daily charts", 4),
+        "cohorts": not_built_pane("cohorts", "Cohort editor", 5),
+        "retention": not_built_pane("retention", "Retention grid", 6),
+        "alerts": not_built_pane("alerts", "Alerts and webhooks", 7),
+        "jobs": not_built_pane("jobs", "Jobs: imports and exports", 8),
+    }
+    return panes
+
+
+class PulseApp(App[None]):
+    """The PULSE operator's console."""
+
+    CSS_PATH = str(stylesheet_path())
+    TITLE = "PULSE"
+    ENABLE_COMMAND_PALETTE = True
+
+    BINDINGS = [
+        *[Binding(key, f"show_pane('{pane}')", label, show=False) for key, pane, label in PANES],
+        Binding("s", "pick_site", "Site"),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    site_id: reactive[str | None] = reactive(None)
+    range_label: reactive[str] = reactive("last 30 days")
+    worker_state: reactive[str] = reactive("off")
+    firing_alerts: reactive[int] = reactive(0)
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None, demo: bool = False,
+                 worker: bool = True, watch_changes: bool = True) -> None:
+        self.settings = settings
+        self.clock = clock or Clock.from_env()
+        self.store = Store(settings.db, self.clock)
+        self.demo = demo
+        self.worker_enabled = worker
+        self.watch_changes = watch_changes
+        self.db_label = _short_path(settings.db)
+        self._panes = pane_classes()
+        self.MODES = {name: cls for name, cls in self._panes.items()}  # noqa: N815
+        super().__init__()
+        self._demo_traffic = None
+        self._worker_service = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def on_mount(self) -> None:
+        try:
+            await self.store.open()
+        except PulseError as exc:
+            self.exit(return_code=1, message=str(exc))
+            return
+        if not self.worker_enabled:
+            self.worker_state = "off (--no-worker)"
+        else:
+            self._start_worker()
+        if self.demo:
+            self._start_demo_traffic()
+        await self.switch_mode("live")
+        if self.watch_changes:
+            self._watch_for_changes()
+
+    async def on_unmount(self) -> None:
+        if self._demo_traffic is not None:
+            self._demo_traffic.stop()
+        if self._worker_service is not None:
+            await asyncio.to_thread(self._worker_service.stop)
+        await self.store.close()
+
+    def _start_demo_traffic(self) -> None:
+        from pulse_tui.demo import DemoTraffic
+
+        self._demo_traffic = DemoTraffic(self.settings.db)
+        self._demo_traffic.start()
+
+    def _start_worker(self) -> None:
+        try:
+            from pulse_tui.worker.embedded import start_embedded_worker
+        except ImportError:
+            self.worker_state = "off (not available)"
+            return
+        self._worker_service = start_embedded_worker(self)
+
+    @work(exclusive=True, group="change-watch", exit_on_error=False)
+    async def _watch_for_changes(self) -> None:
+        """Polls PRAGMA data_version (cheap); panes reload only when data changed."""
+        while True:
+            try:
+                if await self.store.changed():
+                    self.notify_data_changed()
+            except Exception:  # noqa: BLE001 - keep watching; the log has the cause
+                log.exception("change detection failed")
+            await asyncio.sleep(CHANGE_POLL_SECONDS)
+
+    def notify_data_changed(self) -> None:
+        for mode in self._panes:
+            screen = self._screen_for_mode(mode)
+            if screen is not None:
+                screen.post_message(DataChanged())
+
+    def _screen_for_mode(self, mode: str) -> Screen | None:
+        stack = self._screen_stacks.get(mode)
+        if not stack:
+            return None
+        return stack[0]
+
+    def on_background_worker_state(self, message: BackgroundWorkerState) -> None:
+        self.worker_state = message.state + (f" ({message.detail})" if message.detail else "")
+
+    def on_background_worker_event(self, message: BackgroundWorkerEvent) -> None:
+        for mode in self._panes:
+            screen = self._screen_for_mode(mode)
+            if screen is not None:
+                screen.post_message(BackgroundWorkerEvent(message.event))
+
+    # ------------------------------------------------------------------ actions
+    async def action_show_pane(self, pane: str) -> None:
+        if pane in self._panes and self.current_mode != pane:
+            await self.switch_mode(pane)
+
+    @work(exclusive=True, group="site-picker")
+    async def action_pick_site(self) -> None:
+        sites = await self.store.sites()
+        choice = await self.push_screen_wait(SitePickerScreen(sites, self.site_id))
+        if choice is None:
+            return
+        new = None if choice == ALL else choice
+        if new != self.site_id:
+            self.site_id = new
+
+    def watch_site_id(self, old: str | None, new: str | None) -> None:
+        for mode in self._panes:
+            screen = self._screen_for_mode(mode)
+            if isinstance(screen, LiveScreen):
+                screen.restart()
+            elif screen is not None:
+                screen.post_message(DataChanged())
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.help_sections(), self.settings.describe()))
+
+    def help_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        everywhere = [(f"{k}", f"{label} pane") for k, _, label in PANES]
+        everywhere += [("s", "choose the site"), ("?", "this help"),
+                       ("ctrl+p", "command palette (every action)"), ("q", "quit")]
+        sections = [("Everywhere", everywhere)]
+        for cls in self._panes.values():
+            keys = [(b.key, b.description or b.action) for b in _bindings(cls)]
+            if keys:
+                sections.append((cls.TITLE, keys))
+        return sections
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        for key, pane, label in PANES:
+            yield SystemCommand(f"Go to {self._panes[pane].TITLE}", f"Switch pane (key {key})",
+                                lambda pane=pane: self.run_action(f"show_pane('{pane}')"))
+        yield SystemCommand("Choose site", "Show one site or all sites (key s)",
+                            self.action_pick_site)
+        yield SystemCommand("Help", "Every key of every pane (key ?)", self.action_help)
+        if isinstance(screen, PaneScreen):
+            for binding in _bindings(type(screen)):
+                if binding.description:
+                    yield SystemCommand(
+                        f"{screen.TITLE}: {binding.description}", f"key {binding.key}",
+                        lambda action=binding.action, screen=screen: screen.run_action(action),
+                    )
+        yield SystemCommand("Quit", "Leave PULSE TUI (key q)", self.action_quit)
+        yield from super().get_system_commands(screen)
+
+
+def _bindings(cls: type) -> list[Binding]:
+    out = []
+    for b in getattr(cls, "BINDINGS", []):
+        if isinstance(b, Binding):
+            out.append(b)
+    return out
+
+
+def _short_path(path: Path) -> str:
+    try:
+        return "~/" + str(path.resolve().relative_to(Path.home()))
+    except ValueError:
+        return str(path)
+
+
+def make_app(settings: Settings, *, clock: Clock | None = None, demo: bool = False,
+             worker: bool = True, watch_changes: bool = True) -> PulseApp:
+    """The one way to build the app (CLI and tests)."""
+    return PulseApp(settings, clock=clock, demo=demo, worker=worker,
+                    watch_changes=watch_changes)

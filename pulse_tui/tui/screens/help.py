@@ -1,0 +1,48 @@
+"""The help screen: every key of every pane, and the effective paths."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+
+def _key_label(key: str) -> str:
+    names = {"question_mark": "?", "slash": "/", "space": "space", "escape": "esc",
+             "enter": "enter", "ctrl+p": "ctrl+p", "left_square_bracket": "[",
+             "right_square_bracket": "]"}
+    return ", ".join(names.get(k.strip(), k.strip()) for k in key.split(","))
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+
+    def __init__(self, sections: list[tuple[str, list[tuple[str, str]]]],
+                 paths: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.sections = sections
+        self.paths = paths
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help", classes="modal"):
+            yield Static(Text("PULSE TUI — keys", style="bold"))
+            for title, keys in self.sections:
+                table = Table(title=title, title_justify="left", show_header=False,
+                              box=None, padding=(0, 2), title_style="bold")
+                table.add_column(style="bold cyan", no_wrap=True, min_width=10)
+                table.add_column()
+                for key, description in keys:
+                    table.add_row(_key_label(key), description)
+                yield Static(table)
+            paths = Table(title="Paths", title_justify="left", show_header=False, box=None,
+                          padding=(0, 2), title_style="bold")
+            paths.add_column(style="dim", no_wrap=True)
+            paths.add_column(overflow="fold")
+            for name, value in self.paths:
+                paths.add_row(name, Text(value))
+            yield Static(paths)
+            yield Static(Text("escape closes", style="dim"))

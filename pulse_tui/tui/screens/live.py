@@ -1,0 +1,270 @@
+"""Pane 1, Live events: newest first as they land from any writer; pause, filter, rate."""
+
+from __future__ import annotations
+
+from collections import deque
+from datetime import UTC, datetime
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.widgets import DataTable, Input, Select, Sparkline, Static
+
+from pulse_tui.models import Event
+from pulse_tui.textsafe import visible
+from pulse_tui.tui.screens.base import PaneScreen
+from pulse_tui.tui.screens.event_detail import EventDetailScreen
+
+MAX_KEPT = 1000      # events kept in memory (bounded, whatever the rate)
+MAX_SHOWN = 300      # rows in the table
+RATE_SECONDS = 60    # sparkline span
+ALL_TYPES = "__all__"
+
+
+def event_time(ms: int, today_day: int) -> str:
+    stamp = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    if ms // 86_400_000 == today_day:
+        return stamp.strftime("%H:%M:%S")
+    return stamp.strftime("%m-%d %H:%M")
+
+
+def matches(event: Event, event_type: str | None, text: str) -> bool:
+    if event_type and event.event_type != event_type:
+        return False
+    if text:
+        hay = " ".join(
+            str(v) for v in (event.event_type, event.site_id, event.user_id, event.url,
+                             event.referrer, event.country, event.device_type,
+                             event.session_id, event.event_id) if v
+        )
+        return text.casefold() in hay.casefold()
+    return True
+
+
+class LiveScreen(PaneScreen):
+    PANE = "live"
+    TITLE = "Live events"
+    HELP = "Newest events first, as they land from any writer."
+
+    BINDINGS = [
+        Binding("p", "toggle_pause", "Pause/resume"),
+        Binding("space", "toggle_pause", "Pause", show=False),
+        Binding("slash", "focus_filter", "Filter"),
+        Binding("t", "focus_type", "Type"),
+        Binding("escape", "clear_filter", "Clear filter"),
+        Binding("enter", "show_event", "Details", show=False),
+    ]
+
+    paused: reactive[bool] = reactive(False)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kept: deque[Event] = deque(maxlen=MAX_KEPT)
+        self.last_seq = 0
+        self.missed = 0
+        self.buckets: deque[int] = deque([0] * RATE_SECONDS, maxlen=RATE_SECONDS)
+        self.filter_type: str | None = None
+        self.filter_text = ""
+        self._loaded = False
+
+    def compose_body(self) -> ComposeResult:
+        with Horizontal(id="live-top"):
+            yield Static(id="live-state")
+            yield Sparkline(list(self.buckets), id="live-spark")
+            yield Static(id="live-rate")
+        with Horizontal(id="live-filters"):
+            yield Select([], prompt="all event types", id="live-type", allow_blank=True)
+            yield Input(placeholder="filter: text in url, user, site, type…", id="live-text")
+        yield DataTable(id="live-table", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one("#live-table", DataTable)
+        self._add_columns(table)
+        self.set_interval(1.0, self._tick)
+        self._update_state()
+        self.reload()
+        table.focus()
+
+    # ------------------------------------------------------------------ layout
+    def _add_columns(self, table: DataTable) -> None:
+        width = max(40, self.size.width or 80)
+        fixed = {"time": 11, "site": 10, "type": 11, "user": 16, "ctry": 4, "device": 7}
+        url = max(12, width - sum(fixed.values()) - 2 * 7 - 2)
+        table.clear(columns=True)
+        for key, w in (("time", fixed["time"]), ("site", fixed["site"]),
+                       ("type", fixed["type"]), ("user", fixed["user"]), ("url", url),
+                       ("ctry", fixed["ctry"]), ("device", fixed["device"])):
+            table.add_column(key, key=key, width=w)
+
+    def on_resize(self) -> None:
+        table = self.query_one("#live-table", DataTable)
+        self._add_columns(table)
+        self._render_rows()
+
+    # ------------------------------------------------------------------ data
+    def reload(self) -> None:
+        if not self.paused:
+            self._fetch()
+
+    @work(exclusive=True, group="live-fetch")
+    async def _fetch(self) -> None:
+        store = self.app.store  # type: ignore[attr-defined]
+        site = self.app.site_id  # type: ignore[attr-defined]
+        new = await store.tail_events(after_seq=self.last_seq, site_id=site, limit=MAX_KEPT)
+        if not new:
+            if not self._loaded:
+                self._loaded = True
+                self._render_rows()
+            return
+        self.last_seq = max(self.last_seq, new[0].seq)
+        if self._loaded:
+            self.buckets[-1] += len(new)
+        self._loaded = True
+        for event in reversed(new):
+            self.kept.appendleft(event)
+        self._render_rows()
+        self._update_state()
+
+    def restart(self) -> None:
+        """Start over (the site changed)."""
+        self.kept.clear()
+        self.last_seq = 0
+        self._loaded = False
+        self.missed = 0
+        self._fetch()
+
+    def _tick(self) -> None:
+        self.buckets.append(0)
+        self.query_one("#live-spark", Sparkline).data = list(self.buckets)
+        self._update_state()
+
+    def rate(self) -> float:
+        recent = list(self.buckets)[-11:-1]
+        return sum(recent) / max(1, len(recent))
+
+    def _update_state(self) -> None:
+        state = Text()
+        if self.paused:
+            state.append(" ⏸ PAUSED ", style="bold reverse yellow")
+            if self.missed:
+                state.append(f" {self.missed} new", style="yellow")
+        else:
+            state.append(" ● LIVE ", style="bold reverse green")
+        self.query_one("#live-state", Static).update(state)
+        rate = Text()
+        rate.append(f"{self.rate():6.1f}", style="bold")
+        rate.append(" ev/s ")
+        self.query_one("#live-rate", Static).update(rate)
+
+    def _render_rows(self) -> None:
+        table = self.query_one("#live-table", DataTable)
+        today = self.app.clock.now_ms() // 86_400_000  # type: ignore[attr-defined]
+        rows = [e for e in self.kept if matches(e, self.filter_type, self.filter_text)]
+        table.clear()
+        for e in rows[:MAX_SHOWN]:
+            table.add_row(
+                Text(event_time(e.timestamp_ms, today)),
+                Text(visible(e.site_id), no_wrap=True, overflow="ellipsis"),
+                Text(visible(e.event_type), style=_type_style(e.event_type), no_wrap=True,
+                     overflow="ellipsis"),
+                Text(visible(e.user_id, none="–"), no_wrap=True, overflow="ellipsis"),
+                Text(visible(e.url, none="–"), no_wrap=True, overflow="ellipsis"),
+                Text(visible(e.country, none="–")),
+                Text(visible(e.device_type, none="–"), no_wrap=True, overflow="ellipsis"),
+                key=str(e.seq),
+            )
+        self._refresh_types()
+
+    def _refresh_types(self) -> None:
+        select = self.query_one("#live-type", Select)
+        types = sorted({e.event_type for e in self.kept} | (
+            {self.filter_type} if self.filter_type else set()))
+        current = [str(v) for _, v in getattr(select, "_options", [])[1:]]
+        if types != current:
+            with select.prevent(Select.Changed):
+                select.set_options([(visible(t), t) for t in types])
+                if self.filter_type:
+                    select.value = self.filter_type
+
+    # ------------------------------------------------------------------ actions
+    def watch_paused(self, paused: bool) -> None:
+        if self.is_mounted:
+            self._update_state()
+            if not paused:
+                self.missed = 0
+                self._fetch()
+
+    def on_data_changed(self, message: object) -> None:
+        if self.paused:
+            self.missed += 1 if not self.missed else 0
+            self._count_missed()
+            return
+        super().on_data_changed(message)  # type: ignore[arg-type]
+
+    @work(exclusive=True, group="live-missed")
+    async def _count_missed(self) -> None:
+        store = self.app.store  # type: ignore[attr-defined]
+        site = self.app.site_id  # type: ignore[attr-defined]
+        newer = await store.tail_events(after_seq=self.last_seq, site_id=site, limit=MAX_KEPT)
+        self.missed = len(newer)
+        self._update_state()
+
+    def action_toggle_pause(self) -> None:
+        self.paused = not self.paused
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#live-text", Input).focus()
+
+    def action_focus_type(self) -> None:
+        self.query_one("#live-type", Select).focus()
+
+    def action_clear_filter(self) -> None:
+        text = self.query_one("#live-text", Input)
+        select = self.query_one("#live-type", Select)
+        if text.value or self.filter_type:
+            text.value = ""
+            select.clear()
+            self.filter_text = ""
+            self.filter_type = None
+            self._render_rows()
+        self.query_one("#live-table", DataTable).focus()
+
+    def action_show_event(self) -> None:
+        table = self.query_one("#live-table", DataTable)
+        if table.row_count == 0:
+            return
+        key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+        event = next((e for e in self.kept if str(e.seq) == key), None)
+        if event:
+            self.app.push_screen(EventDetailScreen(event))
+
+    @on(Input.Changed, "#live-text")
+    def _text_changed(self, message: Input.Changed) -> None:
+        self.filter_text = message.value.strip()
+        self._render_rows()
+
+    @on(Input.Submitted, "#live-text")
+    def _text_submitted(self) -> None:
+        self.query_one("#live-table", DataTable).focus()
+
+    @on(Select.Changed, "#live-type")
+    def _type_changed(self, message: Select.Changed) -> None:
+        value = message.value
+        self.filter_type = None if value is Select.NULL or value is None else str(value)
+        self._render_rows()
+
+    @on(DataTable.RowSelected, "#live-table")
+    def _row_selected(self) -> None:
+        self.action_show_event()
+
+
+def _type_style(event_type: str) -> str:
+    return {
+        "pageview": "",
+        "signup": "bold green",
+        "purchase": "bold magenta",
+        "login": "cyan",
+    }.get(event_type, "yellow")
