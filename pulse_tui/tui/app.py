@@ -67,7 +67,7 @@ class PulseApp(App[None]):
     ]
 
     site_id: reactive[str | None] = reactive(None)
-    range_label: reactive[str] = reactive("last 30 days")
+    range_label: reactive[str] = reactive("30d")
     worker_state: reactive[str] = reactive("off")
     firing_alerts: reactive[int] = reactive(0)
 
@@ -94,7 +94,7 @@ class PulseApp(App[None]):
             self.exit(return_code=1, message=str(exc))
             return
         if not self.worker_enabled:
-            self.worker_state = "off (--no-worker)"
+            self.worker_state = "off"
         else:
             self._start_worker()
         if self.demo:
@@ -222,10 +222,9 @@ def _bindings(cls: type) -> list[Binding]:
 
 
 def _short_path(path: Path) -> str:
-    try:
-        return "~/" + str(path.resolve().relative_to(Path.home()))
-    except ValueError:
-        return str(path)
+    """The database's file name and folder, enough to tell databases apart in the header."""
+    path = path.resolve()
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
 
 def make_app(settings: Settings, *, clock: Clock | None = None, demo: bool = False,

@@ -76,9 +76,11 @@ class LiveScreen(PaneScreen):
             yield Sparkline(list(self.buckets), id="live-spark")
             yield Static(id="live-rate")
         with Horizontal(id="live-filters"):
-            yield Select([], prompt="all event types", id="live-type", allow_blank=True)
-            yield Input(placeholder="filter: text in url, user, site, type…", id="live-text")
-        yield DataTable(id="live-table", cursor_type="row", zebra_stripes=True)
+            yield Select([], prompt="all event types", id="live-type", allow_blank=True,
+                         compact=True)
+            yield Input(placeholder="/ filter: text in url, user, site, type…", id="live-text",
+                        compact=True)
+        yield DataTable(id="live-table", cursor_type="row", zebra_stripes=True, cell_padding=0)
 
     def on_mount(self) -> None:
         table = self.query_one("#live-table", DataTable)
@@ -89,14 +91,28 @@ class LiveScreen(PaneScreen):
         table.focus()
 
     # ------------------------------------------------------------------ layout
-    def _add_columns(self, table: DataTable) -> None:
+    def _columns(self) -> list[tuple[str, int]]:
+        """Column widths for the current width; the URL takes what is left."""
         width = max(40, self.size.width or 80)
-        fixed = {"time": 11, "site": 10, "type": 11, "user": 16, "ctry": 4, "device": 7}
-        url = max(12, width - sum(fixed.values()) - 2 * 7 - 2)
+        wide = width >= 100
+        cols = [("time", 12), ("site", 10 if wide else 9), ("type", 12 if wide else 11),
+                ("user", 18 if wide else 14), ("url", 0), ("ctry", 5)]
+        if wide:
+            cols.append(("device", 8))
+            cols.append(("referrer", 0))
+        fixed = sum(w for _, w in cols)
+        flexible = [k for k, w in cols if w == 0]
+        spare = max(12 * len(flexible), width - fixed - 2)
+        shares = {k: spare // len(flexible) for k in flexible}
+        if wide:
+            shares["url"] = spare * 3 // 5
+            shares["referrer"] = spare - shares["url"]
+        return [(k, w or shares[k]) for k, w in cols]
+
+    def _add_columns(self, table: DataTable) -> None:
+        self._shown_columns = [k for k, _ in self._columns()]
         table.clear(columns=True)
-        for key, w in (("time", fixed["time"]), ("site", fixed["site"]),
-                       ("type", fixed["type"]), ("user", fixed["user"]), ("url", url),
-                       ("ctry", fixed["ctry"]), ("device", fixed["device"])):
+        for key, w in self._columns():
             table.add_column(key, key=key, width=w)
 
     def on_resize(self) -> None:
@@ -164,18 +180,20 @@ class LiveScreen(PaneScreen):
         today = self.app.clock.now_ms() // 86_400_000  # type: ignore[attr-defined]
         rows = [e for e in self.kept if matches(e, self.filter_type, self.filter_text)]
         table.clear()
+        columns = self._columns()
         for e in rows[:MAX_SHOWN]:
-            table.add_row(
-                Text(event_time(e.timestamp_ms, today)),
-                Text(visible(e.site_id), no_wrap=True, overflow="ellipsis"),
-                Text(visible(e.event_type), style=_type_style(e.event_type), no_wrap=True,
-                     overflow="ellipsis"),
-                Text(visible(e.user_id, none="–"), no_wrap=True, overflow="ellipsis"),
-                Text(visible(e.url, none="–"), no_wrap=True, overflow="ellipsis"),
-                Text(visible(e.country, none="–")),
-                Text(visible(e.device_type, none="–"), no_wrap=True, overflow="ellipsis"),
-                key=str(e.seq),
-            )
+            values = {
+                "time": (event_time(e.timestamp_ms, today), ""),
+                "site": (e.site_id, ""),
+                "type": (e.event_type, _type_style(e.event_type)),
+                "user": (e.user_id, ""),
+                "url": (e.url, ""),
+                "ctry": (e.country, ""),
+                "device": (e.device_type, ""),
+                "referrer": (e.referrer, ""),
+            }
+            table.add_row(*(_cell(*values[key], width=w) for key, w in columns),
+                          key=str(e.seq))
         self._refresh_types()
 
     def _refresh_types(self) -> None:
@@ -259,6 +277,15 @@ class LiveScreen(PaneScreen):
     @on(DataTable.RowSelected, "#live-table")
     def _row_selected(self) -> None:
         self.action_show_event()
+
+
+def _cell(value: object, style: str = "", *, width: int) -> Text:
+    """One table cell: literal text, control characters visible, cut with an ellipsis so a
+    one-space gap always separates it from the next column."""
+    text = Text(visible(value, none="–"), style=style, no_wrap=True)
+    text.truncate(max(1, width - 1), overflow="ellipsis")
+    text.append(" ")
+    return text
 
 
 def _type_style(event_type: str) -> str:
