@@ -1,0 +1,247 @@
+"""Importing one CSV file into the database as an import job (batches, checkpoints, resume)."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pulse_tui.clock import Clock
+from pulse_tui.ingest.parse import (
+    KINDS,
+    Batch,
+    CsvFile,
+    FileRejected,
+    base_name,
+    iter_batches,
+    kind_from_path,
+    make_row_parser,
+    map_header,
+    normalise_name,
+)
+from pulse_tui.store import imports as store
+
+log = logging.getLogger("pulse_tui.ingest")
+
+DEFAULT_BATCH_SIZE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ImportProgress:
+    """Reported after each committed batch."""
+
+    job_id: str
+    records: int  # data records done (all batches, including a resumed job's earlier ones)
+    processed: int
+    duplicates: int
+    failed: int
+    bytes_done: int  # position in the file on disk
+    bytes_total: int
+
+
+@dataclass(slots=True)
+class ImportResult:
+    """What happened to one file. ``status``: completed | failed | processing (stopped early)."""
+
+    job_id: str
+    path: Path
+    kind: str
+    status: str
+    site_id: str = ""
+    processed: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    message: str | None = None
+    unknown_columns: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return self.processed + self.duplicates + self.failed
+
+    @property
+    def interrupted(self) -> bool:
+        """should_stop() ended the run; the job stays resumable with the same job_id."""
+        return self.status == "processing"
+
+
+def _result_from_job(job: store.ImportJob, path: Path, elapsed: float,
+                     unknown: list[str] | None = None) -> ImportResult:
+    return ImportResult(
+        job_id=job.id, path=path, kind=job.type, status=job.status, site_id=job.site_id,
+        processed=job.processed_records, duplicates=job.duplicate_records,
+        failed=job.failed_records, message=job.message, unknown_columns=unknown or [],
+        elapsed=elapsed,
+    )
+
+
+def import_file(
+    conn: sqlite3.Connection,
+    path: str | Path,
+    *,
+    kind: str | None = None,
+    site_id: str | None = None,
+    clock: Clock,
+    job_id: str | None = None,
+    progress: Callable[[ImportProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> ImportResult:
+    """Import one CSV / .csv.gz file of ``kind`` (events, users, cohort_members) as a job.
+
+    - ``kind`` None: told from the parent folder / file name prefix, else from the header.
+    - ``site_id``: the site for rows without one (events then need no site_id column); also
+      the job's site_id (else the first row's, else '').
+    - ``job_id``: None creates a new job (a uuid hex). An existing id whose job is
+      'uploading'/'processing' RESUMES from its checkpoint with exact counts; a finished job
+      is returned as it is. An unknown id creates the job under that id.
+    - Each batch of ``batch_size`` records is one transaction: sites, rows, derived tables
+      (sessions, first-seen, rollups), rejects and the job's counters + checkpoint.
+    - ``should_stop()`` is checked between batches; when it returns True the job is left in
+      'processing' and the result has ``interrupted`` True (call again with the job_id).
+    - ``progress(ImportProgress)`` is called after each batch.
+
+    Returns an ImportResult; a file that cannot be imported at all gives status 'failed' with
+    ``message`` (no exception). ``conn`` must be in autocommit mode (store.connection.connect).
+    """
+    started = time.monotonic()
+    path = Path(path)
+    now_ms = clock.now_ms()
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"unknown import kind {kind!r}")
+    job = store.get_job(conn, job_id) if job_id else None
+    if job is not None and job.status in ("completed", "failed"):
+        return _result_from_job(job, path, time.monotonic() - started)
+    if job is not None:
+        kind = job.type if job.type in KINDS else kind
+    try:
+        file_size = path.stat().st_size
+    except OSError:
+        file_size = 0
+    guessed = kind or kind_from_path(path)
+    if job is None:
+        job_id = job_id or uuid.uuid4().hex
+        store.create_job(conn, job_id=job_id, kind=guessed or "", site_id=site_id or "",
+                         file_name=path.name, file_size=file_size,
+                         source_path=str(path), now_ms=now_ms)
+        job = store.get_job(conn, job_id)
+        assert job is not None
+    assert job_id is not None
+
+    try:
+        src = CsvFile(path)
+    except FileRejected as exc:
+        store.fail_job(conn, job_id, str(exc), clock.now_ms())
+        return _finish(conn, job_id, path, started)
+    with src:
+        try:
+            kind, names = src.read_header(guessed)
+            if (site_id is None and job.site_id and kind == "events"
+                    and "site_id" not in {normalise_name(n) for n in names}):
+                site_id = job.site_id  # resuming a job started with --site
+            header = map_header(kind, names, site_id=site_id)
+        except FileRejected as exc:
+            store.fail_job(conn, job_id, str(exc), clock.now_ms(), kind=guessed)
+            return _finish(conn, job_id, path, started)
+        unknown = header.unknown + header.ignored_duplicates
+        note = f"unknown columns ignored: {', '.join(unknown)}" if unknown else None
+        if unknown and job.checkpoint_rows == 0:
+            log.info("%s: unknown columns ignored: %s", path.name, ", ".join(unknown))
+        store.start_job(conn, job_id, kind=kind, now_ms=now_ms, note=note)
+        if job.checkpoint_rows > 0 or job.checkpoint_offset > 0:
+            try:
+                src.seek(job.checkpoint_offset, job.checkpoint_line)
+            except (OSError, EOFError) as exc:
+                store.fail_job(conn, job_id, f"cannot resume {path.name}: {exc}",
+                               clock.now_ms())
+                return _finish(conn, job_id, path, started)
+        parse = make_row_parser(header, site_id=site_id, now_ms=now_ms)
+        records = job.checkpoint_rows
+        processed, dups, failed = job.processed_records, job.duplicate_records, job.failed_records
+        try:
+            for batch in iter_batches(src, header, parse, batch_size):
+                outcome = _write(conn, job_id, kind, batch, now_ms)
+                records += batch.records
+                processed += outcome.processed
+                dups += outcome.duplicates
+                failed += outcome.failed
+                if progress is not None:
+                    progress(ImportProgress(job_id, records, processed, dups, failed,
+                                            batch.bytes_read, file_size))
+                if should_stop is not None and should_stop():
+                    if batch.records >= batch_size:  # more may follow: leave it resumable
+                        result = _finish(conn, job_id, path, started)
+                        result.unknown_columns = unknown
+                        return result
+        except (OSError, EOFError) as exc:
+            # the file became unreadable mid-way (truncated gzip, I/O error): what was
+            # committed stays, the job fails with the reason
+            store.fail_job(conn, job_id, f"cannot read {path.name}: {exc}", clock.now_ms())
+            return _finish(conn, job_id, path, started)
+        store.finish_job(conn, job_id, clock.now_ms())
+    result = _finish(conn, job_id, path, started)
+    result.unknown_columns = unknown
+    return result
+
+
+def _write(conn: sqlite3.Connection, job_id: str, kind: str, batch: Batch, now_ms: int
+           ) -> store.BatchOutcome:
+    cp = store.Checkpoint(batch.records, batch.end_offset, batch.end_line)
+    rejects = [(r.line, r.column, r.value, r.reason) for r in batch.rejects]
+    if kind == "events":
+        return store.write_events_batch(conn, job_id, batch.rows, rejects, cp, now_ms)
+    if kind == "users":
+        return store.write_users_batch(conn, job_id, batch.rows, rejects, cp, now_ms)
+    return store.write_members_batch(conn, job_id, batch.rows, rejects, cp, now_ms,
+                                     batch.lines)
+
+
+def _finish(conn: sqlite3.Connection, job_id: str, path: Path, started: float) -> ImportResult:
+    job = store.get_job(conn, job_id)
+    assert job is not None
+    return _result_from_job(job, path, time.monotonic() - started)
+
+
+# ------------------------------------------------------------------------------ errors file
+
+_DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(cell: object) -> str:
+    """A CSV cell safe for spreadsheets (OWASP): a leading = + - @ tab or CR gets a ' prefix."""
+    text = "" if cell is None else str(cell)
+    if text.startswith(_DANGEROUS):
+        return "'" + text
+    return text
+
+
+def errors_file_name(path: str | Path) -> str:
+    """``<name without extension>.errors.csv`` (events.csv.gz -> events.errors.csv)."""
+    return f"{base_name(Path(path))}.errors.csv"
+
+
+def write_errors_csv(conn: sqlite3.Connection, job_id: str, folder: str | Path,
+                     source_name: str | Path) -> Path | None:
+    """Write the job's rejected rows to ``folder/<name>.errors.csv``; None when there are none.
+
+    Header ``line,column,value,reason``; cells are neutralised. Replaces an existing file of
+    that name atomically.
+    """
+    if store.reject_count(conn, job_id) == 0:
+        return None
+    folder = Path(folder)
+    target = folder / errors_file_name(source_name)
+    tmp = folder / f".{target.name}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["line", "column", "value", "reason"])
+        for line, column, value, reason in store.iter_rejects(conn, job_id):
+            writer.writerow([line, neutralise(column), neutralise(value), neutralise(reason)])
+    os.replace(tmp, target)
+    return target

@@ -1,0 +1,308 @@
+"""SQL for imports: import_jobs rows and checkpoints, batch writes of events/users/members, rejects."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pulse_tui.store import derived
+from pulse_tui.store.events import ensure_sites
+
+ERRORS_SAMPLE = 20  # rejects kept in import_jobs.errors (the rest live in import_rejects)
+
+RejectRow = tuple[int, str | None, str | None, str]  # line, column, value, reason
+
+
+@dataclass(frozen=True, slots=True)
+class ImportJob:
+    """One row of ``import_jobs`` (the fields the importer and the Jobs pane use)."""
+
+    id: str
+    site_id: str
+    type: str
+    status: str
+    file_name: str
+    file_size: int
+    total_records: int | None
+    processed_records: int
+    failed_records: int
+    duplicate_records: int
+    errors: str | None
+    created_at: int
+    started_at: int | None
+    completed_at: int | None
+    source_path: str | None
+    result_path: str | None
+    checkpoint_rows: int
+    checkpoint_offset: int
+    checkpoint_line: int
+    message: str | None
+
+
+_JOB_COLUMNS = (
+    "id, site_id, type, status, file_name, file_size, total_records, "
+    "coalesce(processed_records, 0), coalesce(failed_records, 0), duplicate_records, errors, "
+    "created_at, started_at, completed_at, source_path, result_path, checkpoint_rows, "
+    "checkpoint_offset, checkpoint_line, message"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    rows: int  # data records consumed in this batch
+    offset: int  # byte offset after them
+    line: int  # physical lines consumed
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    processed: int
+    duplicates: int
+    failed: int
+
+
+def _tx(conn: sqlite3.Connection) -> Any:
+    class _Tx:
+        def __enter__(self) -> None:
+            conn.execute("BEGIN IMMEDIATE")
+
+        def __exit__(self, exc_type: object, *rest: object) -> None:
+            conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+    return _Tx()
+
+
+def get_job(conn: sqlite3.Connection, job_id: str) -> ImportJob | None:
+    row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM import_jobs WHERE id = ?",
+                       (job_id,)).fetchone()
+    return ImportJob(*row) if row else None
+
+
+def list_jobs(conn: sqlite3.Connection, *, limit: int = 100) -> list[ImportJob]:
+    return [ImportJob(*r) for r in conn.execute(
+        f"SELECT {_JOB_COLUMNS} FROM import_jobs ORDER BY created_at DESC, rowid DESC LIMIT ?",
+        (limit,),
+    )]
+
+
+def create_job(conn: sqlite3.Connection, *, job_id: str, kind: str, site_id: str,
+               file_name: str, file_size: int, source_path: str | None, now_ms: int) -> None:
+    """A new job in state 'uploading' (its own short transaction)."""
+    with _tx(conn):
+        conn.execute(
+            "INSERT INTO import_jobs (id, site_id, type, status, file_name, file_size, "
+            "total_records, processed_records, failed_records, created_at, source_path) "
+            "VALUES (?, ?, ?, 'uploading', ?, ?, 0, 0, 0, ?, ?)",
+            (job_id, site_id, kind, file_name, file_size, now_ms, source_path),
+        )
+
+
+def start_job(conn: sqlite3.Connection, job_id: str, *, kind: str, now_ms: int,
+              note: str | None = None) -> None:
+    """uploading -> processing (the header was read and is usable)."""
+    with _tx(conn):
+        conn.execute(
+            "UPDATE import_jobs SET status = 'processing', type = ?, "
+            "started_at = coalesce(started_at, ?), message = ? WHERE id = ?",
+            (kind, now_ms, note, job_id),
+        )
+
+
+def fail_job(conn: sqlite3.Connection, job_id: str, message: str, now_ms: int,
+             *, kind: str | None = None) -> None:
+    """The whole file could not be imported: status 'failed' with a one-line message."""
+    with _tx(conn):
+        conn.execute(
+            "UPDATE import_jobs SET status = 'failed', message = ?, completed_at = ?, "
+            "type = coalesce(?, type), errors = ? WHERE id = ?",
+            (message, now_ms, kind, json.dumps([{"line": None, "column": None, "value": None,
+                                                 "reason": message}]), job_id),
+        )
+
+
+def finish_job(conn: sqlite3.Connection, job_id: str, now_ms: int) -> None:
+    """processing -> completed; fills ``errors`` with a bounded sample of the rejects."""
+    with _tx(conn):
+        sample = [
+            {"line": r[0], "column": r[1], "value": r[2], "reason": r[3]}
+            for r in conn.execute(
+                "SELECT line, column_name, value, reason FROM import_rejects WHERE job_id = ? "
+                "ORDER BY line LIMIT ?", (job_id, ERRORS_SAMPLE))
+        ]
+        conn.execute(
+            "UPDATE import_jobs SET status = 'completed', completed_at = ?, errors = ?, "
+            "total_records = coalesce(processed_records, 0) + duplicate_records "
+            "+ coalesce(failed_records, 0) WHERE id = ?",
+            (now_ms, json.dumps(sample) if sample else None, job_id),
+        )
+
+
+def _record(conn: sqlite3.Connection, job_id: str, rejects: Sequence[RejectRow],
+            outcome: BatchOutcome, cp: Checkpoint, site_id: str | None) -> None:
+    """Append rejects and move the job's counters and checkpoint (caller's transaction)."""
+    if rejects:
+        conn.executemany(
+            "INSERT INTO import_rejects (job_id, line, column_name, value, reason) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(job_id, *r) for r in rejects],
+        )
+    conn.execute(
+        """
+        UPDATE import_jobs SET
+            processed_records = coalesce(processed_records, 0) + ?,
+            duplicate_records = duplicate_records + ?,
+            failed_records = coalesce(failed_records, 0) + ?,
+            total_records = coalesce(processed_records, 0) + duplicate_records
+                            + coalesce(failed_records, 0) + ? + ? + ?,
+            checkpoint_rows = checkpoint_rows + ?,
+            checkpoint_offset = ?,
+            checkpoint_line = ?,
+            site_id = CASE WHEN site_id = '' AND ? IS NOT NULL THEN ? ELSE site_id END
+        WHERE id = ?
+        """,
+        (outcome.processed, outcome.duplicates, outcome.failed,
+         outcome.processed, outcome.duplicates, outcome.failed,
+         cp.rows, cp.offset, cp.line, site_id, site_id, job_id),
+    )
+
+
+_INSERT_EVENTS = (
+    "INSERT OR IGNORE INTO events (event_id, site_id, event_type, timestamp_ms, session_id, "
+    "user_id, url, referrer, country, device_type, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def write_events_batch(conn: sqlite3.Connection, job_id: str, rows: Sequence[tuple[Any, ...]],
+                       rejects: Sequence[RejectRow], cp: Checkpoint, now_ms: int
+                       ) -> BatchOutcome:
+    """One transaction: sites, INSERT OR IGNORE events, derived catch-up, rejects, checkpoint.
+
+    ``rows`` are tuples in events column order (event_id .. device_type, created_at).
+    Rows whose event_id is already stored (or repeated in the batch) count as duplicates.
+    """
+    with _tx(conn):
+        inserted = 0
+        if rows:
+            ensure_sites(conn, {r[1] for r in rows}, now_ms)
+            before = conn.total_changes
+            conn.executemany(_INSERT_EVENTS, rows)
+            inserted = conn.total_changes - before
+            derived.catch_up(conn, now_ms)
+        outcome = BatchOutcome(inserted, len(rows) - inserted, len(rejects))
+        _record(conn, job_id, rejects, outcome, cp, rows[0][1] if rows else None)
+    return outcome
+
+
+_UPSERT_USER = """
+INSERT INTO users (user_id, site_id, name, email, company, plan, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT(user_id) DO UPDATE SET
+    site_id = coalesce(excluded.site_id, users.site_id),
+    name = excluded.name, email = excluded.email, company = excluded.company,
+    plan = excluded.plan, updated_at = excluded.updated_at
+WHERE excluded.updated_at > users.updated_at
+"""
+
+
+def write_users_batch(conn: sqlite3.Connection, job_id: str, rows: Sequence[tuple[Any, ...]],
+                      rejects: Sequence[RejectRow], cp: Checkpoint, now_ms: int
+                      ) -> BatchOutcome:
+    """Upsert users by user_id (a newer updated_at wins; an older or equal one is a duplicate)."""
+    with _tx(conn):
+        changed = 0
+        if rows:
+            ensure_sites(conn, {r[1] for r in rows if r[1]}, now_ms)
+            before = conn.total_changes
+            conn.executemany(_UPSERT_USER, rows)
+            changed = conn.total_changes - before
+        outcome = BatchOutcome(changed, len(rows) - changed, len(rejects))
+        first_site = next((r[1] for r in rows if r[1]), None)
+        _record(conn, job_id, rejects, outcome, cp, first_site)
+    return outcome
+
+
+# member rows: member_id, cohort_id, session_id, user_id, joined_at, last_seen_at, is_active;
+# a missing joined_at is the import time for a new member and kept for an existing one
+_UPSERT_MEMBER = """
+INSERT INTO cohort_members (member_id, cohort_id, session_id, user_id, joined_at, last_seen_at,
+                            is_active)
+VALUES (?1, ?2, ?3, ?4, coalesce(?5, ?8), coalesce(?6, ?5, ?8), ?7)
+ON CONFLICT(member_id) DO UPDATE SET
+    cohort_id = excluded.cohort_id,
+    session_id = coalesce(excluded.session_id, cohort_members.session_id),
+    user_id = excluded.user_id,
+    joined_at = coalesce(?5, cohort_members.joined_at),
+    last_seen_at = coalesce(?6, ?5, cohort_members.last_seen_at),
+    is_active = excluded.is_active
+WHERE cohort_members.cohort_id IS NOT excluded.cohort_id
+   OR cohort_members.user_id IS NOT excluded.user_id
+   OR (excluded.session_id IS NOT NULL
+       AND cohort_members.session_id IS NOT excluded.session_id)
+   OR (?5 IS NOT NULL AND cohort_members.joined_at IS NOT ?5)
+   OR (coalesce(?6, ?5) IS NOT NULL AND cohort_members.last_seen_at IS NOT coalesce(?6, ?5))
+   OR cohort_members.is_active IS NOT excluded.is_active
+"""
+
+
+def write_members_batch(conn: sqlite3.Connection, job_id: str, rows: Sequence[tuple[Any, ...]],
+                        rejects: Sequence[RejectRow], cp: Checkpoint, now_ms: int,
+                        lines: Sequence[int]) -> BatchOutcome:
+    """Upsert members by member_id into existing static cohorts; other rows are rejected.
+
+    ``lines`` gives each row's line (for the rejects this function adds).
+    """
+    with _tx(conn):
+        ids = sorted({r[1] for r in rows})
+        cohorts: dict[str, tuple[str, str]] = {}
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            for cid, kind, site in conn.execute(
+                    f"SELECT cohort_id, kind, site_id FROM cohorts WHERE cohort_id IN ({marks})",
+                    chunk):
+                cohorts[cid] = (kind, site)
+        good: list[tuple[Any, ...]] = []
+        all_rejects = list(rejects)
+        first_site: str | None = None
+        for row, line in zip(rows, lines, strict=True):
+            found = cohorts.get(row[1])
+            if found is None:
+                all_rejects.append((line, "cohort_id", row[1], f"unknown cohort {row[1]!r}"))
+            elif found[0] != "static":
+                all_rejects.append((line, "cohort_id", row[1],
+                                    f"cohort {row[1]!r} is a criteria cohort: its members are "
+                                    "computed; only static cohorts take imported members"))
+            else:
+                good.append((*row, now_ms))
+                first_site = first_site or found[1]
+        changed = 0
+        if good:
+            before = conn.total_changes
+            conn.executemany(_UPSERT_MEMBER, good)
+            changed = conn.total_changes - before
+        all_rejects.sort(key=lambda r: r[0])
+        outcome = BatchOutcome(changed, len(good) - changed, len(all_rejects))
+        _record(conn, job_id, all_rejects, outcome, cp, first_site)
+    return outcome
+
+
+def iter_rejects(conn: sqlite3.Connection, job_id: str) -> Iterator[RejectRow]:
+    """The job's rejected rows in line order."""
+    yield from conn.execute(
+        "SELECT line, column_name, value, reason FROM import_rejects WHERE job_id = ? "
+        "ORDER BY line, rowid", (job_id,))
+
+
+def reject_count(conn: sqlite3.Connection, job_id: str) -> int:
+    return conn.execute("SELECT count(*) FROM import_rejects WHERE job_id = ?",
+                        (job_id,)).fetchone()[0]
+
+
+def set_result_path(conn: sqlite3.Connection, job_id: str, path: str) -> None:
+    """Where the worker moved the file (processed/ or failed/)."""
+    with _tx(conn):
+        conn.execute("UPDATE import_jobs SET result_path = ? WHERE id = ?", (path, job_id))
