@@ -78,16 +78,42 @@ def pulse_command(group: click.Group, name: str, **attrs: Any
 class PulseGroup(click.Group):
     """Shows the effective paths under --help."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta["pulse_tui.group_args"] = list(args)  # --help is eager: see _help_globals
+        return super().parse_args(ctx, args)
+
+    def _help_globals(self, ctx: click.Context) -> dict[str, Any]:
+        """The global options typed before or after --help (the eager --help stops parsing
+        before they reach ctx.obj, so `--db X --help` would otherwise show the default)."""
+        obj = dict(ctx.obj or {})
+        raw = ctx.meta.get("pulse_tui.group_args")
+        if raw is None:
+            return obj
+        try:
+            probe = self.make_context(ctx.info_name, list(raw), resilient_parsing=True)
+        except click.ClickException:
+            return obj
+        for key in GLOBAL_KEYS:
+            if probe.params.get(key) is not None:
+                obj[key] = probe.params[key]
+        return obj
+
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         super().format_epilog(ctx, formatter)
+        obj = self._help_globals(ctx)
         try:
-            settings = settings_from(ctx)
+            settings = load_settings(db=obj.get("db"), import_dir=obj.get("import_dir"),
+                                     export_dir=obj.get("export_dir"),
+                                     config_file=obj.get("config"))
         except PulseError as exc:
             formatter.write_paragraph()
-            formatter.write_text(f"(settings: {exc})")
+            formatter.write(f"{'':{formatter.current_indent}}(settings: {exc})\n")
             return
         with formatter.section("Effective paths"):
-            formatter.write_dl(settings.describe())
+            rows = settings.describe()
+            width = max(len(name) for name, _ in rows)
+            for name, value in rows:  # never wrapped: a path must stay copyable
+                formatter.write(f"{'':{formatter.current_indent}}{name:<{width}}  {value}\n")
 
 
 @click.group(cls=PulseGroup, invoke_without_command=True,
