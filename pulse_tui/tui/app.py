@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from datetime import date, timedelta
 from pathlib import Path
 
 from textual import work
@@ -16,18 +17,25 @@ from textual.screen import Screen
 from pulse_tui.clock import Clock
 from pulse_tui.config import Settings
 from pulse_tui.errors import PulseError
+from pulse_tui.report_models import DateRange
+from pulse_tui.store.reports import make_range
 from pulse_tui.store.store import Store
-from pulse_tui.tui.messages import DataChanged, BackgroundWorkerEvent, BackgroundWorkerState
+from pulse_tui.tui.messages import BackgroundWorkerEvent, BackgroundWorkerState, DataChanged
 from pulse_tui.tui.screens.base import PaneScreen
+from pulse_tui.tui.screens.charts import ChartsScreen
 from pulse_tui.tui.screens.help import HelpScreen
 from pulse_tui.tui.screens.live import LiveScreen
 from pulse_tui.tui.screens.not_built import not_built_pane
+from pulse_tui.tui.screens.range_picker import RangePickerScreen
 from pulse_tui.tui.screens.site_picker import ALL, SitePickerScreen
 from pulse_tui.tui.widgets.header import PANES
 
 log = logging.getLogger(__name__)
 
 CHANGE_POLL_SECONDS = 0.25
+
+# range presets: (name, days); "custom" holds dates typed by the operator
+RANGE_PRESETS: tuple[tuple[str, int], ...] = (("today", 1), ("7d", 7), ("30d", 30), ("90d", 90))
 
 
 def stylesheet_path() -> Path:
@@ -43,7 +51,7 @@ def pane_classes() -> dict[str, type[PaneScreen]]:
     """The six panes; ones not built yet say so in one line."""
     panes: dict[str, type[PaneScreen]] = {
         "live": LiveScreen,
-        "charts": not_built_pane("charts", "Daily charts", 4),
+        "charts": ChartsScreen,
         "cohorts": not_built_pane("cohorts", "Cohort editor", 5),
         "retention": not_built_pane("retention", "Retention grid", 6),
         "alerts": not_built_pane("alerts", "Alerts and webhooks", 7),
@@ -67,6 +75,7 @@ class PulseApp(App[None]):
     ]
 
     site_id: reactive[str | None] = reactive(None)
+    range_preset: reactive[str] = reactive("30d")
     range_label: reactive[str] = reactive("30d")
     worker_state: reactive[str] = reactive("off")
     firing_alerts: reactive[int] = reactive(0)
@@ -85,6 +94,7 @@ class PulseApp(App[None]):
         super().__init__()
         self._demo_traffic = None
         self._worker_service = None
+        self.range_custom: tuple[date, date] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def on_mount(self) -> None:
@@ -179,6 +189,40 @@ class PulseApp(App[None]):
             elif screen is not None:
                 screen.post_message(DataChanged())
 
+    # ------------------------------------------------------------------ date range
+    def current_range(self) -> DateRange:
+        """The range every pane shows: a preset ending today, or the custom dates."""
+        if self.range_preset == "custom" and self.range_custom:
+            return DateRange(*self.range_custom)
+        days = dict(RANGE_PRESETS).get(self.range_preset, 30)
+        today = self.clock.today()
+        return make_range(self.clock, today - timedelta(days=days - 1), today)
+
+    def set_range(self, preset: str, custom: tuple[date, date] | None = None) -> None:
+        self.range_custom = custom if preset == "custom" else None
+        self.range_preset = preset
+        if preset == "custom" and custom:
+            self.range_label = f"{custom[0].isoformat()}..{custom[1].isoformat()}"
+        else:
+            self.range_label = preset
+        for mode in self._panes:
+            screen = self._screen_for_mode(mode)
+            if screen is not None and not isinstance(screen, LiveScreen):
+                screen.post_message(DataChanged())
+
+    def step_range(self, step: int) -> None:
+        names = [name for name, _ in RANGE_PRESETS]
+        index = names.index(self.range_preset) if self.range_preset in names else 2
+        self.set_range(names[max(0, min(len(names) - 1, index + step))])
+
+    @work(exclusive=True, group="range-picker")
+    async def action_custom_range(self) -> None:
+        current = self.current_range()
+        choice = await self.push_screen_wait(
+            RangePickerScreen(current.start, current.end, self.clock.today()))
+        if choice is not None:
+            self.set_range("custom", choice)
+
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
@@ -201,6 +245,11 @@ class PulseApp(App[None]):
                                 lambda pane=pane: self.run_action(f"show_pane('{pane}')"))
         yield SystemCommand("Choose site", "Show one site or all sites (key s)",
                             self.action_pick_site)
+        for name, days in RANGE_PRESETS:
+            yield SystemCommand(f"Range: {name}", f"Show the last {days} day(s) ending today",
+                                lambda name=name: self.set_range(name))
+        yield SystemCommand("Range: custom…", "Type the first and last day",
+                            self.action_custom_range)
         yield SystemCommand("Help", "Every key of every pane (key ?)", self.action_help)
         if isinstance(screen, PaneScreen):
             for binding in _bindings(type(screen)):

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer
+from textual.worker import Worker, WorkerState
 
 from pulse_tui.tui.messages import DataChanged
 from pulse_tui.tui.widgets.header import PulseHeader
+
+log = logging.getLogger(__name__)
 
 
 class PaneScreen(Screen[None]):
@@ -42,3 +47,10 @@ class PaneScreen(Screen[None]):
 
     def reload(self) -> None:
         """Fetch what this pane shows (in a worker)."""
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A pane's query failed: log it with the traceback and tell the operator in one line."""
+        if event.state is WorkerState.ERROR and event.worker.error is not None:
+            error = event.worker.error
+            log.error("%s: %s failed", self.TITLE, event.worker.name, exc_info=error)
+            self.notify(f"{self.TITLE}: {error}", severity="error", timeout=8)

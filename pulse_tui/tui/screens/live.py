@@ -69,6 +69,7 @@ class LiveScreen(PaneScreen):
         self.filter_type: str | None = None
         self.filter_text = ""
         self._loaded = False
+        self._column_spec: list[tuple[str, int]] = []
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="live-top"):
@@ -110,9 +111,9 @@ class LiveScreen(PaneScreen):
         return [(k, w or shares[k]) for k, w in cols]
 
     def _add_columns(self, table: DataTable) -> None:
-        self._shown_columns = [k for k, _ in self._columns()]
+        self._column_spec = self._columns()
         table.clear(columns=True)
-        for key, w in self._columns():
+        for key, w in self._column_spec:
             table.add_column(key, key=key, width=w)
 
     def on_resize(self) -> None:
@@ -125,7 +126,7 @@ class LiveScreen(PaneScreen):
         if not self.paused:
             self._fetch()
 
-    @work(exclusive=True, group="live-fetch")
+    @work(exclusive=True, group="live-fetch", exit_on_error=False)
     async def _fetch(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
         site = self.app.site_id  # type: ignore[attr-defined]
@@ -180,7 +181,7 @@ class LiveScreen(PaneScreen):
         today = self.app.clock.now_ms() // 86_400_000  # type: ignore[attr-defined]
         rows = [e for e in self.kept if matches(e, self.filter_type, self.filter_text)]
         table.clear()
-        columns = self._columns()
+        columns = self._column_spec  # the columns the table has now
         for e in rows[:MAX_SHOWN]:
             values = {
                 "time": (event_time(e.timestamp_ms, today), ""),
@@ -222,7 +223,7 @@ class LiveScreen(PaneScreen):
             return
         super().on_data_changed(message)  # type: ignore[arg-type]
 
-    @work(exclusive=True, group="live-missed")
+    @work(exclusive=True, group="live-missed", exit_on_error=False)
     async def _count_missed(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
         site = self.app.site_id  # type: ignore[attr-defined]
