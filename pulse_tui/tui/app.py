@@ -127,11 +127,9 @@ class PulseApp(App[None]):
         self._demo_traffic.start()
 
     def _start_worker(self) -> None:
-        try:
-            from pulse_tui.worker.embedded import start_embedded_worker
-        except ImportError:
-            self.worker_state = "off (not available)"
-            return
+        from pulse_tui.tui.worker_bridge import start_embedded_worker
+
+        self.worker_state = "starting"
         self._worker_service = start_embedded_worker(self)
 
     @work(exclusive=True, group="change-watch", exit_on_error=False)
@@ -158,7 +156,10 @@ class PulseApp(App[None]):
         return stack[0]
 
     def on_background_worker_state(self, message: BackgroundWorkerState) -> None:
-        self.worker_state = message.state + (f" ({message.detail})" if message.detail else "")
+        detail = message.detail if message.state != "running" else ""
+        self.worker_state = message.state + (f": {detail}" if detail else "")
+        if message.state == "stopped" and detail and detail != "stopped":
+            self.notify(f"worker stopped: {detail}", severity="error", timeout=10)
 
     def on_background_worker_event(self, message: BackgroundWorkerEvent) -> None:
         for mode in self._panes:
