@@ -299,3 +299,4 @@ def main(argv: list[str] | None = None) -> None:
 # Subcommands defined in their own modules register themselves on import (one line each).
 # They import `cli`, `pulse_command` and `settings_from` from this module.
 # ---------------------------------------------------------------------------------------------
+from pulse_tui.ingest import command as _import_command  # noqa: E402,F401
