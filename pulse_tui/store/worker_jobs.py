@@ -1,0 +1,144 @@
+"""SQL the import worker needs on ``import_jobs``: recovery after a crash, destinations, hooks."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from pulse_tui.store.derived import set_meta
+
+UNFINISHED = ("uploading", "processing")
+FINISHED = ("completed", "failed")
+HOOKS_PENDING_PREFIX = "import_hooks_pending:"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerJobRow:
+    """The columns of an ``import_jobs`` row the worker acts on."""
+
+    id: str
+    site_id: str
+    type: str
+    status: str
+    file_name: str
+    file_size: int
+    total_records: int | None
+    processed_records: int
+    duplicate_records: int
+    failed_records: int
+    source_path: str | None
+    result_path: str | None
+    message: str | None
+    created_at: int
+    completed_at: int | None
+
+
+_COLUMNS = (
+    "id, site_id, type, coalesce(status, 'uploading'), file_name, file_size, total_records, "
+    "coalesce(processed_records, 0), coalesce(duplicate_records, 0), "
+    "coalesce(failed_records, 0), source_path, result_path, message, created_at, completed_at"
+)
+
+
+def get_job(conn: sqlite3.Connection, job_id: str) -> WorkerJobRow | None:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM import_jobs WHERE id = ?", (job_id,)).fetchone()
+    return WorkerJobRow(*row) if row else None
+
+
+def unfinished_jobs(conn: sqlite3.Connection) -> list[WorkerJobRow]:
+    """Jobs still uploading or processing (after a crash: interrupted ones), oldest first."""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM import_jobs "
+        "WHERE coalesce(status, 'uploading') IN ('uploading', 'processing') "
+        "ORDER BY created_at, rowid"
+    ).fetchall()
+    return [WorkerJobRow(*r) for r in rows]
+
+
+def unplaced_jobs(conn: sqlite3.Connection) -> list[WorkerJobRow]:
+    """Finished jobs whose file has no recorded destination yet (crash before the move)."""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM import_jobs "
+        "WHERE status IN ('completed', 'failed') AND result_path IS NULL "
+        "AND source_path IS NOT NULL ORDER BY created_at, rowid"
+    ).fetchall()
+    return [WorkerJobRow(*r) for r in rows]
+
+
+def jobs_with_result(conn: sqlite3.Connection, result_path: str) -> list[WorkerJobRow]:
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM import_jobs WHERE result_path = ? ORDER BY created_at DESC",
+        (result_path,),
+    ).fetchall()
+    return [WorkerJobRow(*r) for r in rows]
+
+
+def set_destination(conn: sqlite3.Connection, job_id: str, result_path: str) -> None:
+    """Record where the file goes and that the after-import hooks are still due (one commit)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("UPDATE import_jobs SET result_path = ? WHERE id = ?", (result_path, job_id))
+        set_meta(conn, HOOKS_PENDING_PREFIX + job_id, "1")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def hooks_pending(conn: sqlite3.Connection) -> list[str]:
+    """Job ids whose after-import hooks have not run yet."""
+    rows = conn.execute(
+        "SELECT key FROM pulse_meta WHERE key >= ? AND key < ? ORDER BY key",
+        (HOOKS_PENDING_PREFIX, HOOKS_PENDING_PREFIX + "\U0010ffff"),
+    ).fetchall()
+    return [r[0][len(HOOKS_PENDING_PREFIX):] for r in rows]
+
+
+def clear_hooks_pending(conn: sqlite3.Connection, job_id: str) -> None:
+    conn.execute("DELETE FROM pulse_meta WHERE key = ?", (HOOKS_PENDING_PREFIX + job_id,))
+
+
+def mark_failed(conn: sqlite3.Connection, job_id: str, message: str, now_ms: int) -> None:
+    """End a job as failed with a one-line reason (a job the worker cannot finish)."""
+    conn.execute(
+        "UPDATE import_jobs SET status = 'failed', message = ?, "
+        "completed_at = coalesce(completed_at, ?) WHERE id = ?",
+        (message[:500], now_ms, job_id),
+    )
+
+
+def insert_failed_job(
+    conn: sqlite3.Connection,
+    job_id: str,
+    *,
+    kind: str,
+    site_id: str,
+    file_name: str,
+    file_size: int,
+    source_path: str,
+    message: str,
+    now_ms: int,
+) -> None:
+    """A failed job for a file the importer could not even start on."""
+    conn.execute(
+        "INSERT INTO import_jobs (id, site_id, type, status, file_name, file_size, total_records, "
+        "processed_records, failed_records, created_at, started_at, completed_at, source_path, "
+        "message) VALUES (?, ?, ?, 'failed', ?, ?, 0, 0, 0, ?, ?, ?, ?, ?)",
+        (job_id, site_id, kind, file_name, file_size, now_ms, now_ms, now_ms, source_path,
+         message[:500]),
+    )
+
+
+def set_retried(conn: sqlite3.Connection, job_id: str, new_path: str) -> None:
+    """Note on a failed job that its file went back into the inbox (as ``new_path``)."""
+    conn.execute(
+        "UPDATE import_jobs SET message = coalesce(message || ' ', '') || ? WHERE id = ?",
+        (f"(retried as {new_path})", job_id),
+    )
+
+
+def expire_lease_of(conn: sqlite3.Connection, holder: str) -> bool:
+    """End ``holder``'s worker lease now (its process is known to be dead). True if it did."""
+    cur = conn.execute("UPDATE worker_lease SET expires_at = 0 WHERE name = 'worker' "
+                       "AND holder = ?", (holder,))
+    return cur.rowcount > 0

@@ -1,0 +1,42 @@
+"""The registry of the worker's periodic jobs and after-import hooks (add one entry each).
+
+Periodic job: ``PeriodicJob(name, interval_seconds, fn)`` where ``fn(ctx: JobContext) -> str``
+returns the outcome text shown in the Jobs pane (``None`` means "ok"); raise to record an error.
+``fn`` may be ``"package.module:function"`` (imported lazily: no import cycles, and a broken
+module only breaks its own job). Jobs run on their own connection (``ctx.conn``, autocommit: use
+BEGIN IMMEDIATE/COMMIT), never overlap themselves, and read business now from ``ctx.now_ms()``.
+
+After-import hook: ``fn(ctx: JobContext, finished: ImportFinished) -> None``, called once per
+finished import (completed or failed) after the file was moved, also after a crash/restart.
+Each hook is isolated: an exception is logged and the others still run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pulse_tui.store import derived
+from pulse_tui.worker.events import ImportFinished
+from pulse_tui.worker.scheduler import JobContext, PeriodicJob
+
+
+def derived_catch_up(ctx: JobContext) -> str:
+    """Fold events other programs inserted into sessions and rollups (cheap when none)."""
+    n = derived.catch_up_tx(ctx.conn, ctx.now_ms())
+    return f"folded {n} event rows" if n else "nothing pending"
+
+
+JOBS: list[PeriodicJob] = [
+    PeriodicJob("derived-catch-up", 2.0, derived_catch_up,
+                description="sessions and rollups for events other programs wrote"),
+    # e.g. PeriodicJob("alerts-evaluate", 60.0, "pulse_tui.alerts.jobs:evaluate"),
+]
+
+AfterImportHook = Callable[[JobContext, ImportFinished], None] | str
+
+AFTER_IMPORT: list[AfterImportHook] = [
+    # e.g. "pulse_tui.cohorts.jobs:after_import",
+]
+
+__all__ = ["AFTER_IMPORT", "AfterImportHook", "JOBS", "ImportFinished", "JobContext", "PeriodicJob",
+           "derived_catch_up"]

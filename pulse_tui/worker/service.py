@@ -1,0 +1,627 @@
+"""The worker: watches the import folder, imports settled files, holds the lease, runs jobs.
+
+Usable headless (``pulse-tui worker`` calls :meth:`WorkerService.run`) or embedded in the TUI
+(:meth:`WorkerService.start` / :meth:`WorkerService.stop`), reporting through ``on_event``.
+
+Crash safety, step by step for one file (a kill -9 may land between any two steps):
+
+1. the importer creates the job (source_path = the inbox file) and commits a checkpoint with
+   every batch; a restart resumes a job still uploading/processing from its checkpoint with the
+   same job id (a file that changed size or vanished meanwhile ends the old job as failed);
+2. the importer's last commit marks the job completed or failed;
+3. the worker picks a free name in processed/ or failed/ and commits it as ``result_path``
+   together with a "hooks pending" mark — a restart finds a finished job without result_path
+   whose file is still in the inbox and does this step, so the file is never imported twice;
+4. it writes ``NAME.errors.csv`` (when rows were rejected) and moves the file by hard link +
+   unlink, never overwriting; a restart redoes whatever of this is missing;
+5. it runs the after-import hooks and clears the mark (a restart runs them if the mark stays).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pulse_tui.clock import Clock
+from pulse_tui.config import Settings
+from pulse_tui.errors import PulseError
+from pulse_tui.store import lease as lease_sql
+from pulse_tui.store import worker_jobs as jobs_sql
+from pulse_tui.store.connection import connect
+from pulse_tui.worker import inbox
+from pulse_tui.worker.events import (
+    RUNNING,
+    STANDBY,
+    STOPPED,
+    FileWaiting,
+    ImportFinished,
+    ImportProgress,
+    ImportStarted,
+    ScheduledJobRan,
+    WorkerEvent,
+    WorkerState,
+)
+from pulse_tui.worker.scheduler import JobContext, PeriodicJob, Scheduler, resolve
+
+log = logging.getLogger("pulse_tui.worker")
+
+EventCallback = Callable[[WorkerEvent], None]
+
+
+def _real_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class WorkerService:
+    """One database's worker. Thread-safe ``state``; ``stop()`` returns within ``timeout``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        on_event: EventCallback | None = None,
+        *,
+        jobs: Sequence[PeriodicJob] | None = None,
+        after_import: Sequence[Any] | None = None,
+        lease_ttl_ms: int = lease_sql.LEASE_TTL_MS,
+        renew_interval: float = 3.0,
+        standby_poll: float = 1.0,
+        rescan_interval: float = 5.0,
+        watch: bool = True,
+        scheduler_time: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or Clock.from_env()
+        self.import_dir = Path(settings.import_dir).absolute()
+        self.on_event = on_event
+        if jobs is None or after_import is None:
+            from pulse_tui.worker import jobs as registry
+
+            jobs = registry.JOBS if jobs is None else jobs
+            after_import = registry.AFTER_IMPORT if after_import is None else after_import
+        self.jobs = list(jobs)
+        self.after_import = list(after_import)
+        self.lease_ttl_ms = lease_ttl_ms
+        self.renew_interval = renew_interval
+        self.standby_poll = standby_poll
+        self.rescan_interval = rescan_interval
+        self.watch = watch
+        self.scheduler_time = scheduler_time
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.tick = min(0.25, max(0.05, settings.settle_seconds / 4))
+
+        self._state = WorkerState(STOPPED, "not started")
+        self._state_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._lease_lost = threading.Event()
+        self._serving = threading.Event()
+        self._wake = threading.Event()
+        self._changes: queue.SimpleQueue[Path] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = inbox.InboxLock(self.import_dir, settings.db)
+        self._tracker = inbox.SettleTracker(settings.settle_seconds, monotonic)
+        self._announced: set[Path] = set()
+        self._scheduler: Scheduler | None = None
+        self.imports_done = 0  # finished jobs (tests and the status line)
+        self.error: PulseError | None = None
+
+    # -- public --------------------------------------------------------------------------
+    @property
+    def state(self) -> WorkerState:
+        with self._state_lock:
+            return self._state
+
+    @property
+    def scheduler(self) -> Scheduler | None:
+        return self._scheduler
+
+    def start(self) -> None:
+        """Run the worker in a background thread (embedded use)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run_embedded, name="pulse-worker",
+                                        daemon=True)
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        """Ask the worker to finish the current batch and stop (safe from a signal handler)."""
+        self._stop.set()
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop after the current batch; waits up to ``timeout`` s. True when it has stopped."""
+        self.request_stop()
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
+    def retry_failed(self, path: str | Path) -> Path:
+        """Move a file of ``failed/`` back into its inbox (the Jobs pane's retry)."""
+        conn = connect(self.settings.db)
+        try:
+            return retry_failed_file(conn, self.import_dir, Path(path))
+        finally:
+            conn.close()
+
+    def run(self) -> None:
+        """Run until :meth:`request_stop` (blocking). Raises PulseError on a fatal problem."""
+        try:
+            inbox.ensure_folders(self.import_dir)
+            conn = connect(self.settings.db)
+        except PulseError as exc:
+            self._set_state(STOPPED, str(exc))
+            raise
+        try:
+            self._main_loop(conn)
+        finally:
+            self._serving.clear()
+            self._lock.release()
+            try:
+                lease_sql.release(conn, self.holder)
+            except Exception:  # noqa: BLE001 - the lease expires anyway
+                log.warning("could not release the worker lease", exc_info=True)
+            conn.close()
+            if self.state.state != STOPPED:
+                self._set_state(STOPPED, "stopped")
+            log.info("worker stopped")
+
+    # -- plumbing ------------------------------------------------------------------------
+    def _run_embedded(self) -> None:
+        try:
+            self.run()
+        except PulseError as exc:
+            self.error = exc
+            log.error("worker: %s", exc)
+            self._set_state(STOPPED, str(exc))
+        except Exception as exc:  # noqa: BLE001 - the TUI must keep running
+            log.exception("worker crashed")
+            self._set_state(STOPPED, f"worker crashed: {exc}")
+
+    def _emit(self, event: WorkerEvent) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(event)
+        except Exception:  # noqa: BLE001 - a broken listener never stops the worker
+            log.exception("worker on_event callback failed")
+
+    def _set_state(self, state: str, detail: str) -> None:
+        with self._state_lock:
+            if self._state == WorkerState(state, detail):
+                return
+            self._state = WorkerState(state, detail)
+        self._emit(WorkerState(state, detail))
+
+    def _should_stop_import(self) -> bool:
+        return self._stop.is_set() or self._lease_lost.is_set()
+
+    def _acquire_lease(self, conn: Any) -> bool:
+        return lease_sql.try_acquire(conn, self.holder, now_ms=_real_ms(), pid=os.getpid(),
+                                     host=socket.gethostname(), import_dir=str(self.import_dir),
+                                     ttl_ms=self.lease_ttl_ms)
+
+    def _holder_is_dead(self, conn: Any) -> bool:
+        """A holder on this host whose process no longer exists: end its lease (kill -9)."""
+        info = lease_sql.current(conn, _real_ms())
+        if info is None or info.host != socket.gethostname() or not info.pid:
+            return False
+        if info.pid == os.getpid():
+            return False  # another worker in this process (tests, embedded + headless)
+        try:
+            os.kill(info.pid, 0)
+        except ProcessLookupError:
+            pass
+        except OSError:
+            return False  # exists (EPERM) or unknown
+        else:
+            return False
+        if jobs_sql.expire_lease_of(conn, info.holder):
+            log.info("the worker lease holder (pid %d) is dead; taking over", info.pid)
+            return True
+        return False
+
+    # -- main loop -----------------------------------------------------------------------
+    def _main_loop(self, conn: Any) -> None:
+        logged_standby: str | None = None
+        while not self._stop.is_set():
+            try:
+                held = self._acquire_lease(conn)
+            except Exception as exc:  # noqa: BLE001 - busy database: try again shortly
+                log.warning("lease check failed: %s", exc)
+                self._stop.wait(self.standby_poll)
+                continue
+            if not held and self._holder_is_dead(conn):
+                continue  # its lease was ended; take it on the next turn
+            if not held:
+                info = lease_sql.current(conn, _real_ms())
+                detail = (f"lease held by pid {info.pid} on host {info.host}" if info
+                          else "waiting for the lease")
+                if detail != logged_standby:
+                    log.info("standby: %s; taking over when it expires", detail)
+                    logged_standby = detail
+                self._set_state(STANDBY, detail)
+                self._stop.wait(self.standby_poll)
+                continue
+            if not self._lock.try_acquire():
+                holder = self._lock.holder()
+                other_db = holder.get("db", "")
+                if other_db and other_db != self._lock.db:
+                    lease_sql.release(conn, self.holder)
+                    raise inbox.InboxLockedError(
+                        f"import folder {self.import_dir} is in use by the worker of database "
+                        f"{other_db} (pid {holder.get('pid', '?')} on {holder.get('host', '?')}); "
+                        "give each database its own import folder (--import-dir)")
+                detail = (f"import folder locked by pid {holder.get('pid', '?')} on host "
+                          f"{holder.get('host', '?')}")
+                if detail != logged_standby:
+                    log.info("standby: %s", detail)
+                    logged_standby = detail
+                self._set_state(STANDBY, detail)
+                self._stop.wait(self.standby_poll)
+                continue
+            logged_standby = None
+            self._lease_lost.clear()
+            log.info("worker running on %s, watching %s", self.settings.db, self.import_dir)
+            self._set_state(RUNNING, f"watching {self.import_dir}")
+            try:
+                self._serve(conn)
+            finally:
+                self._lock.release()
+            if self._lease_lost.is_set() and not self._stop.is_set():
+                log.warning("lost the worker lease; going back to standby")
+
+    def _serve(self, conn: Any) -> None:
+        self._serving.set()
+        threads = [threading.Thread(target=self._renew_loop, name="pulse-lease", daemon=True),
+                   threading.Thread(target=self._scheduler_loop, name="pulse-scheduler",
+                                    daemon=True)]
+        if self.watch:
+            threads.append(threading.Thread(target=self._watch_loop, name="pulse-watch",
+                                            daemon=True))
+        for t in threads:
+            t.start()
+        try:
+            self._recover(conn)
+            self._rescan()
+            next_rescan = time.monotonic() + self.rescan_interval
+            while not self._should_stop_import():
+                self._drain_changes()
+                if time.monotonic() >= next_rescan:
+                    self._rescan()
+                    next_rescan = time.monotonic() + self.rescan_interval
+                for path, kind in self._tracker.settled():
+                    if self._should_stop_import():
+                        break
+                    self._tracker.forget(path)
+                    self._announced.discard(path)
+                    self._import(conn, path, kind)
+                self._wake.wait(self.tick)
+                self._wake.clear()
+        finally:
+            self._serving.clear()
+            self._wake.set()
+            for t in threads:
+                t.join(2.0)
+
+    def _drain_changes(self) -> None:
+        while True:
+            try:
+                path = self._changes.get_nowait()
+            except queue.Empty:
+                return
+            kind = inbox.kind_of(self.import_dir, path)
+            if kind is not None and path.is_file():
+                self._track(path, kind)
+
+    def _track(self, path: Path, kind: str) -> None:
+        if path not in self._tracker:
+            self._tracker.add(path, kind)
+            if path not in self._announced:
+                self._announced.add(path)
+                self._emit(FileWaiting(str(path), kind))
+
+    def _rescan(self) -> None:
+        for path, kind in inbox.scan(self.import_dir).items():
+            self._track(path, kind)
+
+    # -- helper threads ------------------------------------------------------------------
+    def _renew_loop(self) -> None:
+        conn = None
+        last_ok = _real_ms()
+        try:
+            conn = connect(self.settings.db)
+            while self._serving.is_set() and not self._stop.wait(self.renew_interval):
+                if not self._serving.is_set():
+                    break
+                try:
+                    if self._acquire_lease(conn):
+                        last_ok = _real_ms()
+                        continue
+                    log.warning("another worker took over the lease")
+                except Exception as exc:  # noqa: BLE001
+                    if _real_ms() < last_ok + self.lease_ttl_ms - 1000:
+                        log.warning("lease renewal failed (will retry): %s", exc)
+                        continue
+                    log.warning("lease renewal failed for too long: %s", exc)
+                self._lease_lost.set()
+                self._wake.set()
+                return
+        except Exception:  # noqa: BLE001
+            log.exception("lease thread failed")
+            self._lease_lost.set()
+            self._wake.set()
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _scheduler_loop(self) -> None:
+        sched = Scheduler(
+            self.jobs,
+            connect=lambda: connect(self.settings.db),
+            clock=self.clock,
+            settings=self.settings,
+            time_fn=self.scheduler_time,
+            on_ran=lambda n, ok, out, ms: self._emit(ScheduledJobRan(n, ok, out, ms)),
+            should_stop=self._should_stop_import,
+        )
+        self._scheduler = sched
+        try:
+            while self._serving.is_set() and not self._should_stop_import():
+                try:
+                    sched.run_due()
+                except Exception:  # noqa: BLE001
+                    log.exception("scheduler tick failed")
+                self._stop.wait(0.25)
+        finally:
+            if not sched.shutdown(timeout=2.0):
+                log.info("scheduled jobs still finishing after stop")
+
+    def _watch_loop(self) -> None:
+        try:
+            import watchfiles
+        except ImportError:  # pragma: no cover - a declared dependency
+            return
+        stop = threading.Event()
+
+        def relay() -> None:
+            while self._serving.is_set() and not self._should_stop_import():
+                self._wake.wait(0.2)
+            stop.set()
+
+        relay_thread = threading.Thread(target=relay, daemon=True)
+        relay_thread.start()
+        try:
+            for changes in watchfiles.watch(self.import_dir, stop_event=stop, debounce=200,
+                                            step=50, raise_interrupt=False, watch_filter=None,
+                                            recursive=True, ignore_permission_denied=True):
+                for change, raw in changes:
+                    if change != watchfiles.Change.deleted:
+                        self._changes.put(Path(raw))
+                self._wake.set()
+        except Exception as exc:  # noqa: BLE001 - fall back to the periodic rescan
+            log.warning("watching %s failed (%s); relying on rescans", self.import_dir, exc)
+        finally:
+            stop.set()
+
+    # -- importing -----------------------------------------------------------------------
+    def _in_inbox(self, raw: str | None) -> bool:
+        if not raw:
+            return False
+        path = Path(raw)
+        try:
+            path = path.absolute()
+        except OSError:
+            return False
+        return inbox.kind_of(self.import_dir, path) is not None
+
+    def _recover(self, conn: Any) -> None:
+        """Finish what a crashed worker left: pending hooks, moves, interrupted imports."""
+        for job_id in jobs_sql.hooks_pending(conn):
+            row = jobs_sql.get_job(conn, job_id)
+            if row is None or not row.result_path:
+                jobs_sql.clear_hooks_pending(conn, job_id)
+                continue
+            log.info("recovering job %s: finishing its move and hooks", job_id)
+            self._finalize(conn, row, Path(row.result_path))
+        for row in jobs_sql.unplaced_jobs(conn):
+            if self._in_inbox(row.source_path) and Path(str(row.source_path)).exists():
+                log.info("recovering job %s: moving %s", row.id, row.source_path)
+                self._place(conn, row)
+        for row in jobs_sql.unfinished_jobs(conn):
+            if self._should_stop_import():
+                return
+            if not self._in_inbox(row.source_path):
+                continue  # a one-shot CLI import elsewhere (maybe still running)
+            src = Path(str(row.source_path))
+            try:
+                size = src.stat().st_size
+            except FileNotFoundError:
+                log.warning("job %s: %s disappeared before its import finished", row.id, src)
+                jobs_sql.mark_failed(conn, row.id, "the file disappeared from the import "
+                                     "folder before its import finished", self.clock.now_ms())
+                continue
+            if row.file_size and size != row.file_size:
+                log.warning("job %s: %s changed while the worker was down; importing it anew",
+                            row.id, src)
+                jobs_sql.mark_failed(conn, row.id, "the file changed before its import "
+                                     "finished; imported again as a new job",
+                                     self.clock.now_ms())
+                continue
+            kind = inbox.kind_of(self.import_dir, src) or row.type
+            log.info("resuming job %s (%s) from its checkpoint", row.id, src.name)
+            self._import(conn, src, kind, job_id=row.id)
+
+    def _import(self, conn: Any, path: Path, kind: str, job_id: str | None = None) -> None:
+        from pulse_tui import ingest
+
+        self._emit(ImportStarted(job_id, str(path), kind, resumed=job_id is not None))
+        if not path.exists():
+            return
+        state: dict[str, Any] = {"job_id": job_id}
+
+        def progress(p: ingest.ImportProgress) -> None:
+            state["job_id"] = p.job_id
+            self._emit(ImportProgress(job_id=p.job_id, file=str(path), rows=p.records,
+                                      bytes_done=p.bytes_done, total_bytes=p.bytes_total,
+                                      processed=p.processed, duplicates=p.duplicates,
+                                      failed=p.failed))
+
+        try:
+            result = ingest.import_file(conn, path, kind=kind, clock=self.clock, job_id=job_id,
+                                        progress=progress, should_stop=self._should_stop_import)
+            job = getattr(result, "job_id", None) or state.get("job_id")
+        except FileNotFoundError:
+            log.info("%s vanished before its import", path)
+            return
+        except Exception as exc:  # noqa: BLE001 - one bad file never stops the worker
+            log.exception("importing %s failed", path)
+            job = job_id or state.get("job_id")
+            if job is None:
+                job = uuid.uuid4().hex
+                jobs_sql.insert_failed_job(
+                    conn, job, kind=kind, site_id="", file_name=path.name,
+                    file_size=_size(path), source_path=str(path),
+                    message=f"import error: {exc}".splitlines()[0], now_ms=self.clock.now_ms())
+            else:
+                jobs_sql.mark_failed(conn, job, f"import error: {exc}".splitlines()[0],
+                                     self.clock.now_ms())
+        if job is None:
+            return
+        row = jobs_sql.get_job(conn, job)
+        if row is None:
+            return
+        if row.status not in jobs_sql.FINISHED:
+            log.info("job %s paused after a batch (%d rows); it resumes at the next start",
+                     row.id, row.processed_records + row.duplicate_records + row.failed_records)
+            return
+        self._place(conn, row, fallback=path)
+
+    def _place(self, conn: Any, row: jobs_sql.WorkerJobRow, fallback: Path | None = None
+               ) -> None:
+        """Pick the destination, record it, then move (steps 3-5 of the module docstring)."""
+        src = Path(row.source_path) if row.source_path else fallback
+        if src is None:
+            return
+        folder = self.import_dir / (inbox.PROCESSED if row.status == "completed"
+                                    else inbox.FAILED)
+        dest = inbox.unique_destination(folder, src.name)
+        jobs_sql.set_destination(conn, row.id, str(dest))
+        self._finalize(conn, row, dest, src=src)
+
+    def _finalize(self, conn: Any, row: jobs_sql.WorkerJobRow, dest: Path,
+                  src: Path | None = None) -> None:
+        src = src or (Path(row.source_path) if row.source_path else None)
+        errors_path: Path | None = None
+        if row.failed_records > 0:
+            errors_path = dest.parent / inbox.errors_name(dest.name)
+            if not errors_path.exists():
+                try:
+                    errors_path = _write_errors(conn, row, dest)
+                except Exception:  # noqa: BLE001
+                    log.exception("could not write %s", errors_path)
+                    errors_path = None
+        moved = False
+        if src is not None:
+            try:
+                moved = inbox.finish_move(src, dest)
+            except OSError as exc:
+                log.error("could not move %s to %s: %s", src, dest, exc)
+        if not moved:
+            log.warning("job %s: %s is gone; nothing to move", row.id, src)
+        finished = ImportFinished(
+            job_id=row.id, file=str(src) if src else "", kind=row.type, site_id=row.site_id,
+            status=row.status, processed=row.processed_records,
+            duplicates=row.duplicate_records, failed=row.failed_records,
+            result_path=str(dest) if moved else None,
+            errors_path=str(errors_path) if errors_path else None, message=row.message)
+        log.info("import %s %s: %s -> %s (%d new, %d duplicates, %d rejected)",
+                 row.id, row.status, src.name if src else "?", dest, row.processed_records,
+                 row.duplicate_records, row.failed_records)
+        self._run_hooks(conn, finished)
+        jobs_sql.clear_hooks_pending(conn, row.id)
+        self.imports_done += 1
+        self._emit(finished)
+
+    def _run_hooks(self, conn: Any, finished: ImportFinished) -> None:
+        ctx = JobContext(conn=conn, settings=self.settings, clock=self.clock,
+                         should_stop=self._should_stop_import,
+                         log=logging.getLogger("pulse_tui.worker.after_import"))
+        for hook in self.after_import:
+            try:
+                resolve(hook)(ctx, finished)
+            except Exception:  # noqa: BLE001 - hooks are isolated from each other
+                log.exception("after-import hook %r failed for job %s", hook, finished.job_id)
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _write_errors(conn: Any, row: jobs_sql.WorkerJobRow, target: Path) -> Path | None:
+    """NAME.errors.csv beside the moved file, via the importer's writer (atomic replace)."""
+    from pulse_tui import ingest
+
+    return ingest.write_errors_csv(conn, row.id, target.parent, target.name)
+
+
+def retry_failed_file(conn: Any, import_dir: Path, path: Path) -> Path:
+    """Move ``failed/NAME`` back into its inbox so the worker imports it again."""
+    import_dir = Path(import_dir).absolute()
+    path = Path(path)
+    if not path.is_absolute():
+        path = import_dir / inbox.FAILED / path
+    if path.parent != import_dir / inbox.FAILED:
+        raise PulseError(f"{path} is not in {import_dir / inbox.FAILED}")
+    if not path.is_file():
+        raise PulseError(f"{path} does not exist")
+    jobs = jobs_sql.jobs_with_result(conn, str(path))
+    kind = jobs[0].type if jobs else None
+    name = jobs[0].file_name if jobs else path.name
+    if kind is None:
+        kind = inbox.kind_of(import_dir, import_dir / path.name)
+    if kind is None:
+        raise PulseError(f"cannot tell the type of {path.name}; move it into "
+                         f"{import_dir}/events, users or cohort_members yourself")
+    if inbox.ignored_name(name):
+        name = path.name
+    dest = inbox.unique_destination(import_dir / kind, name)
+    inbox.move_no_overwrite(path, dest)
+    stale = path.parent / inbox.errors_name(path.name)
+    if stale.exists():
+        stale.unlink()
+    for job in jobs:
+        jobs_sql.set_retried(conn, job.id, str(dest))
+    return dest
+
+
+def retry_failed_job(conn: Any, import_dir: Path, job_id: str) -> Path:
+    """Retry the failed file of ``job_id`` (the Jobs pane works with job ids)."""
+    row = jobs_sql.get_job(conn, job_id)
+    if row is None or row.status != "failed" or not row.result_path:
+        raise PulseError(f"job {job_id} has no failed file to retry")
+    return retry_failed_file(conn, import_dir, Path(row.result_path))
+
+
+__all__ = [
+    "EventCallback",
+    "WorkerService",
+    "retry_failed_file",
+    "retry_failed_job",
+]
