@@ -1,0 +1,1 @@
+"""Alert rules: condition parsing (conditions.py), dataclasses (models.py), evaluation (engine.py)."""

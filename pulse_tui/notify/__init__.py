@@ -1,0 +1,1 @@
+"""Webhooks: Standard Webhooks signing (signing.py) and the delivery queue (delivery.py)."""

@@ -1,0 +1,68 @@
+"""Frozen dataclasses for webhooks: endpoints (secret masked), deliveries, send results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+WEBHOOK_EVENTS = ("alert.firing", "alert.resolved", "import.completed", "import.failed",
+                  "export.completed")
+TEST_EVENT = "webhook.test"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEndpoint:
+    """A ``webhook_endpoints`` row as shown anywhere: the secret only masked."""
+
+    id: str
+    site_id: str
+    url: str
+    events: tuple[str, ...]
+    active: bool
+    secret_masked: str
+    headers: dict[str, str] = field(default_factory=dict)
+    created_at: int = 0
+    updated_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedEndpoint:
+    """What create (and rotate) return: the one time the full secret is handed out."""
+
+    endpoint: WebhookEndpoint
+    secret: str
+
+    def __repr__(self) -> str:  # keep the secret out of logs and tracebacks
+        return f"CreatedEndpoint(endpoint={self.endpoint!r}, secret={self.endpoint.secret_masked!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One queued message to one endpoint (``webhook_deliveries``)."""
+
+    id: str
+    endpoint_id: str
+    event_type: str
+    status: str                 # pending | delivered | failed
+    attempts: int
+    next_attempt_at: int
+    last_status_code: int | None
+    last_error: str | None
+    created_at: int
+    delivered_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """Outcome of one HTTP attempt."""
+
+    delivery_id: str
+    ok: bool
+    status_code: int | None
+    error: str | None
+
+    def text(self) -> str:
+        if self.ok:
+            return f"delivered (HTTP {self.status_code})"
+        if self.status_code is not None:
+            return f"failed: HTTP {self.status_code}"
+        return f"failed: {self.error}"
