@@ -24,6 +24,7 @@ from pulse_tui.tui.messages import BackgroundWorkerEvent, BackgroundWorkerState,
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.charts import ChartsScreen
 from pulse_tui.tui.screens.help import HelpScreen
+from pulse_tui.tui.screens.jobs import JobsScreen
 from pulse_tui.tui.screens.live import LiveScreen
 from pulse_tui.tui.screens.not_built import not_built_pane
 from pulse_tui.tui.screens.range_picker import RangePickerScreen
@@ -55,7 +56,7 @@ def pane_classes() -> dict[str, type[PaneScreen]]:
         "cohorts": not_built_pane("cohorts", "Cohort editor", 5),
         "retention": not_built_pane("retention", "Retention grid", 6),
         "alerts": not_built_pane("alerts", "Alerts and webhooks", 7),
-        "jobs": not_built_pane("jobs", "Jobs: imports and exports", 8),
+        "jobs": JobsScreen,
     }
     return panes
 

@@ -7,8 +7,11 @@ from dataclasses import dataclass
 from textual.message import Message
 
 
-class DataChanged(Message):
-    """The database changed (another connection committed, or we wrote). Panes reload."""
+class DataChanged(Message, bubble=False):
+    """The database changed (another connection committed, or we wrote). Panes reload.
+
+    Posted by the app to each pane; it must not bubble back up to the app.
+    """
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, DataChanged)
@@ -23,8 +26,12 @@ class BackgroundWorkerState(Message):
 
 
 @dataclass
-class BackgroundWorkerEvent(Message):
-    """Anything else the worker reports (import progress and results), forwarded as is."""
+class BackgroundWorkerEvent(Message, bubble=False):
+    """Anything else the worker reports (import progress and results), forwarded as is.
+
+    The app receives it from the worker thread and re-posts it to each pane; it must not bubble
+    (a pane's copy would climb back to the app and be forwarded again, forever).
+    """
 
     event: object
 

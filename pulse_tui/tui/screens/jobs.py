@@ -1,0 +1,193 @@
+"""Pane 6, Jobs: import jobs (live progress, counts, rejected rows, retry) and the scheduler."""
+
+from __future__ import annotations
+
+from itertools import islice
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+from pulse_tui.clock import format_ms
+from pulse_tui.store import imports as imports_sql
+from pulse_tui.store import scheduler as scheduler_sql
+from pulse_tui.textsafe import visible
+from pulse_tui.tui.messages import BackgroundWorkerEvent
+from pulse_tui.tui.screens.base import PaneScreen
+from pulse_tui.tui.screens.rejects import RejectsScreen
+from pulse_tui.tui.widgets.columns import Column, FittedTable
+from pulse_tui.tui.widgets.share_table import share_bar
+
+IMPORT_COLUMNS = (
+    Column("status", "status", 11),
+    Column("file", "file"),
+    Column("type", "type", 8, min_total=100),
+    Column("progress", "progress", 15),
+    Column("ok", "imported", 9, justify="right"),
+    Column("dup", "dups", 7, justify="right"),
+    Column("bad", "rejected", 9, justify="right"),
+    Column("started", "started", 20, min_total=110),
+    Column("took", "took", 7, min_total=90),
+)
+SCHEDULER_COLUMNS = (
+    Column("name", "job", 20),
+    Column("last", "last run", 20),
+    Column("took", "took", 9),
+    Column("outcome", "outcome"),
+    Column("next", "next run", 20, min_total=110),
+)
+
+STATUS_STYLE = {
+    "completed": "green",
+    "failed": "bold red",
+    "processing": "bold yellow",
+    "uploading": "yellow",
+}
+MAX_REJECTS_SHOWN = 2000
+
+
+def _list_rejects(conn: object, job_id: str) -> tuple[list, int]:
+    rows = list(islice(imports_sql.iter_rejects(conn, job_id), MAX_REJECTS_SHOWN))  # type: ignore[arg-type]
+    return rows, imports_sql.reject_count(conn, job_id)  # type: ignore[arg-type]
+
+
+def _duration(start: int | None, end: int | None) -> str:
+    if start is None or end is None:
+        return "–"
+    seconds = max(0, end - start) / 1000
+    return f"{seconds:.1f}s" if seconds < 120 else f"{seconds / 60:.1f}m"
+
+
+class JobsScreen(PaneScreen):
+    PANE = "jobs"
+    TITLE = "Jobs"
+    HELP = "Import jobs with their counts and rejected rows; the worker's periodic jobs."
+
+    BINDINGS = [
+        Binding("enter", "open_rejects", "Rejected rows", show=False),
+        Binding("r", "retry", "Retry failed file"),
+        Binding("tab", "app.focus_next", "Next table", show=False),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        with Vertical(id="jobs-imports", classes="jobs-section"):
+            yield Static(id="jobs-imports-title", classes="section-title")
+            yield FittedTable(IMPORT_COLUMNS, id="imports-table")
+        with Vertical(id="jobs-scheduler", classes="jobs-section"):
+            yield Static(Text("Periodic jobs (worker scheduler)", style="bold"),
+                         classes="section-title")
+            yield FittedTable(SCHEDULER_COLUMNS, id="scheduler-table")
+        yield Static("Exports: not built yet (issue 8).", classes="not-built",
+                     id="jobs-exports")
+
+    def on_mount(self) -> None:
+        self.query_one("#imports-table", FittedTable).focus()
+        self.reload()
+
+    def reload(self) -> None:
+        self._load()
+
+    @work(exclusive=True, group="jobs-load", exit_on_error=False)
+    async def _load(self) -> None:
+        store = self.app.store  # type: ignore[attr-defined]
+        jobs = await store.run(imports_sql.list_jobs, limit=200)
+        scheduled = await store.run(scheduler_sql.list_jobs)
+        self._show_imports(jobs)
+        self._show_scheduler(scheduled)
+
+    def _show_imports(self, jobs: list[imports_sql.ImportJob]) -> None:
+        running = sum(1 for j in jobs if j.status in ("processing", "uploading"))
+        failed = sum(1 for j in jobs if j.status == "failed")
+        title = Text("Imports", style="bold")
+        title.append(f"  {len(jobs)} job(s)", style="dim")
+        if running:
+            title.append(f"  {running} running", style="yellow")
+        if failed:
+            title.append(f"  {failed} failed", style="red")
+        title.append("   enter: rejected rows · r: retry failed", style="dim")
+        self.query_one("#jobs-imports-title", Static).update(title)
+        self.query_one("#imports-table", FittedTable).set_rows(
+            [(job.id, self._import_values(job)) for job in jobs],
+            [{"status": STATUS_STYLE.get(job.status, ""),
+              "bad": "red" if job.failed_records else ""} for job in jobs])
+
+    def _import_values(self, job: imports_sql.ImportJob) -> dict[str, object]:
+        if job.status in ("processing", "uploading") and job.file_size:
+            share = min(1.0, job.checkpoint_offset / job.file_size)
+            progress: object = Text(f"{share_bar(share, 8)} {share:4.0%}", style="yellow")
+        elif job.status == "failed":
+            progress = Text(visible(job.message or "failed"), style="red")
+        else:
+            total = job.processed_records + job.duplicate_records + job.failed_records
+            progress = Text(f"{total:,} rows", style="dim")
+        return {
+            "status": job.status, "file": job.file_name, "type": job.type,
+            "progress": progress, "ok": f"{job.processed_records:,}",
+            "dup": f"{job.duplicate_records:,}", "bad": f"{job.failed_records:,}",
+            "started": format_ms(job.started_at or job.created_at),
+            "took": _duration(job.started_at, job.completed_at),
+        }
+
+    def _show_scheduler(self, rows: list[scheduler_sql.SchedulerJobRow]) -> None:
+        self.query_one("#scheduler-table", FittedTable).set_rows([
+            (row.name, {
+                "name": row.name, "last": format_ms(row.last_run_at),
+                "took": f"{row.last_duration_ms or 0} ms" if row.last_run_at else "–",
+                "outcome": row.last_outcome or "–", "next": format_ms(row.next_run_at),
+            }) for row in rows
+        ])
+
+    def on_background_worker_event(self, message: BackgroundWorkerEvent) -> None:
+        """Import progress arrives between commits too: refresh now, not on a timer."""
+        if type(message.event).__name__ in ("ImportProgress", "ImportStarted", "ImportFinished",
+                                            "ScheduledJobRan"):
+            if self.is_current:
+                self.reload()
+            else:
+                self._stale = True
+
+    # ------------------------------------------------------------------ actions
+    def _selected_job(self) -> str | None:
+        return self.query_one("#imports-table", FittedTable).selected_key()
+
+    @on(DataTable.RowSelected, "#imports-table")
+    def _row_chosen(self) -> None:
+        self.action_open_rejects()
+
+    @work(exclusive=True, group="jobs-rejects", exit_on_error=False)
+    async def action_open_rejects(self) -> None:
+        job_id = self._selected_job()
+        if job_id is None:
+            return
+        store = self.app.store  # type: ignore[attr-defined]
+        job = await store.run(imports_sql.get_job, job_id)
+        rows, total = await store.run(_list_rejects, job_id)
+        if job is None:
+            return
+        if not total:
+            note = f"{job.file_name}: no rejected rows"
+            if job.message:
+                note += f" ({job.message})"
+            self.notify(visible(note), timeout=5)
+            return
+        await self.app.push_screen(RejectsScreen(visible(job.file_name), rows, total))
+
+    @work(exclusive=True, group="jobs-retry", exit_on_error=False)
+    async def action_retry(self) -> None:
+        from pulse_tui.worker.service import retry_failed_job
+
+        job_id = self._selected_job()
+        if job_id is None:
+            return
+        store = self.app.store  # type: ignore[attr-defined]
+        settings = self.app.settings  # type: ignore[attr-defined]
+        try:
+            path = await store.write(retry_failed_job, settings.import_dir, job_id)
+        except Exception as exc:  # noqa: BLE001 - shown to the operator in one line
+            self.notify(str(exc), severity="warning", timeout=6)
+            return
+        self.notify(f"moved back into the inbox: {visible(path)}", timeout=6)
+        self.reload()

@@ -1,0 +1,99 @@
+"""Responsive table columns: fixed widths, flexible ones share the rest, some only when wide."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from pulse_tui.textsafe import visible
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int = 0          # 0: flexible, shares what the fixed columns leave
+    min_total: int = 0      # shown only when the table is at least this wide
+    justify: str = "left"
+
+
+def fit_columns(columns: Sequence[Column], total: int) -> list[tuple[Column, int]]:
+    """The columns shown at ``total`` cells wide, with their widths."""
+    shown = [c for c in columns if total >= c.min_total]
+    fixed = sum(c.width for c in shown if c.width)
+    flexible = [c for c in shown if not c.width]
+    spare = max(10 * len(flexible), total - fixed - 2)
+    each = spare // len(flexible) if flexible else 0
+    return [(c, c.width or each) for c in shown]
+
+
+def cell(value: object, width: int, *, style: str = "", justify: str = "left",
+         none: str = "–") -> Text:
+    """Literal text cut to ``width`` - 1 with an ellipsis, plus a one-space gap."""
+    if isinstance(value, Text):
+        text = value.copy()
+    else:
+        text = Text(visible(value, none=none), style=style, no_wrap=True)
+    text.no_wrap = True
+    text.truncate(max(1, width - 1), overflow="ellipsis")
+    if justify == "right":
+        text.pad_left(max(0, width - 1 - text.cell_len))
+    text.append(" ")
+    return text
+
+
+class FittedTable(DataTable):
+    """A DataTable whose columns follow its width; rows are given as {key: value}."""
+
+    def __init__(self, columns: Sequence[Column], **kwargs: object) -> None:
+        kwargs.setdefault("cursor_type", "row")
+        kwargs.setdefault("zebra_stripes", True)
+        super().__init__(cell_padding=0, **kwargs)  # type: ignore[arg-type]
+        self.spec = list(columns)
+        self.fitted: list[tuple[Column, int]] = []
+        self._rows: list[tuple[str, dict[str, object], dict[str, str]]] = []
+
+    def on_resize(self) -> None:
+        self._relayout()
+
+    def _relayout(self) -> None:
+        fitted = fit_columns(self.spec, self.size.width or 80)
+        if [(c.key, w) for c, w in fitted] == [(c.key, w) for c, w in self.fitted]:
+            return
+        self.fitted = fitted
+        keep = self.cursor_row
+        self.clear(columns=True)
+        for column, width in fitted:
+            label = Text(column.label, justify="right" if column.justify == "right" else "left")
+            self.add_column(cell(label, width, justify=column.justify), key=column.key,
+                            width=width)
+        self._add_rows()
+        if self.row_count:
+            self.move_cursor(row=min(keep, self.row_count - 1))
+
+    def set_rows(self, rows: Sequence[tuple[str, dict[str, object]]],
+                 styles: Sequence[dict[str, str]] | None = None) -> None:
+        """Replace every row: (row key, {column key: value}); keeps the cursor row."""
+        keep = self.cursor_row
+        self._rows = [(key, values, (styles[i] if styles else {}))
+                      for i, (key, values) in enumerate(rows)]
+        if not self.fitted:
+            self._relayout()
+            return
+        self.clear()
+        self._add_rows()
+        if self.row_count:
+            self.move_cursor(row=min(keep, self.row_count - 1))
+
+    def _add_rows(self) -> None:
+        for key, values, styles in self._rows:
+            self.add_row(*(cell(values.get(c.key), w, style=styles.get(c.key, ""),
+                                justify=c.justify) for c, w in self.fitted), key=key)
+
+    def selected_key(self) -> str | None:
+        if self.row_count == 0:
+            return None
+        return self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
