@@ -120,6 +120,85 @@ def _fold(conn: sqlite3.Connection, lo: int, hi: int, now_ms: int) -> None:
             """,
             rng,
         )
+    _fold_distinct(conn, lo, hi)
+
+
+# ------------------------------------------------------------------ exact distinct counts
+# rollup_presence / rollup_distinct_gaps (schema.sql explains the idea). New (key, entity, day)
+# rows get prev_day = the entity's latest earlier day for the key; the entity's next later day
+# (only when rows arrive out of time order) gets its prev_day moved; the gap histogram receives
+# +1 for every row's new gap and -1 for every moved row's old gap. Set-based, per chunk.
+GAP_NONE = 1_000_000_000
+DISTINCT_USERS = "user"
+DISTINCT_SESSIONS = "session"
+
+_KEY_EQ = ("{a}.site_id = {b}.site_id AND {a}.dim = {b}.dim AND {a}.value = {b}.value "
+           "AND {a}.entity = {b}.entity")
+
+
+def _fold_distinct(conn: sqlite3.Connection, lo: int, hi: int) -> None:
+    conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS _pres (site_id TEXT, dim TEXT, value TEXT, "
+        "entity TEXT, day INTEGER, prev_day INTEGER, old_gap INTEGER, is_new INTEGER, "
+        "PRIMARY KEY (site_id, dim, value, entity, day)) WITHOUT ROWID"
+    )
+    conn.execute("DELETE FROM temp._pres")
+    where = "rowid > ?1 AND rowid <= ?2"
+    parts = [
+        f"SELECT site_id, '{DISTINCT_USERS}', '', user_id, timestamp_ms / {DAY_MS} "
+        f"FROM events WHERE {where} AND user_id IS NOT NULL",
+        f"SELECT site_id, '{DISTINCT_SESSIONS}', '', session_id, timestamp_ms / {DAY_MS} "
+        f"FROM events WHERE {where}",
+    ] + [
+        f"SELECT site_id, '{dim}', coalesce({dim}, ''), user_id, timestamp_ms / {DAY_MS} "
+        f"FROM events WHERE {where} AND user_id IS NOT NULL"
+        for dim in DIMENSIONS
+    ]
+    conn.execute(
+        "INSERT OR IGNORE INTO temp._pres (site_id, dim, value, entity, day, is_new) "
+        f"SELECT *, 1 FROM ({' UNION ALL '.join(parts)})",
+        (lo, hi),
+    )
+    conn.execute(
+        "DELETE FROM temp._pres WHERE EXISTS (SELECT 1 FROM rollup_presence p WHERE "
+        + _KEY_EQ.format(a="p", b="_pres") + " AND p.day = _pres.day)"
+    )
+    # stored rows that directly follow a new row (backfills): their prev_day will move
+    conn.execute(
+        "INSERT OR IGNORE INTO temp._pres (site_id, dim, value, entity, day, old_gap, is_new) "
+        f"SELECT p.site_id, p.dim, p.value, p.entity, p.day, "
+        f"coalesce(p.day - p.prev_day, {GAP_NONE}), 0 "
+        "FROM temp._pres n JOIN rollup_presence p ON " + _KEY_EQ.format(a="p", b="n")
+        + " AND p.day = (SELECT min(q.day) FROM rollup_presence q WHERE "
+        + _KEY_EQ.format(a="q", b="n") + " AND q.day > n.day) WHERE n.is_new = 1"
+    )
+    conn.execute(
+        "UPDATE temp._pres SET prev_day = max("
+        "coalesce((SELECT max(q.day) FROM rollup_presence q WHERE "
+        + _KEY_EQ.format(a="q", b="_pres") + " AND q.day < _pres.day), -1), "
+        "coalesce((SELECT max(m.day) FROM temp._pres m WHERE m.is_new = 1 AND "
+        + _KEY_EQ.format(a="m", b="_pres") + " AND m.day < _pres.day), -1))"
+    )
+    conn.execute("UPDATE temp._pres SET prev_day = NULL WHERE prev_day = -1")
+    conn.execute(
+        "INSERT INTO rollup_presence (site_id, dim, value, entity, day, prev_day) "
+        "SELECT site_id, dim, value, entity, day, prev_day FROM temp._pres WHERE is_new = 1"
+    )
+    conn.execute(
+        "UPDATE rollup_presence SET prev_day = n.prev_day FROM temp._pres n WHERE n.is_new = 0 "
+        "AND " + _KEY_EQ.format(a="rollup_presence", b="n") + " AND rollup_presence.day = n.day"
+    )
+    conn.execute(
+        "INSERT INTO rollup_distinct_gaps (site_id, dim, value, day, gap, n) "
+        "SELECT site_id, dim, value, day, gap, sum(d) FROM ("
+        f" SELECT site_id, dim, value, day, coalesce(day - prev_day, {GAP_NONE}) AS gap, 1 AS d"
+        " FROM temp._pres"
+        " UNION ALL SELECT site_id, dim, value, day, old_gap, -1 FROM temp._pres"
+        " WHERE is_new = 0"
+        ") WHERE true GROUP BY site_id, dim, value, day, gap HAVING sum(d) != 0 "
+        "ON CONFLICT(site_id, dim, value, day, gap) DO UPDATE SET n = n + excluded.n"
+    )
+    conn.execute("DELETE FROM temp._pres")
 
 
 def catch_up(conn: sqlite3.Connection, now_ms: int, *, max_rows: int | None = None) -> int:
@@ -164,6 +243,8 @@ ROLLUP_TABLES = (
     "rollup_daily_users",
     "rollup_daily_sessions",
     "rollup_daily_dims",
+    "rollup_presence",
+    "rollup_distinct_gaps",
 )
 
 
@@ -172,8 +253,12 @@ def rebuild(conn: sqlite3.Connection, now_ms: int) -> int:
 
     First-seen times only ever move earlier, so they survive a rebuild after cleanup.
     """
+    from pulse_tui.store.connection import _statements, schema_sql
+
     conn.execute("BEGIN IMMEDIATE")
     try:
+        for statement in _statements(schema_sql()):  # all IF NOT EXISTS: adds new rollups
+            conn.execute(statement)
         for table in ROLLUP_TABLES:
             conn.execute(f"DELETE FROM {table}")
         set_meta(conn, HWM_KEY, 0)

@@ -289,3 +289,30 @@ CREATE TABLE IF NOT EXISTS rollup_daily_dims (
   events INTEGER NOT NULL,
   PRIMARY KEY (site_id, dim, day, value)
 ) WITHOUT ROWID;
+
+-- exact distinct counts over any day range (reports): rollup_presence says on which days an
+-- entity (user_id; session_id for dim 'session') was seen per key, with its previous day for the
+-- same key; rollup_distinct_gaps counts those rows per (key, day, gap = day - prev_day, or
+-- 1000000000 when there is no earlier day). Distinct entities over [F, T] =
+-- sum(n) WHERE day BETWEEN F AND T AND gap > day - F (each entity counted on its first day in
+-- the range), so 90-day distincts read days x gaps rows, never users. Keys: dim 'user' and
+-- 'session' with value ''; and every rollup_daily_dims dimension with its value (users only).
+CREATE TABLE IF NOT EXISTS rollup_presence (
+  site_id TEXT NOT NULL,
+  dim TEXT NOT NULL,
+  value TEXT NOT NULL,
+  entity TEXT NOT NULL,
+  day INTEGER NOT NULL,
+  prev_day INTEGER,
+  PRIMARY KEY (site_id, dim, value, entity, day)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS rollup_distinct_gaps (
+  site_id TEXT NOT NULL,
+  dim TEXT NOT NULL,
+  value TEXT NOT NULL,
+  day INTEGER NOT NULL,
+  gap INTEGER NOT NULL,
+  n INTEGER NOT NULL,
+  PRIMARY KEY (site_id, dim, value, day, gap)
+) WITHOUT ROWID;

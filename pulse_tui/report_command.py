@@ -1,0 +1,122 @@
+"""``pulse-tui report NAME``: any registered report as a table, CSV or JSON on stdout."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import unicodedata
+from datetime import date
+from typing import Any
+
+import click
+
+from pulse_tui.cli import cli, pulse_command, settings_from
+from pulse_tui.clock import Clock
+from pulse_tui.csvsafe import neutralise_row
+from pulse_tui.errors import UsageError
+from pulse_tui.store import reports
+from pulse_tui.store.connection import connect
+
+FORMATS = ("table", "csv", "json")
+
+
+def _cell_json(value: object) -> object:
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _cell_text(value: object) -> str:
+    """A cell for the table: None empty, floats short, control characters escaped."""
+    if value is None:
+        return ""
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = str(value)
+    if any(unicodedata.category(ch) == "Cc" for ch in text):
+        text = "".join(ch if unicodedata.category(ch) != "Cc" else repr(ch)[1:-1] for ch in text)
+    return text
+
+
+def render_json(columns: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
+    data = [{c: _cell_json(v) for c, v in zip(columns, row, strict=True)} for row in rows]
+    return json.dumps(data, ensure_ascii=False, indent=2) + "\n"
+
+
+def render_csv(columns: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(neutralise_row(["" if v is None else _cell_json(v) for v in row]))
+    return out.getvalue()
+
+
+def render_table(columns: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
+    cells = [[_cell_text(v) for v in row] for row in rows]
+    numeric = [all(isinstance(row[i], int | float) or row[i] is None for row in rows) and rows
+               for i in range(len(columns))]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+
+    def line(values: list[str]) -> str:
+        return "  ".join(v.rjust(w) if numeric[i] else v.ljust(w)
+                         for i, (v, w) in enumerate(zip(values, widths, strict=True))).rstrip()
+
+    out = [line(list(columns)), line(["-" * w for w in widths])]
+    out.extend(line(r) for r in cells)
+    if not rows:
+        out.append("(no rows)")
+    return "\n".join(out) + "\n"
+
+
+def _parse_steps(text: str | None) -> tuple[str, ...]:
+    if text is None:
+        return ()
+    steps = tuple(s.strip() for s in text.split(","))
+    if not steps or any(not s for s in steps):
+        raise UsageError(f"--steps: empty step in {text!r} (use --steps a,b,c)")
+    return steps
+
+
+@pulse_command(cli, "report")
+@click.argument("name")
+@click.option("--site", "site", default=None, help="Site id (default: the only site).")
+@click.option("--from", "start", default=None, metavar="YYYY-MM-DD",
+              help="First UTC day, included (default: today-29).")
+@click.option("--to", "end", default=None, metavar="YYYY-MM-DD",
+              help="Last UTC day, included (default: today).")
+@click.option("--limit", type=int, default=reports.DEFAULT_LIMIT, show_default=True,
+              help="Rows of top-* reports.")
+@click.option("--steps", default=None, help="Funnel steps: event types, comma separated.")
+@click.option("--format", "fmt", default="table", show_default=True,
+              help="table, csv or json.")
+@click.pass_context
+def report_cmd(ctx: click.Context, name: str, site: str | None, start: str | None,
+               end: str | None, limit: int, steps: str | None, fmt: str, **_: Any) -> None:
+    """Print report NAME: daily, breakdown, top-urls, top-referrers, top-countries,
+    top-devices, funnel (and any report added to the registry)."""
+    spec = reports.REPORTS.get(name)
+    if spec is None:
+        raise UsageError(f"unknown report {name!r} (reports: {', '.join(reports.REPORTS)})")
+    if fmt not in FORMATS:
+        raise UsageError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    if limit < 1:
+        raise UsageError(f"--limit must be at least 1 (got {limit})")
+    step_list = _parse_steps(steps)
+    if "steps" in spec.options and not step_list:
+        raise UsageError(f"report {name} needs --steps a,b,c")
+    clock = Clock.from_env()
+    rng = reports.make_range(clock, start, end)
+    conn = connect(settings_from(ctx).db)
+    try:
+        site_id = reports.resolve_site(conn, site)
+        rows = reports.run_report(conn, name, site_id, rng, now_ms=clock.now_ms(),
+                                  limit=limit, steps=step_list)
+    finally:
+        conn.close()
+    render = {"json": render_json, "csv": render_csv, "table": render_table}[fmt]
+    sys.stdout.write(render(spec.columns, rows))

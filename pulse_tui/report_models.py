@@ -1,0 +1,104 @@
+"""Frozen dataclasses the reports return (rows of ``pulse-tui report`` and the charts pane)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+NONE_LABEL = "(none)"
+
+
+@dataclass(frozen=True, slots=True)
+class DateRange:
+    """UTC days ``start`` .. ``end``, both included."""
+
+    start: date
+    end: date
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    @property
+    def first_day(self) -> int:
+        """UTC day number (timestamp_ms // 86_400_000) of ``start``."""
+        return self.start.toordinal() - _EPOCH_ORDINAL
+
+    @property
+    def last_day(self) -> int:
+        return self.end.toordinal() - _EPOCH_ORDINAL
+
+    @property
+    def start_ms(self) -> int:
+        return self.first_day * 86_400_000
+
+    @property
+    def end_ms(self) -> int:
+        """The last millisecond of ``end`` (inclusive bound)."""
+        return (self.last_day + 1) * 86_400_000 - 1
+
+    def previous(self) -> DateRange:
+        """The period of equal length just before this one (for change arrows)."""
+        return DateRange(self.start - timedelta(days=self.days), self.start - timedelta(days=1))
+
+    def each_day(self) -> list[date]:
+        return [self.start + timedelta(days=i) for i in range(max(0, self.days))]
+
+
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+
+
+@dataclass(frozen=True, slots=True)
+class DailyRow:
+    day: date
+    events: int
+    users: int
+    sessions: int
+
+
+@dataclass(frozen=True, slots=True)
+class BreakdownRow:
+    event_type: str
+    events: int
+    users: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopRow:
+    """One value of a top-N list; NULL or empty values carry the label ``(none)``."""
+
+    value: str
+    events: int
+    users: int
+
+
+@dataclass(frozen=True, slots=True)
+class FunnelRow:
+    step: int
+    event_type: str
+    users: int
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Events, exact distinct users and distinct sessions of a site over a range."""
+
+    range: DateRange
+    events: int
+    users: int
+    sessions: int
+
+
+@dataclass(frozen=True, slots=True)
+class RangeTotals:
+    """A range's totals and those of the period of equal length before it."""
+
+    current: Totals
+    previous: Totals
+
+    @staticmethod
+    def change_pct(now: int, before: int) -> float | None:
+        """Percent change, None when the previous value is 0 (undefined)."""
+        if before == 0:
+            return None
+        return (now - before) * 100.0 / before

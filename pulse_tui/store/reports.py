@@ -1,0 +1,323 @@
+"""Report queries (daily, breakdown, top-N, funnel, totals) and the report registry.
+
+Everything except ``funnel`` reads rollups only (rollup_daily, rollup_daily_dims and the exact
+distinct-count histogram rollup_distinct_gaps, see schema.sql), so 30/90-day ranges never scan
+raw events and distinct users/sessions over a range are exact, also per dimension value.
+
+Adding a report (cohorts, retention): write a function ``run(conn, params) -> list[row]`` where
+a row is a frozen dataclass whose fields are the report's columns in order (or a Mapping / tuple
+in column order), then add ONE entry at the end of this module, e.g.::
+
+    register_report(ReportSpec("cohorts", ("cohort_id", "name", "status", "members"),
+                               lazy("pulse_tui.store.cohorts", "cohorts_report"),
+                               "every cohort of the site"))
+
+``lazy`` imports the module on first use, so there are no import cycles. ``pulse-tui report``
+(pulse_tui/report_command.py) picks it up from ``REPORTS`` with its json/csv/table output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from pulse_tui.clock import Clock
+from pulse_tui.errors import UsageError
+from pulse_tui.models import Site
+from pulse_tui.report_models import (
+    NONE_LABEL,
+    BreakdownRow,
+    DailyRow,
+    DateRange,
+    FunnelRow,
+    RangeTotals,
+    TopRow,
+    Totals,
+)
+from pulse_tui.store.derived import DISTINCT_SESSIONS, DISTINCT_USERS
+from pulse_tui.store.events import list_sites
+
+DEFAULT_DAYS = 30
+DEFAULT_LIMIT = 10
+# top-* report name -> events column / rollup dimension
+TOP_DIMENSIONS: dict[str, str] = {
+    "top-urls": "url",
+    "top-referrers": "referrer",
+    "top-countries": "country",
+    "top-devices": "device_type",
+}
+
+# ------------------------------------------------------------------ sites, dates, ranges
+
+
+def sites(conn: sqlite3.Connection) -> list[Site]:
+    """Every site, by id (the charts pane's site selector)."""
+    return list_sites(conn)
+
+
+def resolve_site(conn: sqlite3.Connection, site_id: str | None) -> str:
+    """The site a report is about: ``site_id`` if known, else the only site (UsageError)."""
+    ids = [s.id for s in sites(conn)]
+    if not ids:
+        raise UsageError("no site in the database yet; import or simulate some events first")
+    if site_id is not None:
+        if site_id not in ids:
+            raise UsageError(f"unknown site {site_id!r} (sites: {', '.join(ids)})")
+        return site_id
+    if len(ids) > 1:
+        raise UsageError(f"several sites ({', '.join(ids)}); choose one with --site")
+    return ids[0]
+
+
+def parse_day(text: str, option: str = "date") -> date:
+    """A ``YYYY-MM-DD`` date, or a UsageError naming the option."""
+    try:
+        if len(text.strip()) != 10:
+            raise ValueError(text)
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"{option}: not a date: {text!r} (use YYYY-MM-DD)") from None
+
+
+def default_range(clock: Clock, days: int = DEFAULT_DAYS) -> DateRange:
+    """today-(days-1) .. today, today from the clock (PULSE_NOW)."""
+    today = clock.today()
+    return DateRange(today - timedelta(days=days - 1), today)
+
+
+def make_range(clock: Clock, start: str | date | None = None, end: str | date | None = None
+               ) -> DateRange:
+    """--from/--to as given (dates or text), defaults today-29 .. today; from > to is an error.
+
+    Only --from: from .. today; only --to: (to-29) .. to.
+    """
+    s = parse_day(start, "--from") if isinstance(start, str) else start
+    e = parse_day(end, "--to") if isinstance(end, str) else end
+    if e is None:
+        e = clock.today()
+    if s is None:
+        s = e - timedelta(days=DEFAULT_DAYS - 1)
+    if s > e:
+        raise UsageError(f"--from {s.isoformat()} is after --to {e.isoformat()}")
+    return DateRange(s, e)
+
+
+# ------------------------------------------------------------------ counts from rollups
+
+
+def distinct_count(conn: sqlite3.Connection, site_id: str, rng: DateRange,
+                   dim: str = DISTINCT_USERS, value: str = "") -> int:
+    """Exact number of distinct entities of a key over the range (rollup_distinct_gaps).
+
+    dim ``user`` / ``session`` (value ''), or a dimension (event_type, url, referrer, country,
+    device_type) with its stored value ('' = NULL or empty) for distinct users of that value.
+    """
+    row = conn.execute(
+        "SELECT coalesce(sum(n), 0) FROM rollup_distinct_gaps WHERE site_id = ? AND dim = ? "
+        "AND value = ? AND day BETWEEN ? AND ? AND gap > day - ?",
+        (site_id, dim, value, rng.first_day, rng.last_day, rng.first_day),
+    ).fetchone()
+    return int(row[0])
+
+
+def event_count(conn: sqlite3.Connection, site_id: str, rng: DateRange) -> int:
+    row = conn.execute(
+        "SELECT coalesce(sum(events), 0) FROM rollup_daily WHERE site_id = ? "
+        "AND day BETWEEN ? AND ?",
+        (site_id, rng.first_day, rng.last_day),
+    ).fetchone()
+    return int(row[0])
+
+
+def totals(conn: sqlite3.Connection, site_id: str, rng: DateRange) -> Totals:
+    """Events, exact distinct users and sessions of the site over the range."""
+    return Totals(rng, event_count(conn, site_id, rng),
+                  distinct_count(conn, site_id, rng, DISTINCT_USERS),
+                  distinct_count(conn, site_id, rng, DISTINCT_SESSIONS))
+
+
+def range_totals(conn: sqlite3.Connection, site_id: str, rng: DateRange) -> RangeTotals:
+    """Totals of the range and of the equally long period before it (change arrows)."""
+    return RangeTotals(totals(conn, site_id, rng), totals(conn, site_id, rng.previous()))
+
+
+def daily(conn: sqlite3.Connection, site_id: str, rng: DateRange) -> list[DailyRow]:
+    """Every day of the range, oldest first, zeros included: events, users, sessions."""
+    lo, hi = rng.first_day, rng.last_day
+    events = dict(conn.execute(
+        "SELECT day, events FROM rollup_daily WHERE site_id = ? AND day BETWEEN ? AND ?",
+        (site_id, lo, hi)))
+    distinct: dict[tuple[str, int], int] = {
+        (d, day): n for d, day, n in conn.execute(
+            "SELECT dim, day, sum(n) FROM rollup_distinct_gaps WHERE site_id = ? "
+            "AND dim IN (?, ?) AND value = '' AND day BETWEEN ? AND ? GROUP BY dim, day",
+            (site_id, DISTINCT_USERS, DISTINCT_SESSIONS, lo, hi))
+    }
+    return [
+        DailyRow(rng.start + timedelta(days=i), int(events.get(day, 0)),
+                 int(distinct.get((DISTINCT_USERS, day), 0)),
+                 int(distinct.get((DISTINCT_SESSIONS, day), 0)))
+        for i, day in enumerate(range(lo, hi + 1))
+    ]
+
+
+def _ranked_values(conn: sqlite3.Connection, site_id: str, rng: DateRange, dim: str,
+                   limit: int | None) -> list[tuple[str, int]]:
+    """(stored value, events) of a dimension, most events first, then the shown label."""
+    sql = (
+        "SELECT value, sum(events) AS total FROM rollup_daily_dims "
+        "WHERE site_id = ? AND dim = ? AND day BETWEEN ? AND ? GROUP BY value "
+        f"ORDER BY total DESC, CASE value WHEN '' THEN '{NONE_LABEL}' ELSE value END, value"
+    )
+    params: list[object] = [site_id, dim, rng.first_day, rng.last_day]
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return [(v, int(n)) for v, n in conn.execute(sql, params)]
+
+
+def breakdown(conn: sqlite3.Connection, site_id: str, rng: DateRange) -> list[BreakdownRow]:
+    """Per event type: events and distinct users, most events first, then event_type."""
+    return [
+        BreakdownRow(value, events, distinct_count(conn, site_id, rng, "event_type", value))
+        for value, events in _ranked_values(conn, site_id, rng, "event_type", None)
+    ]
+
+
+def top(conn: sqlite3.Connection, site_id: str, rng: DateRange, dim: str,
+        limit: int = DEFAULT_LIMIT) -> list[TopRow]:
+    """Top values of url / referrer / country / device_type by events (then value), with
+    exact distinct users per value; NULL or empty is the value ``(none)``."""
+    if dim not in TOP_DIMENSIONS.values():
+        raise UsageError(f"not a top-N dimension: {dim!r}")
+    return [
+        TopRow(value if value != "" else NONE_LABEL, events,
+               distinct_count(conn, site_id, rng, dim, value))
+        for value, events in _ranked_values(conn, site_id, rng, dim, limit)
+    ]
+
+
+def funnel(conn: sqlite3.Connection, site_id: str, rng: DateRange,
+           steps: Sequence[str]) -> list[FunnelRow]:
+    """Ordered funnel over raw events: users (non-null) who did step 1 in the range, then each
+    later step strictly later than the previous one, all within the range."""
+    steps = tuple(steps)
+    if not steps or any(not s for s in steps):
+        raise UsageError("funnel needs --steps a,b,c (event types, at least one)")
+    ctes = [
+        "s1(user_id, t) AS (SELECT user_id, min(timestamp_ms) FROM events "
+        "WHERE site_id = :site AND event_type = :e1 AND timestamp_ms BETWEEN :lo AND :hi "
+        "AND user_id IS NOT NULL GROUP BY user_id)"
+    ]
+    params: dict[str, object] = {"site": site_id, "lo": rng.start_ms, "hi": rng.end_ms,
+                                 "e1": steps[0]}
+    for k in range(2, len(steps) + 1):
+        params[f"e{k}"] = steps[k - 1]
+        ctes.append(
+            f"s{k}(user_id, t) AS (SELECT e.user_id, min(e.timestamp_ms) FROM events e "
+            f"CROSS JOIN s{k - 1} p ON p.user_id = e.user_id WHERE e.site_id = :site "
+            f"AND e.event_type = :e{k} AND e.timestamp_ms > p.t AND e.timestamp_ms <= :hi "
+            f"GROUP BY e.user_id)"
+        )
+    counts = ", ".join(f"(SELECT count(*) FROM s{k})" for k in range(1, len(steps) + 1))
+    row = conn.execute(f"WITH {', '.join(ctes)} SELECT {counts}", params).fetchone()
+    return [FunnelRow(k + 1, step, int(row[k])) for k, step in enumerate(steps)]
+
+
+# ------------------------------------------------------------------ registry
+
+
+@dataclass(frozen=True, slots=True)
+class ReportParams:
+    """What a report run gets: the site, the range, "now" and the optional options."""
+
+    site_id: str
+    range: DateRange
+    now_ms: int
+    limit: int = DEFAULT_LIMIT
+    steps: tuple[str, ...] = ()
+
+
+ReportFn = Callable[[sqlite3.Connection, ReportParams], Sequence[object]]
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSpec:
+    """A named report: its output columns in order and the function computing its rows."""
+
+    name: str
+    columns: tuple[str, ...]
+    run: ReportFn
+    help: str = ""
+    options: frozenset[str] = field(default_factory=frozenset)  # of "limit", "steps"
+
+
+REPORTS: dict[str, ReportSpec] = {}
+
+
+def register_report(spec: ReportSpec) -> ReportSpec:
+    REPORTS[spec.name] = spec
+    return spec
+
+
+def lazy(module: str, attr: str) -> ReportFn:
+    """A report function imported from ``module`` on first call (avoids import cycles)."""
+
+    def run(conn: sqlite3.Connection, params: ReportParams) -> Sequence[object]:
+        fn: ReportFn = getattr(importlib.import_module(module), attr)
+        return fn(conn, params)
+
+    return run
+
+
+def row_values(spec: ReportSpec, row: object) -> tuple[object, ...]:
+    """A row's cells in column order (dataclass fields, Mapping keys or a plain sequence)."""
+    if dataclasses.is_dataclass(row):
+        return tuple(getattr(row, c) for c in spec.columns)
+    if isinstance(row, Mapping):
+        return tuple(row[c] for c in spec.columns)
+    values = tuple(row)  # type: ignore[call-overload]
+    if len(values) != len(spec.columns):
+        raise ValueError(f"report {spec.name}: row has {len(values)} cells, "
+                         f"expected {len(spec.columns)}")
+    return values
+
+
+def run_report(conn: sqlite3.Connection, name: str, site_id: str, rng: DateRange, *,
+               now_ms: int | None = None, limit: int = DEFAULT_LIMIT,
+               steps: Sequence[str] = ()) -> list[tuple[object, ...]]:
+    """Rows of a registered report as tuples in column order."""
+    spec = REPORTS.get(name)
+    if spec is None:
+        raise UsageError(f"unknown report {name!r} (reports: {', '.join(sorted(REPORTS))})")
+    params = ReportParams(site_id, rng, Clock.from_env().now_ms() if now_ms is None else now_ms,
+                          limit, tuple(steps))
+    return [row_values(spec, r) for r in spec.run(conn, params)]
+
+
+def _top_report(dim: str) -> ReportFn:
+    return lambda conn, p: top(conn, p.site_id, p.range, dim, p.limit)
+
+
+register_report(ReportSpec("daily", ("day", "events", "users", "sessions"),
+                           lambda conn, p: daily(conn, p.site_id, p.range),
+                           "per day: events, distinct users, distinct sessions"))
+register_report(ReportSpec("breakdown", ("event_type", "events", "users"),
+                           lambda conn, p: breakdown(conn, p.site_id, p.range),
+                           "per event type: events and distinct users"))
+for _name, _dim in TOP_DIMENSIONS.items():
+    register_report(ReportSpec(_name, ("value", "events", "users"), _top_report(_dim),
+                               f"top {_dim} values by events, with distinct users",
+                               frozenset({"limit"})))
+register_report(ReportSpec("funnel", ("step", "event_type", "users"),
+                           lambda conn, p: funnel(conn, p.site_id, p.range, p.steps),
+                           "users who did each step in order (--steps a,b,c)",
+                           frozenset({"steps"})))
+# cohorts / retention: one register_report(...) line each below (see the module docstring).
+register_report(ReportSpec("retention", ("cohort", "size", *(f"week_{k}" for k in range(13))),
+                           lazy("pulse_tui.store.retention", "retention_report"),
+                           "weekly acquisition cohorts: share returning in weeks 0..12"))
