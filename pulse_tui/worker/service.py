@@ -110,6 +110,7 @@ class WorkerService:
         self._lock = inbox.InboxLock(self.import_dir, settings.db)
         self._tracker = inbox.SettleTracker(settings.settle_seconds, monotonic)
         self._announced: set[Path] = set()
+        self._unmovable: set[tuple[Path, int, int]] = set()
         self._scheduler: Scheduler | None = None
         self.imports_done = 0  # finished jobs (tests and the status line)
         self.error: PulseError | None = None
@@ -154,6 +155,11 @@ class WorkerService:
             return retry_failed_file(conn, self.import_dir, Path(path))
         finally:
             conn.close()
+
+    def run_job_now(self, name: str) -> bool:
+        """Make a periodic job due at once (Jobs pane); False when not running or unknown."""
+        sched = self._scheduler
+        return sched is not None and sched.run_now(name)
 
     def run(self) -> None:
         """Run until :meth:`request_stop` (blocking). Raises PulseError on a fatal problem."""
@@ -306,6 +312,8 @@ class WorkerService:
                         break
                     self._tracker.forget(path)
                     self._announced.discard(path)
+                    if _identity(path) in self._unmovable:
+                        continue  # imported already; its move failed (logged once)
                     self._import(conn, path, kind)
                 self._wake.wait(self.tick)
                 self._wake.clear()
@@ -385,6 +393,7 @@ class WorkerService:
                     log.exception("scheduler tick failed")
                 self._stop.wait(0.25)
         finally:
+            self._scheduler = None
             if not sched.shutdown(timeout=2.0):
                 log.info("scheduled jobs still finishing after stop")
 
@@ -419,12 +428,11 @@ class WorkerService:
     def _in_inbox(self, raw: str | None) -> bool:
         if not raw:
             return False
-        path = Path(raw)
         try:
-            path = path.absolute()
+            path, base = Path(raw).resolve(), self.import_dir.resolve()
         except OSError:
             return False
-        return inbox.kind_of(self.import_dir, path) is not None
+        return inbox.kind_of(base, path) is not None
 
     def _recover(self, conn: Any) -> None:
         """Finish what a crashed worker left: pending hooks, moves, interrupted imports."""
@@ -538,7 +546,10 @@ class WorkerService:
                 moved = inbox.finish_move(src, dest)
             except OSError as exc:
                 log.error("could not move %s to %s: %s", src, dest, exc)
-        if not moved:
+        if not moved and src is not None and src.exists():
+            # never import it again while it sits there (e.g. no write permission)
+            self._unmovable.add(_identity(src))
+        elif not moved:
             log.warning("job %s: %s is gone; nothing to move", row.id, src)
         finished = ImportFinished(
             job_id=row.id, file=str(src) if src else "", kind=row.type, site_id=row.site_id,
@@ -565,6 +576,14 @@ class WorkerService:
                 log.exception("after-import hook %r failed for job %s", hook, finished.job_id)
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+
+
+def _identity(path: Path) -> tuple[Path, int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return (path, -1, -1)
+    return (path, st.st_size, st.st_mtime_ns)
 
 
 def _size(path: Path) -> int:

@@ -45,7 +45,7 @@ def test_standby_logs_once_and_takes_over_an_expired_lease(
     conn = connect(pulse_settings.db)
     now = int(time.time() * 1000)
     assert lease.try_acquire(conn, "dead-worker", now_ms=now, pid=4242, host="elsewhere",
-                             ttl_ms=1200)
+                             ttl_ms=2500)
     conn.close()
     caplog.set_level(logging.INFO, logger="pulse_tui.worker")
     worker, rec = make_worker()
@@ -55,7 +55,7 @@ def test_standby_logs_once_and_takes_over_an_expired_lease(
     wait_until(lambda: worker.state.state == "running", timeout=10)
     wait_until(lambda: rec.of(ImportFinished))
     standby_lines = [r for r in caplog.records if r.getMessage().startswith("standby:")]
-    assert len(standby_lines) == 1  # about 20 polls, one line
+    assert len(standby_lines) == 1  # about 50 polls, one line
     holder = scalar(pulse_settings.db, "SELECT holder FROM worker_lease")
     assert holder == worker.holder
 
