@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import queue
 import sqlite3
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,8 +166,9 @@ def import_file(
         parse = make_row_parser(header, site_id=site_id, now_ms=now_ms)
         records = job.checkpoint_rows
         processed, dups, failed = job.processed_records, job.duplicate_records, job.failed_records
+        batches = _prefetch(iter_batches(src, header, parse, batch_size))
         try:
-            for batch in iter_batches(src, header, parse, batch_size):
+            for batch in batches:
                 outcome = _write(conn, job_id, kind, batch, now_ms)
                 records += batch.records
                 processed += outcome.processed
@@ -184,10 +187,56 @@ def import_file(
             # committed stays, the job fails with the reason
             store.fail_job(conn, job_id, f"cannot read {path.name}: {exc}", clock.now_ms())
             return _finish(conn, job_id, path, started)
+        finally:
+            batches.close()
         store.finish_job(conn, job_id, clock.now_ms())
     result = _finish(conn, job_id, path, started)
     result.unknown_columns = unknown
     return result
+
+
+_END = object()
+
+
+def _prefetch(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
+    """Parse the next batch in a thread while this one is written (sqlite releases the GIL).
+
+    Exceptions from parsing are re-raised here; closing the generator stops the thread.
+    """
+    q: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not put(batch):
+                    return
+            put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put(exc)
+
+    thread = threading.Thread(target=produce, name="pulse-import-parse", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _write(conn: sqlite3.Connection, job_id: str, kind: str, batch: Batch, now_ms: int
