@@ -171,6 +171,9 @@ class WorkerService:
             raise
         try:
             self._main_loop(conn)
+        except PulseError as exc:
+            self._set_state(STOPPED, str(exc))
+            raise
         finally:
             self._serving.clear()
             self._lock.release()
