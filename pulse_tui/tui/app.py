@@ -23,6 +23,7 @@ from pulse_tui.store.store import Store
 from pulse_tui.tui.messages import BackgroundWorkerEvent, BackgroundWorkerState, DataChanged
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.charts import ChartsScreen
+from pulse_tui.tui.screens.cohorts import CohortsScreen
 from pulse_tui.tui.screens.help import HelpScreen
 from pulse_tui.tui.screens.jobs import JobsScreen
 from pulse_tui.tui.screens.live import LiveScreen
@@ -53,7 +54,7 @@ def pane_classes() -> dict[str, type[PaneScreen]]:
     panes: dict[str, type[PaneScreen]] = {
         "live": LiveScreen,
         "charts": ChartsScreen,
-        "cohorts": not_built_pane("cohorts", "Cohort editor", 5),
+        "cohorts": CohortsScreen,
         "retention": not_built_pane("retention", "Retention grid", 6),
         "alerts": not_built_pane("alerts", "Alerts and webhooks", 7),
         "jobs": JobsScreen,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from conftest import async_wait_until
 from textual.widgets import DataTable
 
-from conftest import async_wait_until
 from pulse_tui.config import Settings
 from pulse_tui.tui.app import make_app
 from pulse_tui.tui.messages import BackgroundWorkerEvent, DataChanged

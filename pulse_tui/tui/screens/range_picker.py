@@ -11,6 +11,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
+from pulse_tui.tui.widgets.field_error import FieldError
+
 MAX_DAYS = 3660
 
 
@@ -30,12 +32,12 @@ class RangePickerScreen(ModalScreen[tuple[date, date] | None]):
                 yield Label("From", classes="form-label")
                 yield Input(self.start.isoformat(), placeholder="YYYY-MM-DD", id="range-from",
                             compact=True)
-            yield Static("", id="range-from-error", classes="field-error")
+            yield FieldError(id="range-from-error")
             with Horizontal(classes="form-row"):
                 yield Label("To", classes="form-label")
                 yield Input(self.end.isoformat(), placeholder="YYYY-MM-DD", id="range-to",
                             compact=True)
-            yield Static("", id="range-to-error", classes="field-error")
+            yield FieldError(id="range-to-error")
             with Horizontal(classes="form-buttons"):
                 yield Button("Apply", id="range-apply", variant="primary", compact=True)
                 yield Button("Cancel", id="range-cancel", compact=True)
@@ -45,16 +47,16 @@ class RangePickerScreen(ModalScreen[tuple[date, date] | None]):
 
     def _parse(self, field: str) -> date | None:
         widget = self.query_one(f"#range-{field}", Input)
-        error = self.query_one(f"#range-{field}-error", Static)
+        error = self.query_one(f"#range-{field}-error", FieldError)
         text = widget.value.strip()
         try:
             value = date.fromisoformat(text)
             if len(text) != 10:
                 raise ValueError
         except ValueError:
-            error.update(f"not a date: use YYYY-MM-DD (got {text!r})" if text else "required")
+            error.show(f"not a date: use YYYY-MM-DD (got {text!r})" if text else "required")
             return None
-        error.update("")
+        error.show("")
         return value
 
     def _validate(self) -> tuple[date, date] | None:
@@ -62,10 +64,10 @@ class RangePickerScreen(ModalScreen[tuple[date, date] | None]):
         if start is None or end is None:
             return None
         if start > end:
-            self.query_one("#range-to-error", Static).update("must not be before From")
+            self.query_one("#range-to-error", FieldError).show("must not be before From")
             return None
         if (end - start).days + 1 > MAX_DAYS:
-            self.query_one("#range-to-error", Static).update(f"at most {MAX_DAYS} days")
+            self.query_one("#range-to-error", FieldError).show(f"at most {MAX_DAYS} days")
             return None
         return start, end
 

@@ -1,0 +1,412 @@
+"""The cohort editor: name, criteria tree edited with keys alone, live member preview, JSON view."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.timer import Timer
+from textual.widgets import Footer, Input, Label, Static, TextArea, Tree
+from textual.widgets.tree import TreeNode
+
+from pulse_tui.clock import format_ms
+from pulse_tui.cohorts import editing
+from pulse_tui.cohorts.criteria import OPERATOR_SPECS, PROPERTIES, validate, value_kind
+from pulse_tui.cohorts.editing import JSON, Path
+from pulse_tui.errors import ConflictError, PulseError, ValidationError
+from pulse_tui.store import cohorts as cohorts_sql
+from pulse_tui.textsafe import visible
+from pulse_tui.tui.screens.condition_form import ConditionFormScreen
+from pulse_tui.tui.screens.confirm import ConfirmScreen
+from pulse_tui.tui.widgets.field_error import FieldError
+
+PREVIEW_DELAY = 0.4  # seconds of quiet typing before the member count is recomputed
+
+
+def describe_condition(node: JSON) -> Text:
+    """``country is one of "US", "CA"``: literal values, never markup."""
+    prop = str(node.get("property", "?"))
+    op = str(node.get("operator", "?"))
+    spec = PROPERTIES.get(prop)
+    text = Text()
+    text.append(spec.label if spec else visible(prop), style="bold cyan")
+    text.append(" ")
+    text.append(OPERATOR_SPECS[op].label if op in OPERATOR_SPECS else visible(op),
+                style="yellow")
+    kind = value_kind(prop, op) if spec and op in OPERATOR_SPECS else "text"
+    if kind == "none":
+        return text
+    value = node.get("value")
+    values = value if isinstance(value, list) else [value]
+    text.append(" ")
+    for i, v in enumerate(values):
+        if i:
+            text.append(", ")
+        if isinstance(v, str):
+            text.append(f'"{visible(v)}"')
+        else:
+            text.append(visible(v, none="(empty)"))
+    return text
+
+
+def describe_group(node: JSON, *, root: bool = False) -> Text:
+    kind = node.get("type")
+    text = Text()
+    text.append("ALL of" if kind == "and" else "ANY of" if kind == "or" else visible(kind),
+                style="bold magenta")
+    text.append(f"  ({'and' if kind == 'and' else 'or'}"
+                f"{', criteria' if root else ''})", style="dim")
+    if not node.get("conditions"):
+        text.append("  empty: press a to add a condition", style="italic dim")
+    return text
+
+
+class CohortEditorScreen(Screen[bool]):
+    """Edits one cohort (or a new one). Dismisses True when saved."""
+
+    TITLE = "Cohort editor"
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save", priority=True),
+        Binding("escape", "close", "Back"),
+        Binding("ctrl+e", "toggle_json", "JSON view", priority=True),
+        Binding("a", "add_condition", "Add condition"),
+        Binding("g", "add_group", "Add group"),
+        Binding("enter,e", "edit_node", "Edit", show=False),
+        Binding("o", "toggle_type", "And/or"),
+        Binding("x,delete", "remove_node", "Remove"),
+        Binding("K", "move(-1)", "Move up"),
+        Binding("J", "move(1)", "Move down"),
+    ]
+
+    def __init__(self, *, site_id: str, cohort: cohorts_sql.Cohort | None = None) -> None:
+        super().__init__()
+        self.site_id = site_id
+        self.cohort = cohort
+        self.static = bool(cohort and cohort.kind == "static")
+        if cohort is not None:
+            try:
+                self.criteria: JSON = json.loads(cohort.criteria_text)
+            except ValueError:
+                self.criteria = editing.new_root()
+            if not isinstance(self.criteria, dict) or not editing.is_group(self.criteria):
+                self.criteria = editing.new_root()
+        else:
+            self.criteria = editing.new_root()
+        self.saved_state = self._state()
+        self.cursor: Path = ()
+        self.problems: dict[Path, list[tuple[str, str]]] = {}
+        self._preview_timer: Timer | None = None
+        self.preview_count: int | None = None
+
+    # ------------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        title = "New cohort" if self.cohort is None else f"Cohort: {visible(self.cohort.name)}"
+        head = Text(title, style="bold")
+        head.append(f"   site {visible(self.site_id)}", style="dim")
+        if self.static:
+            head.append("   static (members from imports and the retention grid)",
+                        style="yellow")
+        yield Static(head, id="editor-title")
+        with Horizontal(classes="form-row"):
+            yield Label("Name", classes="form-label")
+            yield Input(self.cohort.name if self.cohort else "", id="cohort-name",
+                        placeholder="e.g. Signed-up users in North America", compact=True)
+        yield FieldError(id="cohort-name-error")
+        with Horizontal(classes="form-row"):
+            yield Label("Description", classes="form-label")
+            yield Input((self.cohort.description or "") if self.cohort else "",
+                        id="cohort-description", placeholder="optional", compact=True)
+        with Horizontal(id="editor-body"):
+            with Vertical(id="criteria-pane"):
+                yield Static(Text("Criteria", style="bold"), classes="section-title")
+                tree: Tree[Path] = Tree(Text("criteria"), id="criteria-tree", data=())
+                tree.show_root = True
+                tree.guide_depth = 3
+                yield tree
+                yield TextArea(id="criteria-json", language=None, soft_wrap=True,
+                               show_line_numbers=False)
+                yield FieldError(id="criteria-json-error")
+            with VerticalScroll(id="preview-pane"):
+                yield Static(Text("Preview", style="bold"), classes="section-title")
+                yield Static("", id="preview-count")
+                yield Static("", id="preview-problems", classes="problems")
+                yield Static("", id="preview-sample")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#criteria-json", TextArea).display = False
+        if self.static:
+            self.query_one("#criteria-tree", Tree).disabled = True
+        self._rebuild()
+        self.query_one("#cohort-name", Input).focus() if self.cohort is None else \
+            self.query_one("#criteria-tree", Tree).focus()
+        self._schedule_preview()
+
+    # ------------------------------------------------------------------ state
+    def _state(self) -> str:
+        name = self.cohort.name if self.cohort else ""
+        desc = (self.cohort.description or "") if self.cohort else ""
+        if self.is_mounted:
+            name = self.query_one("#cohort-name", Input).value
+            desc = self.query_one("#cohort-description", Input).value
+        return json.dumps([name, desc, self.criteria], sort_keys=True)
+
+    @property
+    def dirty(self) -> bool:
+        return self._state() != self.saved_state
+
+    def _validate(self) -> None:
+        self.problems = {}
+        if self.static:
+            return
+        for problem in validate(self.criteria):
+            path, field = editing.problem_path(problem.path)
+            self.problems.setdefault(path, []).append((field, problem.message))
+
+    def _rebuild(self) -> None:
+        """Redraw the tree from the JSON, with problems beside the nodes they belong to."""
+        self._validate()
+        tree: Tree[Path] = self.query_one("#criteria-tree", Tree)
+        tree.clear()
+        tree.root.set_label(self._label(self.criteria, ()))
+        tree.root.data = ()
+        self._add_children(tree.root, self.criteria, ())
+        tree.root.expand_all()
+        target = self._node_for(tree.root, self.cursor) or tree.root
+        self.call_after_refresh(tree.move_cursor, target)
+        problems = [f"{self._path_text(p)}: {m}" for p, items in sorted(self.problems.items())
+                    for _, m in items]
+        self.query_one("#preview-problems", Static).update(
+            Text("\n".join(problems)) if problems else "")
+
+    def _path_text(self, path: Path) -> str:
+        return "criteria" + "".join(f" › {i + 1}" for i in path)
+
+    def _label(self, node: JSON, path: Path) -> Text:
+        label = describe_group(node, root=not path) if editing.is_group(node) else \
+            describe_condition(node)
+        for field, message in self.problems.get(path, []):
+            label.append(f"   ⚠ {field + ': ' if field else ''}{message}", style="bold red")
+        return label
+
+    def _add_children(self, parent: TreeNode[Path], node: JSON, path: Path) -> None:
+        for i, child in enumerate(node.get("conditions", [])):
+            child_path = (*path, i)
+            if editing.is_group(child):
+                branch = parent.add(self._label(child, child_path), data=child_path,
+                                    expand=True)
+                self._add_children(branch, child, child_path)
+            else:
+                parent.add_leaf(self._label(child, child_path), data=child_path)
+
+    def _node_for(self, node: TreeNode[Path], path: Path) -> TreeNode[Path] | None:
+        if node.data == path:
+            return node
+        for child in node.children:
+            found = self._node_for(child, path)
+            if found is not None:
+                return found
+        return None
+
+    def _selected_path(self) -> Path:
+        node = self.query_one("#criteria-tree", Tree).cursor_node
+        return node.data if node is not None and node.data is not None else ()
+
+    def _change(self, criteria: JSON, cursor: Path) -> None:
+        self.criteria = criteria
+        self.cursor = cursor
+        self._rebuild()
+        self._schedule_preview()
+
+    # ------------------------------------------------------------------ preview
+    def _schedule_preview(self) -> None:
+        if self._preview_timer is not None:
+            self._preview_timer.stop()
+        self._preview_timer = self.set_timer(PREVIEW_DELAY, self._preview)
+
+    @on(Input.Changed)
+    def _input_changed(self) -> None:
+        self.query_one("#cohort-name-error", FieldError).show("")
+
+    @work(exclusive=True, group="cohort-preview", exit_on_error=False)
+    async def _preview(self) -> None:
+        count = self.query_one("#preview-count", Static)
+        sample = self.query_one("#preview-sample", Static)
+        store = self.app.store  # type: ignore[attr-defined]
+        if self.static:
+            if self.cohort is not None:
+                members = await store.run(cohorts_sql.list_members, self.cohort.cohort_id,
+                                          limit=10)
+                total = await store.run(_active_count, self.cohort.cohort_id)
+                count.update(Text(f"{total:,} members (static)", style="bold"))
+                sample.update(_sample_text(members))
+            return
+        if self.problems:
+            self.preview_count = None
+            count.update(Text("fix the criteria to see the member count", style="dim"))
+            sample.update("")
+            return
+        count.update(Text("counting…", style="dim"))
+        clock = self.app.clock  # type: ignore[attr-defined]
+        result = await store.run(cohorts_sql.preview, clock, self.site_id, self.criteria)
+        self.preview_count = result.count
+        count.update(Text(f"{result.count:,} members would match", style="bold green"))
+        sample.update(_sample_text(list(result.sample)))
+
+    # ------------------------------------------------------------------ tree actions
+    def _tree_focused(self) -> bool:
+        return self.focused is self.query_one("#criteria-tree", Tree) and not self.static
+
+    @work(exclusive=True, group="condition-form")
+    async def action_add_condition(self) -> None:
+        if not self._tree_focused():
+            return
+        condition = await self.app.push_screen_wait(ConditionFormScreen(title="Add condition"))
+        if condition is not None:
+            tree, path = editing.insert(self.criteria, self._selected_path(), condition)
+            self._change(tree, path)
+
+    def action_add_group(self) -> None:
+        if not self._tree_focused():
+            return
+        tree, path = editing.insert(self.criteria, self._selected_path(),
+                                    {"type": "or", "conditions": []})
+        self._change(tree, path)
+
+    @on(Tree.NodeSelected, "#criteria-tree")
+    def _node_selected(self) -> None:
+        self.action_edit_node()
+
+    @work(exclusive=True, group="condition-form")
+    async def action_edit_node(self) -> None:
+        if not self._tree_focused():
+            return
+        path = self._selected_path()
+        node = editing.node_at(self.criteria, path)
+        if editing.is_group(node):
+            return
+        condition = await self.app.push_screen_wait(
+            ConditionFormScreen(node, title="Edit condition"))
+        if condition is not None:
+            self._change(editing.replace(self.criteria, path, condition), path)
+
+    def action_toggle_type(self) -> None:
+        if self._tree_focused():
+            path = self._selected_path()
+            self._change(editing.toggle_type(self.criteria, path), path)
+
+    def action_remove_node(self) -> None:
+        if self._tree_focused() and self._selected_path():
+            self._change(*editing.remove(self.criteria, self._selected_path()))
+
+    def action_move(self, step: int) -> None:
+        if self._tree_focused():
+            self._change(*editing.move(self.criteria, self._selected_path(), step))
+
+    # ------------------------------------------------------------------ JSON view
+    def action_toggle_json(self) -> None:
+        if self.static:
+            return
+        tree = self.query_one("#criteria-tree", Tree)
+        area = self.query_one("#criteria-json", TextArea)
+        error = self.query_one("#criteria-json-error", FieldError)
+        if not area.display:
+            area.text = json.dumps(self.criteria, indent=2, ensure_ascii=False)
+            tree.display, area.display = False, True
+            area.focus()
+            return
+        try:
+            parsed = json.loads(area.text)
+        except ValueError as exc:
+            error.show(f"not valid JSON: {exc}")
+            return
+        if not isinstance(parsed, dict) or not editing.is_group(parsed):
+            error.show('the criteria must be a group: {"type": "and", "conditions": [...]}')
+            return
+        error.show("")
+        tree.display, area.display = True, False
+        tree.focus()
+        self._change(parsed, ())
+
+    # ------------------------------------------------------------------ save / close
+    @work(exclusive=True, group="cohort-save", exit_on_error=False)
+    async def action_save(self) -> None:
+        area = self.query_one("#criteria-json", TextArea)
+        if area.display:
+            self.action_toggle_json()
+            if area.display:  # the JSON did not parse
+                return
+        name = self.query_one("#cohort-name", Input).value.strip()
+        description = self.query_one("#cohort-description", Input).value.strip() or None
+        if not name:
+            self.query_one("#cohort-name-error", FieldError).show("a name is required")
+            self.query_one("#cohort-name", Input).focus()
+            return
+        self._rebuild()
+        if self.problems:
+            self.notify("Not saved: fix the criteria marked ⚠ first.", severity="error")
+            return
+        store = self.app.store  # type: ignore[attr-defined]
+        clock = self.app.clock  # type: ignore[attr-defined]
+        try:
+            if self.cohort is None:
+                saved = await store.write(
+                    cohorts_sql.create_cohort, clock, site_id=self.site_id, name=name,
+                    criteria=self.criteria, description=description)
+            else:
+                saved = await store.write(
+                    cohorts_sql.update_cohort, clock, self.cohort.cohort_id,
+                    expected_updated_at=self.cohort.updated_at, name=name,
+                    description=description,
+                    criteria=None if self.static else self.criteria)
+        except ValidationError as exc:
+            for field, message in exc.errors.items():
+                if field == "name":
+                    self.query_one("#cohort-name-error", FieldError).show(message)
+            self.notify(f"Not saved: {exc}", severity="error", timeout=8)
+            return
+        except ConflictError as exc:
+            self.notify(str(exc), severity="error", timeout=10)
+            return
+        except PulseError as exc:
+            self.notify(f"Not saved: {exc}", severity="error", timeout=8)
+            return
+        self.cohort = saved
+        self.saved_state = self._state()
+        self.notify(f"Saved {visible(saved.name)}; membership recomputed.")
+        self.dismiss(True)
+
+    @work(exclusive=True, group="cohort-close")
+    async def action_close(self) -> None:
+        area = self.query_one("#criteria-json", TextArea)
+        if self.dirty or area.display and area.text.strip() != json.dumps(
+                self.criteria, indent=2, ensure_ascii=False):
+            keep = not await self.app.push_screen_wait(ConfirmScreen(
+                "Discard unsaved changes?", "Your edits to this cohort are not saved.",
+                yes="discard"))
+            if keep:
+                return
+        self.dismiss(False)
+
+
+def _active_count(conn: Any, cohort_id: str) -> int:
+    site = cohorts_sql.get_cohort(conn, cohort_id).site_id
+    return next((c.members for c in cohorts_sql.list_cohorts(conn, site)
+                 if c.cohort_id == cohort_id), 0)
+
+
+def _sample_text(members: list[cohorts_sql.Member]) -> Text:
+    text = Text()
+    if not members:
+        return text
+    text.append("sample (most recently seen)\n", style="dim")
+    for m in members:
+        text.append(visible(m.user_id, none="(no user id)"))
+        text.append(f"  last seen {format_ms(m.last_seen_at, seconds=False)}\n", style="dim")
+    return text

@@ -1,0 +1,161 @@
+"""Pane 3, Cohorts: the list with member counts; create, edit, duplicate, archive, delete."""
+
+from __future__ import annotations
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Static
+
+from pulse_tui.clock import format_ms
+from pulse_tui.errors import PulseError
+from pulse_tui.store import cohorts as cohorts_sql
+from pulse_tui.textsafe import visible
+from pulse_tui.tui.screens.base import PaneScreen
+from pulse_tui.tui.screens.cohort_editor import CohortEditorScreen
+from pulse_tui.tui.screens.confirm import ConfirmScreen
+from pulse_tui.tui.screens.site_picker import SitePickerScreen
+from pulse_tui.tui.widgets.columns import Column, FittedTable
+
+COLUMNS = (
+    Column("name", "name"),
+    Column("site", "site", 12, min_total=100),
+    Column("kind", "kind", 9),
+    Column("status", "status", 10),
+    Column("members", "members", 10, justify="right"),
+    Column("updated", "updated", 18, min_total=90),
+)
+
+
+class CohortsScreen(PaneScreen):
+    PANE = "cohorts"
+    TITLE = "Cohorts"
+    HELP = "Cohorts with member counts; the editor builds criteria with keys alone."
+
+    BINDINGS = [
+        Binding("n", "new", "New"),
+        Binding("enter,e", "edit", "Edit"),
+        Binding("c", "duplicate", "Duplicate"),
+        Binding("a", "archive", "Archive/restore"),
+        Binding("x,delete", "delete", "Delete"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[cohorts_sql.CohortSummary] = []
+
+    def compose_body(self) -> ComposeResult:
+        yield Static(id="cohorts-title", classes="section-title")
+        yield FittedTable(COLUMNS, id="cohorts-table")
+
+    def on_mount(self) -> None:
+        self.query_one("#cohorts-table", FittedTable).focus()
+        self.reload()
+
+    def reload(self) -> None:
+        self._load()
+
+    @work(exclusive=True, group="cohorts-load", exit_on_error=False)
+    async def _load(self) -> None:
+        store = self.app.store  # type: ignore[attr-defined]
+        site = self.app.site_id  # type: ignore[attr-defined]
+        self.rows = await store.run(cohorts_sql.list_cohorts, site)
+        title = self.query_one("#cohorts-title", Static)
+        where = f"site {visible(site)}" if site else "all sites"
+        title.update(f"{len(self.rows)} cohort(s), {where}   "
+                     "n new · enter edit · c duplicate · a archive · x delete")
+        self.query_one("#cohorts-table", FittedTable).set_rows(
+            [(c.cohort_id, {
+                "name": c.name, "site": c.site_id, "kind": c.kind, "status": c.status,
+                "members": f"{c.members:,}", "updated": format_ms(c.updated_at, seconds=False),
+            }) for c in self.rows],
+            [{"status": "dim" if c.status == "archived" else "green",
+              "kind": "yellow" if c.kind == "static" else ""} for c in self.rows])
+
+    def _selected(self) -> cohorts_sql.CohortSummary | None:
+        key = self.query_one("#cohorts-table", FittedTable).selected_key()
+        return next((c for c in self.rows if c.cohort_id == key), None)
+
+    @on(DataTable.RowSelected, "#cohorts-table")
+    def _row_chosen(self) -> None:
+        self.action_edit()
+
+    # ------------------------------------------------------------------ actions
+    @work(exclusive=True, group="cohorts-action")
+    async def action_new(self) -> None:
+        site = self.app.site_id  # type: ignore[attr-defined]
+        store = self.app.store  # type: ignore[attr-defined]
+        if site is None:
+            sites = await store.sites()
+            if not sites:
+                self.notify("No site yet: import or simulate some events first.",
+                            severity="warning")
+                return
+            if len(sites) == 1:
+                site = sites[0].id
+            else:
+                site = await self.app.push_screen_wait(
+                    SitePickerScreen(sites, None, allow_all=False))
+                if site is None:
+                    return
+        if await self.app.push_screen_wait(CohortEditorScreen(site_id=site)):
+            self.reload()
+
+    @work(exclusive=True, group="cohorts-action")
+    async def action_edit(self) -> None:
+        summary = self._selected()
+        if summary is None:
+            return
+        store = self.app.store  # type: ignore[attr-defined]
+        try:
+            cohort = await store.run(cohorts_sql.get_cohort, summary.cohort_id)
+        except PulseError as exc:
+            self.notify(str(exc), severity="error")
+            self.reload()
+            return
+        if await self.app.push_screen_wait(
+                CohortEditorScreen(site_id=cohort.site_id, cohort=cohort)):
+            self.reload()
+
+    @work(exclusive=True, group="cohorts-action", exit_on_error=False)
+    async def action_duplicate(self) -> None:
+        summary = self._selected()
+        if summary is None:
+            return
+        store = self.app.store  # type: ignore[attr-defined]
+        copy = await store.write(cohorts_sql.duplicate_cohort, self.app.clock,  # type: ignore[attr-defined]
+                                 summary.cohort_id)
+        self.notify(f"Duplicated as {visible(copy.name)}")
+        self.reload()
+
+    @work(exclusive=True, group="cohorts-action", exit_on_error=False)
+    async def action_archive(self) -> None:
+        summary = self._selected()
+        if summary is None:
+            return
+        store = self.app.store  # type: ignore[attr-defined]
+        clock = self.app.clock  # type: ignore[attr-defined]
+        if summary.status == "archived":
+            await store.write(cohorts_sql.restore_cohort, clock, summary.cohort_id)
+            self.notify(f"Restored {visible(summary.name)}")
+        else:
+            await store.write(cohorts_sql.archive_cohort, clock, summary.cohort_id)
+            self.notify(f"Archived {visible(summary.name)}")
+        self.reload()
+
+    @work(exclusive=True, group="cohorts-action", exit_on_error=False)
+    async def action_delete(self) -> None:
+        summary = self._selected()
+        if summary is None:
+            return
+        sure = await self.app.push_screen_wait(ConfirmScreen(
+            f"Delete cohort {visible(summary.name)}?",
+            f"Its {summary.members:,} member rows and retention snapshots go too. "
+            "This cannot be undone.", yes="delete"))
+        if not sure:
+            return
+        store = self.app.store  # type: ignore[attr-defined]
+        await store.write(cohorts_sql.delete_cohort, summary.cohort_id,
+                          expected_updated_at=summary.updated_at)
+        self.notify(f"Deleted {visible(summary.name)}")
+        self.reload()
