@@ -74,7 +74,7 @@ def measure(cmd: list[str], stdin: str | None = None) -> tuple[float, int, str]:
         "p = subprocess.run(cmd, input=data, capture_output=True, text=True)\n"
         "t = time.perf_counter() - t0\n"
         "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-        "print(json.dumps([t, rss, p.returncode, (p.stdout + p.stderr)[-3000:]]))\n"
+        "print(json.dumps([t, rss, p.returncode, p.stdout[-2000:] + p.stderr[-300:]]))\n"
     )
     import json
 
