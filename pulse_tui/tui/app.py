@@ -29,6 +29,7 @@ from pulse_tui.tui.screens.jobs import JobsScreen
 from pulse_tui.tui.screens.live import LiveScreen
 from pulse_tui.tui.screens.not_built import not_built_pane
 from pulse_tui.tui.screens.range_picker import RangePickerScreen
+from pulse_tui.tui.screens.retention import RetentionScreen
 from pulse_tui.tui.screens.site_picker import ALL, SitePickerScreen
 from pulse_tui.tui.widgets.header import PANES
 
@@ -55,7 +56,7 @@ def pane_classes() -> dict[str, type[PaneScreen]]:
         "live": LiveScreen,
         "charts": ChartsScreen,
         "cohorts": CohortsScreen,
-        "retention": not_built_pane("retention", "Retention grid", 6),
+        "retention": RetentionScreen,
         "alerts": not_built_pane("alerts", "Alerts and webhooks", 7),
         "jobs": JobsScreen,
     }
