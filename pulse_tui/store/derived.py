@@ -42,7 +42,8 @@ def pending_rows(conn: sqlite3.Connection) -> int:
     return max(0, top - high_water_mark(conn))
 
 
-def _fold(conn: sqlite3.Connection, lo: int, hi: int, now_ms: int) -> None:
+def _fold(conn: sqlite3.Connection, lo: int, hi: int, now_ms: int, *,
+          distinct: bool = True) -> None:
     """Fold events with lo < rowid <= hi into every derived table."""
     rng = (lo, hi)
     # sessions: recompute touched sessions from all their events (exact, idempotent)
@@ -120,7 +121,8 @@ def _fold(conn: sqlite3.Connection, lo: int, hi: int, now_ms: int) -> None:
             """,
             rng,
         )
-    _fold_distinct(conn, lo, hi)
+    if distinct:
+        _fold_distinct(conn, lo, hi)
 
 
 # ------------------------------------------------------------------ exact distinct counts
@@ -136,46 +138,58 @@ _KEY_EQ = ("{a}.site_id = {b}.site_id AND {a}.dim = {b}.dim AND {a}.value = {b}.
            "AND {a}.entity = {b}.entity")
 
 
+def _distinct_sources(where: str) -> list[tuple[str, str, str, str]]:
+    """(dim, value expression, entity column, condition) of every distinct-count key."""
+    keys = [(DISTINCT_USERS, "''", "user_id", f"{where} AND user_id IS NOT NULL"),
+            (DISTINCT_SESSIONS, "''", "session_id", where)]
+    keys += [(dim, f"coalesce({dim}, '')", "user_id", f"{where} AND user_id IS NOT NULL")
+             for dim in DIMENSIONS]
+    return keys
+
+
 def _fold_distinct(conn: sqlite3.Connection, lo: int, hi: int) -> None:
     conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS _pres (site_id TEXT, dim TEXT, value TEXT, "
-        "entity TEXT, day INTEGER, prev_day INTEGER, old_gap INTEGER, is_new INTEGER, "
-        "PRIMARY KEY (site_id, dim, value, entity, day)) WITHOUT ROWID"
+        "entity TEXT, day INTEGER, last INTEGER, prev_day INTEGER, old_gap INTEGER, "
+        "is_new INTEGER, PRIMARY KEY (site_id, dim, value, entity, day)) WITHOUT ROWID"
     )
     conn.execute("DELETE FROM temp._pres")
-    where = "rowid > ?1 AND rowid <= ?2"
     parts = [
-        f"SELECT site_id, '{DISTINCT_USERS}', '', user_id, timestamp_ms / {DAY_MS} "
-        f"FROM events WHERE {where} AND user_id IS NOT NULL",
-        f"SELECT site_id, '{DISTINCT_SESSIONS}', '', session_id, timestamp_ms / {DAY_MS} "
-        f"FROM events WHERE {where}",
-    ] + [
-        f"SELECT site_id, '{dim}', coalesce({dim}, ''), user_id, timestamp_ms / {DAY_MS} "
-        f"FROM events WHERE {where} AND user_id IS NOT NULL"
-        for dim in DIMENSIONS
+        f"SELECT site_id, '{dim}', {value}, {entity}, timestamp_ms / {DAY_MS} FROM events "
+        f"WHERE {cond}"
+        for dim, value, entity, cond in _distinct_sources("rowid > ?1 AND rowid <= ?2")
     ]
     conn.execute(
         "INSERT OR IGNORE INTO temp._pres (site_id, dim, value, entity, day, is_new) "
         f"SELECT *, 1 FROM ({' UNION ALL '.join(parts)})",
         (lo, hi),
     )
+    # one seek per candidate: the key's latest stored day (events mostly arrive in time order)
     conn.execute(
-        "DELETE FROM temp._pres WHERE EXISTS (SELECT 1 FROM rollup_presence p WHERE "
-        + _KEY_EQ.format(a="p", b="_pres") + " AND p.day = _pres.day)"
+        "UPDATE temp._pres SET last = (SELECT max(p.day) FROM rollup_presence p WHERE "
+        + _KEY_EQ.format(a="p", b="_pres") + ")"
     )
-    # stored rows that directly follow a new row (backfills): their prev_day will move
+    conn.execute("DELETE FROM temp._pres WHERE last = day")
+    # backfills (a day before the latest stored one): skip stored days, and move the prev_day
+    # of the stored day that directly follows each new one
     conn.execute(
-        "INSERT OR IGNORE INTO temp._pres (site_id, dim, value, entity, day, old_gap, is_new) "
-        f"SELECT p.site_id, p.dim, p.value, p.entity, p.day, "
+        "DELETE FROM temp._pres WHERE last > day AND EXISTS (SELECT 1 FROM rollup_presence p "
+        "WHERE " + _KEY_EQ.format(a="p", b="_pres") + " AND p.day = _pres.day)"
+    )
+    conn.execute(
+        "INSERT OR IGNORE INTO temp._pres (site_id, dim, value, entity, day, last, old_gap, "
+        f"is_new) SELECT p.site_id, p.dim, p.value, p.entity, p.day, {GAP_NONE}, "
         f"coalesce(p.day - p.prev_day, {GAP_NONE}), 0 "
         "FROM temp._pres n JOIN rollup_presence p ON " + _KEY_EQ.format(a="p", b="n")
         + " AND p.day = (SELECT min(q.day) FROM rollup_presence q WHERE "
-        + _KEY_EQ.format(a="q", b="n") + " AND q.day > n.day) WHERE n.is_new = 1"
+        + _KEY_EQ.format(a="q", b="n") + " AND q.day > n.day) "
+        "WHERE n.is_new = 1 AND n.last > n.day"
     )
     conn.execute(
         "UPDATE temp._pres SET prev_day = max("
+        "CASE WHEN last IS NULL THEN -1 WHEN last < day THEN last ELSE "
         "coalesce((SELECT max(q.day) FROM rollup_presence q WHERE "
-        + _KEY_EQ.format(a="q", b="_pres") + " AND q.day < _pres.day), -1), "
+        + _KEY_EQ.format(a="q", b="_pres") + " AND q.day < _pres.day), -1) END, "
         "coalesce((SELECT max(m.day) FROM temp._pres m WHERE m.is_new = 1 AND "
         + _KEY_EQ.format(a="m", b="_pres") + " AND m.day < _pres.day), -1))"
     )
@@ -201,11 +215,33 @@ def _fold_distinct(conn: sqlite3.Connection, lo: int, hi: int) -> None:
     conn.execute("DELETE FROM temp._pres")
 
 
-def catch_up(conn: sqlite3.Connection, now_ms: int, *, max_rows: int | None = None) -> int:
+def _rebuild_distinct(conn: sqlite3.Connection) -> None:
+    """Bulk build of rollup_presence and rollup_distinct_gaps from all events (sorts, no
+    per-row seeks: much faster than folding chunk by chunk)."""
+    conn.execute("DELETE FROM rollup_presence")
+    conn.execute("DELETE FROM rollup_distinct_gaps")
+    for dim, value, entity, cond in _distinct_sources("1"):
+        conn.execute(
+            "INSERT INTO rollup_presence (site_id, dim, value, entity, day, prev_day) "
+            f"SELECT site_id, '{dim}', value, entity, day, lag(day) OVER "
+            "(PARTITION BY site_id, value, entity ORDER BY day) FROM ("
+            f"SELECT DISTINCT site_id, {value} AS value, {entity} AS entity, "
+            f"timestamp_ms / {DAY_MS} AS day FROM events WHERE {cond})"
+        )
+    conn.execute(
+        "INSERT INTO rollup_distinct_gaps (site_id, dim, value, day, gap, n) "
+        f"SELECT site_id, dim, value, day, coalesce(day - prev_day, {GAP_NONE}), count(*) "
+        "FROM rollup_presence GROUP BY 1, 2, 3, 4, 5"
+    )
+
+
+def catch_up(conn: sqlite3.Connection, now_ms: int, *, max_rows: int | None = None,
+             distinct: bool = True) -> int:
     """Fold every event above the high-water mark into the derived tables.
 
     Must run inside a write transaction (the caller's, so the insert and its derived rows
-    commit together). Returns the number of rowids folded.
+    commit together). Returns the number of rowids folded. ``distinct=False`` skips the
+    distinct-count rollups (only for rebuild, which builds them in bulk afterwards).
     """
     hwm = high_water_mark(conn)
     top = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
@@ -217,7 +253,7 @@ def catch_up(conn: sqlite3.Connection, now_ms: int, *, max_rows: int | None = No
     lo = hwm
     while lo < top:
         hi = min(top, lo + CHUNK_ROWS)
-        _fold(conn, lo, hi, now_ms)
+        _fold(conn, lo, hi, now_ms, distinct=distinct)
         lo = hi
     set_meta(conn, HWM_KEY, top)
     return top - hwm
@@ -248,6 +284,19 @@ ROLLUP_TABLES = (
 )
 
 
+def prune_rollups(conn: sqlite3.Connection, before_day: int) -> int:
+    """Delete rollup rows of UTC days before ``before_day`` (rollup_retention_days cleanup;
+    hourly rows before that day too). Distinct counts stay exact for ranges starting on or
+    after ``before_day``. Call inside the caller's write transaction; returns rows deleted."""
+    before = conn.total_changes
+    for table in ROLLUP_TABLES:
+        if table == "rollup_hourly":
+            conn.execute("DELETE FROM rollup_hourly WHERE hour < ?", (before_day * 24,))
+        else:
+            conn.execute(f"DELETE FROM {table} WHERE day < ?", (before_day,))
+    return conn.total_changes - before
+
+
 def rebuild(conn: sqlite3.Connection, now_ms: int) -> int:
     """Rebuild sessions, first-seen times and every rollup from the events (one transaction).
 
@@ -262,7 +311,8 @@ def rebuild(conn: sqlite3.Connection, now_ms: int) -> int:
         for table in ROLLUP_TABLES:
             conn.execute(f"DELETE FROM {table}")
         set_meta(conn, HWM_KEY, 0)
-        n = catch_up(conn, now_ms)
+        n = catch_up(conn, now_ms, distinct=False)
+        _rebuild_distinct(conn)
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")

@@ -232,3 +232,24 @@ def test_daily_empty_range_has_every_day_with_zeros(conn: sqlite3.Connection) ->
     assert reports.daily(conn, "s1", rng) == [
         reports.DailyRow(date(2026, 2, 27) + timedelta(days=i), 0, 0, 0) for i in range(4)]
     assert reports.breakdown(conn, "s1", rng) == [] and reports.top(conn, "s1", rng, "url") == []
+
+
+def test_prune_rollups_keeps_later_ranges_exact(conn: sqlite3.Connection) -> None:
+    batches = _history(7, 40, 0.1, sites=1)
+    for batch in batches:
+        write_batch(conn, batch, 0)
+    cut = END - timedelta(days=20)
+    later = (DateRange(cut, END), DateRange(cut + timedelta(days=3), END - timedelta(days=2)))
+    want = {r: reports.totals(conn, "acme-web", r) for r in later}
+    conn.execute("BEGIN IMMEDIATE")
+    assert derived.prune_rollups(conn, day_start_ms(cut) // 86_400_000) > 0
+    conn.execute("COMMIT")
+    assert conn.execute("SELECT count(*) FROM rollup_presence WHERE day < ?",
+                        (day_start_ms(cut) // 86_400_000,)).fetchone()[0] == 0
+    # raw events are still all there, so the raw reference still applies to later ranges
+    assert {r: reports.totals(conn, "acme-web", r) for r in later} == want
+    assert assert_reports_match(conn, later) > 10
+    # late events (a backfill before and after the cut) keep later ranges exact
+    extra = [e for b in _history(8, 40, 0.05, sites=1) for e in b]
+    write_batch(conn, extra, 0)
+    assert assert_reports_match(conn, later) > 10
