@@ -316,3 +316,17 @@ CREATE TABLE IF NOT EXISTS rollup_distinct_gaps (
   n INTEGER NOT NULL,
   PRIMARY KEY (site_id, dim, value, day, gap)
 ) WITHOUT ROWID;
+
+-- ---------------------------------------------------------------- retention (store/retention.py)
+-- weekly acquisition-cohort retention as last snapshotted (the retention grid reads it): one row
+-- per site, cohort week (its Monday, YYYY-MM-DD) and week_number k whose week had ended when
+-- captured (week 0 always); returning_users = users of the cohort with an event in week k.
+CREATE TABLE IF NOT EXISTS acquisition_retention (
+  site_id TEXT NOT NULL,
+  cohort_week TEXT NOT NULL,
+  week_number INTEGER NOT NULL,
+  size INTEGER NOT NULL,
+  returning_users INTEGER NOT NULL,
+  captured_at INTEGER NOT NULL,
+  PRIMARY KEY (site_id, cohort_week, week_number)
+) WITHOUT ROWID;

@@ -30,6 +30,8 @@ JOBS: list[PeriodicJob] = [
     PeriodicJob("derived-catch-up", 2.0, derived_catch_up,
                 description="sessions and rollups for events other programs wrote"),
     # e.g. PeriodicJob("alerts-evaluate", 60.0, "pulse_tui.alerts.jobs:evaluate"),
+    PeriodicJob("retention-snapshots", 86_400.0, "pulse_tui.store.retention:snapshot_job",
+                description="retention snapshots: saved cohorts and acquisition weeks"),
 ]
 
 AfterImportHook = Callable[[JobContext, ImportFinished], None] | str
