@@ -140,10 +140,12 @@ def _evaluate(conn: sqlite3.Connection, rules: list[AlertRule], now_ms: int) -> 
             muted = status == "muted"
             if notified and not muted:
                 _notify(conn, rule, site_id, notified, v, now_ms, message)
-            level = logging.WARNING if new_state in ("firing", "error") else logging.INFO
-            suffix = " (muted: nobody notified)" if muted and notified else ""
-            log_lines.append((level, f"alert {rule.name!r} ({rule.rule_id}) {state} -> "
-                                     f"{new_state}: {message}{suffix}"))
+            if not (notified and not muted and rule.notification_type == "log"):
+                # (a log notification is itself the line for this change)
+                level = logging.WARNING if new_state in ("firing", "error") else logging.INFO
+                suffix = " (muted: nobody notified)" if muted and notified else ""
+                log_lines.append((level, f"alert {rule.name!r} ({rule.rule_id}) {state} -> "
+                                         f"{new_state}: {message}{suffix}"))
             results.append(Evaluation(rule.rule_id, rule.name, now_ms, v.value, state,
                                       new_state, notified=None if muted else notified,
                                       error=v.error, message=message))

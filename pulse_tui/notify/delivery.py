@@ -115,13 +115,15 @@ def _post(client: httpx.Client, delivery_id: str, url: str, body: str, secret: s
 def deliver_due(conn: sqlite3.Connection, clock: Clock, client: httpx.Client | None = None, *,
                 policy: RetryPolicy = DEFAULT_POLICY, limit: int = 100,
                 rng: random.Random | None = None,
-                wall_clock: Callable[[], float] = time.time) -> str:
+                wall_clock: Callable[[], float] = time.time,
+                should_stop: Callable[[], bool] | None = None) -> str:
     """Send the pending deliveries that are due; returns a one-line outcome.
 
     2xx: delivered, never sent again. Otherwise the attempt is counted and retried after the
     policy's backoff, or marked failed after ``policy.max_attempts``. The queue is the table,
     so deliveries survive restarts. ``wall_clock`` stamps webhook-timestamp (receivers check it
-    against their real clock; the business clock may be fixed by PULSE_NOW).
+    against their real clock; the business clock may be fixed by PULSE_NOW). When
+    ``should_stop()`` turns true the deliveries not yet sent are released for the next run.
     """
     now = clock.now_ms()
     due = store.claim_due(conn, now, policy.in_flight_ms, limit)
@@ -131,8 +133,13 @@ def deliver_due(conn: sqlite3.Connection, clock: Clock, client: httpx.Client | N
     if client is None:
         client = httpx.Client(timeout=HTTP_TIMEOUT_S, follow_redirects=False)
     delivered = retrying = failed = 0
+    sent = 0
     try:
         for delivery_id, endpoint_id, body, attempts in due:
+            if should_stop is not None and should_stop():
+                store.release_claims(conn, [d[0] for d in due[sent:]], clock.now_ms())
+                break
+            sent += 1
             target = store.endpoint_for_sending(conn, endpoint_id)
             if target is None or not target[3]:
                 reason = "endpoint deleted" if target is None else "endpoint inactive"
@@ -170,7 +177,7 @@ def deliver_due(conn: sqlite3.Connection, clock: Clock, client: httpx.Client | N
         parts.append(f"{retrying} to retry")
     if failed:
         parts.append(f"{failed} failed")
-    return f"{len(due)} webhook deliveries sent: " + ", ".join(parts)
+    return f"{sent} webhook deliveries sent: " + ", ".join(parts)
 
 
 def send_test(conn: sqlite3.Connection, endpoint_id: str, *, clock: Clock | None = None,

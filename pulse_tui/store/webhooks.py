@@ -281,6 +281,14 @@ def claim_due(conn: sqlite3.Connection, now_ms: int, lease_ms: int, limit: int
     return [(r[0], r[1], r[2], r[3]) for r in rows]
 
 
+def release_claims(conn: sqlite3.Connection, delivery_ids: Sequence[str], now_ms: int) -> None:
+    """Make claimed but unsent deliveries due again (a sender stopping early)."""
+    with write_transaction(conn):
+        conn.executemany(
+            "UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ? AND status = 'pending'",
+            [(now_ms, d) for d in delivery_ids])
+
+
 def mark_delivered(conn: sqlite3.Connection, delivery_id: str, status_code: int,
                    now_ms: int) -> None:
     with write_transaction(conn):
@@ -330,3 +338,12 @@ def job_row(conn: sqlite3.Connection, table: str, job_id: str) -> dict[str, Any]
     if row is None:
         return None
     return {d[0]: v for d, v in zip(cur.description, row, strict=True)}
+
+
+def prune_deliveries(conn: sqlite3.Connection, older_than_ms: int) -> int:
+    """Delete finished (delivered or failed) deliveries created before the cutoff; pending
+    ones are kept whatever their age. Returns how many went (for retention cleanup)."""
+    with write_transaction(conn):
+        cur = conn.execute("DELETE FROM webhook_deliveries WHERE status != 'pending' "
+                           "AND created_at < ?", (older_than_ms,))
+    return cur.rowcount

@@ -30,6 +30,12 @@ JOBS: list[PeriodicJob] = [
     PeriodicJob("derived-catch-up", 2.0, derived_catch_up,
                 description="sessions and rollups for events other programs wrote"),
     # e.g. PeriodicJob("alerts-evaluate", 60.0, "pulse_tui.alerts.jobs:evaluate"),
+    PeriodicJob("cohorts-refresh", 10.0, "pulse_tui.cohorts.jobs:refresh_changed",
+                description="cohort membership: cohorts other programs changed, new data"),
+    PeriodicJob("alerts", 60.0, "pulse_tui.alerts.jobs:evaluate",
+                description="evaluate alert rules; notify on changes of state"),
+    PeriodicJob("webhook-deliveries", 5.0, "pulse_tui.notify.jobs:deliver",
+                description="send due webhook deliveries, retrying with backoff"),
     PeriodicJob("retention-snapshots", 86_400.0, "pulse_tui.store.retention:snapshot_job",
                 description="retention snapshots: saved cohorts and acquisition weeks"),
 ]
@@ -37,7 +43,8 @@ JOBS: list[PeriodicJob] = [
 AfterImportHook = Callable[[JobContext, ImportFinished], None] | str
 
 AFTER_IMPORT: list[AfterImportHook] = [
-    # e.g. "pulse_tui.cohorts.jobs:after_import",
+    "pulse_tui.cohorts.jobs:after_import",
+    "pulse_tui.notify.jobs:after_import",
 ]
 
 __all__ = ["AFTER_IMPORT", "AfterImportHook", "JOBS", "ImportFinished", "JobContext", "PeriodicJob",

@@ -393,3 +393,53 @@ def test_import_events_are_queued(db: sqlite3.Connection, receiver: Receiver) ->
     assert body["type"] == "import.completed"
     assert isinstance(body["data"], dict) and body["data"]["processed_records"] == 5
     assert json.loads(receiver.requests[0].body) == body
+
+
+# ---------------------------------------------------------------- worker registration
+def test_worker_jobs_and_after_import_hook(db: sqlite3.Connection, receiver: Receiver) -> None:
+    from pulse_tui.worker.events import ImportFinished
+    from pulse_tui.worker.jobs import AFTER_IMPORT, JOBS
+    from pulse_tui.worker.scheduler import JobContext, resolve
+
+    jobs = {j.name: j for j in JOBS}
+    assert jobs["alerts"].interval == 60 and jobs["webhook-deliveries"].interval <= 10
+    hook = resolve("pulse_tui.notify.jobs:after_import")
+    assert "pulse_tui.notify.jobs:after_import" in AFTER_IMPORT
+    created = endpoint(db, receiver.url, events=["import.failed", "alert.firing"])
+    rules.create_rule(db, site_id=SITE, name="any", now_ms=NOW, notification_type="webhook",
+                      notification_config={"endpoint_id": created.endpoint.id},
+                      condition={"metric": "events", "window_minutes": 5, "comparison": "gt",
+                                 "threshold": 0})
+    add_events(db, [NOW - MIN])
+    db.execute("INSERT INTO import_jobs (id, site_id, type, status, file_name, file_size, "
+               "created_at, message) VALUES ('j2', ?, 'events', 'failed', 'b.csv', 3, ?, "
+               "'missing column event_id')", (SITE, NOW))
+    ctx = JobContext(conn=db, settings=None, clock=Clock(NOW))
+    assert "1 firing" in resolve(jobs["alerts"].fn)(ctx)
+    hook(ctx, ImportFinished("j2", "b.csv", "events", SITE, "failed", 0, 0, 0, None, None))
+    assert "2 delivered" in resolve(jobs["webhook-deliveries"].fn)(ctx)
+    assert sorted(verify(created.secret, r)["type"] for r in receiver.requests) == [
+        "alert.firing", "import.failed"]
+
+
+def test_stopping_sender_releases_unsent_claims(db: sqlite3.Connection,
+                                                receiver: Receiver) -> None:
+    endpoint(db, receiver.url)
+    ids = [delivery.enqueue_event(db, SITE, "alert.firing", {"i": i}, NOW)[0] for i in range(3)]
+    calls = iter([False, True, True])
+    out = delivery.deliver_due(db, Clock(NOW), should_stop=lambda: next(calls))
+    assert out.startswith("1 webhook deliveries sent")
+    states = [hooks.get_delivery(db, i) for i in ids]
+    assert [d.status for d in states if d] == ["delivered", "pending", "pending"]
+    assert [d.next_attempt_at for d in states[1:] if d] == [NOW, NOW]  # due again at once
+    assert "2 delivered" in delivery.deliver_due(db, Clock(NOW))
+    assert len(receiver.requests) == 3
+
+
+def test_prune_keeps_pending_deliveries(db: sqlite3.Connection, receiver: Receiver) -> None:
+    endpoint(db, receiver.url)
+    [done] = delivery.enqueue_event(db, SITE, "alert.firing", {}, NOW)
+    delivery.deliver_due(db, Clock(NOW))
+    [waiting] = delivery.enqueue_event(db, SITE, "alert.resolved", {}, NOW)
+    assert hooks.prune_deliveries(db, NOW + 1) == 1
+    assert hooks.get_delivery(db, done) is None and hooks.get_delivery(db, waiting)

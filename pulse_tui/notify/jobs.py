@@ -1,0 +1,25 @@
+"""The worker's webhook jobs: send due deliveries, queue import notifications (worker/jobs.py)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pulse_tui.notify.delivery import deliver_due, notify_import_job
+
+if TYPE_CHECKING:
+    from pulse_tui.worker.events import ImportFinished
+    from pulse_tui.worker.scheduler import JobContext
+
+BATCH = 20  # per run, so one slow receiver never holds the job for long
+
+
+def deliver(ctx: JobContext) -> str:
+    """Send due webhook deliveries (retries with backoff come from the queue table)."""
+    return deliver_due(ctx.conn, ctx.clock, limit=BATCH, should_stop=ctx.should_stop)
+
+
+def after_import(ctx: JobContext, finished: ImportFinished) -> None:
+    """Queue import.completed / import.failed for the sites' subscribed endpoints."""
+    ids = notify_import_job(ctx.conn, finished.job_id, ctx.now_ms())
+    if ids:
+        ctx.log.info("queued %s webhook(s) for import %s", len(ids), finished.job_id)
