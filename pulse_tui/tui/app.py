@@ -244,7 +244,7 @@ class PulseApp(App[None]):
         return sections
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        for key, pane, label in PANES:
+        for key, pane, _label in PANES:
             yield SystemCommand(f"Go to {self._panes[pane].TITLE}", f"Switch pane (key {key})",
                                 lambda pane=pane: self.run_action(f"show_pane('{pane}')"))
         yield SystemCommand("Choose site", "Show one site or all sites (key s)",

@@ -12,59 +12,20 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Label, Static, TextArea, Tree
-from textual.widgets.tree import TreeNode
+from textual.widgets import Footer, Input, Label, Static, TextArea
 
 from pulse_tui.clock import format_ms
 from pulse_tui.cohorts import editing
-from pulse_tui.cohorts.criteria import OPERATOR_SPECS, PROPERTIES, validate, value_kind
+from pulse_tui.cohorts.criteria import Problem, validate
 from pulse_tui.cohorts.editing import JSON, Path
 from pulse_tui.errors import ConflictError, PulseError, ValidationError
 from pulse_tui.store import cohorts as cohorts_sql
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.screens.condition_form import ConditionFormScreen
 from pulse_tui.tui.screens.confirm import ConfirmScreen
+from pulse_tui.tui.widgets.criteria_tree import CriteriaTree
 from pulse_tui.tui.widgets.field_error import FieldError
 
 PREVIEW_DELAY = 0.4  # seconds of quiet typing before the member count is recomputed
-
-
-def describe_condition(node: JSON) -> Text:
-    """``country is one of "US", "CA"``: literal values, never markup."""
-    prop = str(node.get("property", "?"))
-    op = str(node.get("operator", "?"))
-    spec = PROPERTIES.get(prop)
-    text = Text()
-    text.append(spec.label if spec else visible(prop), style="bold cyan")
-    text.append(" ")
-    text.append(OPERATOR_SPECS[op].label if op in OPERATOR_SPECS else visible(op),
-                style="yellow")
-    kind = value_kind(prop, op) if spec and op in OPERATOR_SPECS else "text"
-    if kind == "none":
-        return text
-    value = node.get("value")
-    values = value if isinstance(value, list) else [value]
-    text.append(" ")
-    for i, v in enumerate(values):
-        if i:
-            text.append(", ")
-        if isinstance(v, str):
-            text.append(f'"{visible(v)}"')
-        else:
-            text.append(visible(v, none="(empty)"))
-    return text
-
-
-def describe_group(node: JSON, *, root: bool = False) -> Text:
-    kind = node.get("type")
-    text = Text()
-    text.append("ALL of" if kind == "and" else "ANY of" if kind == "or" else visible(kind),
-                style="bold magenta")
-    text.append(f"  ({'and' if kind == 'and' else 'or'}"
-                f"{', criteria' if root else ''})", style="dim")
-    if not node.get("conditions"):
-        text.append("  empty: press a to add a condition", style="italic dim")
-    return text
 
 
 class CohortEditorScreen(Screen[bool]):
@@ -75,13 +36,6 @@ class CohortEditorScreen(Screen[bool]):
         Binding("ctrl+s", "save", "Save", priority=True),
         Binding("escape", "close", "Back"),
         Binding("ctrl+e", "toggle_json", "JSON view", priority=True),
-        Binding("a", "add_condition", "Add condition"),
-        Binding("g", "add_group", "Add group"),
-        Binding("enter,e", "edit_node", "Edit", show=False),
-        Binding("o", "toggle_type", "And/or"),
-        Binding("x,delete", "remove_node", "Remove"),
-        Binding("K", "move(-1)", "Move up"),
-        Binding("J", "move(1)", "Move down"),
     ]
 
     def __init__(self, *, site_id: str, cohort: cohorts_sql.Cohort | None = None) -> None:
@@ -99,8 +53,6 @@ class CohortEditorScreen(Screen[bool]):
         else:
             self.criteria = editing.new_root()
         self.saved_state = self._state()
-        self.cursor: Path = ()
-        self.problems: dict[Path, list[tuple[str, str]]] = {}
         self._preview_timer: Timer | None = None
         self.preview_count: int | None = None
 
@@ -125,10 +77,8 @@ class CohortEditorScreen(Screen[bool]):
         with Horizontal(id="editor-body"):
             with Vertical(id="criteria-pane"):
                 yield Static(Text("Criteria", style="bold"), classes="section-title")
-                tree: Tree[Path] = Tree(Text("criteria"), id="criteria-tree", data=())
-                tree.show_root = True
-                tree.guide_depth = 3
-                yield tree
+                yield CriteriaTree(self.criteria, validator=self._validator,
+                                   id="criteria-tree")
                 yield TextArea(id="criteria-json", language=None, soft_wrap=True,
                                show_line_numbers=False)
                 yield FieldError(id="criteria-json-error")
@@ -142,11 +92,22 @@ class CohortEditorScreen(Screen[bool]):
     def on_mount(self) -> None:
         self.query_one("#criteria-json", TextArea).display = False
         if self.static:
-            self.query_one("#criteria-tree", Tree).disabled = True
-        self._rebuild()
+            self.tree.disabled = True
+        self._show_problems()
         self.query_one("#cohort-name", Input).focus() if self.cohort is None else \
-            self.query_one("#criteria-tree", Tree).focus()
+            self.tree.focus()
         self._schedule_preview()
+
+    @property
+    def tree(self) -> CriteriaTree:
+        return self.query_one("#criteria-tree", CriteriaTree)
+
+    @property
+    def problems(self) -> dict[Path, list[tuple[str, str]]]:
+        return self.tree.problems
+
+    def _validator(self, criteria: JSON) -> list[Problem]:
+        return [] if self.static else validate(criteria)
 
     # ------------------------------------------------------------------ state
     def _state(self) -> str:
@@ -161,67 +122,14 @@ class CohortEditorScreen(Screen[bool]):
     def dirty(self) -> bool:
         return self._state() != self.saved_state
 
-    def _validate(self) -> None:
-        self.problems = {}
-        if self.static:
-            return
-        for problem in validate(self.criteria):
-            path, field = editing.problem_path(problem.path)
-            self.problems.setdefault(path, []).append((field, problem.message))
+    def _show_problems(self) -> None:
+        lines = self.tree.problem_lines()
+        self.query_one("#preview-problems", Static).update(Text("\n".join(lines)))
 
-    def _rebuild(self) -> None:
-        """Redraw the tree from the JSON, with problems beside the nodes they belong to."""
-        self._validate()
-        tree: Tree[Path] = self.query_one("#criteria-tree", Tree)
-        tree.clear()
-        tree.root.set_label(self._label(self.criteria, ()))
-        tree.root.data = ()
-        self._add_children(tree.root, self.criteria, ())
-        tree.root.expand_all()
-        target = self._node_for(tree.root, self.cursor) or tree.root
-        self.call_after_refresh(tree.move_cursor, target)
-        problems = [f"{self._path_text(p)}: {m}" for p, items in sorted(self.problems.items())
-                    for _, m in items]
-        self.query_one("#preview-problems", Static).update(
-            Text("\n".join(problems)) if problems else "")
-
-    def _path_text(self, path: Path) -> str:
-        return "criteria" + "".join(f" › {i + 1}" for i in path)
-
-    def _label(self, node: JSON, path: Path) -> Text:
-        label = describe_group(node, root=not path) if editing.is_group(node) else \
-            describe_condition(node)
-        for field, message in self.problems.get(path, []):
-            label.append(f"   ⚠ {field + ': ' if field else ''}{message}", style="bold red")
-        return label
-
-    def _add_children(self, parent: TreeNode[Path], node: JSON, path: Path) -> None:
-        for i, child in enumerate(node.get("conditions", [])):
-            child_path = (*path, i)
-            if editing.is_group(child):
-                branch = parent.add(self._label(child, child_path), data=child_path,
-                                    expand=True)
-                self._add_children(branch, child, child_path)
-            else:
-                parent.add_leaf(self._label(child, child_path), data=child_path)
-
-    def _node_for(self, node: TreeNode[Path], path: Path) -> TreeNode[Path] | None:
-        if node.data == path:
-            return node
-        for child in node.children:
-            found = self._node_for(child, path)
-            if found is not None:
-                return found
-        return None
-
-    def _selected_path(self) -> Path:
-        node = self.query_one("#criteria-tree", Tree).cursor_node
-        return node.data if node is not None and node.data is not None else ()
-
-    def _change(self, criteria: JSON, cursor: Path) -> None:
-        self.criteria = criteria
-        self.cursor = cursor
-        self._rebuild()
+    @on(CriteriaTree.Changed, "#criteria-tree")
+    def _criteria_changed(self, message: CriteriaTree.Changed) -> None:
+        self.criteria = message.criteria
+        self._show_problems()
         self._schedule_preview()
 
     # ------------------------------------------------------------------ preview
@@ -259,61 +167,11 @@ class CohortEditorScreen(Screen[bool]):
         count.update(Text(f"{result.count:,} members would match", style="bold green"))
         sample.update(_sample_text(list(result.sample)))
 
-    # ------------------------------------------------------------------ tree actions
-    def _tree_focused(self) -> bool:
-        return self.focused is self.query_one("#criteria-tree", Tree) and not self.static
-
-    @work(exclusive=True, group="condition-form")
-    async def action_add_condition(self) -> None:
-        if not self._tree_focused():
-            return
-        condition = await self.app.push_screen_wait(ConditionFormScreen(title="Add condition"))
-        if condition is not None:
-            tree, path = editing.insert(self.criteria, self._selected_path(), condition)
-            self._change(tree, path)
-
-    def action_add_group(self) -> None:
-        if not self._tree_focused():
-            return
-        tree, path = editing.insert(self.criteria, self._selected_path(),
-                                    {"type": "or", "conditions": []})
-        self._change(tree, path)
-
-    @on(Tree.NodeSelected, "#criteria-tree")
-    def _node_selected(self) -> None:
-        self.action_edit_node()
-
-    @work(exclusive=True, group="condition-form")
-    async def action_edit_node(self) -> None:
-        if not self._tree_focused():
-            return
-        path = self._selected_path()
-        node = editing.node_at(self.criteria, path)
-        if editing.is_group(node):
-            return
-        condition = await self.app.push_screen_wait(
-            ConditionFormScreen(node, title="Edit condition"))
-        if condition is not None:
-            self._change(editing.replace(self.criteria, path, condition), path)
-
-    def action_toggle_type(self) -> None:
-        if self._tree_focused():
-            path = self._selected_path()
-            self._change(editing.toggle_type(self.criteria, path), path)
-
-    def action_remove_node(self) -> None:
-        if self._tree_focused() and self._selected_path():
-            self._change(*editing.remove(self.criteria, self._selected_path()))
-
-    def action_move(self, step: int) -> None:
-        if self._tree_focused():
-            self._change(*editing.move(self.criteria, self._selected_path(), step))
-
     # ------------------------------------------------------------------ JSON view
     def action_toggle_json(self) -> None:
         if self.static:
             return
-        tree = self.query_one("#criteria-tree", Tree)
+        tree = self.tree
         area = self.query_one("#criteria-json", TextArea)
         error = self.query_one("#criteria-json-error", FieldError)
         if not area.display:
@@ -332,7 +190,7 @@ class CohortEditorScreen(Screen[bool]):
         error.show("")
         tree.display, area.display = True, False
         tree.focus()
-        self._change(parsed, ())
+        tree.set_criteria(parsed)
 
     # ------------------------------------------------------------------ save / close
     @work(exclusive=True, group="cohort-save", exit_on_error=False)
@@ -348,7 +206,8 @@ class CohortEditorScreen(Screen[bool]):
             self.query_one("#cohort-name-error", FieldError).show("a name is required")
             self.query_one("#cohort-name", Input).focus()
             return
-        self._rebuild()
+        self.tree.validate_now()
+        self._show_problems()
         if self.problems:
             self.notify("Not saved: fix the criteria marked ⚠ first.", severity="error")
             return
