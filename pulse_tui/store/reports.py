@@ -318,6 +318,9 @@ register_report(ReportSpec("funnel", ("step", "event_type", "users"),
                            "users who did each step in order (--steps a,b,c)",
                            frozenset({"steps"})))
 # cohorts / retention: one register_report(...) line each below (see the module docstring).
+register_report(ReportSpec("cohorts", ("cohort_id", "name", "status", "members"),
+                           lazy("pulse_tui.store.cohorts", "report_rows"),
+                           "every cohort of the site (archived too); members = active rows"))
 register_report(ReportSpec("retention", ("cohort", "size", *(f"week_{k}" for k in range(13))),
                            lazy("pulse_tui.store.retention", "retention_report"),
                            "weekly acquisition cohorts: share returning in weeks 0..12"))

@@ -28,6 +28,10 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS idx_events_site_timestamp ON events(site_id, timestamp_ms DESC);
 CREATE INDEX IF NOT EXISTS idx_events_session ON events(session_id);
 CREATE INDEX IF NOT EXISTS idx_events_user ON events(user_id);
+-- added: cohort criteria read event_type, country and device_type per (site, user) from
+-- this covering index, and count each user's events on a site (pulse_tui/cohorts/compiler.py)
+CREATE INDEX IF NOT EXISTS idx_events_site_user
+  ON events(site_id, user_id, event_type, country, device_type);
 
 CREATE TABLE IF NOT EXISTS sessions (
   session_id TEXT PRIMARY KEY,
@@ -76,6 +80,9 @@ CREATE TABLE IF NOT EXISTS cohort_members (
 );
 CREATE INDEX IF NOT EXISTS idx_cohort_members_cohort ON cohort_members(cohort_id);
 CREATE INDEX IF NOT EXISTS idx_cohort_members_session ON cohort_members(session_id);
+-- added: membership refresh matches rows by (cohort, user); counts read is_active from it
+CREATE INDEX IF NOT EXISTS idx_cohort_members_cohort_user
+  ON cohort_members(cohort_id, user_id, is_active);
 
 CREATE TABLE IF NOT EXISTS cohort_retention_snapshots (
   snapshot_id TEXT PRIMARY KEY,
