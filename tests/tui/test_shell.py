@@ -9,7 +9,7 @@ from tui_helpers import event, init_db, insert_events, until
 
 from pulse_tui.clock import Clock
 from pulse_tui.config import Settings
-from pulse_tui.tui.app import make_app
+from pulse_tui.tui.app import make_app, pane_classes
 from pulse_tui.tui.screens.help import HelpScreen
 from pulse_tui.tui.screens.site_picker import SitePickerScreen
 
@@ -64,7 +64,7 @@ async def test_command_palette_switches_pane(pulse_settings: Settings, fixed_clo
         await pilot.press("ctrl+p")
         palette = await until(pilot, lambda: isinstance(app.screen, CommandPalette)
                               and app.screen)
-        await pilot.press(*"retention grid")
+        await pilot.press(*f"go to {pane_classes()['retention'].TITLE.lower()}")
         commands = palette.query_one(CommandList)
         await until(pilot, lambda: commands.option_count > 0)
         await pilot.press("down", "enter")
