@@ -19,9 +19,9 @@ active member rows. A snapshot row is written once eligible > 0.
 Exactness vs rollups for saved cohorts: windows start at ``joined_at`` (any millisecond), so
 they do not align with UTC days. A UTC day lying wholly inside a window is decided from
 ``rollup_daily_users`` alone; a day that straddles a window boundary is split exactly with the
-raw events of that user and day (``idx_events_user``) whenever they are complete, i.e. their
-count equals the rollup's ``events`` for that user-day (cleanup deletes by event time, so old
-days lose their raw rows). Only for a straddling day whose raw events are gone does the day count
+raw events of that user and day (each such user's events are read once) whenever they are
+complete, i.e. their count equals the rollup's ``events`` for that user-day (cleanup deletes by
+event time, so old days lose their raw rows). Only for a straddling day whose raw events are gone does the day count
 for the window holding the larger part of it (ties: the later one) — the sole approximation,
 limited to windows older than the raw-event retention whose only activity was on a boundary day.
 Members whose joined_at is midnight UTC never straddle, so their retention is exact forever.
@@ -260,13 +260,22 @@ r(cohort_id, user_id, j, ds, n, kb, b) AS MATERIALIZED (
       AND (d.day + 1) * {DAY_MS} > m.j AND d.day * {DAY_MS} < m.j + {WEEKS * WEEK_MS}
   )
 ),
-s(cohort_id, user_id, j, kb, ds, b, n, raw, pre) AS MATERIALIZED (
-  SELECT cohort_id, user_id, j, kb, ds, b, n,
-    (SELECT count(*) FROM events e WHERE e.user_id = r.user_id AND e.site_id = :site
-       AND e.timestamp_ms >= r.ds AND e.timestamp_ms < r.ds + {DAY_MS}),
-    (SELECT count(*) FROM events e WHERE e.user_id = r.user_id AND e.site_id = :site
-       AND e.timestamp_ms >= r.ds AND e.timestamp_ms < r.b)
-  FROM r WHERE b > ds
+s0(cohort_id, user_id, j, kb, ds, b, n) AS MATERIALIZED (
+  SELECT cohort_id, user_id, j, kb, ds, b, n FROM r WHERE b > ds
+),
+raw(cohort_id, user_id, ds, raw, pre) AS MATERIALIZED (
+  SELECT s0.cohort_id, s0.user_id, s0.ds, count(*), sum(e.timestamp_ms < s0.b)
+  FROM (SELECT DISTINCT user_id FROM s0) su
+  CROSS JOIN events e ON e.site_id = :site AND e.user_id = su.user_id
+  CROSS JOIN s0 ON s0.user_id = e.user_id
+    AND s0.ds = e.timestamp_ms - e.timestamp_ms % {DAY_MS}
+  GROUP BY s0.cohort_id, s0.user_id, s0.ds
+),
+s(cohort_id, user_id, j, kb, ds, b, n, raw, pre) AS (
+  SELECT s0.cohort_id, s0.user_id, s0.j, s0.kb, s0.ds, s0.b, s0.n, coalesce(raw.raw, 0),
+         coalesce(raw.pre, 0)
+  FROM s0 LEFT JOIN raw ON raw.cohort_id = s0.cohort_id AND raw.user_id = s0.user_id
+    AND raw.ds = s0.ds
 ),
 hits(cohort_id, user_id, j, k) AS (
   SELECT cohort_id, user_id, j, kb FROM r WHERE b <= ds AND kb < {WEEKS}
