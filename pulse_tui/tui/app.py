@@ -20,14 +20,15 @@ from pulse_tui.errors import PulseError
 from pulse_tui.report_models import DateRange
 from pulse_tui.store.reports import make_range
 from pulse_tui.store.store import Store
+from pulse_tui.textsafe import visible
 from pulse_tui.tui.messages import BackgroundWorkerEvent, BackgroundWorkerState, DataChanged
+from pulse_tui.tui.screens.alerts import AlertsScreen
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.charts import ChartsScreen
 from pulse_tui.tui.screens.cohorts import CohortsScreen
 from pulse_tui.tui.screens.help import HelpScreen
 from pulse_tui.tui.screens.jobs import JobsScreen
 from pulse_tui.tui.screens.live import LiveScreen
-from pulse_tui.tui.screens.not_built import not_built_pane
 from pulse_tui.tui.screens.range_picker import RangePickerScreen
 from pulse_tui.tui.screens.retention import RetentionScreen
 from pulse_tui.tui.screens.site_picker import ALL, SitePickerScreen
@@ -57,7 +58,7 @@ def pane_classes() -> dict[str, type[PaneScreen]]:
         "charts": ChartsScreen,
         "cohorts": CohortsScreen,
         "retention": RetentionScreen,
-        "alerts": not_built_pane("alerts", "Alerts and webhooks", 7),
+        "alerts": AlertsScreen,
         "jobs": JobsScreen,
     }
     return panes
@@ -98,6 +99,7 @@ class PulseApp(App[None]):
         self._demo_traffic = None
         self._worker_service = None
         self.range_custom: tuple[date, date] | None = None
+        self._firing_seen: set[str] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def on_mount(self) -> None:
@@ -115,6 +117,7 @@ class PulseApp(App[None]):
         await self.switch_mode("live")
         if self.watch_changes:
             self._watch_for_changes()
+        self._check_alerts()
 
     async def on_unmount(self) -> None:
         if self._demo_traffic is not None:
@@ -147,10 +150,26 @@ class PulseApp(App[None]):
             await asyncio.sleep(CHANGE_POLL_SECONDS)
 
     def notify_data_changed(self) -> None:
+        self._check_alerts()
         for mode in self._panes:
             screen = self._screen_for_mode(mode)
             if screen is not None:
                 screen.post_message(DataChanged())
+
+    @work(exclusive=True, group="alert-watch", exit_on_error=False)
+    async def _check_alerts(self) -> None:
+        """Firing rules show in the header; a rule that starts firing also pops a notification."""
+        from pulse_tui.store import alerts as alerts_sql
+
+        rules = await self.store.run(alerts_sql.list_rules, None)
+        firing = {r.rule_id: r for r in rules if r.state == "firing" and not r.muted}
+        if self._firing_seen is not None:
+            for rule_id, rule in firing.items():
+                if rule_id not in self._firing_seen:
+                    self.notify(f"Alert firing: {visible(rule.name)} ({rule.value_text()})",
+                                severity="error", timeout=15)
+        self._firing_seen = set(firing)
+        self.firing_alerts = len(firing)
 
     def _screen_for_mode(self, mode: str) -> Screen | None:
         stack = self._screen_stacks.get(mode)

@@ -1,0 +1,223 @@
+"""Pane 5, Alerts: rules with state and value against threshold, history; webhooks sub-view."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.widgets import DataTable, Static
+
+from pulse_tui.alerts.models import AlertRule
+from pulse_tui.clock import format_ms
+from pulse_tui.errors import PulseError
+from pulse_tui.store import alerts as alerts_sql
+from pulse_tui.store import webhooks as webhooks_sql
+from pulse_tui.textsafe import visible
+from pulse_tui.tui.screens.alert_editor import AlertEditorScreen
+from pulse_tui.tui.screens.base import PaneScreen
+from pulse_tui.tui.screens.confirm import ConfirmScreen
+from pulse_tui.tui.screens.site_picker import SitePickerScreen
+from pulse_tui.tui.screens.webhooks import WebhooksScreen
+from pulse_tui.tui.widgets.columns import Column, FittedTable
+
+# state as a word AND a colour (never colour alone)
+STATE_LOOK = {"firing": ("▲ FIRING", "bold white on red"), "ok": ("● ok", "green"),
+              "error": ("✖ error", "bold yellow")}
+
+RULE_COLUMNS = (
+    Column("state", "state", 11),
+    Column("name", "name", 20),
+    Column("condition", "condition"),
+    Column("value", "value / threshold", 19),
+    Column("notify", "notify", 10, min_total=100),
+    Column("evaluated", "evaluated", 17, min_total=110),
+)
+HISTORY_COLUMNS = (
+    Column("at", "at", 20),
+    Column("state", "state", 11),
+    Column("value", "value", 10, justify="right"),
+    Column("threshold", "threshold", 10, justify="right"),
+    Column("message", "message"),
+)
+
+
+def state_cell(rule: AlertRule) -> tuple[str, str]:
+    word, style = STATE_LOOK.get(rule.state, (rule.state, ""))
+    if rule.muted:
+        return f"{word} ⊘", f"{style} dim"
+    return word, style
+
+
+class AlertsScreen(PaneScreen):
+    PANE = "alerts"
+    TITLE = "Alerts"
+    HELP = "Alert rules with their state; history; webhook endpoints (w)."
+
+    BINDINGS = [
+        Binding("n", "new", "New"),
+        Binding("enter,e", "edit", "Edit"),
+        Binding("m", "mute", "Mute/unmute"),
+        Binding("v", "evaluate", "Evaluate now"),
+        Binding("x,delete", "delete", "Delete"),
+        Binding("w", "webhooks", "Webhooks"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rules: list[AlertRule] = []
+
+    def compose_body(self) -> ComposeResult:
+        yield Static(id="alerts-title", classes="section-title")
+        yield FittedTable(RULE_COLUMNS, id="rules-table")
+        yield Static(id="history-title", classes="section-title")
+        yield FittedTable(HISTORY_COLUMNS, id="history-table", cursor_type="none")
+
+    def on_mount(self) -> None:
+        self.query_one("#rules-table", FittedTable).focus()
+        self.reload()
+
+    def reload(self) -> None:
+        self._load()
+
+    @work(exclusive=True, group="alerts-load", exit_on_error=False)
+    async def _load(self) -> None:
+        store = self.app.store  # type: ignore[attr-defined]
+        site = self.app.site_id  # type: ignore[attr-defined]
+        self.rules = await store.run(alerts_sql.list_rules, site)
+        endpoints = {ep.id: ep for ep in await store.run(webhooks_sql.list_endpoints, site)}
+        firing = sum(1 for r in self.rules if r.state == "firing")
+        title = Text(f"{len(self.rules)} rule(s)", style="bold")
+        if firing:
+            title.append(f"  {firing} firing", style="bold red")
+        title.append("   n new · enter edit · m mute · v evaluate · x delete · w webhooks",
+                     style="dim")
+        self.query_one("#alerts-title", Static).update(title)
+        rows, styles = [], []
+        for rule in self.rules:
+            word, style = state_cell(rule)
+            notify = "log"
+            if rule.notification_type == "webhook":
+                ep = endpoints.get(str(rule.notification_config.get("endpoint_id")))
+                notify = f"→ {ep.url}" if ep else "webhook (missing)"
+            rows.append((rule.rule_id, {
+                "state": word, "name": rule.name, "condition": rule.describe(),
+                "value": rule.value_text(), "notify": notify,
+                "evaluated": format_ms(rule.last_evaluated_at, seconds=False),
+            }))
+            styles.append({"state": style, "condition": "red" if rule.condition is None else ""})
+        self.query_one("#rules-table", FittedTable).set_rows(rows, styles)
+        await self._load_history()
+
+    async def _load_history(self) -> None:
+        rule = self._selected()
+        title = self.query_one("#history-title", Static)
+        if rule is None:
+            title.update(Text("History", style="bold"))
+            self.query_one("#history-table", FittedTable).set_rows([])
+            return
+        entries = await self.app.store.run(  # type: ignore[attr-defined]
+            alerts_sql.history, rule.rule_id, limit=100)
+        head = Text(f"History of {visible(rule.name)}", style="bold")
+        if rule.last_error:
+            head.append(f"   last error: {visible(rule.last_error)}", style="yellow")
+        title.update(head)
+        self.query_one("#history-table", FittedTable).set_rows(
+            [(str(h.id), {"at": format_ms(h.at), "state": h.state,
+                          "value": "–" if h.value is None else f"{h.value:g}",
+                          "threshold": "–" if h.threshold is None else f"{h.threshold:g}",
+                          "message": h.message or ""}) for h in entries],
+            [{"state": STATE_LOOK.get(h.state, ("", ""))[1]} for h in entries])
+
+    @on(DataTable.RowHighlighted, "#rules-table")
+    @work(exclusive=True, group="alerts-history", exit_on_error=False)
+    async def _rule_highlighted(self) -> None:
+        await self._load_history()
+
+    @on(DataTable.RowSelected, "#rules-table")
+    def _rule_chosen(self) -> None:
+        self.action_edit()
+
+    def _selected(self) -> AlertRule | None:
+        key = self.query_one("#rules-table", FittedTable).selected_key()
+        return next((r for r in self.rules if r.rule_id == key), None)
+
+    # ------------------------------------------------------------------ actions
+    async def _site_for_new(self) -> str | None:
+        site = self.app.site_id  # type: ignore[attr-defined]
+        if site:
+            return site
+        sites = await self.app.store.sites()  # type: ignore[attr-defined]
+        if not sites:
+            self.notify("No site yet: import or simulate some events first.",
+                        severity="warning")
+            return None
+        if len(sites) == 1:
+            return sites[0].id
+        return await self.app.push_screen_wait(SitePickerScreen(sites, None, allow_all=False))
+
+    @work(exclusive=True, group="alerts-action")
+    async def action_new(self) -> None:
+        site = await self._site_for_new()
+        if site is None:
+            return
+        endpoints = await self.app.store.run(webhooks_sql.list_endpoints, site)  # type: ignore[attr-defined]
+        if await self.app.push_screen_wait(AlertEditorScreen(site_id=site, endpoints=endpoints)):
+            self.reload()
+
+    @work(exclusive=True, group="alerts-action")
+    async def action_edit(self) -> None:
+        rule = self._selected()
+        if rule is None:
+            return
+        endpoints = await self.app.store.run(  # type: ignore[attr-defined]
+            webhooks_sql.list_endpoints, rule.site_id)
+        if await self.app.push_screen_wait(
+                AlertEditorScreen(site_id=rule.site_id, endpoints=endpoints, rule=rule)):
+            self.reload()
+
+    @work(exclusive=True, group="alerts-action", exit_on_error=False)
+    async def action_mute(self) -> None:
+        rule = self._selected()
+        if rule is None:
+            return
+        now = self.app.clock.now_ms()  # type: ignore[attr-defined]
+        fn = alerts_sql.unmute_rule if rule.muted else alerts_sql.mute_rule
+        await self.app.store.write(fn, rule.rule_id, now_ms=now)  # type: ignore[attr-defined]
+        self.notify(f"{'Unmuted' if rule.muted else 'Muted'} {visible(rule.name)}")
+        self.reload()
+
+    @work(exclusive=True, group="alerts-action", exit_on_error=False)
+    async def action_evaluate(self) -> None:
+        from pulse_tui.alerts import engine
+
+        rule = self._selected()
+        if rule is None:
+            return
+        try:
+            result = await self.app.store.write(  # type: ignore[attr-defined]
+                engine.evaluate_rule, rule.rule_id, self.app.clock)  # type: ignore[attr-defined]
+        except PulseError as exc:
+            self.notify(str(exc), severity="error")
+            return
+        value = "undefined" if result.value is None else f"{result.value:g}"
+        self.notify(f"{visible(rule.name)}: {value} → {result.state_after}", timeout=6)
+        self.reload()
+
+    @work(exclusive=True, group="alerts-action", exit_on_error=False)
+    async def action_delete(self) -> None:
+        rule = self._selected()
+        if rule is None or not await self.app.push_screen_wait(ConfirmScreen(
+                f"Delete alert rule {visible(rule.name)}?", "Its history goes too.",
+                yes="delete")):
+            return
+        await self.app.store.write(alerts_sql.delete_rule, rule.rule_id)  # type: ignore[attr-defined]
+        self.notify(f"Deleted {visible(rule.name)}")
+        self.reload()
+
+    @work(exclusive=True, group="alerts-action")
+    async def action_webhooks(self) -> None:
+        site = await self._site_for_new()
+        if site is not None:
+            await self.app.push_screen_wait(WebhooksScreen(site))
+            self.reload()
