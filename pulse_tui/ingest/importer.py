@@ -32,6 +32,13 @@ from pulse_tui.store import imports as store
 log = logging.getLogger("pulse_tui.ingest")
 
 DEFAULT_BATCH_SIZE = 10_000
+BATCH_ROWS_ENV = "PULSE_IMPORT_BATCH_ROWS"
+
+
+def batch_rows_setting() -> int:
+    """Rows per import transaction: PULSE_IMPORT_BATCH_ROWS when set to a positive integer."""
+    raw = os.environ.get(BATCH_ROWS_ENV, "").strip()
+    return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_BATCH_SIZE
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +100,7 @@ def import_file(
     job_id: str | None = None,
     progress: Callable[[ImportProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    batch_size: int = DEFAULT_BATCH_SIZE,
+    batch_size: int | None = None,
 ) -> ImportResult:
     """Import one CSV / .csv.gz file of ``kind`` (events, users, cohort_members) as a job.
 
@@ -103,7 +110,8 @@ def import_file(
     - ``job_id``: None creates a new job (a uuid hex). An existing id whose job is
       'uploading'/'processing' RESUMES from its checkpoint with exact counts; a finished job
       is returned as it is. An unknown id creates the job under that id.
-    - Each batch of ``batch_size`` records is one transaction: sites, rows, derived tables
+    - Each batch of ``batch_size`` records (default: env PULSE_IMPORT_BATCH_ROWS, else
+      DEFAULT_BATCH_SIZE) is one transaction: sites, rows, derived tables
       (sessions, first-seen, rollups), rejects and the job's counters + checkpoint.
     - ``should_stop()`` is checked between batches; when it returns True the job is left in
       'processing' and the result has ``interrupted`` True (call again with the job_id).
@@ -113,6 +121,7 @@ def import_file(
     ``message`` (no exception). ``conn`` must be in autocommit mode (store.connection.connect).
     """
     started = time.monotonic()
+    batch_size = batch_size or batch_rows_setting()
     path = Path(path)
     now_ms = clock.now_ms()
     if kind is not None and kind not in KINDS:

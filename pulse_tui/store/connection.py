@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from importlib import resources
@@ -37,24 +38,21 @@ def apply_pragmas(conn: sqlite3.Connection, *, bulk: bool = False) -> None:
 
 
 def inspect(path: Path) -> tuple[int, set[str]]:
-    """(user_version, table names) read without modifying the file, or a DatabaseError."""
+    """(user_version, table names) read without modifying the file, or a DatabaseError.
+
+    Only SQLite touches the file: never a plain open()/close() of it, because closing any file
+    descriptor of a database releases every POSIX lock this process holds on it, including the
+    locks of live connections in other threads (a way to corrupt the database).
+    """
     if path.is_dir():
         raise DatabaseError(f"{path} is a directory, not a database file")
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(16)
-    except PermissionError as exc:
-        raise DatabaseError(f"{path}: permission denied") from exc
-    except OSError as exc:
-        raise DatabaseError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    if head and head != b"SQLite format 3\x00":
-        raise DatabaseError(f"{path} is not a SQLite database; refusing to touch it")
-    if not head:
-        return 0, set()
+    if not os.access(path, os.R_OK):
+        raise DatabaseError(f"{path}: permission denied")
     uri = f"{path.resolve().as_uri()}?mode=ro"
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
         try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             tables = {
                 r[0]
@@ -64,6 +62,10 @@ def inspect(path: Path) -> tuple[int, set[str]]:
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
+        if "not a database" in str(exc) or "malformed" in str(exc):
+            raise DatabaseError(f"{path} is not a SQLite database; refusing to touch it") from exc
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise DatabaseError(f"{path}: database is locked by another process") from exc
         raise DatabaseError(f"{path}: cannot read the database ({exc})") from exc
     return version, tables
 

@@ -104,7 +104,8 @@ def _big_file(settings: Settings) -> Path:
 def _spawn(settings: Settings, tmp_path: Path) -> subprocess.Popen[bytes]:
     config = tmp_path / "config.toml"
     config.write_text(f"settle_seconds = {settings.settle_seconds}\n")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # small batches: many commits, so the kill lands mid-file even on a loaded machine
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PULSE_IMPORT_BATCH_ROWS": "500"}
     return subprocess.Popen(
         [sys.executable, "-m", "pulse_tui", "worker", "--db", str(settings.db),
          "--import-dir", str(settings.import_dir), "--config", str(config)],
@@ -153,9 +154,9 @@ def test_sigkill_mid_file_then_restart_gives_exact_counts(pulse_settings: Settin
         wait_until(lambda: _mid_import(pulse_settings) or proc.poll() is not None, timeout=40)
     finally:
         proc.kill()
-        proc.communicate(timeout=20)
+        _, err = proc.communicate(timeout=20)
     job = _job(pulse_settings)
-    assert job is not None and job[1] == "processing" and 0 < job[2] < BIG_ROWS
+    assert job is not None and job[1] == "processing" and 0 < job[2] < BIG_ROWS, err.decode()
     assert (pulse_settings.import_dir / "events" / "big.csv").exists()
     # the dead holder's lease (same host, pid gone) does not make the restart wait for the TTL
     restarted = _spawn(pulse_settings, tmp_path)
