@@ -23,6 +23,8 @@ The query returns ``(user_id, joined_at, last_seen_at)``, one row per member:
 
 from __future__ import annotations
 
+import sqlite3
+
 from pulse_tui.clock import DAY_MS
 from pulse_tui.cohorts.criteria import NEGATIONS, Group, Node
 
@@ -33,6 +35,9 @@ _UNCOVERED = ("url", "referrer")  # event columns idx_events_site_user does not 
 _USER_COLUMNS = {"plan": "u.plan", "company": "u.company", "email": "u.email", "name": "u.name"}
 _COMPUTED = {"event_count": "coalesce(c.n, 0)", "first_seen_days_ago": "b.first_days",
              "last_seen_days_ago": "b.last_days"}
+# evaluate the event pass once even when several conditions read it (the hint needs 3.35+;
+# older SQLite computes it once per condition, same result)
+_MATERIALIZED = "MATERIALIZED " if sqlite3.sqlite_version_info >= (3, 35) else ""
 _COMPARE = {"equals": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
@@ -132,7 +137,7 @@ def compile_members(criteria: Group, site_id: str, now_ms: int, *, full_scan: bo
         flag_params = [p for _, ps in b.event_preds for p in ps]
         any_pred = " OR ".join(f"({pred})" for pred, _ in b.event_preds)
         source = "events NOT INDEXED" if full_scan and b.uses_table_columns() else "events"
-        sql.append(f", hits AS MATERIALIZED (SELECT DISTINCT user_id, {flags} FROM {source} "
+        sql.append(f", hits AS {_MATERIALIZED}(SELECT DISTINCT user_id, {flags} FROM {source} "
                    f"WHERE site_id = ? AND user_id IS NOT NULL AND ({any_pred}))")
         params += flag_params + [site_id] + flag_params
     if b.needs_counts:

@@ -21,6 +21,7 @@ connection is already in one.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import sqlite3
 import time
@@ -53,9 +54,13 @@ DATA_MARK_KEY = "cohort_data_mark"
 FULL_REFRESH_AT_KEY = "cohort_full_refresh_at"
 FULL_REFRESH_MIN_INTERVAL_S = 60
 
-# called with (conn, clock, changed cohort ids) after a refresh changed memberships (e.g. the
-# retention snapshots job); outside any transaction; exceptions are logged, never raised
-MEMBERSHIP_CHANGED_HOOKS: list[Callable[[sqlite3.Connection, Clock, list[str]], None]] = []
+# called with (conn, clock, changed cohort ids) after a refresh changed memberships, outside
+# any transaction; exceptions are logged, never raised. "module:function" strings are imported
+# on first use (no import cycles): retention snapshots follow membership changes (SPEC 5).
+MembershipHook = Callable[[sqlite3.Connection, Clock, list[str]], None] | str
+MEMBERSHIP_CHANGED_HOOKS: list[MembershipHook] = [
+    "pulse_tui.store.retention:on_membership_changed",
+]
 
 
 class CohortNotFound(PulseError):
@@ -518,6 +523,9 @@ def refresh_cohort(conn: sqlite3.Connection, clock: Clock, cohort_id: str, *,
 def _notify(conn: sqlite3.Connection, clock: Clock, changed: list[str]) -> None:
     for hook in list(MEMBERSHIP_CHANGED_HOOKS):
         try:
+            if isinstance(hook, str):
+                module, _, attr = hook.partition(":")
+                hook = getattr(importlib.import_module(module), attr)
             hook(conn, clock, changed)
         except Exception:  # a hook's failure must not undo or block membership
             log.exception("membership-changed hook %r failed", hook)

@@ -277,3 +277,13 @@ def test_report_command_cohorts_json(db: sqlite3.Connection, db_path: Path,
         assert not exc.code
     assert json.loads(capsys.readouterr().out) == [
         {"cohort_id": "c1", "name": "US", "status": "archived", "members": 2}]
+
+
+def test_retention_snapshots_follow_membership_by_default(db: sqlite3.Connection) -> None:
+    assert store.MEMBERSHIP_CHANGED_HOOKS == ["pulse_tui.store.retention:on_membership_changed"]
+    db.execute("INSERT INTO events (event_id, site_id, event_type, timestamp_ms, session_id, "
+               "user_id, country, created_at) VALUES ('old', 's1', 'view', ?, 'so', 'a', 'US',"
+               " ?)", (NOW - 20 * DAY_MS, NOW))
+    c = store.create_cohort(db, CLOCK, site_id="s1", name="US", criteria=US)
+    assert db.execute("SELECT count(*) FROM cohort_retention_snapshots WHERE cohort_id = ?",
+                      (c.cohort_id,)).fetchone()[0] > 0
