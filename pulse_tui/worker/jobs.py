@@ -38,6 +38,10 @@ JOBS: list[PeriodicJob] = [
                 description="send due webhook deliveries, retrying with backoff"),
     PeriodicJob("retention-snapshots", 86_400.0, "pulse_tui.store.retention:snapshot_job",
                 description="retention snapshots: saved cohorts and acquisition weeks"),
+    PeriodicJob("exports", 30.0, "pulse_tui.exports.runner:exports_job",
+                description="run due exports (report, metrics, audience files)"),
+    PeriodicJob("cleanup", 3600.0, "pulse_tui.store.cleanup:cleanup_job", run_at_start=False,
+                description="data retention: old events, rollups, export runs, deliveries"),
 ]
 
 AfterImportHook = Callable[[JobContext, ImportFinished], None] | str
