@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from itertools import islice
+from pathlib import Path
 
 from rich.text import Text
 from textual import on, work
@@ -12,14 +13,28 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from pulse_tui.clock import format_ms
+from pulse_tui.store import cohorts as cohorts_sql
 from pulse_tui.store import imports as imports_sql
 from pulse_tui.store import scheduler as scheduler_sql
 from pulse_tui.textsafe import visible
 from pulse_tui.tui.messages import BackgroundWorkerEvent
 from pulse_tui.tui.screens.base import PaneScreen
+from pulse_tui.tui.screens.confirm import ConfirmScreen
+from pulse_tui.tui.screens.export_form import ExportFormScreen
 from pulse_tui.tui.screens.rejects import RejectsScreen
+from pulse_tui.tui.screens.site_picker import SitePickerScreen
 from pulse_tui.tui.widgets.columns import Column, FittedTable
 from pulse_tui.tui.widgets.share_table import share_bar
+
+EXPORT_COLUMNS = (
+    Column("name", "name"),
+    Column("what", "what", 18),
+    Column("format", "fmt", 5),
+    Column("schedule", "every", 7),
+    Column("next", "next run", 17, min_total=90),
+    Column("status", "status", 10),
+    Column("last", "last file", 24, min_total=110),
+)
 
 IMPORT_COLUMNS = (
     Column("status", "status", 11),
@@ -64,11 +79,15 @@ def _duration(start: int | None, end: int | None) -> str:
 class JobsScreen(PaneScreen):
     PANE = "jobs"
     TITLE = "Jobs"
-    HELP = "Import jobs with their counts and rejected rows; the worker's periodic jobs."
+    HELP = "Import jobs, export definitions and the worker's periodic jobs."
 
     BINDINGS = [
         Binding("enter", "open_rejects", "Rejected rows", show=False),
         Binding("r", "retry", "Retry failed file"),
+        Binding("n", "new_export", "New export"),
+        Binding("e", "edit_export", "Edit export"),
+        Binding("x,delete", "delete_export", "Delete export"),
+        Binding("o", "show_file", "Export file"),
         Binding("tab", "app.focus_next", "Next table", show=False),
     ]
 
@@ -80,8 +99,9 @@ class JobsScreen(PaneScreen):
             yield Static(Text("Periodic jobs (worker scheduler)", style="bold"),
                          classes="section-title")
             yield FittedTable(SCHEDULER_COLUMNS, id="scheduler-table")
-        yield Static("Exports: not built yet (issue 8).", classes="not-built",
-                     id="jobs-exports")
+        with Vertical(id="jobs-exports", classes="jobs-section"):
+            yield Static(id="jobs-exports-title", classes="section-title")
+            yield FittedTable(EXPORT_COLUMNS, id="exports-table")
 
     def on_mount(self) -> None:
         self.query_one("#imports-table", FittedTable).focus()
@@ -93,9 +113,13 @@ class JobsScreen(PaneScreen):
     @work(exclusive=True, group="jobs-load", exit_on_error=False)
     async def _load(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
+        from pulse_tui.exports import list_exports
+
         jobs = await store.run(imports_sql.list_jobs, limit=200)
         scheduled = await store.run(scheduler_sql.list_jobs)
+        self.exports = await store.run(list_exports, self.app.site_id)  # type: ignore[attr-defined]
         self._show_imports(jobs)
+        self._show_exports(self.exports)
         self._show_scheduler(scheduled)
 
     def _show_imports(self, jobs: list[imports_sql.ImportJob]) -> None:
@@ -131,6 +155,31 @@ class JobsScreen(PaneScreen):
             "took": _duration(job.started_at, job.completed_at),
         }
 
+    def _show_exports(self, exports: list) -> None:
+        title = Text("Exports", style="bold")
+        title.append(f"  {len(exports)} definition(s)", style="dim")
+        failed = sum(1 for e in exports if e.status == "failed")
+        if failed:
+            title.append(f"  {failed} failed", style="red")
+        title.append("   n new · enter run now · e edit · x delete · o file", style="dim")
+        self.query_one("#jobs-exports-title", Static).update(title)
+        rows, styles = [], []
+        for ex in exports:
+            d = ex.definition
+            what = d.filters.get("report") or ("members" if d.type == "audience" else "daily")
+            last = Path(ex.last_file).name if ex.last_file else "–"
+            if d.status == "failed" and d.error:
+                last = d.error
+            rows.append((d.id, {"name": d.name, "what": f"{d.type}: {what}",
+                                "format": d.format, "schedule": d.frequency,
+                                "next": format_ms(d.next_run, seconds=False)
+                                if d.next_run and not (d.is_once and d.status == "completed")
+                                else "–",
+                                "status": d.status, "last": last}))
+            styles.append({"status": STATUS_STYLE.get(d.status, ""),
+                           "last": "red" if d.status == "failed" else ""})
+        self.query_one("#exports-table", FittedTable).set_rows(rows, styles)
+
     def _show_scheduler(self, rows: list[scheduler_sql.SchedulerJobRow]) -> None:
         self.query_one("#scheduler-table", FittedTable).set_rows([
             (row.name, {
@@ -156,6 +205,89 @@ class JobsScreen(PaneScreen):
     @on(DataTable.RowSelected, "#imports-table")
     def _row_chosen(self) -> None:
         self.action_open_rejects()
+
+    @on(DataTable.RowSelected, "#exports-table")
+    def _export_chosen(self) -> None:
+        self.action_run_export()
+
+    # ------------------------------------------------------------------ exports
+    def _selected_export(self):  # type: ignore[no-untyped-def]
+        key = self.query_one("#exports-table", FittedTable).selected_key()
+        return next((e for e in getattr(self, "exports", []) if e.id == key), None)
+
+    async def _export_site(self) -> str | None:
+        site = self.app.site_id  # type: ignore[attr-defined]
+        if site:
+            return site
+        sites = await self.app.store.sites()  # type: ignore[attr-defined]
+        if not sites:
+            self.notify("No site yet: import or simulate some events first.",
+                        severity="warning")
+            return None
+        if len(sites) == 1:
+            return sites[0].id
+        return await self.app.push_screen_wait(SitePickerScreen(sites, None, allow_all=False))
+
+    @work(exclusive=True, group="jobs-export", exit_on_error=False)
+    async def action_new_export(self) -> None:
+        site = await self._export_site()
+        if site is None:
+            return
+        cohorts = await self.app.store.run(cohorts_sql.list_cohorts, site)  # type: ignore[attr-defined]
+        if await self.app.push_screen_wait(ExportFormScreen(site, cohorts)):
+            self.notify("Export saved; it runs when due (enter runs it now).")
+            self.reload()
+
+    @work(exclusive=True, group="jobs-export", exit_on_error=False)
+    async def action_edit_export(self) -> None:
+        ex = self._selected_export()
+        if ex is None:
+            return
+        d = ex.definition
+        cohorts = await self.app.store.run(cohorts_sql.list_cohorts, d.site_id)  # type: ignore[attr-defined]
+        if await self.app.push_screen_wait(ExportFormScreen(d.site_id, cohorts, d)):
+            self.reload()
+
+    @work(exclusive=True, group="jobs-export", exit_on_error=False)
+    async def action_run_export(self) -> None:
+        from pulse_tui.exports import run_export
+
+        ex = self._selected_export()
+        if ex is None:
+            return
+        self.notify(f"Running export {visible(ex.name)} …", timeout=3)
+        result = await self.app.store.write(  # type: ignore[attr-defined]
+            run_export, ex.id, self.app.settings, self.app.clock)  # type: ignore[attr-defined]
+        if result.ok:
+            self.notify(f"Wrote {result.rows or 0:,} rows to {visible(result.file_path)}",
+                        timeout=10)
+        else:
+            self.notify(f"Export failed: {visible(result.error)}", severity="error", timeout=10)
+        self.reload()
+
+    @work(exclusive=True, group="jobs-export", exit_on_error=False)
+    async def action_delete_export(self) -> None:
+        from pulse_tui.exports import delete_export
+
+        ex = self._selected_export()
+        if ex is None or not await self.app.push_screen_wait(ConfirmScreen(
+                f"Delete export {visible(ex.name)}?",
+                "The definition and its run history go; files already written stay.",
+                yes="delete")):
+            return
+        await self.app.store.write(delete_export, ex.id)  # type: ignore[attr-defined]
+        self.notify(f"Deleted export {visible(ex.name)}")
+        self.reload()
+
+    def action_show_file(self) -> None:
+        ex = self._selected_export()
+        if ex is None:
+            return
+        if not ex.last_file:
+            self.notify("This export has not written a file yet.", severity="warning")
+            return
+        self.notify(f"{visible(ex.last_file)}\n{visible(ex.definition.file_url or '')}",
+                    title="Latest file", timeout=20)
 
     @work(exclusive=True, group="jobs-rejects", exit_on_error=False)
     async def action_open_rejects(self) -> None:
