@@ -59,6 +59,8 @@ def _number(text: str) -> Any:
 class AlertEditorScreen(Screen[bool]):
     """Creates or edits one rule; dismisses True when saved."""
 
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", priority=True),
         Binding("escape", "close", "Back"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -27,11 +29,11 @@ STATE_LOOK = {"firing": ("▲ FIRING", "bold white on red"), "ok": ("● ok", "g
 
 RULE_COLUMNS = (
     Column("state", "state", 11),
-    Column("name", "name", 20),
+    Column("name", "name", 16),
     Column("condition", "condition"),
-    Column("value", "value / threshold", 19),
-    Column("notify", "notify", 10, min_total=100),
-    Column("evaluated", "evaluated", 17, min_total=110),
+    Column("value", "now / limit", 15),
+    Column("notify", "notify", 24, min_total=110),
+    Column("evaluated", "evaluated", 17, min_total=130),
 )
 HISTORY_COLUMNS = (
     Column("at", "at", 20),
@@ -86,12 +88,14 @@ class AlertsScreen(PaneScreen):
         site = self.app.site_id  # type: ignore[attr-defined]
         self.rules = await store.run(alerts_sql.list_rules, site)
         endpoints = {ep.id: ep for ep in await store.run(webhooks_sql.list_endpoints, site)}
-        firing = sum(1 for r in self.rules if r.state == "firing")
+        firing = sum(1 for r in self.rules if r.state == "firing" and not r.muted)
+        muted = sum(1 for r in self.rules if r.muted)
         title = Text(f"{len(self.rules)} rule(s)", style="bold")
         if firing:
             title.append(f"  {firing} firing", style="bold red")
-        title.append("   n new · enter edit · m mute · v evaluate · x delete · w webhooks",
-                     style="dim")
+        if muted:
+            title.append(f"  {muted} muted", style="dim")
+        title.append("   n new · m mute · v evaluate · w webhooks", style="dim")
         self.query_one("#alerts-title", Static).update(title)
         rows, styles = [], []
         for rule in self.rules:
@@ -99,7 +103,7 @@ class AlertsScreen(PaneScreen):
             notify = "log"
             if rule.notification_type == "webhook":
                 ep = endpoints.get(str(rule.notification_config.get("endpoint_id")))
-                notify = f"→ {ep.url}" if ep else "webhook (missing)"
+                notify = f"→ {urlsplit(ep.url).netloc or ep.url}" if ep else "webhook (missing)"
             rows.append((rule.rule_id, {
                 "state": word, "name": rule.name, "condition": rule.describe(),
                 "value": rule.value_text(), "notify": notify,

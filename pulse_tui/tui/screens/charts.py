@@ -153,7 +153,7 @@ class ChartsScreen(PaneScreen):
         breakdown = await store.run(reports.breakdown, site_id, rng)
         top = await store.run(reports.top, site_id, rng, dim, 10)
         self.data = ChartData(site_id, rng, totals, daily, breakdown, top)
-        self._show(self.data)
+        self.call_after_refresh(self._show, self.data)  # after layout: sizes are final
 
     def _show_empty(self) -> None:
         settings = self.app.settings  # type: ignore[attr-defined]
@@ -205,10 +205,10 @@ class ChartsScreen(PaneScreen):
         plt.frame(False)
         people_plot.refresh()
 
-        panel_width = self.query_one("#panel-types").size.width or (
-            self.size.width // (2 if self.has_class("-wide") else 1))
-        # border + padding (4), the fixed columns (34), cell padding (8), scrollbar gap (2)
-        label_width = max(12, panel_width - 4 - 34 - 8 - 2)
+        table_width = self.query_one("#table-types", ShareTable).size.width or (
+            self.size.width // (2 if self.has_class("-wide") else 1) - 4)
+        # the fixed columns (34) and each column's cell padding (8), one cell to spare
+        label_width = max(12, table_width - 34 - 8 - 1)
         self.query_one("#table-types", ShareTable).show(
             [(r.event_type, r.events, r.users) for r in data.breakdown], cur.events,
             label_width)
@@ -216,6 +216,11 @@ class ChartsScreen(PaneScreen):
             [(r.value, r.events, r.users) for r in data.top], cur.events, label_width)
         self.query_one("#panel-top", ChartPanel).set_title(
             f"{TOP_DIMS[self.dim_index][1]}  (d: next)")
+
+    def on_resize(self) -> None:
+        """Ticks and table widths follow the panels: redraw from the data already loaded."""
+        if self.data is not None:
+            self.call_after_refresh(self._show, self.data)
 
     # ------------------------------------------------------------------ actions
     def action_shorter_range(self) -> None:

@@ -32,6 +32,8 @@ class CohortEditorScreen(Screen[bool]):
     """Edits one cohort (or a new one). Dismisses True when saved."""
 
     TITLE = "Cohort editor"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", priority=True),
         Binding("escape", "close", "Back"),

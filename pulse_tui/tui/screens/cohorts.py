@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -62,8 +63,8 @@ class CohortsScreen(PaneScreen):
         self.rows = await store.run(cohorts_sql.list_cohorts, site)
         title = self.query_one("#cohorts-title", Static)
         where = f"site {visible(site)}" if site else "all sites"
-        title.update(f"{len(self.rows)} cohort(s), {where}   "
-                     "n new · enter edit · c duplicate · a archive · x delete")
+        title.update(Text(f"{len(self.rows)} cohort(s), {where}   "
+                          "n new · c copy · a archive · x delete", no_wrap=True))
         self.query_one("#cohorts-table", FittedTable).set_rows(
             [(c.cohort_id, {
                 "name": c.name, "site": c.site_id, "kind": c.kind, "status": c.status,

@@ -38,7 +38,8 @@ EXPORT_COLUMNS = (
 
 IMPORT_COLUMNS = (
     Column("status", "status", 11),
-    Column("file", "file"),
+    Column("file", "file", 26),
+    Column("note", "note", min_total=120),
     Column("type", "type", 8, min_total=100),
     Column("progress", "progress", 15),
     Column("ok", "imported", 9, justify="right"),
@@ -131,19 +132,21 @@ class JobsScreen(PaneScreen):
             title.append(f"  {running} running", style="yellow")
         if failed:
             title.append(f"  {failed} failed", style="red")
-        title.append("   enter: rejected rows · r: retry failed", style="dim")
+        title.append("   enter rejected rows · r retry", style="dim")
         self.query_one("#jobs-imports-title", Static).update(title)
         self.query_one("#imports-table", FittedTable).set_rows(
             [(job.id, self._import_values(job)) for job in jobs],
-            [{"status": STATUS_STYLE.get(job.status, ""),
-              "bad": "red" if job.failed_records else ""} for job in jobs])
+            [{"status": STATUS_STYLE.get(job.status, ""), "note": "red" if
+              job.status == "failed" else "dim", "bad": "red" if job.failed_records else ""}
+             for job in jobs])
 
     def _import_values(self, job: imports_sql.ImportJob) -> dict[str, object]:
         if job.status in ("processing", "uploading") and job.file_size:
             share = min(1.0, job.checkpoint_offset / job.file_size)
             progress: object = Text(f"{share_bar(share, 8)} {share:4.0%}", style="yellow")
         elif job.status == "failed":
-            progress = Text(visible(job.message or "failed"), style="red")
+            progress = Text("see note" if (job.message and self.size.width >= 120)
+                            else visible(job.message or "failed"), style="red")
         else:
             total = job.processed_records + job.duplicate_records + job.failed_records
             progress = Text(f"{total:,} rows", style="dim")
@@ -151,6 +154,7 @@ class JobsScreen(PaneScreen):
             "status": job.status, "file": job.file_name, "type": job.type,
             "progress": progress, "ok": f"{job.processed_records:,}",
             "dup": f"{job.duplicate_records:,}", "bad": f"{job.failed_records:,}",
+            "note": job.message or "",
             "started": format_ms(job.started_at or job.created_at),
             "took": _duration(job.started_at, job.completed_at),
         }
@@ -161,7 +165,7 @@ class JobsScreen(PaneScreen):
         failed = sum(1 for e in exports if e.status == "failed")
         if failed:
             title.append(f"  {failed} failed", style="red")
-        title.append("   n new · enter run now · e edit · x delete · o file", style="dim")
+        title.append("   n new · enter run · e edit · o file", style="dim")
         self.query_one("#jobs-exports-title", Static).update(title)
         rows, styles = [], []
         for ex in exports:

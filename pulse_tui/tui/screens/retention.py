@@ -73,11 +73,11 @@ class RetentionScreen(PaneScreen):
         table.add_column(Text("size", justify="right"), key="size", width=7)
         for k in range(WEEKS):
             table.add_column(Text(f"w{k}", justify="right"), key=f"w{k}", width=CELL_WIDTH)
-        legend = Text("shade: ", style="dim")
-        for threshold, glyph, style in RAMP:
+        legend = Text()
+        for threshold, glyph, style in RAMP[1:]:
             legend.append(f"{glyph}≥{threshold:.0%}", style=style)
             legend.append(" ")
-        legend.append(" … week not ended   enter: numbers   t: view   r: recompute", style="dim")
+        legend.append(" … not ended · enter numbers · t view · r recompute", style="dim")
         self.query_one("#retention-legend", Static).update(legend)
         table.focus()
         self.reload()
@@ -103,7 +103,8 @@ class RetentionScreen(PaneScreen):
         rng = self.app.current_range()  # type: ignore[attr-defined]
         grid = await store.run(retention_sql.load_grid, site, rng.start, rng.end)
         key = (site, rng.start.isoformat(), rng.end.isoformat())
-        if grid.captured_at is None and key not in self._auto_computed:
+        missing = any(r.captured_at is None for r in (*grid.acquisition, *grid.cohorts))
+        if missing and key not in self._auto_computed:
             # never snapshotted for this site and range: compute once, then read snapshots
             self._auto_computed.add(key)
             title.update(Text("computing retention…", style="yellow"))
@@ -139,10 +140,9 @@ class RetentionScreen(PaneScreen):
             table.cursor_coordinate = keep if keep.row < table.row_count else keep._replace(row=0)
         captured = format_ms(grid.captured_at, seconds=False) if grid.captured_at else "never"
         title = Text(f"{visible(grid.site_id)}", style="bold underline")
-        title.append(f"  weeks starting {grid.start.isoformat()} … {grid.end.isoformat()}"
-                     f"  ·  {len(grid.acquisition)} acquisition week(s), "
-                     f"{len(grid.cohorts)} saved cohort(s)  ·  view: {view}", style="dim")
-        title.append(f"  ·  snapshots captured {captured}", style="dim")
+        title.append(f"  captured {captured}", style="dim")
+        title.append(f"  ·  {len(grid.acquisition)} week(s) from {grid.start.isoformat()}, "
+                     f"{len(grid.cohorts)} cohort(s)  ·  view {view}", style="dim")
         self.query_one("#retention-title", Static).update(title)
 
     # ------------------------------------------------------------------ actions

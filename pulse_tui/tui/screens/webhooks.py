@@ -25,13 +25,13 @@ from pulse_tui.tui.widgets.header import PulseHeader
 
 ENDPOINT_COLUMNS = (
     Column("url", "url"),
-    Column("events", "events", 24, min_total=100),
-    Column("active", "active", 8),
-    Column("last", "last delivery", 16),
-    Column("secret", "secret", 14, min_total=90),
+    Column("events", "events", 62, min_total=130),
+    Column("active", "active", 7),
+    Column("last", "last delivery", 15),
+    Column("secret", "secret", 15),
 )
 DELIVERY_COLUMNS = (
-    Column("created", "queued", 17),
+    Column("created", "queued", 20),
     Column("type", "event", 17),
     Column("status", "status", 10),
     Column("code", "HTTP", 5, justify="right"),

@@ -42,6 +42,7 @@ def cell(value: object, width: int, *, style: str = "", justify: str = "left",
     if justify == "right":
         text.pad_left(max(0, width - 1 - text.cell_len))
     text.append(" ")
+    text.justify = "left"  # padded by hand: Rich would strip the gap when right-justifying
     return text
 
 
