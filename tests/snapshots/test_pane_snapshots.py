@@ -335,7 +335,7 @@ def test_retention_pane(snap_compare, snap_settings: Settings, size: tuple[int, 
         await open_pane(pilot, "4", RetentionScreen)
         await wait_for(pilot, lambda: app.screen.grid is not None
                        and rows(app, "#retention-table") > 1
-                       and "snapshots captured" in text_of(app, "#retention-title"))
+                       and "captured 2" in text_of(app, "#retention-title"))
 
     assert snap_compare(app, terminal_size=size, run_before=run_before)
 
