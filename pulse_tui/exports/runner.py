@@ -28,7 +28,7 @@ from pulse_tui.exports import files
 from pulse_tui.exports.models import STALE_RUN_MS, ExportDefinition, ExportRunResult
 from pulse_tui.report_models import DateRange
 from pulse_tui.store import exports as store
-from pulse_tui.store.alerts import write_transaction
+from pulse_tui.store.tx import write_transaction
 
 log = logging.getLogger("pulse_tui.exports")
 

@@ -18,7 +18,7 @@ from pulse_tui.errors import UsageError
 from pulse_tui.notify.models import TEST_EVENT, WEBHOOK_EVENTS, SendResult
 from pulse_tui.notify.signing import envelope, new_message_id, sign
 from pulse_tui.store import webhooks as store
-from pulse_tui.store.alerts import write_transaction
+from pulse_tui.store.tx import write_transaction
 
 log = logging.getLogger("pulse_tui.notify")
 

@@ -6,7 +6,6 @@ import json
 import secrets
 import sqlite3
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 from pulse_tui.alerts.conditions import (
@@ -18,6 +17,7 @@ from pulse_tui.alerts.conditions import (
 )
 from pulse_tui.alerts.models import AlertHistoryEntry, AlertRule
 from pulse_tui.errors import ConflictError, UsageError, ValidationError
+from pulse_tui.store.tx import write_transaction
 
 HOUR_MS = 3_600_000
 MAX_NAME_CHARS = 200
@@ -26,21 +26,6 @@ _RULE_COLUMNS = (
     "rule_id, site_id, name, condition, notification_type, notification_config, status, "
     "state, last_value, last_evaluated_at, last_error, created_at, updated_at"
 )
-
-
-@contextmanager
-def write_transaction(conn: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE .. COMMIT, or join the caller's transaction when one is open."""
-    if conn.in_transaction:
-        yield
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 # ---------------------------------------------------------------- filters (event properties)

@@ -26,8 +26,7 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +42,7 @@ from pulse_tui.cohorts.criteria import (
 from pulse_tui.errors import ConflictError, PulseError, ValidationError
 from pulse_tui.ingest.parse import member_id_for
 from pulse_tui.store import derived
+from pulse_tui.store.tx import write_transaction as _write
 
 log = logging.getLogger(__name__)
 
@@ -137,20 +137,6 @@ def member_id(cohort_id: str, user_id: str) -> str:
     (``"m_" + sha256(f"{cohort_id}\\x1f{user_id}").hexdigest()[:32]``), so an imported row and a
     computed one for the same user are the same row."""
     return member_id_for(cohort_id, user_id)
-
-
-@contextmanager
-def _write(conn: sqlite3.Connection) -> Iterator[None]:
-    if conn.in_transaction:
-        yield
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 _COLS = ("cohort_id, site_id, name, description, criteria, coalesce(status, 'active'), "

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pulse_tui.store.alerts import write_transaction
+from pulse_tui.store.tx import write_transaction
 
 JOB_COLUMNS = ("id", "site_id", "type", "name", "format", "filters", "status", "file_url",
                "scheduled", "created_at", "completed_at", "error")

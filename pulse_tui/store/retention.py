@@ -35,14 +35,14 @@ import json
 import logging
 import sqlite3
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
 from pulse_tui.clock import DAY_MS, WEEK_MS, Clock
 from pulse_tui.errors import ValidationError
+from pulse_tui.store.tx import write_transaction as _write
 
 log = logging.getLogger(__name__)
 
@@ -151,20 +151,6 @@ def weeks_in_range(start: date, end: date) -> list[int]:
     lo = (_day_number(start) + 3 + 6) // 7
     hi = (_day_number(end) + 3) // 7
     return list(range(lo, hi + 1))
-
-
-@contextmanager
-def _write(conn: sqlite3.Connection) -> Iterator[None]:
-    if conn.in_transaction:
-        yield
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
 
 
 # ---------------------------------------------------------------------------- acquisition

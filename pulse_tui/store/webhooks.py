@@ -18,7 +18,8 @@ from pulse_tui.notify.models import (
     WebhookEndpoint,
 )
 from pulse_tui.notify.signing import generate_secret, mask_secret
-from pulse_tui.store.alerts import rules_using_endpoint, write_transaction
+from pulse_tui.store.alerts import rules_using_endpoint
+from pulse_tui.store.tx import write_transaction
 
 MAX_URL_CHARS = 2048
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")

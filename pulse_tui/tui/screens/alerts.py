@@ -19,7 +19,6 @@ from pulse_tui.textsafe import visible
 from pulse_tui.tui.screens.alert_editor import AlertEditorScreen
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.confirm import ConfirmScreen
-from pulse_tui.tui.screens.site_picker import SitePickerScreen
 from pulse_tui.tui.screens.webhooks import WebhooksScreen
 from pulse_tui.tui.widgets.columns import Column, FittedTable
 
@@ -147,22 +146,9 @@ class AlertsScreen(PaneScreen):
         return next((r for r in self.rules if r.rule_id == key), None)
 
     # ------------------------------------------------------------------ actions
-    async def _site_for_new(self) -> str | None:
-        site = self.app.site_id  # type: ignore[attr-defined]
-        if site:
-            return site
-        sites = await self.app.store.sites()  # type: ignore[attr-defined]
-        if not sites:
-            self.notify("No site yet: import or simulate some events first.",
-                        severity="warning")
-            return None
-        if len(sites) == 1:
-            return sites[0].id
-        return await self.app.push_screen_wait(SitePickerScreen(sites, None, allow_all=False))
-
     @work(exclusive=True, group="alerts-action")
     async def action_new(self) -> None:
-        site = await self._site_for_new()
+        site = await self.site_for_new()
         if site is None:
             return
         endpoints = await self.app.store.run(webhooks_sql.list_endpoints, site)  # type: ignore[attr-defined]
@@ -221,7 +207,7 @@ class AlertsScreen(PaneScreen):
 
     @work(exclusive=True, group="alerts-action")
     async def action_webhooks(self) -> None:
-        site = await self._site_for_new()
+        site = await self.site_for_new()
         if site is not None:
             await self.app.push_screen_wait(WebhooksScreen(site))
             self.reload()

@@ -48,6 +48,23 @@ class PaneScreen(Screen[None]):
     def reload(self) -> None:
         """Fetch what this pane shows (in a worker)."""
 
+    async def site_for_new(self) -> str | None:
+        """The site a new cohort, rule or export belongs to: the chosen one, the only one, or
+        asked for (None when there is no site yet or the operator cancels). Call from a worker."""
+        from pulse_tui.tui.screens.site_picker import SitePickerScreen
+
+        site = self.app.site_id  # type: ignore[attr-defined]
+        if site:
+            return site
+        sites = await self.app.store.sites()  # type: ignore[attr-defined]
+        if not sites:
+            self.notify("No site yet: import or simulate some events first.",
+                        severity="warning")
+            return None
+        if len(sites) == 1:
+            return sites[0].id
+        return await self.app.push_screen_wait(SitePickerScreen(sites, None, allow_all=False))
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A pane's query failed: log it with the traceback and tell the operator in one line."""
         if event.state is WorkerState.ERROR and event.worker.error is not None:

@@ -15,7 +15,6 @@ from pulse_tui.textsafe import visible
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.cohort_editor import CohortEditorScreen
 from pulse_tui.tui.screens.confirm import ConfirmScreen
-from pulse_tui.tui.screens.site_picker import SitePickerScreen
 from pulse_tui.tui.widgets.columns import Column, FittedTable
 
 COLUMNS = (
@@ -84,21 +83,9 @@ class CohortsScreen(PaneScreen):
     # ------------------------------------------------------------------ actions
     @work(exclusive=True, group="cohorts-action")
     async def action_new(self) -> None:
-        site = self.app.site_id  # type: ignore[attr-defined]
-        store = self.app.store  # type: ignore[attr-defined]
+        site = await self.site_for_new()
         if site is None:
-            sites = await store.sites()
-            if not sites:
-                self.notify("No site yet: import or simulate some events first.",
-                            severity="warning")
-                return
-            if len(sites) == 1:
-                site = sites[0].id
-            else:
-                site = await self.app.push_screen_wait(
-                    SitePickerScreen(sites, None, allow_all=False))
-                if site is None:
-                    return
+            return
         if await self.app.push_screen_wait(CohortEditorScreen(site_id=site)):
             self.reload()
 

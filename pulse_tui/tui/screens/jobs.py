@@ -22,7 +22,6 @@ from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.screens.export_form import ExportFormScreen
 from pulse_tui.tui.screens.rejects import RejectsScreen
-from pulse_tui.tui.screens.site_picker import SitePickerScreen
 from pulse_tui.tui.widgets.columns import Column, FittedTable
 from pulse_tui.tui.widgets.share_table import share_bar
 
@@ -219,22 +218,9 @@ class JobsScreen(PaneScreen):
         key = self.query_one("#exports-table", FittedTable).selected_key()
         return next((e for e in getattr(self, "exports", []) if e.id == key), None)
 
-    async def _export_site(self) -> str | None:
-        site = self.app.site_id  # type: ignore[attr-defined]
-        if site:
-            return site
-        sites = await self.app.store.sites()  # type: ignore[attr-defined]
-        if not sites:
-            self.notify("No site yet: import or simulate some events first.",
-                        severity="warning")
-            return None
-        if len(sites) == 1:
-            return sites[0].id
-        return await self.app.push_screen_wait(SitePickerScreen(sites, None, allow_all=False))
-
     @work(exclusive=True, group="jobs-export", exit_on_error=False)
     async def action_new_export(self) -> None:
-        site = await self._export_site()
+        site = await self.site_for_new()
         if site is None:
             return
         cohorts = await self.app.store.run(cohorts_sql.list_cohorts, site)  # type: ignore[attr-defined]
