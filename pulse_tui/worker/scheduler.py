@@ -28,6 +28,12 @@ log = logging.getLogger("pulse_tui.worker.scheduler")
 JobFn = Callable[["JobContext"], "str | None"]
 
 
+# Importing (compiling) modules in several threads at once can fail on CPython 3.11 with
+# "SystemError: AST constructor recursion depth mismatch"; lazy imports are serialised, and the
+# scheduler resolves its targets in the thread that builds it, before any job thread runs.
+_IMPORT_LOCK = threading.Lock()
+
+
 def resolve(target: Callable[..., Any] | str) -> Callable[..., Any]:
     """A callable, or ``"package.module:function"`` imported on first use."""
     if callable(target):
@@ -35,10 +41,25 @@ def resolve(target: Callable[..., Any] | str) -> Callable[..., Any]:
     module_name, _, attr = str(target).partition(":")
     if not attr:
         raise ValueError(f"job target {target!r} is not 'module:function'")
-    obj: Any = importlib.import_module(module_name)
+    with _IMPORT_LOCK:
+        obj: Any = importlib.import_module(module_name)
     for part in attr.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+def resolve_or_raiser(target: Callable[..., Any] | str) -> Callable[..., Any]:
+    """resolve() now; if the target cannot be imported, a callable that raises that error
+    when run (so a broken module breaks only its own job, and says why each time)."""
+    try:
+        return resolve(target)
+    except Exception as exc:  # noqa: BLE001 - kept and re-raised when the job runs
+        error = exc
+
+        def broken(*_: Any, **__: Any) -> Any:
+            raise error
+
+        return broken
 
 
 @dataclass(frozen=True)
@@ -95,6 +116,7 @@ class Scheduler:
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate scheduled job names in {names}")
         self.jobs = {job.name: job for job in jobs}
+        self._targets = {job.name: resolve_or_raiser(job.fn) for job in jobs}
         self._connect = connect
         self._clock = clock
         self._settings = settings
@@ -196,7 +218,7 @@ class Scheduler:
             ctx = JobContext(conn=conn, settings=self._settings, clock=self._clock,
                              should_stop=self._should_stop,
                              log=logging.getLogger(f"pulse_tui.worker.job.{job.name}"))
-            result = resolve(job.fn)(ctx)
+            result = self._targets[job.name](ctx)
             outcome = "ok" if result is None else str(result)
         except Exception as exc:  # noqa: BLE001 - one job's failure never stops the others
             ok = False

@@ -19,6 +19,7 @@ Crash safety, step by step for one file (a kill -9 may land between any two step
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import queue
@@ -49,7 +50,13 @@ from pulse_tui.worker.events import (
     WorkerEvent,
     WorkerState,
 )
-from pulse_tui.worker.scheduler import JobContext, PeriodicJob, Scheduler, resolve
+from pulse_tui.worker.scheduler import (
+    JobContext,
+    PeriodicJob,
+    Scheduler,
+    resolve,
+    resolve_or_raiser,
+)
 
 log = logging.getLogger("pulse_tui.worker")
 
@@ -88,8 +95,11 @@ class WorkerService:
 
             jobs = registry.JOBS if jobs is None else jobs
             after_import = registry.AFTER_IMPORT if after_import is None else after_import
-        self.jobs = list(jobs)
-        self.after_import = list(after_import)
+        # job targets and hooks are resolved (imported) here, in the thread that builds the
+        # service, never concurrently in the worker's threads (see scheduler.resolve)
+        self.jobs = [dataclasses.replace(job, fn=resolve_or_raiser(job.fn)) for job in jobs]
+        # hooks resolved here, in the thread that builds the service (see scheduler.resolve)
+        self.after_import = [resolve_or_raiser(hook) for hook in after_import]
         self.lease_ttl_ms = lease_ttl_ms
         self.renew_interval = renew_interval
         self.standby_poll = standby_poll
