@@ -1,0 +1,53 @@
+"""Architecture rules: only pulse_tui/tui imports Textual; SQL stays out of the TUI."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[2] / "pulse_tui"
+SQL_WORDS = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE)\b.+\b(FROM|INTO|SET|WHERE)\b")
+
+
+def _modules(outside_tui: bool) -> list[Path]:
+    tui = PACKAGE / "tui"
+    return [p for p in PACKAGE.rglob("*.py") if (tui in p.parents) != outside_tui]
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_nothing_outside_the_tui_imports_textual() -> None:
+    offenders = [str(p.relative_to(PACKAGE)) for p in _modules(outside_tui=True)
+                 if any(n == "textual" or n.startswith(("textual.", "textual_plotext"))
+                        for n in _imports(p))]
+    assert offenders == []
+
+
+def test_the_cli_worker_and_store_load_without_textual() -> None:
+    code = ("import sys; import pulse_tui.cli, pulse_tui.worker.service, pulse_tui.store.reports,"
+            " pulse_tui.ingest, pulse_tui.exports, pulse_tui.alerts.engine;"
+            " print([m for m in sys.modules if m.split('.')[0] in ('textual', 'textual_plotext')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_widgets_and_screens_hold_no_sql() -> None:
+    offenders = []
+    for path in _modules(outside_tui=False):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and SQL_WORDS.search(node.value):
+                offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert offenders == []
