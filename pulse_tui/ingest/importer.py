@@ -31,8 +31,10 @@ from pulse_tui.store import imports as store
 
 log = logging.getLogger("pulse_tui.ingest")
 
-DEFAULT_BATCH_SIZE = 10_000
+DEFAULT_BATCH_SIZE = 100_000  # rows per write transaction (PULSE_IMPORT_BATCH_ROWS)
 BATCH_ROWS_ENV = "PULSE_IMPORT_BATCH_ROWS"
+PARSE_CHUNK_ROWS = 10_000  # events are parsed and inserted in chunks of this many rows
+MAX_TX_SECONDS = 3.0  # ... and a transaction commits after this long even if not full
 
 
 def batch_rows_setting() -> int:
@@ -112,8 +114,11 @@ def import_file(
       is returned as it is. An unknown id creates the job under that id.
     - Each batch of ``batch_size`` records (default: env PULSE_IMPORT_BATCH_ROWS, else
       DEFAULT_BATCH_SIZE) is one transaction: sites, rows, derived tables
-      (sessions, first-seen, rollups), rejects and the job's counters + checkpoint.
-    - ``should_stop()`` is checked between batches; when it returns True the job is left in
+      (sessions, first-seen, rollups), rejects and the job's counters + checkpoint. Events
+      are parsed (in a thread) and inserted in chunks of PARSE_CHUNK_ROWS inside that
+      transaction, which also commits early after MAX_TX_SECONDS so the write lock is never
+      held for long.
+    - ``should_stop()`` is checked between chunks (events) or batches; when it returns True the job is left in
       'processing' and the result has ``interrupted`` True (call again with the job_id).
     - ``progress(ImportProgress)`` is called after each batch.
 
@@ -175,28 +180,54 @@ def import_file(
         parse = make_row_parser(header, site_id=site_id, now_ms=now_ms)
         records = job.checkpoint_rows
         processed, dups, failed = job.processed_records, job.duplicate_records, job.failed_records
-        batches = _prefetch(iter_batches(src, header, parse, batch_size))
+        chunk = min(batch_size, PARSE_CHUNK_ROWS) if kind == "events" else batch_size
+        batches = _prefetch(iter_batches(src, header, parse, chunk))
+        tx: store.EventsTx | None = None
+        tx_started = 0.0
         try:
             for batch in batches:
-                outcome = _write(conn, job_id, kind, batch, now_ms)
-                records += batch.records
+                if kind == "events":
+                    # parsed in chunks, written in transactions of batch_size rows (or
+                    # MAX_TX_SECONDS of writing): the checkpoint is the last chunk's
+                    if tx is None:
+                        tx = store.EventsTx(conn, job_id, now_ms)
+                        tx_started = time.monotonic()
+                    _add(tx, batch)
+                    more = batch.records >= chunk
+                    stop = should_stop is not None and should_stop()
+                    if more and not stop and tx.records < batch_size and (
+                            time.monotonic() - tx_started < MAX_TX_SECONDS):
+                        continue
+                    n_tx = tx.records
+                    outcome, tx = tx.commit(), None
+                    done = outcome, n_tx, more
+                else:
+                    outcome = _write(conn, job_id, kind, batch, now_ms)
+                    stop = should_stop is not None and should_stop()
+                    done = outcome, batch.records, batch.records >= batch_size
+                outcome, n_records, more = done
+                records += n_records
                 processed += outcome.processed
                 dups += outcome.duplicates
                 failed += outcome.failed
                 if progress is not None:
                     progress(ImportProgress(job_id, records, processed, dups, failed,
                                             batch.bytes_read, file_size))
-                if should_stop is not None and should_stop():
-                    if batch.records >= batch_size:  # more may follow: leave it resumable
-                        result = _finish(conn, job_id, path, started)
-                        result.unknown_columns = unknown
-                        return result
+                if stop and more:  # more may follow: leave it resumable
+                    result = _finish(conn, job_id, path, started)
+                    result.unknown_columns = unknown
+                    return result
         except (OSError, EOFError) as exc:
             # the file became unreadable mid-way (truncated gzip, I/O error): what was
-            # committed stays, the job fails with the reason
+            # written so far is committed with its checkpoint, the job fails with the reason
+            if tx is not None:
+                tx.commit()
+                tx = None
             store.fail_job(conn, job_id, f"cannot read {path.name}: {exc}", clock.now_ms())
             return _finish(conn, job_id, path, started)
         finally:
+            if tx is not None:
+                tx.rollback()
             batches.close()
         store.finish_job(conn, job_id, clock.now_ms())
     result = _finish(conn, job_id, path, started)
@@ -246,6 +277,11 @@ def _prefetch(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
     finally:
         stop.set()
         thread.join()
+
+
+def _add(tx: store.EventsTx, batch: Batch) -> None:
+    tx.add(batch.rows, [(r.line, r.column, r.value, r.reason) for r in batch.rejects],
+           store.Checkpoint(batch.records, batch.end_offset, batch.end_line))
 
 
 def _write(conn: sqlite3.Connection, job_id: str, kind: str, batch: Batch, now_ms: int

@@ -46,23 +46,41 @@ def _fold(conn: sqlite3.Connection, lo: int, hi: int, now_ms: int, *,
           distinct: bool = True) -> None:
     """Fold events with lo < rowid <= hi into every derived table."""
     rng = (lo, hi)
-    # sessions: recompute touched sessions from all their events (exact, idempotent)
+    # sessions: a session met for the first time (no events at or below lo) gets the range's
+    # min/max/count; every other touched session is recomputed from all its events (exact
+    # whatever the order files arrive in, also after a file is imported twice or the row was
+    # written by another program). In-order imports mostly meet new sessions, so this avoids
+    # re-reading their events through idx_events_session.
     conn.execute(
         """
         INSERT INTO sessions (session_id, site_id, user_id, first_event_at, last_event_at,
                               event_count, created_at)
-        SELECT e.session_id, min(e.site_id), max(e.user_id), min(e.timestamp_ms),
-               max(e.timestamp_ms), count(*), ?
-        FROM events e
-        WHERE e.session_id IN (SELECT session_id FROM events WHERE rowid > ? AND rowid <= ?)
-        GROUP BY e.session_id
+        SELECT g.session_id,
+               CASE WHEN g.old THEN (SELECT min(x.site_id) FROM events x
+                                     WHERE x.session_id = g.session_id) ELSE g.site_id END,
+               CASE WHEN g.old THEN (SELECT max(x.user_id) FROM events x
+                                     WHERE x.session_id = g.session_id) ELSE g.user_id END,
+               CASE WHEN g.old THEN (SELECT min(x.timestamp_ms) FROM events x
+                                     WHERE x.session_id = g.session_id) ELSE g.f END,
+               CASE WHEN g.old THEN (SELECT max(x.timestamp_ms) FROM events x
+                                     WHERE x.session_id = g.session_id) ELSE g.l END,
+               CASE WHEN g.old THEN (SELECT count(*) FROM events x
+                                     WHERE x.session_id = g.session_id) ELSE g.n END,
+               ?3
+        FROM (SELECT session_id, min(site_id) AS site_id, max(user_id) AS user_id,
+                     min(timestamp_ms) AS f, max(timestamp_ms) AS l, count(*) AS n,
+                     EXISTS (SELECT 1 FROM events x WHERE x.session_id = events.session_id
+                             AND x.rowid <= ?1) AS old
+              FROM events WHERE rowid > ?1 AND rowid <= ?2 GROUP BY session_id
+              LIMIT -1 OFFSET 0) AS g
+        WHERE true
         ON CONFLICT(session_id) DO UPDATE SET
-            user_id = coalesce(excluded.user_id, sessions.user_id),
-            first_event_at = excluded.first_event_at,
-            last_event_at = excluded.last_event_at,
-            event_count = excluded.event_count
+            (user_id, first_event_at, last_event_at, event_count) = (
+                SELECT coalesce(max(x.user_id), sessions.user_id), min(x.timestamp_ms),
+                       max(x.timestamp_ms), count(*)
+                FROM events x WHERE x.session_id = excluded.session_id)
         """,
-        (now_ms, *rng),
+        (*rng, now_ms),
     )
     conn.execute(
         """
@@ -164,13 +182,21 @@ def _fold_distinct(conn: sqlite3.Connection, lo: int, hi: int) -> None:
         f"SELECT *, 1 FROM ({' UNION ALL '.join(parts)})",
         (lo, hi),
     )
-    # one seek per candidate: the key's latest stored day (events mostly arrive in time order)
+    # one seek per candidate: the key's latest stored day (events mostly arrive in time order),
+    # and the prev_day that is right when no candidate of the key lies before that day: the
+    # candidate day before it, else the latest stored day
     conn.execute(
-        "UPDATE temp._pres SET last = (SELECT max(p.day) FROM rollup_presence p WHERE "
+        "UPDATE temp._pres SET (last, prev_day) = (SELECT max(p.day), coalesce("
+        "(SELECT max(m.day) FROM temp._pres m WHERE " + _KEY_EQ.format(a="m", b="_pres")
+        + " AND m.day < _pres.day), max(p.day)) FROM rollup_presence p WHERE "
         + _KEY_EQ.format(a="p", b="_pres") + ")"
     )
+    if conn.execute("SELECT 1 FROM temp._pres WHERE last > day LIMIT 1").fetchone() is None:
+        _fold_distinct_in_order(conn)
+        return
+    # backfills (a day before the latest stored one): the general path
     conn.execute("DELETE FROM temp._pres WHERE last = day")
-    # backfills (a day before the latest stored one): skip stored days, and move the prev_day
+    # skip stored days, and move the prev_day
     # of the stored day that directly follows each new one
     conn.execute(
         "DELETE FROM temp._pres WHERE last > day AND EXISTS (SELECT 1 FROM rollup_presence p "
@@ -210,6 +236,26 @@ def _fold_distinct(conn: sqlite3.Connection, lo: int, hi: int) -> None:
         " UNION ALL SELECT site_id, dim, value, day, old_gap, -1 FROM temp._pres"
         " WHERE is_new = 0"
         ") WHERE true GROUP BY site_id, dim, value, day, gap HAVING sum(d) != 0 "
+        "ON CONFLICT(site_id, dim, value, day, gap) DO UPDATE SET n = n + excluded.n"
+    )
+    conn.execute("DELETE FROM temp._pres")
+
+
+_NEW_ROWS = "FROM temp._pres WHERE last IS NULL OR last < day"
+
+
+def _fold_distinct_in_order(conn: sqlite3.Connection) -> None:
+    """No candidate lies before its key's latest stored day (the common, in-order case):
+    candidates on that day are stored already, every other one is new with the prev_day
+    computed above, and no stored row changes."""
+    conn.execute(
+        "INSERT INTO rollup_presence (site_id, dim, value, entity, day, prev_day) "
+        f"SELECT site_id, dim, value, entity, day, prev_day {_NEW_ROWS}"
+    )
+    conn.execute(
+        "INSERT INTO rollup_distinct_gaps (site_id, dim, value, day, gap, n) "
+        f"SELECT site_id, dim, value, day, coalesce(day - prev_day, {GAP_NONE}), count(*) "
+        f"{_NEW_ROWS} GROUP BY 1, 2, 3, 4, 5 "
         "ON CONFLICT(site_id, dim, value, day, gap) DO UPDATE SET n = n + excluded.n"
     )
     conn.execute("DELETE FROM temp._pres")

@@ -157,6 +157,43 @@ def test_crash_inside_a_batch_rolls_it_back_and_resume_is_exact(
     conn.close()
 
 
+def test_chunks_share_one_transaction_and_a_crash_keeps_the_last_commit(
+        tmp_path: Path, fixed_clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events are parsed in chunks of PARSE_CHUNK_ROWS inside transactions of batch_size rows:
+    same result as one chunk per transaction, and a crash rolls back the whole transaction
+    (its chunks, derived rows and checkpoint together)."""
+    from pulse_tui.ingest import importer
+
+    src = make_events(tmp_path / "events.csv", 130, bad_every=11)
+    ref = connect(tmp_path / "ref.db")
+    expected = import_file(ref, src, clock=fixed_clock, batch_size=10)
+    monkeypatch.setattr(importer, "PARSE_CHUNK_ROWS", 7)
+    conn = connect(tmp_path / "chunks.db")
+    real = derived.catch_up
+    calls = {"n": 0}
+
+    def crashing(c: sqlite3.Connection, now_ms: int, **kw: object) -> int:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise RuntimeError("killed")
+        return real(c, now_ms)
+
+    monkeypatch.setattr(derived, "catch_up", crashing)
+    with pytest.raises(RuntimeError):
+        import_file(conn, src, clock=fixed_clock, batch_size=50, job_id="job-2")
+    monkeypatch.setattr(derived, "catch_up", real)
+    job = store.get_job(conn, "job-2")
+    assert job is not None and job.checkpoint_rows == 56  # 8 chunks of 7 >= 50
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == job.processed_records
+    assert derived.pending_rows(conn) == 0
+    r = import_file(conn, src, clock=fixed_clock, batch_size=50, job_id="job-2")
+    assert (r.processed, r.duplicates, r.failed, r.status) == (
+        expected.processed, expected.duplicates, expected.failed, "completed")
+    assert snapshot(conn) == snapshot(ref)
+    ref.close()
+    conn.close()
+
+
 def test_job_site_id_rules(tmp_path: Path, conn: sqlite3.Connection, fixed_clock: Clock) -> None:
     f = tmp_path / "e.csv"
     f.write_text("event_id,event_type,timestamp_ms,session_id\n" + f"e1,t,{TS},s\n")
