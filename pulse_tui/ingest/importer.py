@@ -103,6 +103,8 @@ def import_file(
     progress: Callable[[ImportProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     batch_size: int | None = None,
+    max_tx_seconds: float = MAX_TX_SECONDS,
+    pause_between_tx: float = 0.0,
 ) -> ImportResult:
     """Import one CSV / .csv.gz file of ``kind`` (events, users, cohort_members) as a job.
 
@@ -121,6 +123,10 @@ def import_file(
     - ``should_stop()`` is checked between chunks (events) or batches; when it returns True the job is left in
       'processing' and the result has ``interrupted`` True (call again with the job_id).
     - ``progress(ImportProgress)`` is called after each batch.
+    - ``max_tx_seconds`` / ``pause_between_tx``: a transaction commits after that long of
+      writing, and the importer then sleeps that long before the next one, so other writers
+      (live traffic, another importer) get the write lock in between. The worker sets both;
+      a one-shot CLI import keeps the long transactions for throughput.
 
     Returns an ImportResult; a file that cannot be imported at all gives status 'failed' with
     ``message`` (no exception). ``conn`` must be in autocommit mode (store.connection.connect).
@@ -196,10 +202,12 @@ def import_file(
                     more = batch.records >= chunk
                     stop = should_stop is not None and should_stop()
                     if more and not stop and tx.records < batch_size and (
-                            time.monotonic() - tx_started < MAX_TX_SECONDS):
+                            time.monotonic() - tx_started < max_tx_seconds):
                         continue
                     n_tx = tx.records
                     outcome, tx = tx.commit(), None
+                    if more and not stop and pause_between_tx > 0:
+                        time.sleep(pause_between_tx)  # let waiting writers take the lock
                     done = outcome, n_tx, more
                 else:
                     outcome = _write(conn, job_id, kind, batch, now_ms)

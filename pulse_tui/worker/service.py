@@ -63,6 +63,13 @@ log = logging.getLogger("pulse_tui.worker")
 EventCallback = Callable[[WorkerEvent], None]
 
 
+# The worker shares the database with live writers and TUIs: its import transactions commit at
+# least every second and it then pauses longer than SQLite's busy-retry interval (100 ms), so
+# simulated or real live traffic keeps landing and showing while a big file imports.
+WORKER_TX_SECONDS = 1.0
+WORKER_TX_PAUSE = 0.12
+
+
 def _real_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -501,6 +508,8 @@ class WorkerService:
 
         try:
             result = ingest.import_file(conn, path, kind=kind, clock=self.clock, job_id=job_id,
+                                        max_tx_seconds=WORKER_TX_SECONDS,
+                                        pause_between_tx=WORKER_TX_PAUSE,
                                         progress=progress, should_stop=self._should_stop_import)
             job = getattr(result, "job_id", None) or state.get("job_id")
         except FileNotFoundError:
