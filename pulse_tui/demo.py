@@ -63,12 +63,15 @@ def build_history(conn: sqlite3.Connection, now_ms: int, *, days: int, seed: int
 class DemoTraffic:
     """Simulated live traffic for the demo: a background thread writing a few events a second."""
 
-    def __init__(self, db: Path, *, rate: float = 12.0, seed: int = 11) -> None:
+    def __init__(self, db: Path, *, rate: float = 12.0, seed: int | None = None) -> None:
         import threading
+        import time
 
         self.db = db
         self.rate = rate
-        self.seed = seed
+        # a new seed every start: event ids come from the seed, so a fixed one would repeat
+        # the previous run's ids, and every "new" event would be dropped as a duplicate
+        self.seed = seed if seed is not None else time.time_ns() % (1 << 40)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="demo-traffic", daemon=True)
 

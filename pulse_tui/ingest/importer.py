@@ -37,10 +37,10 @@ PARSE_CHUNK_ROWS = 10_000  # events are parsed and inserted in chunks of this ma
 MAX_TX_SECONDS = 3.0  # ... and a transaction commits after this long even if not full
 
 
-def batch_rows_setting() -> int:
+def batch_rows_setting(default: int = DEFAULT_BATCH_SIZE) -> int:
     """Rows per import transaction: PULSE_IMPORT_BATCH_ROWS when set to a positive integer."""
     raw = os.environ.get(BATCH_ROWS_ENV, "").strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else DEFAULT_BATCH_SIZE
+    return int(raw) if raw.isdigit() and int(raw) > 0 else default
 
 
 @dataclass(frozen=True, slots=True)

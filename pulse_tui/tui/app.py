@@ -246,6 +246,24 @@ class PulseApp(App[None]):
         if choice is not None:
             self.set_range("custom", choice)
 
+    async def action_quit(self) -> None:
+        """q quits, but asks first when an editor on the stack has unsaved changes."""
+        from pulse_tui.tui.screens.confirm import ConfirmScreen
+
+        unsaved = [screen for screen in self.screen_stack
+                   if getattr(screen, "has_unsaved_changes", lambda: False)()]
+        if not unsaved:
+            self.exit()
+            return
+
+        def answered(discard: bool | None) -> None:
+            if discard:
+                self.exit()
+
+        self.push_screen(ConfirmScreen("Quit and discard unsaved changes?",
+                                       "An editor has changes that are not saved.",
+                                       yes="quit"), answered)
+
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
@@ -256,10 +274,23 @@ class PulseApp(App[None]):
         everywhere += [("s", "choose the site"), ("?", "this help"),
                        ("ctrl+p", "command palette (every action)"), ("q", "quit")]
         sections = [("Everywhere", everywhere)]
-        for cls in self._panes.values():
+        from pulse_tui.tui.screens.alert_editor import AlertEditorScreen
+        from pulse_tui.tui.screens.cohort_editor import CohortEditorScreen
+        from pulse_tui.tui.screens.webhooks import WebhooksScreen
+        from pulse_tui.tui.widgets.criteria_tree import CriteriaTree
+
+        extra: dict[str, list[tuple[str, type]]] = {
+            "cohorts": [("Cohort editor", CohortEditorScreen),
+                        ("Criteria tree (cohort editor, alert filter)", CriteriaTree)],
+            "alerts": [("Alert editor", AlertEditorScreen), ("Webhooks (w)", WebhooksScreen)],
+        }
+        for pane, cls in self._panes.items():
             keys = [(b.key, b.description or b.action) for b in _bindings(cls)]
             if keys:
                 sections.append((cls.TITLE, keys))
+            for title, sub in extra.get(pane, []):
+                sections.append((title, [(b.key, b.description or b.action)
+                                         for b in _bindings(sub)]))
         return sections
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

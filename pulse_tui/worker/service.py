@@ -34,6 +34,7 @@ from typing import Any
 from pulse_tui.clock import Clock
 from pulse_tui.config import Settings
 from pulse_tui.errors import PulseError
+from pulse_tui.ingest.importer import batch_rows_setting
 from pulse_tui.store import lease as lease_sql
 from pulse_tui.store import worker_jobs as jobs_sql
 from pulse_tui.store.connection import connect
@@ -68,6 +69,7 @@ EventCallback = Callable[[WorkerEvent], None]
 # simulated or real live traffic keeps landing and showing while a big file imports.
 WORKER_TX_SECONDS = 1.0
 WORKER_TX_PAUSE = 0.12
+WORKER_TX_ROWS = 5_000
 
 
 def _real_ms() -> int:
@@ -508,6 +510,7 @@ class WorkerService:
 
         try:
             result = ingest.import_file(conn, path, kind=kind, clock=self.clock, job_id=job_id,
+                                        batch_size=batch_rows_setting(WORKER_TX_ROWS),
                                         max_tx_seconds=WORKER_TX_SECONDS,
                                         pause_between_tx=WORKER_TX_PAUSE,
                                         progress=progress, should_stop=self._should_stop_import)

@@ -6,9 +6,9 @@ import json
 import sqlite3
 
 import pytest
+from conftest import FIXED_NOW_MS, async_wait_until
 from textual.widgets import DataTable, Static
 
-from conftest import FIXED_NOW_MS, async_wait_until
 from pulse_tui.clock import Clock
 from pulse_tui.config import Settings
 from pulse_tui.models import NewEvent

@@ -126,3 +126,44 @@ async def test_invalid_value_shows_an_error_and_saves_nothing(seeded: Settings,
         assert isinstance(app.screen, CohortEditorScreen)
     check = sqlite3.connect(db_path)
     assert check.execute("SELECT count(*) FROM cohorts").fetchone() == (0,)
+
+
+async def test_static_cohort_with_an_id_takes_member_imports(seeded: Settings, db_path,
+                                                            tmp_path) -> None:
+    from pulse_tui.ingest import import_file
+    from pulse_tui.store.connection import connect
+
+    app = make_app(seeded, clock=Clock(FIXED_NOW_MS), worker=False)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await pilot.press("3")
+        await async_wait_until(lambda: isinstance(app.screen, CohortsScreen), timeout=5)
+        await pilot.press("N")
+        await async_wait_until(lambda: isinstance(app.screen, CohortEditorScreen), timeout=5)
+        await pilot.press(*"Beta testers", "tab", *"beta-testers", "ctrl+s")
+        await async_wait_until(lambda: isinstance(app.screen, CohortsScreen), timeout=10)
+    check = sqlite3.connect(db_path)
+    assert check.execute("SELECT cohort_id, name, kind FROM cohorts").fetchall() == [
+        ("beta-testers", "Beta testers", "static")]
+    members = tmp_path / "members.csv"
+    members.write_text("cohort_id,user_id\nbeta-testers,u1\nbeta-testers,u3\n")
+    conn = connect(db_path)
+    result = import_file(conn, members, kind="cohort_members", clock=Clock(FIXED_NOW_MS))
+    conn.close()
+    assert (result.status, result.processed, result.failed) == ("completed", 2, 0)
+
+
+async def test_q_in_an_editor_with_changes_asks_before_quitting(seeded: Settings) -> None:
+    from pulse_tui.tui.screens.confirm import ConfirmScreen
+
+    app = make_app(seeded, clock=Clock(FIXED_NOW_MS), worker=False)
+    async with app.run_test(size=(100, 32)) as pilot:
+        await pilot.press("3")
+        await async_wait_until(lambda: isinstance(app.screen, CohortsScreen), timeout=5)
+        await pilot.press("n")
+        await async_wait_until(lambda: isinstance(app.screen, CohortEditorScreen), timeout=5)
+        await pilot.press(*"Unsaved", "tab", "tab")  # the tree has focus: q is not typed
+        await pilot.press("q")
+        await async_wait_until(lambda: isinstance(app.screen, ConfirmScreen), timeout=5)
+        await pilot.press("n")
+        await async_wait_until(lambda: isinstance(app.screen, CohortEditorScreen), timeout=5)
+        assert app.is_running

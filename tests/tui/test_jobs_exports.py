@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 import sqlite3
 
+from conftest import FIXED_NOW_MS, async_wait_until
 from textual.widgets import DataTable
 
-from conftest import FIXED_NOW_MS, async_wait_until
 from pulse_tui.clock import Clock
 from pulse_tui.config import Settings
 from pulse_tui.models import NewEvent

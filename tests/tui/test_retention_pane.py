@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 from datetime import date
 
+from conftest import async_wait_until
 from textual.widgets import DataTable, Input
 
-from conftest import async_wait_until
 from pulse_tui.clock import Clock, day_start_ms
 from pulse_tui.config import Settings
 from pulse_tui.models import NewEvent

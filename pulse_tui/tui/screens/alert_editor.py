@@ -168,6 +168,9 @@ class AlertEditorScreen(Screen[bool]):
         return json.dumps([self.query_one("#alert-name", Input).value, self.condition(),
                            self.notification()], sort_keys=True, default=str)
 
+    def has_unsaved_changes(self) -> bool:
+        return self.is_mounted and bool(self.saved_state) and self._state() != self.saved_state
+
     def _show_errors(self, errors: dict[str, str]) -> None:
         by_field: dict[str, str] = {}
         for key, message in errors.items():

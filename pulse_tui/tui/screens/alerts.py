@@ -28,11 +28,11 @@ STATE_LOOK = {"firing": ("▲ FIRING", "bold white on red"), "ok": ("● ok", "g
 
 RULE_COLUMNS = (
     Column("state", "state", 11),
-    Column("name", "name", 16),
+    Column("name", "name", 14),
     Column("condition", "condition"),
-    Column("value", "now / limit", 15),
+    Column("value", "now / limit", 13),
+    Column("evaluated", "evaluated", 12),
     Column("notify", "notify", 24, min_total=110),
-    Column("evaluated", "evaluated", 17, min_total=130),
 )
 HISTORY_COLUMNS = (
     Column("at", "at", 20),
@@ -106,7 +106,8 @@ class AlertsScreen(PaneScreen):
             rows.append((rule.rule_id, {
                 "state": word, "name": rule.name, "condition": rule.describe(),
                 "value": rule.value_text(), "notify": notify,
-                "evaluated": format_ms(rule.last_evaluated_at, seconds=False),
+                "evaluated": format_ms(rule.last_evaluated_at, seconds=False)[5:]
+                if rule.last_evaluated_at else "never",
             }))
             styles.append({"state": style, "condition": "red" if rule.condition is None else ""})
         self.query_one("#rules-table", FittedTable).set_rows(rows, styles)

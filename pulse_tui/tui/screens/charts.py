@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from urllib.parse import urlsplit
 
 from rich.text import Text
 from textual import work
@@ -56,6 +57,16 @@ def day_ticks(days: list[date], max_ticks: int) -> tuple[list[int], list[str]]:
     step = max(1, -(-len(days) // max(1, max_ticks)))
     positions = list(range(0, len(days), step))
     return positions, [days[i].strftime("%m-%d") for i in positions]
+
+
+def strip_common_origin(values: list[str]) -> tuple[list[str], str]:
+    """URLs that all share one scheme://host are shown as paths, the host said once."""
+    origins = {urlsplit(v)._replace(path="", query="", fragment="").geturl()
+               for v in values if "://" in v}
+    if len(origins) != 1 or any("://" not in v for v in values):
+        return values, ""
+    origin = origins.pop()
+    return [v[len(origin):] or "/" for v in values], urlsplit(origin).netloc
 
 
 def compact_number(value: float) -> str:
@@ -165,6 +176,8 @@ class ChartsScreen(PaneScreen):
         cur, prev = data.totals.current, data.totals.previous
         line = Text(no_wrap=True, overflow="ellipsis")
         line.append(visible(data.site_id), style="bold underline")
+        if not self.app.site_id:  # type: ignore[attr-defined]
+            line.append(" (s: site)", style="dim")
         for label, now, before in (("events", cur.events, prev.events),
                                    ("users", cur.users, prev.users),
                                    ("sessions", cur.sessions, prev.sessions)):
@@ -212,10 +225,14 @@ class ChartsScreen(PaneScreen):
         self.query_one("#table-types", ShareTable).show(
             [(r.event_type, r.events, r.users) for r in data.breakdown], cur.events,
             label_width)
+        labels, host = strip_common_origin([r.value for r in data.top])
         self.query_one("#table-top", ShareTable).show(
-            [(r.value, r.events, r.users) for r in data.top], cur.events, label_width)
-        self.query_one("#panel-top", ChartPanel).set_title(
-            f"{TOP_DIMS[self.dim_index][1]}  (d: next)")
+            [(label, r.events, r.users) for label, r in zip(labels, data.top, strict=True)],
+            cur.events, label_width)
+        title = f"{TOP_DIMS[self.dim_index][1]}"
+        if host:
+            title += f" on {visible(host)}"
+        self.query_one("#panel-top", ChartPanel).set_title(f"{title}  (d: next)")
 
     def on_resize(self) -> None:
         """Ticks and table widths follow the panels: redraw from the data already loaded."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 from rich.text import Text
@@ -40,11 +41,12 @@ class CohortEditorScreen(Screen[bool]):
         Binding("ctrl+e", "toggle_json", "JSON view", priority=True),
     ]
 
-    def __init__(self, *, site_id: str, cohort: cohorts_sql.Cohort | None = None) -> None:
+    def __init__(self, *, site_id: str, cohort: cohorts_sql.Cohort | None = None,
+                 static: bool = False) -> None:
         super().__init__()
         self.site_id = site_id
         self.cohort = cohort
-        self.static = bool(cohort and cohort.kind == "static")
+        self.static = static or bool(cohort and cohort.kind == "static")
         if cohort is not None:
             try:
                 self.criteria: JSON = json.loads(cohort.criteria_text)
@@ -60,7 +62,8 @@ class CohortEditorScreen(Screen[bool]):
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
-        title = "New cohort" if self.cohort is None else f"Cohort: {visible(self.cohort.name)}"
+        title = ("New static cohort" if self.static else "New cohort") if self.cohort is None \
+            else f"Cohort: {visible(self.cohort.name)}"
         head = Text(title, style="bold")
         head.append(f"   site {visible(self.site_id)}", style="dim")
         if self.static:
@@ -72,6 +75,11 @@ class CohortEditorScreen(Screen[bool]):
             yield Input(self.cohort.name if self.cohort else "", id="cohort-name",
                         placeholder="e.g. Signed-up users in North America", compact=True)
         yield FieldError(id="cohort-name-error")
+        if self.static and self.cohort is None:
+            with Horizontal(classes="form-row"):
+                yield Label("Id", classes="form-label")
+                yield Input(id="cohort-id", compact=True,
+                            placeholder="optional: the cohort_id member imports will use")
         with Horizontal(classes="form-row"):
             yield Label("Description", classes="form-label")
             yield Input((self.cohort.description or "") if self.cohort else "",
@@ -123,6 +131,9 @@ class CohortEditorScreen(Screen[bool]):
     @property
     def dirty(self) -> bool:
         return self._state() != self.saved_state
+
+    def has_unsaved_changes(self) -> bool:
+        return self.dirty
 
     def _show_problems(self) -> None:
         lines = self.tree.problem_lines()
@@ -216,7 +227,12 @@ class CohortEditorScreen(Screen[bool]):
         store = self.app.store  # type: ignore[attr-defined]
         clock = self.app.clock  # type: ignore[attr-defined]
         try:
-            if self.cohort is None:
+            if self.cohort is None and self.static:
+                chosen_id = self.query_one("#cohort-id", Input).value.strip() or None
+                saved = await store.write(
+                    cohorts_sql.create_cohort, clock, site_id=self.site_id, name=name,
+                    kind="static", cohort_id=chosen_id, description=description)
+            elif self.cohort is None:
                 saved = await store.write(
                     cohorts_sql.create_cohort, clock, site_id=self.site_id, name=name,
                     criteria=self.criteria, description=description)
@@ -234,6 +250,10 @@ class CohortEditorScreen(Screen[bool]):
             return
         except ConflictError as exc:
             self.notify(str(exc), severity="error", timeout=10)
+            return
+        except sqlite3.IntegrityError:
+            self.notify("Not saved: a cohort with that id already exists.", severity="error",
+                        timeout=8)
             return
         except PulseError as exc:
             self.notify(f"Not saved: {exc}", severity="error", timeout=8)

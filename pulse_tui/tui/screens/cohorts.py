@@ -34,6 +34,7 @@ class CohortsScreen(PaneScreen):
 
     BINDINGS = [
         Binding("n", "new", "New"),
+        Binding("N", "new_static", "New static"),
         Binding("enter,e", "edit", "Edit"),
         Binding("c", "duplicate", "Duplicate"),
         Binding("a", "archive", "Archive/restore"),
@@ -63,7 +64,7 @@ class CohortsScreen(PaneScreen):
         title = self.query_one("#cohorts-title", Static)
         where = f"site {visible(site)}" if site else "all sites"
         title.update(Text(f"{len(self.rows)} cohort(s), {where}   "
-                          "n new · c copy · a archive · x delete", no_wrap=True))
+                          "n new · N static · c copy · a archive · x delete", no_wrap=True))
         self.query_one("#cohorts-table", FittedTable).set_rows(
             [(c.cohort_id, {
                 "name": c.name, "site": c.site_id, "kind": c.kind, "status": c.status,
@@ -87,6 +88,15 @@ class CohortsScreen(PaneScreen):
         if site is None:
             return
         if await self.app.push_screen_wait(CohortEditorScreen(site_id=site)):
+            self.reload()
+
+    @work(exclusive=True, group="cohorts-action")
+    async def action_new_static(self) -> None:
+        """A static cohort: a fixed list of users filled by cohort_members imports."""
+        site = await self.site_for_new()
+        if site is None:
+            return
+        if await self.app.push_screen_wait(CohortEditorScreen(site_id=site, static=True)):
             self.reload()
 
     @work(exclusive=True, group="cohorts-action")

@@ -141,7 +141,8 @@ class ConditionFormScreen(ModalScreen[dict[str, Any] | None]):
         value.disabled = kind == "none"
         spec = PROPERTIES.get(prop)
         hint = {
-            "event": "holds when at least one of the user's events on the site matches",
+            "event": "only events that match are counted" if self.allowed is not None else
+            "holds when at least one of the user's events on the site matches",
             "user": "reads the user's users row (this site's or site-less)",
             "computed": "a number computed per user",
         }.get(spec.kind if spec else "", "")

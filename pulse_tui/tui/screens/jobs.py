@@ -226,6 +226,7 @@ class JobsScreen(PaneScreen):
         cohorts = await self.app.store.run(cohorts_sql.list_cohorts, site)  # type: ignore[attr-defined]
         if await self.app.push_screen_wait(ExportFormScreen(site, cohorts)):
             self.notify("Export saved; it runs when due (enter runs it now).")
+            self.query_one("#exports-table", FittedTable).focus()
             self.reload()
 
     @work(exclusive=True, group="jobs-export", exit_on_error=False)

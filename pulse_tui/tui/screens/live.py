@@ -70,6 +70,7 @@ class LiveScreen(PaneScreen):
         self.filter_text = ""
         self._loaded = False
         self._column_spec: list[tuple[str, int]] = []
+        self._rate_seq = 0
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="live-top"):
@@ -131,6 +132,8 @@ class LiveScreen(PaneScreen):
         store = self.app.store  # type: ignore[attr-defined]
         site = self.app.site_id  # type: ignore[attr-defined]
         new = await store.tail_events(after_seq=self.last_seq, site_id=site, limit=MAX_KEPT)
+        if new and not self._loaded:
+            self._rate_seq = new[0].seq  # what was there before we looked is not a rate
         if not new:
             if not self._loaded:
                 self._loaded = True
@@ -138,12 +141,21 @@ class LiveScreen(PaneScreen):
             return
         self.last_seq = max(self.last_seq, new[0].seq)
         if self._loaded:
-            self.buckets[-1] += len(new)
+            self._count_rate(new)
         self._loaded = True
         for event in reversed(new):
             self.kept.appendleft(event)
         self._render_rows()
         self._update_state()
+
+    def _count_rate(self, events: list[Event]) -> None:
+        """Add newly seen arrivals to this second's bucket, once each (paused or not); events
+        stamped more than a minute ago are backfill (an import), not live traffic."""
+        recent = self.app.clock.now_ms() - 60_000  # type: ignore[attr-defined]
+        fresh = [e for e in events if e.seq > self._rate_seq]
+        if fresh:
+            self._rate_seq = max(e.seq for e in fresh)
+            self.buckets[-1] += sum(1 for e in fresh if e.timestamp_ms >= recent)
 
     def restart(self) -> None:
         """Start over (the site changed)."""
@@ -229,6 +241,7 @@ class LiveScreen(PaneScreen):
         site = self.app.site_id  # type: ignore[attr-defined]
         newer = await store.tail_events(after_seq=self.last_seq, site_id=site, limit=MAX_KEPT)
         self.missed = len(newer)
+        self._count_rate(newer)
         self._update_state()
 
     def action_toggle_pause(self) -> None:

@@ -7,9 +7,16 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Static
+from textual.widgets import Static
 
-from pulse_tui.textsafe import visible
+from pulse_tui.tui.widgets.columns import Column, FittedTable
+
+REJECT_COLUMNS = (
+    Column("line", "line", 8, justify="right"),
+    Column("column", "column", 14),
+    Column("value", "value", 22, min_total=90),
+    Column("reason", "reason"),
+)
 
 RejectRow = tuple[int, str | None, str | None, str]
 
@@ -30,19 +37,13 @@ class RejectsScreen(ModalScreen[None]):
             head.append(f"  {self.total} rejected row(s)" +
                         (f", first {shown} shown" if shown < self.total else ""), style="dim")
             yield Static(head)
-            yield DataTable(id="rejects-table", cursor_type="row", zebra_stripes=True)
+            yield FittedTable(REJECT_COLUMNS, id="rejects-table")
             yield Static(Text("escape closes · the full list is NAME.errors.csv beside the file",
                               style="dim"))
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        table.add_column(Text("line", justify="right"), width=7)
-        table.add_column("column", width=14)
-        table.add_column("value", width=24)
-        table.add_column("reason")
-        for line, column, value, reason in self.rows:
-            cut = Text(visible(value, none="(empty)"), no_wrap=True)
-            cut.truncate(24, overflow="ellipsis")
-            table.add_row(Text(str(line), justify="right"), Text(visible(column, none="–")),
-                          cut, Text(visible(reason)))
+        table = self.query_one(FittedTable)
+        table.set_rows([(str(i), {"line": line, "column": column, "value": value or "(empty)",
+                                  "reason": reason})
+                        for i, (line, column, value, reason) in enumerate(self.rows)])
         table.focus()

@@ -123,10 +123,10 @@ class RetentionScreen(PaneScreen):
         self.rows = {}
         view = VIEWS[self.view]
         rows: list[RetentionRow] = []
-        if view in ("all", "cohorts"):
-            rows.extend(grid.cohorts)
         if view in ("all", "acquisition"):
             rows.extend(grid.acquisition)
+        if view in ("all", "cohorts"):
+            rows.extend(grid.cohorts)
         for row in rows:
             key = f"{row.kind}:{row.key}"
             self.rows[key] = row
@@ -140,9 +140,9 @@ class RetentionScreen(PaneScreen):
             table.cursor_coordinate = keep if keep.row < table.row_count else keep._replace(row=0)
         captured = format_ms(grid.captured_at, seconds=False) if grid.captured_at else "never"
         title = Text(f"{visible(grid.site_id)}", style="bold underline")
-        title.append(f"  captured {captured}", style="dim")
-        title.append(f"  ·  {len(grid.acquisition)} week(s) from {grid.start.isoformat()}, "
-                     f"{len(grid.cohorts)} cohort(s)  ·  view {view}", style="dim")
+        title.append(f"  view {view}", style="bold")
+        title.append(f"  ·  captured {captured}  ·  {len(grid.acquisition)} week(s) from "
+                     f"{grid.start.isoformat()}, {len(grid.cohorts)} cohort(s)", style="dim")
         self.query_one("#retention-title", Static).update(title)
 
     # ------------------------------------------------------------------ actions

@@ -55,11 +55,11 @@ class RetentionCellScreen(ModalScreen[str | None]):
             yield Static(grid)
             with Horizontal(classes="form-row", id="cell-save-row"):
                 yield Label("Cohort name", classes="form-label")
-                yield Input(id="cell-cohort-name", compact=True,
+                yield Input(id="cell-cohort-name", compact=True, disabled=True,
                             placeholder="name for a static cohort of these users")
             yield FieldError(id="cell-cohort-name-error")
-            yield Static(Text("s: save these users as a static cohort · escape: close",
-                              style="dim"))
+            hint = "s: save these users as a static cohort · " if cell.returning else ""
+            yield Static(Text(f"{hint}escape: close", style="dim"))
 
     def on_mount(self) -> None:
         self.query_one("#cell-save-row").display = False
@@ -70,6 +70,7 @@ class RetentionCellScreen(ModalScreen[str | None]):
             return
         self.query_one("#cell-save-row").display = True
         name = self.query_one("#cell-cohort-name", Input)
+        name.disabled = False
         if not name.value:
             name.value = f"{self.row.label} week {self.cell.week_number} returners"
         name.focus()

@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Input, Label, SelectionList, Static, Switch
+from textual.widgets import Checkbox, Footer, Input, Label, SelectionList, Static
 
 from pulse_tui.clock import format_ms
 from pulse_tui.errors import PulseError, ValidationError
@@ -80,7 +80,7 @@ class EndpointFormScreen(ModalScreen[bool]):
                 yield Input(ep.url if ep else "", id="ep-url", compact=True,
                             placeholder="https://hooks.example.com/pulse")
             yield FieldError(id="ep-url-error")
-            yield Label("Events (space toggles)", classes="form-label")
+            yield Label("Events to send (space toggles)")
             yield SelectionList[str](*[(e, e, e in events) for e in WEBHOOK_EVENTS],
                                      id="ep-events")
             yield FieldError(id="ep-events-error")
@@ -89,9 +89,8 @@ class EndpointFormScreen(ModalScreen[bool]):
                 yield Input(json.dumps(ep.headers) if ep and ep.headers else "", id="ep-headers",
                             compact=True, placeholder='optional JSON, e.g. {"X-Team": "ops"}')
             yield FieldError(id="ep-headers-error")
-            with Horizontal(classes="form-row"):
-                yield Label("Active", classes="form-label")
-                yield Switch(ep.active if ep else True, id="ep-active")
+            yield Checkbox("active (deliveries are sent)", ep.active if ep else True,
+                           id="ep-active", compact=True)
             yield Static(Text("ctrl+s saves · escape cancels", style="dim"))
 
     def on_mount(self) -> None:
@@ -118,7 +117,7 @@ class EndpointFormScreen(ModalScreen[bool]):
                 self.query_one("#ep-headers-error", FieldError).show(
                     'not JSON: write an object like {"X-Team": "ops"}')
                 return
-        active = self.query_one("#ep-active", Switch).value
+        active = self.query_one("#ep-active", Checkbox).value
         try:
             if self.endpoint is None:
                 created = await store.write(webhooks_sql.create_endpoint, site_id=self.site_id,
@@ -189,8 +188,8 @@ class WebhooksScreen(Screen[None]):
                 d = deliveries[0]
                 last[ep.id] = f"{d.status} {d.last_status_code or ''}".strip()
         self.query_one("#webhooks-title", Static).update(Text(
-            f"Webhook endpoints of {visible(self.site_id)}: {len(self.endpoints)}   "
-            "n new · e edit · x delete · t test · R new secret · esc back", style="bold"))
+            f"Webhooks of {visible(self.site_id)}: {len(self.endpoints)}  "
+            "n new · e edit · t test · R secret · x delete", style="bold"))
         self.query_one("#endpoints-table", FittedTable).set_rows(
             [(ep.id, {"url": ep.url, "events": ", ".join(ep.events),
                       "active": "yes" if ep.active else "no", "last": last.get(ep.id, "–"),
