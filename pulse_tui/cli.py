@@ -276,6 +276,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)
+    except click.UsageError as exc:
+        # one line, like every other error; --help has the rest
+        command = exc.ctx.command_path if exc.ctx is not None else "pulse-tui"
+        click.echo(f"{command}: {exc.format_message()} (see {command} --help)", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
