@@ -105,6 +105,10 @@ def _post(client: httpx.Client, delivery_id: str, url: str, body: str, secret: s
                                timeout=HTTP_TIMEOUT_S, follow_redirects=False)
     except httpx.TimeoutException:
         return SendResult(delivery_id, False, None, "timed out")
+    except httpx.ConnectError as exc:
+        reason = str(exc).split("] ", 1)[-1].strip().lower() or "no answer"
+        host = urlsplit(url).netloc
+        return SendResult(delivery_id, False, None, f"could not connect to {host} ({reason})")
     except httpx.HTTPError as exc:
         return SendResult(delivery_id, False, None, f"{type(exc).__name__}: {exc}"[:300])
     ok = 200 <= response.status_code < 300
