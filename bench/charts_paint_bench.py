@@ -1,0 +1,83 @@
+"""First paint of the Daily charts pane in a headless app, on a large cached database.
+
+Usage (repository root, venv active):
+
+    nice -n 5 python bench/charts_paint_bench.py [--db bench/.cache/pulse-10000000-365d.db]
+                                                  [--runs 5] [--days 30|90]
+
+Times from pressing 2 (Daily charts) until the totals line, the events chart and both tables
+show the loaded data, with the app already started (its own start-up is reported apart).
+The database is only read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pulse_tui.clock import Clock  # noqa: E402
+from pulse_tui.config import Settings  # noqa: E402
+from pulse_tui.store.connection import connect  # noqa: E402
+from pulse_tui.tui.app import make_app  # noqa: E402
+from pulse_tui.tui.screens.charts import ChartsScreen  # noqa: E402
+
+
+async def one_run(db: Path, days: int) -> tuple[float, float]:
+    tmp = Path(tempfile.mkdtemp())
+    settings = Settings(db=db, import_dir=tmp / "import", export_dir=tmp / "exports",
+                        log_file=tmp / "log")
+    conn = connect(db)
+    newest = conn.execute("SELECT max(day) FROM rollup_daily").fetchone()[0]
+    conn.close()
+    clock = Clock(newest * 86_400_000 + 12 * 3_600_000)  # "now" = the data's last day, noon
+    started = time.perf_counter()
+    app = make_app(settings, clock=clock, worker=False, watch_changes=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        startup = time.perf_counter() - started
+        if days == 90:
+            app.set_range("90d")
+        t0 = time.perf_counter()
+        await pilot.press("2")
+        while True:
+            screen = app.screen
+            if isinstance(screen, ChartsScreen) and screen.data is not None \
+                    and screen.data.range.days == days:
+                break
+            await asyncio.sleep(0.005)
+        await pilot.pause()  # the frame with the data drawn
+        paint = time.perf_counter() - t0
+    return startup, paint
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--db", type=Path, default=ROOT / "bench/.cache/pulse-10000000-365d.db")
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--days", type=int, choices=(30, 90), default=30)
+    args = parser.parse_args()
+    if not args.db.exists():
+        sys.exit(f"no database at {args.db}: run bench/query_bench.py first")
+    conn = connect(args.db)
+    events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+    conn.close()
+    results = [asyncio.run(one_run(args.db, args.days)) for _ in range(args.runs)]
+    paints = [p * 1000 for _, p in results]
+    starts = [s * 1000 for s, _ in results]
+    print(f"database: {args.db.name}, {events:,} events; range {args.days} days; "
+          f"{args.runs} runs")
+    print(f"charts first paint: median {statistics.median(paints):.0f} ms, "
+          f"max {max(paints):.0f} ms (target < 1000 ms)")
+    print(f"app start-up (before the pane): median {statistics.median(starts):.0f} ms")
+
+
+if __name__ == "__main__":
+    main()
