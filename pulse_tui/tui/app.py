@@ -10,6 +10,7 @@ from pathlib import Path
 
 from textual import work
 from textual.app import App, SystemCommand
+from textual.notifications import SeverityLevel
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -188,6 +189,11 @@ class PulseApp(App[None]):
             screen = self._screen_for_mode(mode)
             if screen is not None:
                 screen.post_message(BackgroundWorkerEvent(message.event))
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = False) -> None:
+        """Every notification is literal text: names, paths and errors come from the data."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
     # ------------------------------------------------------------------ actions
     async def action_show_pane(self, pane: str) -> None:

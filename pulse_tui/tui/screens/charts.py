@@ -47,6 +47,8 @@ def change_text(current: int, previous: int) -> Text:
     if abs(pct) < 0.05:
         return Text("= 0.0%", style="dim")
     arrow, style = ("▲", "green") if pct > 0 else ("▼", "red")
+    if abs(pct) >= 1000:  # the previous period barely had data: a number would mislead
+        return Text(f"{arrow}>999%", style=style)
     return Text(f"{arrow}{abs(pct):.1f}%", style=style)
 
 
