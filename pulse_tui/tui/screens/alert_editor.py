@@ -125,10 +125,10 @@ class AlertEditorScreen(Screen[bool]):
             yield widget
         yield FieldError(id=f"alert-{field}-error")
 
-    def _notify_options(self) -> list[tuple[str, str]]:
-        options = [("log file only", "log")]
+    def _notify_options(self) -> list[tuple[Text | str, str]]:
+        options: list[tuple[Text | str, str]] = [("log file only", "log")]
         for ep in self.endpoints:
-            options.append((f"webhook → {visible(ep.url)}", f"webhook:{ep.id}"))
+            options.append((Text(f"webhook → {visible(ep.url)}"), f"webhook:{ep.id}"))
         return options
 
     def _notify_value(self) -> str:

@@ -51,7 +51,7 @@ class ExportFormScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         ex = self.export
         filters = ex.filters if ex else {}
-        cohort_options = [(visible(c.name), c.cohort_id) for c in self.cohorts]
+        cohort_options = [(Text(visible(c.name)), c.cohort_id) for c in self.cohorts]
         with VerticalScroll(id="export-form", classes="modal"):
             yield Static(Text("New export" if ex is None else f"Edit export {visible(ex.name)}",
                               style="bold"))

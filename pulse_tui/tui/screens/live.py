@@ -216,7 +216,7 @@ class LiveScreen(PaneScreen):
         current = [str(v) for _, v in getattr(select, "_options", [])[1:]]
         if types != current:
             with select.prevent(Select.Changed):
-                select.set_options([(visible(t), t) for t in types])
+                select.set_options([(Text(visible(t)), t) for t in types])
                 if self.filter_type:
                     select.value = self.filter_type
 
