@@ -50,7 +50,8 @@ def build_history(conn: sqlite3.Connection, now_ms: int, *, days: int, seed: int
         write_users(conn, sim.users(), now_ms)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back already
+            conn.execute("ROLLBACK")
         raise
     derived.rebuild(conn, now_ms)
     conn.execute("BEGIN IMMEDIATE")

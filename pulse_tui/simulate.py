@@ -299,7 +299,8 @@ def write_batch(conn: sqlite3.Connection, events: list[NewEvent], now_ms: int) -
         derived.catch_up(conn, now_ms)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back already
+            conn.execute("ROLLBACK")
         raise
     return n
 

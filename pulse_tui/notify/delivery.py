@@ -107,7 +107,8 @@ def _post(client: httpx.Client, delivery_id: str, url: str, body: str, secret: s
         return SendResult(delivery_id, False, None, "timed out")
     except httpx.ConnectError as exc:
         reason = str(exc).split("] ", 1)[-1].strip().lower() or "no answer"
-        host = urlsplit(url).netloc
+        parts = urlsplit(url)  # hostname and port only: never user:password@ from the URL
+        host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
         return SendResult(delivery_id, False, None, f"could not connect to {host} ({reason})")
     except httpx.HTTPError as exc:
         return SendResult(delivery_id, False, None, f"{type(exc).__name__}: {exc}"[:300])

@@ -19,9 +19,16 @@ class WebhookEndpoint:
     events: tuple[str, ...]
     active: bool
     secret_masked: str
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # may hold tokens
     created_at: int = 0
     updated_at: int = 0
+
+    def __repr__(self) -> str:  # no headers, no path or query (tokens live there too)
+        from urllib.parse import urlsplit
+
+        return (f"WebhookEndpoint(id={self.id!r}, site_id={self.site_id!r}, "
+                f"host={urlsplit(self.url).hostname!r}, events={self.events!r}, "
+                f"active={self.active!r}, secret={self.secret_masked!r})")
 
 
 @dataclass(frozen=True, slots=True)

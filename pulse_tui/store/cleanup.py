@@ -120,7 +120,8 @@ def _delete_event_batch(conn: sqlite3.Connection, site_id: str, cutoff_ms: int,
         conn.execute("DELETE FROM temp._cleanup_sessions")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back already
+            conn.execute("ROLLBACK")
         raise
     return events, gone, updated
 
@@ -175,7 +176,8 @@ def delete_old_rollups(conn: sqlite3.Connection, before_day: int) -> int:
             total += conn.execute(f'DELETE FROM "{table}" WHERE {col} < ?', (bound,)).rowcount
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back already
+                conn.execute("ROLLBACK")
             raise
     return total
 

@@ -314,7 +314,8 @@ def catch_up_tx(conn: sqlite3.Connection, now_ms: int) -> int:
         n = catch_up(conn, now_ms)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back already
+            conn.execute("ROLLBACK")
         raise
     return n
 
@@ -361,6 +362,7 @@ def rebuild(conn: sqlite3.Connection, now_ms: int) -> int:
         _rebuild_distinct(conn)
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back already
+            conn.execute("ROLLBACK")
         raise
     return n

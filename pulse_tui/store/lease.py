@@ -47,7 +47,8 @@ def try_acquire(
         conn.execute("COMMIT")
         return False
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back already
+            conn.execute("ROLLBACK")
         raise
 
 

@@ -81,7 +81,8 @@ def set_destination(conn: sqlite3.Connection, job_id: str, result_path: str) -> 
         set_meta(conn, HOOKS_PENDING_PREFIX + job_id, "1")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled back already
+            conn.execute("ROLLBACK")
         raise
 
 

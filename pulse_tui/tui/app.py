@@ -22,6 +22,7 @@ from pulse_tui.report_models import DateRange
 from pulse_tui.store.reports import make_range
 from pulse_tui.store.store import Store
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.guards import ReportsWorkerErrors
 from pulse_tui.tui.messages import BackgroundWorkerEvent, BackgroundWorkerState, DataChanged
 from pulse_tui.tui.screens.alerts import AlertsScreen
 from pulse_tui.tui.screens.base import PaneScreen
@@ -65,7 +66,7 @@ def pane_classes() -> dict[str, type[PaneScreen]]:
     return panes
 
 
-class PulseApp(App[None]):
+class PulseApp(ReportsWorkerErrors, App[None]):
     """The PULSE operator's console."""
 
     CSS_PATH = str(stylesheet_path())
@@ -200,7 +201,7 @@ class PulseApp(App[None]):
         if pane in self._panes and self.current_mode != pane:
             await self.switch_mode(pane)
 
-    @work(exclusive=True, group="site-picker")
+    @work(exclusive=True, group="site-picker", exit_on_error=False)
     async def action_pick_site(self) -> None:
         sites = await self.store.sites()
         choice = await self.push_screen_wait(SitePickerScreen(sites, self.site_id))
@@ -244,7 +245,7 @@ class PulseApp(App[None]):
         index = names.index(self.range_preset) if self.range_preset in names else 2
         self.set_range(names[max(0, min(len(names) - 1, index + step))])
 
-    @work(exclusive=True, group="range-picker")
+    @work(exclusive=True, group="range-picker", exit_on_error=False)
     async def action_custom_range(self) -> None:
         current = self.current_range()
         choice = await self.push_screen_wait(

@@ -22,6 +22,7 @@ from pulse_tui.errors import ConflictError, PulseError, ValidationError
 from pulse_tui.notify.models import WebhookEndpoint
 from pulse_tui.store import alerts as alerts_sql
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.widgets.criteria_tree import CriteriaTree
 from pulse_tui.tui.widgets.field_error import FieldError
@@ -56,7 +57,7 @@ def _number(text: str) -> Any:
     return int(value) if value.is_integer() else value
 
 
-class AlertEditorScreen(Screen[bool]):
+class AlertEditorScreen(ReportsWorkerErrors, Screen[bool]):
     """Creates or edits one rule; dismisses True when saved."""
 
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
@@ -227,7 +228,8 @@ class AlertEditorScreen(Screen[bool]):
         out.update(text)
 
     # ------------------------------------------------------------------ save / close
-    @work(exclusive=True, group="alert-save", exit_on_error=False)
+    @work(exclusive=False, group="alert-save", exit_on_error=False)
+    @one_at_a_time
     async def action_save(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
         now = self.app.clock.now_ms()  # type: ignore[attr-defined]
@@ -256,7 +258,7 @@ class AlertEditorScreen(Screen[bool]):
         self.notify(f"Saved alert {visible(name)}.")
         self.dismiss(True)
 
-    @work(exclusive=True, group="alert-close")
+    @work(exclusive=True, group="alert-close", exit_on_error=False)
     async def action_close(self) -> None:
         if self._state() != self.saved_state and not await self.app.push_screen_wait(
                 ConfirmScreen("Discard unsaved changes?", yes="discard")):

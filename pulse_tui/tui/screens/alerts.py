@@ -102,7 +102,7 @@ class AlertsScreen(PaneScreen):
             notify = "log"
             if rule.notification_type == "webhook":
                 ep = endpoints.get(str(rule.notification_config.get("endpoint_id")))
-                notify = f"→ {urlsplit(ep.url).netloc or ep.url}" if ep else "webhook (missing)"
+                notify = f"→ {urlsplit(ep.url).hostname or '?'}" if ep else "webhook (missing)"
             rows.append((rule.rule_id, {
                 "state": word, "name": rule.name, "condition": rule.describe(),
                 "value": rule.value_text(), "notify": notify,
@@ -147,7 +147,7 @@ class AlertsScreen(PaneScreen):
         return next((r for r in self.rules if r.rule_id == key), None)
 
     # ------------------------------------------------------------------ actions
-    @work(exclusive=True, group="alerts-action")
+    @work(exclusive=True, group="alerts-action", exit_on_error=False)
     async def action_new(self) -> None:
         site = await self.site_for_new()
         if site is None:
@@ -156,7 +156,7 @@ class AlertsScreen(PaneScreen):
         if await self.app.push_screen_wait(AlertEditorScreen(site_id=site, endpoints=endpoints)):
             self.reload()
 
-    @work(exclusive=True, group="alerts-action")
+    @work(exclusive=True, group="alerts-action", exit_on_error=False)
     async def action_edit(self) -> None:
         rule = self._selected()
         if rule is None:
@@ -206,7 +206,7 @@ class AlertsScreen(PaneScreen):
         self.notify(f"Deleted {visible(rule.name)}")
         self.reload()
 
-    @work(exclusive=True, group="alerts-action")
+    @work(exclusive=True, group="alerts-action", exit_on_error=False)
     async def action_webhooks(self) -> None:
         site = await self.site_for_new()
         if site is not None:

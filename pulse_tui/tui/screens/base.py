@@ -7,15 +7,15 @@ import logging
 from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer
-from textual.worker import Worker, WorkerState
 
+from pulse_tui.tui.guards import ReportsWorkerErrors
 from pulse_tui.tui.messages import DataChanged
 from pulse_tui.tui.widgets.header import PulseHeader
 
 log = logging.getLogger(__name__)
 
 
-class PaneScreen(Screen[None]):
+class PaneScreen(ReportsWorkerErrors, Screen[None]):
     """A pane. Subclasses set PANE and TITLE and implement compose_body and reload."""
 
     PANE = ""
@@ -64,10 +64,3 @@ class PaneScreen(Screen[None]):
         if len(sites) == 1:
             return sites[0].id
         return await self.app.push_screen_wait(SitePickerScreen(sites, None, allow_all=False))
-
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A pane's query failed: log it with the traceback and tell the operator in one line."""
-        if event.state is WorkerState.ERROR and event.worker.error is not None:
-            error = event.worker.error
-            log.error("%s: %s failed", self.TITLE, event.worker.name, exc_info=error)
-            self.notify(f"{self.TITLE}: {error}", severity="error", timeout=8)

@@ -22,6 +22,7 @@ from pulse_tui.cohorts.editing import JSON, Path
 from pulse_tui.errors import ConflictError, PulseError, ValidationError
 from pulse_tui.store import cohorts as cohorts_sql
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.widgets.criteria_tree import CriteriaTree
 from pulse_tui.tui.widgets.field_error import FieldError
@@ -29,7 +30,7 @@ from pulse_tui.tui.widgets.field_error import FieldError
 PREVIEW_DELAY = 0.4  # seconds of quiet typing before the member count is recomputed
 
 
-class CohortEditorScreen(Screen[bool]):
+class CohortEditorScreen(ReportsWorkerErrors, Screen[bool]):
     """Edits one cohort (or a new one). Dismisses True when saved."""
 
     TITLE = "Cohort editor"
@@ -206,7 +207,8 @@ class CohortEditorScreen(Screen[bool]):
         tree.set_criteria(parsed)
 
     # ------------------------------------------------------------------ save / close
-    @work(exclusive=True, group="cohort-save", exit_on_error=False)
+    @work(exclusive=False, group="cohort-save", exit_on_error=False)
+    @one_at_a_time
     async def action_save(self) -> None:
         area = self.query_one("#criteria-json", TextArea)
         if area.display:
@@ -263,7 +265,7 @@ class CohortEditorScreen(Screen[bool]):
         self.notify(f"Saved {visible(saved.name)}; membership recomputed.")
         self.dismiss(True)
 
-    @work(exclusive=True, group="cohort-close")
+    @work(exclusive=True, group="cohort-close", exit_on_error=False)
     async def action_close(self) -> None:
         area = self.query_one("#criteria-json", TextArea)
         if self.dirty or area.display and area.text.strip() != json.dumps(

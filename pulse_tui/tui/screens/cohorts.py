@@ -82,7 +82,7 @@ class CohortsScreen(PaneScreen):
         self.action_edit()
 
     # ------------------------------------------------------------------ actions
-    @work(exclusive=True, group="cohorts-action")
+    @work(exclusive=True, group="cohorts-action", exit_on_error=False)
     async def action_new(self) -> None:
         site = await self.site_for_new()
         if site is None:
@@ -90,7 +90,7 @@ class CohortsScreen(PaneScreen):
         if await self.app.push_screen_wait(CohortEditorScreen(site_id=site)):
             self.reload()
 
-    @work(exclusive=True, group="cohorts-action")
+    @work(exclusive=True, group="cohorts-action", exit_on_error=False)
     async def action_new_static(self) -> None:
         """A static cohort: a fixed list of users filled by cohort_members imports."""
         site = await self.site_for_new()
@@ -99,7 +99,7 @@ class CohortsScreen(PaneScreen):
         if await self.app.push_screen_wait(CohortEditorScreen(site_id=site, static=True)):
             self.reload()
 
-    @work(exclusive=True, group="cohorts-action")
+    @work(exclusive=True, group="cohorts-action", exit_on_error=False)
     async def action_edit(self) -> None:
         summary = self._selected()
         if summary is None:

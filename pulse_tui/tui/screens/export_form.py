@@ -17,6 +17,7 @@ from pulse_tui.exports import FORMATS, FREQUENCIES, TYPES, ExportDefinition
 from pulse_tui.store import cohorts as cohorts_sql
 from pulse_tui.store.reports import REPORTS
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
 from pulse_tui.tui.widgets.field_error import FieldError
 
 FIELDS = ("name", "type", "report", "days", "cohort", "format", "frequency")
@@ -36,7 +37,7 @@ def field_for(key: str) -> str:
     return "name"
 
 
-class ExportFormScreen(ModalScreen[bool]):
+class ExportFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
     """Create or edit an export definition; dismisses True when saved."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
@@ -120,7 +121,8 @@ class ExportFormScreen(ModalScreen[bool]):
         self.dismiss(False)
 
     @on(Input.Submitted)
-    @work(exclusive=True, group="export-save", exit_on_error=False)
+    @work(exclusive=False, group="export-save", exit_on_error=False)
+    @one_at_a_time
     async def action_save(self) -> None:
         from pulse_tui.exports import create_export, update_export
 

@@ -17,6 +17,7 @@ from pulse_tui.store import cohorts as cohorts_sql
 from pulse_tui.store import imports as imports_sql
 from pulse_tui.store import scheduler as scheduler_sql
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.guards import one_at_a_time
 from pulse_tui.tui.messages import BackgroundWorkerEvent
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.confirm import ConfirmScreen
@@ -239,7 +240,8 @@ class JobsScreen(PaneScreen):
         if await self.app.push_screen_wait(ExportFormScreen(d.site_id, cohorts, d)):
             self.reload()
 
-    @work(exclusive=True, group="jobs-export", exit_on_error=False)
+    @work(exclusive=False, group="jobs-export", exit_on_error=False)
+    @one_at_a_time
     async def action_run_export(self) -> None:
         from pulse_tui.exports import run_export
 

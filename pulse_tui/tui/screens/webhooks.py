@@ -18,6 +18,7 @@ from pulse_tui.errors import PulseError, ValidationError
 from pulse_tui.notify.models import WEBHOOK_EVENTS, WebhookEndpoint
 from pulse_tui.store import webhooks as webhooks_sql
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.widgets.columns import Column, FittedTable
 from pulse_tui.tui.widgets.field_error import FieldError
@@ -59,7 +60,7 @@ class SecretScreen(ModalScreen[None]):
                               "shown masked. enter closes.", style="dim"))
 
 
-class EndpointFormScreen(ModalScreen[bool]):
+class EndpointFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
     """Create or edit an endpoint; dismisses True when saved."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
@@ -100,7 +101,8 @@ class EndpointFormScreen(ModalScreen[bool]):
         self.dismiss(False)
 
     @on(Input.Submitted)
-    @work(exclusive=True, group="endpoint-save", exit_on_error=False)
+    @work(exclusive=False, group="endpoint-save", exit_on_error=False)
+    @one_at_a_time
     async def action_save(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
         now = self.app.clock.now_ms()  # type: ignore[attr-defined]
@@ -140,7 +142,7 @@ class EndpointFormScreen(ModalScreen[bool]):
         self.dismiss(True)
 
 
-class WebhooksScreen(Screen[None]):
+class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
     """The webhook endpoints of one site and the recent deliveries of the selected one."""
 
     TITLE = "Webhooks"
@@ -221,12 +223,12 @@ class WebhooksScreen(Screen[None]):
         key = self.query_one("#endpoints-table", FittedTable).selected_key()
         return next((ep for ep in self.endpoints if ep.id == key), None)
 
-    @work(exclusive=True, group="webhooks-action")
+    @work(exclusive=True, group="webhooks-action", exit_on_error=False)
     async def action_new(self) -> None:
         if await self.app.push_screen_wait(EndpointFormScreen(self.site_id)):
             self.reload()
 
-    @work(exclusive=True, group="webhooks-action")
+    @work(exclusive=True, group="webhooks-action", exit_on_error=False)
     async def action_edit(self) -> None:
         ep = self._selected()
         if ep and await self.app.push_screen_wait(EndpointFormScreen(self.site_id, ep)):

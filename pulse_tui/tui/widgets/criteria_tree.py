@@ -21,6 +21,7 @@ from pulse_tui.cohorts import editing
 from pulse_tui.cohorts.criteria import OPERATOR_SPECS, PROPERTIES, Problem, value_kind
 from pulse_tui.cohorts.editing import JSON, Path
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.guards import ReportsWorkerErrors
 from pulse_tui.tui.screens.condition_form import ConditionFormScreen
 
 
@@ -59,7 +60,7 @@ def describe_group(node: JSON, *, root_label: str | None = None) -> Text:
     return text
 
 
-class CriteriaTree(Tree[Path]):
+class CriteriaTree(ReportsWorkerErrors, Tree[Path]):
     """The tree view and editing keys of a criteria group."""
 
     BINDINGS = [
@@ -158,7 +159,7 @@ class CriteriaTree(Tree[Path]):
                 for path, items in sorted(self.problems.items()) for _, message in items]
 
     # ------------------------------------------------------------------ editing
-    @work(exclusive=True, group="criteria-condition-form")
+    @work(exclusive=True, group="criteria-condition-form", exit_on_error=False)
     async def action_add_condition(self) -> None:
         condition = await self.app.push_screen_wait(ConditionFormScreen(
             title="Add condition", allowed_properties=self.allowed))
@@ -174,7 +175,7 @@ class CriteriaTree(Tree[Path]):
         message.stop()
         self.action_edit_node()
 
-    @work(exclusive=True, group="criteria-condition-form")
+    @work(exclusive=True, group="criteria-condition-form", exit_on_error=False)
     async def action_edit_node(self) -> None:
         path = self.selected_path()
         node: Any = editing.node_at(self.criteria, path)
