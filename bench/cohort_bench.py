@@ -14,14 +14,14 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import time
-from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from timing import timed  # noqa: E402  (bench/timing.py, beside this script)
 
 from pulse_tui.clock import DAY_MS, Clock, day_start_ms  # noqa: E402
 from pulse_tui.cohorts import parse  # noqa: E402
@@ -93,16 +93,6 @@ def build(path: Path, target: int, days: int = 90) -> None:
     os.replace(tmp, path)
     log(f"built {total:,} events, {len(sim.users()):,} users -> {path}")
 
-
-def timed(fn: Callable[[], object], repeat: int = 3) -> float:
-    """Median wall ms of ``repeat`` runs after one warm-up."""
-    fn()
-    samples = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t) * 1000)
-    return statistics.median(samples)
 
 
 def run(path: Path) -> None:

@@ -16,12 +16,13 @@ import argparse
 import os
 import shutil
 import sqlite3
-import statistics
 import sys
 import time
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
+
+from timing import timed  # noqa: E402  (bench/timing.py, beside this script)
 
 from pulse_tui.clock import DAY_MS, day_start_ms
 from pulse_tui.simulate import Simulator, write_sites
@@ -114,16 +115,6 @@ def catch_up_cost(path: Path, rows: int = 10_000, rounds: int = 3
     derived._fold_distinct = fold_distinct  # type: ignore[assignment]
     return out
 
-
-def timed(fn: Callable[[], object], repeat: int = 3) -> float:
-    """Median wall time in ms of ``repeat`` warm runs (after one warm-up)."""
-    fn()
-    samples = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t) * 1000)
-    return statistics.median(samples)
 
 
 def query(path: Path) -> list[tuple[str, str, float, float | None]]:

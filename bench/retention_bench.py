@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
-from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from timing import timed  # noqa: E402  (bench/timing.py, beside this script)
 
 from pulse_tui.clock import DAY_MS, Clock, day_start_ms  # noqa: E402
 from pulse_tui.simulate import Simulator, write_sites  # noqa: E402
@@ -85,15 +85,6 @@ def add_cohorts(conn, site: str) -> dict[str, int]:  # type: ignore[no-untyped-d
                                    (cid,)).fetchone()[0]
     return sizes
 
-
-def timed(fn: Callable[[], object], repeat: int = 3) -> float:
-    fn()
-    samples = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t) * 1000)
-    return statistics.median(samples)
 
 
 def run(path: Path, *, snapshots: bool) -> list[tuple[str, float]]:

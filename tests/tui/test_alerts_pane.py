@@ -18,6 +18,7 @@ from pulse_tui.tui.screens.alert_editor import AlertEditorScreen
 from pulse_tui.tui.screens.alerts import AlertsScreen
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.screens.webhooks import EndpointFormScreen, SecretScreen, WebhooksScreen
+from tests.tui.tui_helpers import press_until
 
 
 @pytest.fixture
@@ -41,15 +42,12 @@ async def test_rule_create_mute_delete_with_keys(seeded: Settings, db_path) -> N
     check = sqlite3.connect(db_path)
     app = make_app(seeded, clock=Clock(FIXED_NOW_MS), worker=False)
     async with app.run_test(size=(110, 34)) as pilot:
-        await pilot.press("5")
-        await async_wait_until(lambda: isinstance(app.screen, AlertsScreen), timeout=5)
-        await pilot.press("n")
-        await async_wait_until(lambda: isinstance(app.screen, AlertEditorScreen), timeout=5)
+        await press_until(pilot, AlertsScreen, "5", timeout=5)
+        await press_until(pilot, AlertEditorScreen, "n", timeout=5)
         await pilot.press(*"Any traffic")
         await pilot.press("tab", "tab", "tab", "tab")  # metric, window, comparison, threshold
         await pilot.press("3")  # threshold 3: five events in the window will fire it
-        await pilot.press("ctrl+s")
-        await async_wait_until(lambda: isinstance(app.screen, AlertsScreen), timeout=10)
+        await press_until(pilot, AlertsScreen, "ctrl+s", timeout=10)
         row = check.execute("SELECT rule_id, name, condition, status FROM alert_rules").fetchone()
         assert row[1] == "Any traffic" and row[3] == "active"
         assert json.loads(row[2]) == {"metric": "events", "window_minutes": 5,
@@ -65,8 +63,7 @@ async def test_rule_create_mute_delete_with_keys(seeded: Settings, db_path) -> N
         await async_wait_until(lambda: check.execute(
             "SELECT status FROM alert_rules").fetchone()[0] == "muted", timeout=5)
         await async_wait_until(lambda: "⊘" in table.get_row_at(0)[0].plain, timeout=5)
-        await pilot.press("x")
-        await async_wait_until(lambda: isinstance(app.screen, ConfirmScreen), timeout=5)
+        await press_until(pilot, ConfirmScreen, "x", timeout=5)
         await pilot.press("y")
         await async_wait_until(lambda: check.execute(
             "SELECT count(*) FROM alert_rules").fetchone()[0] == 0, timeout=5)
@@ -75,10 +72,8 @@ async def test_rule_create_mute_delete_with_keys(seeded: Settings, db_path) -> N
 async def test_bad_threshold_is_shown_and_nothing_saved(seeded: Settings, db_path) -> None:
     app = make_app(seeded, clock=Clock(FIXED_NOW_MS), worker=False)
     async with app.run_test(size=(110, 34)) as pilot:
-        await pilot.press("5")
-        await async_wait_until(lambda: isinstance(app.screen, AlertsScreen), timeout=5)
-        await pilot.press("n")
-        await async_wait_until(lambda: isinstance(app.screen, AlertEditorScreen), timeout=5)
+        await press_until(pilot, AlertsScreen, "5", timeout=5)
+        await press_until(pilot, AlertEditorScreen, "n", timeout=5)
         editor = app.screen
         await pilot.press(*"Broken")
         await pilot.press("tab", "tab", "tab", "tab", *"lots", "ctrl+s")
@@ -92,26 +87,20 @@ async def test_endpoint_create_secret_once_and_delete(seeded: Settings, db_path)
     check = sqlite3.connect(db_path)
     app = make_app(seeded, clock=Clock(FIXED_NOW_MS), worker=False)
     async with app.run_test(size=(110, 34)) as pilot:
-        await pilot.press("5")
-        await async_wait_until(lambda: isinstance(app.screen, AlertsScreen), timeout=5)
-        await pilot.press("w")
-        await async_wait_until(lambda: isinstance(app.screen, WebhooksScreen), timeout=5)
-        await pilot.press("n")
-        await async_wait_until(lambda: isinstance(app.screen, EndpointFormScreen), timeout=5)
-        await pilot.press(*"http://127.0.0.1:9/hook", "ctrl+s")
-        await async_wait_until(lambda: isinstance(app.screen, SecretScreen), timeout=5)
+        await press_until(pilot, AlertsScreen, "5", timeout=5)
+        await press_until(pilot, WebhooksScreen, "w", timeout=5)
+        await press_until(pilot, EndpointFormScreen, "n", timeout=5)
+        await press_until(pilot, SecretScreen, *"http://127.0.0.1:9/hook", "ctrl+s", timeout=5)
         secret = check.execute("SELECT secret FROM webhook_endpoints").fetchone()[0]
         assert secret.startswith("whsec_")
         assert secret in _screen_text(app)  # shown once, in full
-        await pilot.press("enter")
-        await async_wait_until(lambda: isinstance(app.screen, WebhooksScreen), timeout=5)
+        await press_until(pilot, WebhooksScreen, "enter", timeout=5)
         table = app.screen.query_one("#endpoints-table", DataTable)
         await async_wait_until(lambda: table.row_count == 1, timeout=5)
         shown = _screen_text(app)
         assert "127.0.0.1:9/hook" in shown
         assert secret not in shown and secret[6:] not in shown  # masked from now on
-        await pilot.press("x")
-        await async_wait_until(lambda: isinstance(app.screen, ConfirmScreen), timeout=5)
+        await press_until(pilot, ConfirmScreen, "x", timeout=5)
         await pilot.press("y")
         await async_wait_until(lambda: check.execute(
             "SELECT count(*) FROM webhook_endpoints").fetchone()[0] == 0, timeout=5)

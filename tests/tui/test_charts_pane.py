@@ -15,6 +15,7 @@ from pulse_tui.tui.app import make_app
 from pulse_tui.tui.screens.charts import ChartsScreen
 from pulse_tui.tui.screens.range_picker import RangePickerScreen
 from pulse_tui.tui.screens.site_picker import SitePickerScreen
+from tests.tui.tui_helpers import press_until
 
 DAY = 86_400_000
 
@@ -40,8 +41,7 @@ async def test_site_and_range_change_the_totals(pulse_settings: Settings,
     _seed(conn)
     app = make_app(pulse_settings, clock=Clock(FIXED_NOW_MS), worker=False)
     async with app.run_test(size=(100, 40)) as pilot:
-        await pilot.press("2")
-        await async_wait_until(lambda: isinstance(app.screen, ChartsScreen), timeout=5)
+        await press_until(pilot, ChartsScreen, "2", timeout=5)
         # all sites selected: the pane shows the first site, alpha; 30 days by default
         await async_wait_until(lambda: "events 30 " in _totals(app), timeout=10)
         assert _totals(app).startswith("alpha")
@@ -55,16 +55,14 @@ async def test_site_and_range_change_the_totals(pulse_settings: Settings,
         await pilot.press("left_square_bracket")  # today
         await async_wait_until(lambda: "events 1 " in _totals(app), timeout=10)
         # choose site beta with the keyboard
-        await pilot.press("s")
-        await async_wait_until(lambda: isinstance(app.screen, SitePickerScreen), timeout=5)
+        await press_until(pilot, SitePickerScreen, "s", timeout=5)
         await pilot.press("down", "down", "enter")  # All sites, alpha, beta
         await async_wait_until(lambda: app.site_id == "beta", timeout=5)
         await async_wait_until(lambda: _totals(app).startswith("beta")
                                and "events 3 " in _totals(app), timeout=10)
         assert "users 2 " in _totals(app) and "sessions 1 " in _totals(app)
         # a custom range typed on the keyboard, validated
-        await pilot.press("c")
-        await async_wait_until(lambda: isinstance(app.screen, RangePickerScreen), timeout=5)
+        await press_until(pilot, RangePickerScreen, "c", timeout=5)
         picker = app.screen
         await pilot.press("ctrl+a", *"2026-13-01", "enter")  # from: not a date
         await pilot.press("enter")

@@ -17,6 +17,7 @@ from pulse_tui.tui.app import make_app
 from pulse_tui.tui.screens.cohort_editor import CohortEditorScreen
 from pulse_tui.tui.screens.cohorts import CohortsScreen
 from pulse_tui.tui.screens.condition_form import ConditionFormScreen
+from tests.tui.tui_helpers import press_until
 
 DAY = 86_400_000
 
@@ -49,8 +50,7 @@ async def _choose(pilot, select: Select, value: str) -> None:
 
 
 async def _add_condition(pilot, app, prop: str, op: str, value: str) -> None:
-    await pilot.press("a")
-    await async_wait_until(lambda: isinstance(app.screen, ConditionFormScreen), timeout=5)
+    await press_until(pilot, ConditionFormScreen, "a", timeout=5)
     form = app.screen
     await _choose(pilot, form.query_one("#cond-property", Select), prop)
     await _choose(pilot, form.query_one("#cond-operator", Select), op)
@@ -68,18 +68,16 @@ def seeded(pulse_settings: Settings, conn: sqlite3.Connection) -> Settings:
 async def test_build_the_seed_example_with_keys_only(seeded: Settings, db_path) -> None:
     app = make_app(seeded, clock=Clock(FIXED_NOW_MS), worker=False)
     async with app.run_test(size=(100, 32)) as pilot:
-        await pilot.press("3")
-        await async_wait_until(lambda: isinstance(app.screen, CohortsScreen), timeout=5)
-        await pilot.press("n")
-        await async_wait_until(lambda: isinstance(app.screen, CohortEditorScreen), timeout=5)
+        await press_until(pilot, CohortsScreen, "3", timeout=5)
+        await press_until(pilot, CohortEditorScreen, "n", timeout=5)
         editor = app.screen
         await pilot.press(*"Signed up in NA")
         await pilot.press("tab", "tab")  # description, then the criteria tree
         assert isinstance(app.focused, Tree)
         await _add_condition(pilot, app, "event_type", "equals", "signup")
-        await async_wait_until(lambda: isinstance(app.screen, CohortEditorScreen), timeout=5)
+        await press_until(pilot, CohortEditorScreen, timeout=5)
         await _add_condition(pilot, app, "country", "in", "US, CA")
-        await async_wait_until(lambda: isinstance(app.screen, CohortEditorScreen), timeout=5)
+        await press_until(pilot, CohortEditorScreen, timeout=5)
         assert editor.criteria == {"type": "and", "conditions": [
             {"property": "event_type", "operator": "equals", "value": "signup"},
             {"property": "country", "operator": "in", "value": ["US", "CA"]},
@@ -87,8 +85,7 @@ async def test_build_the_seed_example_with_keys_only(seeded: Settings, db_path) 
         # the live count: u1 (US) and u2 (CA) signed up; u3 is DE; u4 never signed up
         await async_wait_until(lambda: editor.preview_count == 2, timeout=10)
         assert "2 members" in str(editor.query_one("#preview-count", Static).render())
-        await pilot.press("ctrl+s")
-        await async_wait_until(lambda: isinstance(app.screen, CohortsScreen), timeout=10)
+        await press_until(pilot, CohortsScreen, "ctrl+s", timeout=10)
 
     check = sqlite3.connect(db_path)
     (cohort_id, name, criteria, kind), = check.execute(
@@ -105,10 +102,8 @@ async def test_invalid_value_shows_an_error_and_saves_nothing(seeded: Settings,
                                                               db_path) -> None:
     app = make_app(seeded, clock=Clock(FIXED_NOW_MS), worker=False)
     async with app.run_test(size=(100, 32)) as pilot:
-        await pilot.press("3")
-        await async_wait_until(lambda: isinstance(app.screen, CohortsScreen), timeout=5)
-        await pilot.press("n")
-        await async_wait_until(lambda: isinstance(app.screen, CohortEditorScreen), timeout=5)
+        await press_until(pilot, CohortsScreen, "3", timeout=5)
+        await press_until(pilot, CohortEditorScreen, "n", timeout=5)
         await pilot.press(*"Heavy users")
         await pilot.press("tab", "tab")
         # a number property with text where a number belongs
@@ -117,8 +112,7 @@ async def test_invalid_value_shows_an_error_and_saves_nothing(seeded: Settings,
         assert isinstance(form, ConditionFormScreen)  # still open: the value was refused
         error = form.query_one("#cond-value-error", Static)
         await async_wait_until(lambda: error.message != "", timeout=5)
-        await pilot.press("escape")
-        await async_wait_until(lambda: isinstance(app.screen, CohortEditorScreen), timeout=5)
+        await press_until(pilot, CohortEditorScreen, "escape", timeout=5)
         # an empty criteria group cannot be saved either
         await pilot.press("ctrl+s")
         editor = app.screen
@@ -135,12 +129,9 @@ async def test_static_cohort_with_an_id_takes_member_imports(seeded: Settings, d
 
     app = make_app(seeded, clock=Clock(FIXED_NOW_MS), worker=False)
     async with app.run_test(size=(100, 32)) as pilot:
-        await pilot.press("3")
-        await async_wait_until(lambda: isinstance(app.screen, CohortsScreen), timeout=5)
-        await pilot.press("N")
-        await async_wait_until(lambda: isinstance(app.screen, CohortEditorScreen), timeout=5)
-        await pilot.press(*"Beta testers", "tab", *"beta-testers", "ctrl+s")
-        await async_wait_until(lambda: isinstance(app.screen, CohortsScreen), timeout=10)
+        await press_until(pilot, CohortsScreen, "3", timeout=5)
+        await press_until(pilot, CohortEditorScreen, "N", timeout=5)
+        await press_until(pilot, CohortsScreen, *"Beta testers", "tab", *"beta-testers", "ctrl+s", timeout=10)
     check = sqlite3.connect(db_path)
     assert check.execute("SELECT cohort_id, name, kind FROM cohorts").fetchall() == [
         ("beta-testers", "Beta testers", "static")]
@@ -157,13 +148,9 @@ async def test_q_in_an_editor_with_changes_asks_before_quitting(seeded: Settings
 
     app = make_app(seeded, clock=Clock(FIXED_NOW_MS), worker=False)
     async with app.run_test(size=(100, 32)) as pilot:
-        await pilot.press("3")
-        await async_wait_until(lambda: isinstance(app.screen, CohortsScreen), timeout=5)
-        await pilot.press("n")
-        await async_wait_until(lambda: isinstance(app.screen, CohortEditorScreen), timeout=5)
+        await press_until(pilot, CohortsScreen, "3", timeout=5)
+        await press_until(pilot, CohortEditorScreen, "n", timeout=5)
         await pilot.press(*"Unsaved", "tab", "tab")  # the tree has focus: q is not typed
-        await pilot.press("q")
-        await async_wait_until(lambda: isinstance(app.screen, ConfirmScreen), timeout=5)
-        await pilot.press("n")
-        await async_wait_until(lambda: isinstance(app.screen, CohortEditorScreen), timeout=5)
+        await press_until(pilot, ConfirmScreen, "q", timeout=5)
+        await press_until(pilot, CohortEditorScreen, "n", timeout=5)
         assert app.is_running

@@ -15,6 +15,7 @@ from pulse_tui.simulate import write_batch
 from pulse_tui.tui.app import make_app
 from pulse_tui.tui.screens.export_form import ExportFormScreen
 from pulse_tui.tui.screens.jobs import JobsScreen
+from tests.tui.tui_helpers import press_until
 
 DAY = 86_400_000
 
@@ -26,12 +27,10 @@ async def test_create_and_run_an_export_with_keys(pulse_settings: Settings,
     write_batch(conn, events, FIXED_NOW_MS)
     app = make_app(pulse_settings, clock=Clock(FIXED_NOW_MS), worker=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.press("6")
-        await async_wait_until(lambda: isinstance(app.screen, JobsScreen), timeout=5)
-        await pilot.press("n")
-        await async_wait_until(lambda: isinstance(app.screen, ExportFormScreen), timeout=5)
+        await press_until(pilot, JobsScreen, "6", timeout=5)
+        await press_until(pilot, ExportFormScreen, "n", timeout=5)
         await pilot.press(*"Daily numbers", "ctrl+s")  # type report, report daily, csv, daily
-        await async_wait_until(lambda: isinstance(app.screen, JobsScreen), timeout=5)
+        await press_until(pilot, JobsScreen, timeout=5)
         table = app.screen.query_one("#exports-table", DataTable)
         await async_wait_until(lambda: table.row_count == 1, timeout=5)
         table.focus()

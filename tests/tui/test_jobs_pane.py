@@ -13,6 +13,7 @@ from pulse_tui.tui.app import make_app
 from pulse_tui.tui.messages import BackgroundWorkerEvent, DataChanged
 from pulse_tui.tui.screens.jobs import JobsScreen
 from pulse_tui.tui.screens.rejects import RejectsScreen
+from tests.tui.tui_helpers import press_until
 
 CSV = (
     "event_id,site_id,event_type,timestamp_ms,session_id,user_id,url\n"
@@ -33,8 +34,7 @@ async def test_dropped_file_is_imported_and_its_rejects_open(pulse_settings: Set
                                                              tmp_path: Path) -> None:
     app = make_app(pulse_settings, worker=True)
     async with app.run_test(size=(100, 30)) as pilot:
-        await pilot.press("6")
-        await async_wait_until(lambda: isinstance(app.screen, JobsScreen), timeout=5)
+        await press_until(pilot, JobsScreen, "6", timeout=5)
         screen = app.screen
         source = tmp_path / "drop.csv"
         source.write_text(CSV, encoding="utf-8")
@@ -52,14 +52,12 @@ async def test_dropped_file_is_imported_and_its_rejects_open(pulse_settings: Set
         assert row["file"] == "drop.csv"
         assert (row["ok"], row["dup"], row["bad"]) == ("2", "0", "2")
         table.focus()
-        await pilot.press("enter")
-        await async_wait_until(lambda: isinstance(app.screen, RejectsScreen), timeout=5)
+        await press_until(pilot, RejectsScreen, "enter", timeout=5)
         rejects = app.screen.query_one(DataTable)
         reason_at = [str(key.value) for key in rejects.columns].index("reason")
         reasons = " ".join(
             rejects.get_row_at(i)[reason_at].plain for i in range(rejects.row_count))
         assert rejects.row_count == 2
         assert "seconds" in reasons
-        await pilot.press("escape")
-        await async_wait_until(lambda: isinstance(app.screen, JobsScreen), timeout=5)
+        await press_until(pilot, JobsScreen, "escape", timeout=5)
     assert (pulse_settings.import_dir / "processed" / "drop.csv").exists()

@@ -15,6 +15,7 @@ from pulse_tui.simulate import write_batch
 from pulse_tui.tui.app import make_app
 from pulse_tui.tui.screens.retention import RetentionScreen
 from pulse_tui.tui.screens.retention_cell import RetentionCellScreen
+from tests.tui.tui_helpers import press_until
 
 DAY = 86_400_000
 # Wednesday 2026-11-25 12:00 UTC; its ISO week starts Monday 2026-11-23
@@ -44,8 +45,7 @@ async def test_grid_cell_details_save_and_recompute(pulse_settings: Settings,
     _seed(conn)
     app = make_app(pulse_settings, clock=Clock(NOW), worker=False)
     async with app.run_test(size=(120, 30)) as pilot:
-        await pilot.press("4")
-        await async_wait_until(lambda: isinstance(app.screen, RetentionScreen), timeout=5)
+        await press_until(pilot, RetentionScreen, "4", timeout=5)
         screen = app.screen
         table = screen.query_one("#retention-table", DataTable)
         await async_wait_until(lambda: table.row_count >= 1, timeout=10)
@@ -57,16 +57,14 @@ async def test_grid_cell_details_save_and_recompute(pulse_settings: Settings,
         # week 1 of the first row: open it with enter
         table.focus()
         table.cursor_coordinate = table.cursor_coordinate._replace(row=0, column=3)
-        await pilot.press("enter")
-        await async_wait_until(lambda: isinstance(app.screen, RetentionCellScreen), timeout=5)
+        await press_until(pilot, RetentionCellScreen, "enter", timeout=5)
         details = app.screen
         assert details.cell.returning == 2 and details.cell.base == 4
         await pilot.press("s")
         name = details.query_one("#cell-cohort-name", Input)
         await async_wait_until(lambda: name.has_focus, timeout=5)
         name.value = ""
-        await pilot.press(*"Came back in week 1", "enter")
-        await async_wait_until(lambda: isinstance(app.screen, RetentionScreen), timeout=5)
+        await press_until(pilot, RetentionScreen, *"Came back in week 1", "enter", timeout=5)
         check = sqlite3.connect(db_path)
         await async_wait_until(lambda: check.execute(
             "SELECT count(*) FROM cohorts WHERE kind = 'static'").fetchone()[0] == 1, timeout=5)

@@ -15,6 +15,7 @@ from pulse_tui.tui.app import make_app
 from pulse_tui.tui.screens.cohort_editor import CohortEditorScreen
 from pulse_tui.tui.screens.cohorts import CohortsScreen
 from pulse_tui.tui.screens.live import LiveScreen
+from tests.tui.tui_helpers import press_until
 
 
 async def test_an_event_type_with_broken_markup_is_shown_literally(
@@ -53,14 +54,13 @@ async def test_saving_twice_quickly_creates_one_cohort(pulse_settings: Settings,
     write_batch(conn, [NewEvent("e1", "acme", "signup", FIXED_NOW_MS, "s1", "u1")], FIXED_NOW_MS)
     app = make_app(pulse_settings, clock=Clock(FIXED_NOW_MS), worker=False)
     async with app.run_test(size=(100, 32)) as pilot:
-        await pilot.press("3")
-        await async_wait_until(lambda: isinstance(app.screen, CohortsScreen), timeout=5)
+        await press_until(pilot, CohortsScreen, "3", timeout=5)
         await pilot.press("N")  # a static cohort needs no criteria: saving is immediate
-        await async_wait_until(lambda: isinstance(app.screen, CohortEditorScreen), timeout=5)
+        await press_until(pilot, CohortEditorScreen, timeout=5)
         await pilot.press(*"Dup", "ctrl+s")
         await pilot.pause(0.1)
         await pilot.press("ctrl+s", "ctrl+s")  # while the first save is still writing
-        await async_wait_until(lambda: isinstance(app.screen, CohortsScreen), timeout=10)
+        await press_until(pilot, CohortsScreen, timeout=10)
         await pilot.pause(0.3)
     rows = sqlite3.connect(db_path).execute("SELECT name FROM cohorts").fetchall()
     assert rows == [("Dup",)]

@@ -70,3 +70,14 @@ async def until(pilot, predicate: Callable[[], object], timeout: float = 10.0) -
 
 
 __all__ = ["init_db", "insert_events", "event", "until"]
+
+
+async def press_until(pilot, screen_type: type, *keys: str, timeout: float = 5) -> object:
+    """Press ``keys``, then wait (with a deadline) until the app shows a ``screen_type``."""
+    from tests.conftest import async_wait_until
+
+    if keys:
+        await pilot.press(*keys)
+    app = pilot.app
+    await async_wait_until(lambda: isinstance(app.screen, screen_type), timeout=timeout)
+    return app.screen
