@@ -54,11 +54,61 @@ def build_history(conn: sqlite3.Connection, now_ms: int, *, days: int, seed: int
             conn.execute("ROLLBACK")
         raise
     derived.rebuild(conn, now_ms)
+    seed_examples(conn, Clock(now_ms))
     conn.execute("BEGIN IMMEDIATE")
     derived.set_meta(conn, DEMO_MARK, now_ms)
     conn.execute("COMMIT")
     log.info("demo database built: %d events, %d users", total, len(sim.users()))
     return total
+
+
+def sample_data_dir() -> Path | None:
+    """sample_data/: inside the installed package, or at the repository root in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "sample_data", here.parent / "sample_data"):
+        if (candidate / "events.csv").is_file():
+            return candidate
+    return None
+
+
+def seed_examples(conn: sqlite3.Connection, clock: Clock) -> None:
+    """What a newcomer should find in every pane: the sample_data files imported through the
+    importer (their bad rows rejected, as in real life), example cohorts and alert rules."""
+    from pulse_tui.ingest import import_file
+    from pulse_tui.store import alerts, cohorts
+
+    samples = sample_data_dir()
+    if samples is not None:
+        cohorts.create_cohort(conn, clock, site_id="acme-web", name="Beta testers",
+                              kind="static", cohort_id="beta-testers",
+                              description="imported from sample_data/cohort_members.csv")
+        for kind in ("events", "users", "cohort_members"):
+            result = import_file(conn, samples / f"{kind}.csv", kind=kind, clock=clock)
+            log.info("demo: imported sample_data/%s.csv: %s", kind, result.status)
+    cohorts.create_cohort(
+        conn, clock, site_id="acme-app", name="Signed up in North America",
+        criteria={"type": "and", "conditions": [
+            {"property": "event_type", "operator": "equals", "value": "signup"},
+            {"property": "country", "operator": "in", "value": ["US", "CA"]}]})
+    cohorts.create_cohort(
+        conn, clock, site_id="acme-app", name="Paying, active this week",
+        criteria={"type": "and", "conditions": [
+            {"type": "or", "conditions": [
+                {"property": "plan", "operator": "equals", "value": "pro"},
+                {"property": "plan", "operator": "equals", "value": "enterprise"}]},
+            {"property": "last_seen_days_ago", "operator": "lte", "value": 7}]})
+    now = clock.now_ms()
+    alerts.create_rule(conn, site_id="acme-web", name="Traffic spike",
+                       condition={"metric": "events", "window_minutes": 15,
+                                  "comparison": "change_pct_gt", "threshold": 50},
+                       now_ms=now)
+    alerts.create_rule(conn, site_id="acme-app", name="No signups for an hour",
+                       condition={"metric": "events", "window_minutes": 60, "comparison": "lt",
+                                  "threshold": 1,
+                                  "filter": {"type": "and", "conditions": [
+                                      {"property": "event_type", "operator": "equals",
+                                       "value": "signup"}]}},
+                       now_ms=now)
 
 
 class DemoTraffic:
