@@ -56,12 +56,3 @@ class LeaseInfo:
     host: str | None
     renewed_at: int
     expires_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class DatabaseStatus:
-    """Header facts: which sites exist, how many events, the worker lease."""
-
-    sites: tuple[Site, ...]
-    event_count: int
-    lease: LeaseInfo | None

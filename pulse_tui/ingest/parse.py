@@ -489,22 +489,18 @@ def read_all(path: Path, kind: str | None = None, *, site_id: str | None = None,
              now_ms: int = 0) -> tuple[Header, list[tuple[Any, ...]], list[Reject]]:
     """Parse a whole file in memory (tests, small files): header, good rows, rejects."""
     with CsvFile(path) as src:
-        kind, names = src.read_header(kind or kind_from_path(path))
-        header = map_header(kind, names, site_id=site_id)
-        parse = make_row_parser(header, site_id=site_id, now_ms=now_ms)
-        rows: list[tuple[Any, ...]] = []
-        rejects: list[Reject] = []
-        for b in iter_batches(src, header, parse, 10_000):
-            rows.extend(b.rows)
-            rejects.extend(b.rejects)
-    return header, rows, rejects
+        return _read_everything(src, kind or kind_from_path(path), site_id, now_ms)
 
 
 def parse_text(text: str | bytes, kind: str, *, site_id: str | None = None, now_ms: int = 0,
                tmp_dir: Path | None = None) -> tuple[Header, list[tuple[Any, ...]], list[Reject]]:
     """Parse CSV content given as text/bytes (via an in-memory stream)."""
     data = text.encode("utf-8") if isinstance(text, str) else text
-    src = _MemoryCsv(data)
+    return _read_everything(_MemoryCsv(data), kind, site_id, now_ms)
+
+
+def _read_everything(src: CsvFile, kind: str | None, site_id: str | None, now_ms: int
+                     ) -> tuple[Header, list[tuple[Any, ...]], list[Reject]]:
     kind, names = src.read_header(kind)
     header = map_header(kind, names, site_id=site_id)
     parse = make_row_parser(header, site_id=site_id, now_ms=now_ms)

@@ -68,26 +68,11 @@ def tail_events(
     return [_event(r) for r in conn.execute(sql, params)]
 
 
-def max_seq(conn: sqlite3.Connection) -> int:
-    return conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
 
 
-def event_types(conn: sqlite3.Connection, site_id: str | None = None) -> list[str]:
-    """Distinct event types (from the rollups, so it is cheap on big files)."""
-    sql = "SELECT DISTINCT value FROM rollup_daily_dims WHERE dim = 'event_type'"
-    params: list[object] = []
-    if site_id:
-        sql += " AND site_id = ?"
-        params.append(site_id)
-    return [r[0] for r in conn.execute(sql + " ORDER BY value", params)]
 
 
 def list_sites(conn: sqlite3.Connection) -> list[Site]:
     return [Site(*r) for r in conn.execute(
         "SELECT id, name, domain, created_at FROM sites ORDER BY id"
     )]
-
-
-def event_count(conn: sqlite3.Connection) -> int:
-    """Approximate-free total: max(rowid) is not a count once rows are deleted, so count."""
-    return conn.execute("SELECT count(*) FROM events").fetchone()[0]

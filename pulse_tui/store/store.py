@@ -15,9 +15,8 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from pulse_tui.clock import Clock
-from pulse_tui.models import DatabaseStatus, Event, LeaseInfo, Site
+from pulse_tui.models import Event, Site
 from pulse_tui.store import events as events_sql
-from pulse_tui.store import lease as lease_sql
 from pulse_tui.store.connection import connect
 
 T = TypeVar("T")
@@ -83,18 +82,6 @@ class Store:
 
     async def sites(self) -> list[Site]:
         return await self.run(events_sql.list_sites)
-
-    async def event_types(self, site_id: str | None = None) -> list[str]:
-        return await self.run(events_sql.event_types, site_id)
-
-    async def lease(self) -> LeaseInfo | None:
-        import time
-
-        return await self.run(lease_sql.current, int(time.time() * 1000))
-
-    async def status(self) -> DatabaseStatus:
-        sites = await self.sites()
-        return DatabaseStatus(sites=tuple(sites), event_count=0, lease=await self.lease())
 
 
 def _data_version(conn: sqlite3.Connection) -> int:
