@@ -163,6 +163,18 @@ def test_pragmas_on_connect(conn: sqlite3.Connection) -> None:
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
+def test_bulk_connection_pragmas(db_path: Path) -> None:
+    """Bulk loads get a big page cache but keep temp data (statement journals) in files: in
+    memory the peak RSS of an import grew with the database (docs/benchmarks.md, Import)."""
+    conn = connect(db_path, bulk=True)
+    try:
+        assert conn.execute("PRAGMA cache_size").fetchone()[0] == -262144
+        assert conn.execute("PRAGMA temp_store").fetchone()[0] == 1  # FILE
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    finally:
+        conn.close()
+
+
 def test_foreign_keys_enforced(conn: sqlite3.Connection) -> None:
     with pytest.raises(sqlite3.IntegrityError):
         conn.execute(
