@@ -1,13 +1,19 @@
 """Import benchmark: `pulse-tui import` of a 1,000,000-row events CSV against sqlite3's `.import`.
 
-Usage: python bench/import_bench.py [--rows N] [--keep]
+Usage: python bench/import_bench.py [--rows N] [--ids ordered|uuid] [--keep]
 
 Generates (and caches under bench/.cache/) a realistic events CSV, then, each into a fresh
 database with the PULSE schema and indexes:
   1. `pulse-tui --db X import FILE` (validation, duplicates, sessions and rollups kept current)
   2. sqlite3 CLI `.import --csv --skip 1` with default settings
   3. sqlite3 CLI `.import` with PULSE's pragmas (WAL, synchronous=NORMAL, 256 MiB cache)
+  4. the floor for any Python importer: the rows already parsed in memory (not timed), only
+     `executemany` INSERT OR IGNORE into events through PULSE's bulk connection, 100,000-row
+     transactions, no validation and no derived tables
 Prints rows/s, the ratios and each process's peak RSS.
+
+``--ids uuid`` writes random UUIDs for event, session and user ids (as SDKs such as Segment's
+send them) instead of time-ordered event ids and short session/user ids.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,12 +37,18 @@ SCHEMA = ROOT / "pulse_tui" / "store" / "schema.sql"
 HEADER = ["event_id", "site_id", "event_type", "timestamp_ms", "session_id", "user_id", "url",
           "referrer", "country", "device_type", "created_at"]
 PULSE_PRAGMAS = ("PRAGMA journal_mode=WAL;\nPRAGMA synchronous=NORMAL;\n"
-                 "PRAGMA cache_size=-262144;\nPRAGMA temp_store=MEMORY;\n")
+                 "PRAGMA cache_size=-262144;\nPRAGMA temp_store=FILE;\n")
 
 
-def generate(path: Path, rows: int) -> None:
+def generate(path: Path, rows: int, ids: str = "ordered") -> None:
     """Sessions of 1-12 events over 30 days, 3 sites, ~20 % anonymous, time-ordered-ish."""
     rnd = random.Random(7)
+    uuids = ids == "uuid"
+
+    def uuid4() -> str:
+        return str(uuid.UUID(int=rnd.getrandbits(128), version=4))
+
+    user_ids = [uuid4() for _ in range(60_000)] if uuids else []
     start = 1_761_955_200_000  # 2025-11-01
     span = 30 * 86_400_000
     pages = [f"/{p}" for p in ("", "pricing", "features", "docs", "blog", "signup", "login",
@@ -54,12 +68,15 @@ def generate(path: Path, rows: int) -> None:
         while n < rows:
             t = start + (n * span) // rows + rnd.randint(0, 600_000)
             site = rnd.choice(sites)
-            sid = f"s{rnd.getrandbits(48):012x}"
+            sid = uuid4() if uuids else f"s{rnd.getrandbits(48):012x}"
             uid = f"u{rnd.randint(1, 60_000)}" if rnd.random() < 0.8 else ""
+            if uid and uuids:
+                uid = user_ids[int(uid[1:]) - 1]
             country, device, ref = rnd.choice(countries), rnd.choice(devices), rnd.choice(refs)
             for k in range(min(rnd.randint(1, 12), rows - n)):
                 n += 1
-                w.writerow([f"e{n:08d}-{rnd.getrandbits(32):08x}", site,
+                eid = uuid4() if uuids else f"e{n:08d}-{rnd.getrandbits(32):08x}"
+                w.writerow([eid, site,
                             rnd.choice(types), t + k * 20_000, sid, uid, rnd.choice(pages),
                             ref if k == 0 else "", country, device, 1_764_000_000_000])
     tmp.replace(path)
@@ -85,6 +102,29 @@ def measure(cmd: list[str], stdin: str | None = None) -> tuple[float, int, str]:
     return t, rss, f"(exit {code}) {out}"
 
 
+def floor(db: Path, src: Path) -> None:
+    """(run in its own process) Insert-only floor: parse everything first (not timed), then time
+    executemany into events with PULSE's bulk connection settings; prints the seconds."""
+    sys.path.insert(0, str(ROOT))
+    from pulse_tui.store.connection import connect
+
+    with open(src, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        next(reader)
+        rows = [(r[0], r[1], r[2], int(r[3]), r[4], r[5] or None, r[6] or None, r[7] or None,
+                 r[8] or None, r[9] or None, int(r[10])) for r in reader]
+    conn = connect(db, bulk=True)
+    sites = sorted({r[1] for r in rows})
+    conn.executemany("INSERT INTO sites (id, created_at) VALUES (?, 0)", [(s,) for s in sites])
+    t0 = time.perf_counter()
+    for i in range(0, len(rows), 100_000):
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany("INSERT OR IGNORE INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                         rows[i:i + 100_000])
+        conn.execute("COMMIT")
+    print(f"floor-seconds {time.perf_counter() - t0:.3f}")
+
+
 def schema_db(path: Path) -> None:
     subprocess.run(["sqlite3", str(path)], input=SCHEMA.read_text(), check=True, text=True)
 
@@ -92,15 +132,22 @@ def schema_db(path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--ids", choices=("ordered", "uuid"), default="ordered",
+                    help="ordered: time-ordered event ids (default); uuid: random UUID ids")
     ap.add_argument("--keep", action="store_true", help="keep the databases (print the folder)")
+    ap.add_argument("--floor", nargs=2, metavar=("DB", "CSV"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.floor:
+        floor(Path(args.floor[0]), Path(args.floor[1]))
+        return
     if not shutil.which("sqlite3"):
         raise SystemExit("the sqlite3 CLI is needed (apt-get install -y sqlite3)")
     CACHE.mkdir(parents=True, exist_ok=True)
-    src = CACHE / f"events_{args.rows}.csv"
+    suffix = "" if args.ids == "ordered" else "_uuid"
+    src = CACHE / f"events_{args.rows}{suffix}.csv"
     if not src.exists():
         print(f"generating {src} ...", flush=True)
-        generate(src, args.rows)
+        generate(src, args.rows, args.ids)
     size_mb = src.stat().st_size / 1e6
     work = Path(tempfile.mkdtemp(prefix="pulse-import-bench-"))
     pulse = shutil.which("pulse-tui") or "pulse-tui"
@@ -123,8 +170,13 @@ def main() -> None:
                           PULSE_PRAGMAS + f".import --csv --skip 1 {src} events\n")
     results["sqlite3 .import (PULSE pragmas)"] = (t, rss)
 
+    db4 = work / "floor.db"
+    _, rss, out = measure([sys.executable, __file__, "--floor", str(db4), str(src)])
+    t = float(out.split("floor-seconds")[1].split()[0])
+    results["floor: executemany only (parsed)"] = (t, rss)
+
     counts = {}
-    for name, path in (("pulse", db), ("default", db2), ("pragmas", db3)):
+    for name, path in (("pulse", db), ("default", db2), ("pragmas", db3), ("floor", db4)):
         r = subprocess.run(["sqlite3", str(path), "SELECT count(*) FROM events"],
                            capture_output=True, text=True, check=True)
         counts[name] = int(r.stdout.strip())
@@ -137,6 +189,9 @@ def main() -> None:
     pt = results["pulse-tui import"][0]
     print(f"ratio vs .import default:        {base / pt:.2f}  (>= 1.0 means PULSE is as fast)")
     print(f"ratio vs .import PULSE pragmas:  {prag / pt:.2f}")
+    fl = results["floor: executemany only (parsed)"][0]
+    print(f"floor vs .import default:        {base / fl:.2f}  (inserting the events alone, "
+          "from Python, nothing else)")
     if args.keep:
         print(f"databases kept in {work}")
     else:
