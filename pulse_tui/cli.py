@@ -218,16 +218,31 @@ def simulate_cmd(ctx: click.Context, rate: float, duration: float | None, sites:
 @pulse_command(cli, "rebuild-rollups")
 @click.pass_context
 def rebuild_rollups_cmd(ctx: click.Context) -> None:
-    """Rebuild sessions, first-seen times and every rollup from the events."""
+    """Rebuild sessions, first-seen times and every rollup from the events.
+
+    Days whose raw events cleanup deleted keep their rollups as they are (charts outlive raw
+    events), and distinct counts stay exact across that border.
+    """
+    from pulse_tui.clock import day_of
     from pulse_tui.store import derived
     from pulse_tui.store.connection import connect
 
     settings = settings_from(ctx)
     conn = connect(settings.db, bulk=True)
     start = time.monotonic()
-    n = derived.rebuild(conn, Clock.from_env().now_ms())
-    conn.close()
+    try:
+        kept = derived.history_days(conn)
+        n = derived.rebuild(conn, Clock.from_env().now_ms())
+    finally:
+        conn.close()
     click.echo(f"rebuilt derived tables from {n} event rows in {time.monotonic() - start:.1f}s")
+    for site, last_day in sorted(kept.items()):
+        if last_day == derived.KEEP_ALL_DAYS:
+            click.echo(f"kept every rollup of site {site}: it has no events left")
+        else:
+            click.echo(f"kept the rollups of site {site} up to "
+                       f"{day_of(last_day * derived.DAY_MS).isoformat()}: cleanup deleted "
+                       "its raw events of those days")
 
 
 @pulse_command(cli, "backup")

@@ -104,6 +104,8 @@ def _delete_event_batch(conn: sqlite3.Connection, site_id: str, cutoff_ms: int,
                      "FROM events WHERE rowid IN (SELECT r FROM temp._cleanup_rows)")
         events = conn.execute("DELETE FROM events WHERE rowid IN "
                               "(SELECT r FROM temp._cleanup_rows)").rowcount
+        if events:  # a later rebuild keeps the rollups of these days (derived.history_days)
+            derived.record_cleanup(conn, cutoff_ms)
         gone = conn.execute(
             "DELETE FROM sessions WHERE session_id IN (SELECT s FROM temp._cleanup_sessions) "
             "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.session_id = sessions.session_id)"

@@ -344,10 +344,98 @@ def prune_rollups(conn: sqlite3.Connection, before_day: int) -> int:
     return conn.total_changes - before
 
 
+KEEP_ALL_DAYS = 10**9  # a site with rollups but no events left keeps every rollup row
+_PER_DAY = ("rollup_daily", "rollup_daily_users", "rollup_daily_sessions", "rollup_daily_dims",
+            "rollup_presence", "rollup_distinct_gaps")
+
+
+CLEANUP_KEY = "events_cleaned_before_ms"  # cleanup records its newest event-time cutoff here
+
+
+def history_days(conn: sqlite3.Connection) -> dict[str, int]:
+    """Sites whose rollups hold days whose raw events cleanup deleted (rollup_retention_days
+    outlives events_retention_days): site -> the last day whose rollup rows a rebuild keeps as
+    they are. That is the day of cleanup's newest cutoff (recorded under CLEANUP_KEY; that day
+    lost only part of its events), for files cleaned before it was recorded the day of the
+    site's oldest event, and KEEP_ALL_DAYS for a site with no events left."""
+    first_rollup_days = conn.execute(
+        "SELECT site_id, min(day) FROM rollup_daily GROUP BY site_id").fetchall()
+    if not first_rollup_days:
+        return {}
+    cutoff_ms = int(get_meta(conn, CLEANUP_KEY, "0") or 0)
+    oldest = dict(conn.execute(
+        f"SELECT site_id, min(timestamp_ms) / {DAY_MS} FROM events GROUP BY site_id"))
+    keep: dict[str, int] = {}
+    for site, first_rollup_day in first_rollup_days:
+        first_event_day = oldest.get(site)
+        if first_event_day is None:
+            keep[site] = KEEP_ALL_DAYS
+        elif cutoff_ms and first_rollup_day <= cutoff_ms // DAY_MS:
+            keep[site] = cutoff_ms // DAY_MS
+        elif not cutoff_ms and first_rollup_day < first_event_day:
+            keep[site] = first_event_day
+    return keep
+
+
+def record_cleanup(conn: sqlite3.Connection, cutoff_ms: int) -> None:
+    """Note that events before ``cutoff_ms`` were deleted (in the deleting transaction)."""
+    if cutoff_ms > int(get_meta(conn, CLEANUP_KEY, "0") or 0):
+        set_meta(conn, CLEANUP_KEY, cutoff_ms)
+
+
+def _save_history(conn: sqlite3.Connection, keep: dict[str, int]) -> None:
+    """Copy the rollup rows a rebuild keeps (days <= keep[site]) into temp tables."""
+    conn.execute("DROP TABLE IF EXISTS temp._keep")
+    conn.execute("CREATE TEMP TABLE _keep (site_id TEXT PRIMARY KEY, last_day INTEGER)")
+    conn.executemany("INSERT INTO temp._keep VALUES (?, ?)", keep.items())
+    for table in (*_PER_DAY, "rollup_hourly"):
+        day = "t.hour / 24" if table == "rollup_hourly" else "t.day"
+        conn.execute(f"DROP TABLE IF EXISTS temp._hist_{table}")
+        conn.execute(
+            f"CREATE TEMP TABLE _hist_{table} AS SELECT t.* FROM {table} t "
+            f"JOIN temp._keep k ON k.site_id = t.site_id WHERE {day} <= k.last_day")
+    conn.execute("CREATE INDEX temp._hist_presence_key ON _hist_rollup_presence "
+                 "(site_id, dim, value, entity, day)")
+
+
+def _restore_history(conn: sqlite3.Connection) -> None:
+    """After a rebuild from the events: put the kept rollup rows back in place of the rebuilt
+    ones of those days, chain the rebuilt presence rows to the kept ones (an entity's previous
+    day may lie in the kept history) and recompute the gap histogram of the rebuilt days."""
+    for table in (*_PER_DAY, "rollup_hourly"):
+        day = "hour / 24" if table == "rollup_hourly" else "day"
+        if table != "rollup_distinct_gaps":
+            conn.execute(
+                f"DELETE FROM {table} WHERE {day} <= (SELECT k.last_day FROM temp._keep k "
+                f"WHERE k.site_id = {table}.site_id)")
+        else:  # recomputed below for the rebuilt days, restored for the kept ones
+            conn.execute("DELETE FROM rollup_distinct_gaps WHERE site_id IN "
+                         "(SELECT site_id FROM temp._keep)")
+        conn.execute(f"INSERT INTO {table} SELECT * FROM temp._hist_{table}")
+    conn.execute(
+        "UPDATE rollup_presence SET prev_day = (SELECT max(h.day) FROM temp._hist_rollup_presence h "
+        "WHERE " + _KEY_EQ.format(a="h", b="rollup_presence") + ") "
+        "WHERE site_id IN (SELECT site_id FROM temp._keep) "
+        "AND day > (SELECT k.last_day FROM temp._keep k WHERE k.site_id = rollup_presence.site_id) "
+        "AND (prev_day IS NULL OR prev_day <= (SELECT k.last_day FROM temp._keep k "
+        "WHERE k.site_id = rollup_presence.site_id))"
+    )
+    conn.execute(
+        "INSERT INTO rollup_distinct_gaps (site_id, dim, value, day, gap, n) "
+        f"SELECT p.site_id, p.dim, p.value, p.day, coalesce(p.day - p.prev_day, {GAP_NONE}), "
+        "count(*) FROM rollup_presence p JOIN temp._keep k ON k.site_id = p.site_id "
+        "WHERE p.day > k.last_day GROUP BY 1, 2, 3, 4, 5"
+    )
+    for table in ("_keep", *(f"_hist_{t}" for t in (*_PER_DAY, "rollup_hourly"))):
+        conn.execute(f"DROP TABLE temp.{table}")
+
+
 def rebuild(conn: sqlite3.Connection, now_ms: int) -> int:
     """Rebuild sessions, first-seen times and every rollup from the events (one transaction).
 
-    First-seen times only ever move earlier, so they survive a rebuild after cleanup.
+    First-seen times only ever move earlier, so they survive a rebuild after cleanup. So does
+    the rollup history of days whose raw events cleanup deleted (:func:`history_days`): those
+    days keep their rollup rows as they were, and distinct counts stay exact across the border.
     """
     from pulse_tui.store.connection import _statements, schema_sql
 
@@ -355,11 +443,16 @@ def rebuild(conn: sqlite3.Connection, now_ms: int) -> int:
     try:
         for statement in _statements(schema_sql()):  # all IF NOT EXISTS: adds new rollups
             conn.execute(statement)
+        keep = history_days(conn)
+        if keep:
+            _save_history(conn, keep)
         for table in ROLLUP_TABLES:
             conn.execute(f"DELETE FROM {table}")
         set_meta(conn, HWM_KEY, 0)
         n = catch_up(conn, now_ms, distinct=False)
         _rebuild_distinct(conn)
+        if keep:
+            _restore_history(conn)
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:  # SQLite may have rolled back already

@@ -11,14 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import FIXED_NOW_MS
 
 from pulse_tui import __version__
 from pulse_tui.cli import main
+from pulse_tui.clock import format_ms
 from pulse_tui.simulate import Simulator, write_batch, write_sites, write_users
-from pulse_tui.store import derived
+from pulse_tui.store import cleanup, derived
 from pulse_tui.store.connection import connect
-
-from conftest import FIXED_NOW_MS
 
 DAY_MS = 86_400_000
 
@@ -309,3 +309,27 @@ def test_rebuild_rollups_repairs_damaged_rollups(capsys: pytest.CaptureFixture[s
     code, _, err = run_main(capsys, "--db", str(db), "rebuild-rollups")
     assert code == 0, err
     assert derived_tables(db) == before
+
+
+def test_rebuild_rollups_after_cleanup_keeps_history(capsys: pytest.CaptureFixture[str],
+                                                     tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    fill(db, days=4)
+    before = derived_tables(db)
+    cutoff = (FIXED_NOW_MS // DAY_MS - 2) * DAY_MS + DAY_MS // 3  # keeps 2 1/3 days of events
+    conn = connect(db)
+    deleted, _, _ = cleanup.delete_old_events(conn, cutoff)
+    conn.close()
+    assert deleted > 0
+    code, out, err = run_main(capsys, "--db", str(db), "rebuild-rollups")
+    assert code == 0, err
+    after = derived_tables(db)
+    for table in derived.ROLLUP_TABLES:  # (a rebuild writes no gap rows whose n is 0)
+        assert [r for r in after[table] if r[-1] != 0] == [
+            r for r in before[table] if r[-1] != 0], table
+    kept_day = (FIXED_NOW_MS // DAY_MS - 2) * DAY_MS
+    date = format_ms(kept_day)[:10]
+    sites = {r[0] for r in before["rollup_daily"]}
+    assert len(sites) == 3
+    for site in sites:
+        assert f"kept the rollups of site {site} up to {date}: cleanup deleted" in out

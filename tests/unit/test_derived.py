@@ -8,10 +8,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from conftest import FIXED_NOW_MS
+
 from pulse_tui.models import NewEvent
-from pulse_tui.store import derived
+from pulse_tui.store import cleanup, derived
 from pulse_tui.store.connection import connect
 from pulse_tui.store.events import ensure_sites, insert_events
 
@@ -167,6 +167,41 @@ def test_rebuild_equals_incremental(conn: sqlite3.Connection, tmp_path: Path) ->
         assert derived_state(fresh) == incremental
     finally:
         fresh.close()
+
+
+def test_rebuild_after_cleanup_keeps_the_rollup_history(conn: sqlite3.Connection) -> None:
+    """Cleanup deletes old raw events but keeps their rollups; a rebuild must not lose them:
+    every rollup row (distinct-count chains included) ends as it was before the cleanup."""
+    events = make_events(600, seed=8)
+    random.Random(2).shuffle(events)
+    for start in range(0, len(events), 97):
+        write(conn, events[start:start + 97])
+    before = {t: rows for t, rows in derived_state(conn).items() if t in derived.ROLLUP_TABLES}
+    users_before = {(site, lo): distinct_from_gaps(conn, site, "user", lo, T0 // DAY_MS + 9)
+                    for site in ("a", "b") for lo in range(T0 // DAY_MS, T0 // DAY_MS + 10)}
+    # mid-day cutoff: the oldest day left has lost part of its events
+    cutoff = T0 + 4 * DAY_MS + DAY_MS // 2
+    deleted, _, _ = cleanup.delete_old_events(conn, cutoff)
+    assert deleted > 100
+    cut_day = cutoff // DAY_MS
+    assert derived.history_days(conn) == {"a": cut_day, "b": cut_day}
+
+    derived.rebuild(conn, FIXED_NOW_MS)
+    after = {t: rows for t, rows in derived_state(conn).items() if t in derived.ROLLUP_TABLES}
+    assert after == before
+    assert {k: distinct_from_gaps(conn, k[0], "user", k[1], T0 // DAY_MS + 9)
+            for k in users_before} == users_before
+
+    # a site with no events left keeps all of its rollups; the other site is still rebuilt
+    conn.execute("DELETE FROM events WHERE site_id = 'b'")
+    conn.execute("DELETE FROM rollup_daily WHERE site_id = 'a' AND day = ?", (cut_day + 1,))
+    assert derived.history_days(conn) == {"a": cut_day, "b": derived.KEEP_ALL_DAYS}
+    derived.rebuild(conn, FIXED_NOW_MS)
+    assert derived_state(conn)["rollup_daily"] == before["rollup_daily"]
+    # a file cleaned before the cutoff was recorded: the oldest event's day is the border
+    conn.execute("DELETE FROM pulse_meta WHERE key = ?", (derived.CLEANUP_KEY,))
+    first_a = conn.execute(f"SELECT min(timestamp_ms) / {DAY_MS} FROM events").fetchone()[0]
+    assert derived.history_days(conn) == {"a": first_a, "b": derived.KEEP_ALL_DAYS}
 
 
 @pytest.mark.skipif(not hasattr(derived, "DISTINCT_USERS"), reason="no distinct rollups")
