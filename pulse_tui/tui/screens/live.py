@@ -17,6 +17,7 @@ from pulse_tui.models import Event
 from pulse_tui.textsafe import visible
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.event_detail import EventDetailScreen
+from pulse_tui.tui.widgets.columns import cell
 
 MAX_KEPT = 1000      # events kept in memory (bounded, whatever the rate)
 MAX_SHOWN = 300      # rows in the table
@@ -195,18 +196,21 @@ class LiveScreen(PaneScreen):
         table.clear()
         columns = self._column_spec  # the columns the table has now
         for e in rows[:MAX_SHOWN]:
-            values = {
-                "time": (event_time(e.timestamp_ms, today), ""),
-                "site": (e.site_id, ""),
-                "type": (e.event_type, _type_style(e.event_type)),
-                "user": (e.user_id, ""),
-                "url": (e.url, ""),
-                "ctry": (e.country, ""),
-                "device": (e.device_type, ""),
-                "referrer": (e.referrer, ""),
+            values = {  # value, style, how to cut it
+                "time": (event_time(e.timestamp_ms, today), "", "end"),
+                "site": (e.site_id, "", "middle"),
+                "type": (e.event_type, _type_style(e.event_type), "end"),
+                "user": (e.user_id, "", "middle"),
+                "url": (e.url, "", "url"),
+                "ctry": (e.country, "", "end"),
+                "device": (e.device_type, "", "end"),
+                "referrer": (e.referrer, "", "url"),
             }
-            table.add_row(*(_cell(*values[key], width=w) for key, w in columns),
-                          key=str(e.seq))
+            cells = []
+            for key, w in columns:
+                value, style, how = values[key]
+                cells.append(cell(value, w, style=style, cut=how))
+            table.add_row(*cells, key=str(e.seq))
         self._refresh_types()
 
     def _refresh_types(self) -> None:
@@ -291,15 +295,6 @@ class LiveScreen(PaneScreen):
     @on(DataTable.RowSelected, "#live-table")
     def _row_selected(self) -> None:
         self.action_show_event()
-
-
-def _cell(value: object, style: str = "", *, width: int) -> Text:
-    """One table cell: literal text, control characters visible, cut with an ellipsis so a
-    one-space gap always separates it from the next column."""
-    text = Text(visible(value, none="–"), style=style, no_wrap=True)
-    text.truncate(max(1, width - 1), overflow="ellipsis")
-    text.append(" ")
-    return text
 
 
 def _type_style(event_type: str) -> str:

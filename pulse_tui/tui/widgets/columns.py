@@ -30,13 +30,41 @@ def fit_columns(columns: Sequence[Column], total: int) -> list[tuple[Column, int
     return [(c, c.width or each) for c in shown]
 
 
+def cut_middle(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, cut in the middle (ids differ at the end:
+    ``acme-blog-u00042`` -> ``acme-…u00042``)."""
+    if len(text) <= width or width < 5:
+        return text
+    tail = (width - 1) * 3 // 5
+    return text[:width - 1 - tail] + "…" + text[len(text) - tail:]
+
+
+def short_url(url: str, width: int) -> str:
+    """The whole URL when it fits, else only its path, query and fragment (the site column
+    already tells the host; the event detail shows the whole URL)."""
+    if len(url) <= width:
+        return url
+    scheme, sep, rest = url.partition("://")
+    if sep and "/" in rest and scheme.isalpha():
+        return rest[rest.index("/"):]
+    return url
+
+
 def cell(value: object, width: int, *, style: str = "", justify: str = "left",
-         none: str = "–") -> Text:
-    """Literal text cut to ``width`` - 1 with an ellipsis, plus a one-space gap."""
+         none: str = "–", cut: str = "end") -> Text:
+    """Literal text cut to ``width`` - 1 with an ellipsis, plus a one-space gap.
+
+    ``cut``: "end" (default), "middle" (ids: keep the distinguishing tail) or "url" (a URL
+    that does not fit loses its scheme and host, then its end)."""
     if isinstance(value, Text):
         text = value.copy()
     else:
-        text = Text(visible(value, none=none), style=style, no_wrap=True)
+        plain = visible(value, none=none)
+        if value is not None and cut == "middle":
+            plain = cut_middle(plain, width - 1)
+        elif value is not None and cut == "url":
+            plain = short_url(plain, width - 1)
+        text = Text(plain, style=style, no_wrap=True)
     text.no_wrap = True
     text.truncate(max(1, width - 1), overflow="ellipsis")
     if justify == "right":
