@@ -355,25 +355,35 @@ CLEANUP_KEY = "events_cleaned_before_ms"  # cleanup records its newest event-tim
 def history_days(conn: sqlite3.Connection) -> dict[str, int]:
     """Sites whose rollups hold days whose raw events cleanup deleted (rollup_retention_days
     outlives events_retention_days): site -> the last day whose rollup rows a rebuild keeps as
-    they are. That is the day of cleanup's newest cutoff (recorded under CLEANUP_KEY; that day
-    lost only part of its events), for files cleaned before it was recorded the day of the
-    site's oldest event, and KEEP_ALL_DAYS for a site with no events left."""
-    first_rollup_days = conn.execute(
-        "SELECT site_id, min(day) FROM rollup_daily GROUP BY site_id").fetchall()
+    they are (KEEP_ALL_DAYS for a site with no events left). The border is the later of
+    cleanup's newest cutoff day (recorded under CLEANUP_KEY; that day lost only part of its
+    events) and the site's last rollup day without any stored event (cleanups from before the
+    cutoff was recorded; a stray old event that cleanup had to keep does not move it). Days
+    after the border are rebuilt from the events, so damaged rollups there are repaired.
+    Call with the rollups caught up."""
+    first_rollup_days = dict(conn.execute(
+        "SELECT site_id, min(day) FROM rollup_daily GROUP BY site_id").fetchall())
     if not first_rollup_days:
         return {}
-    cutoff_ms = int(get_meta(conn, CLEANUP_KEY, "0") or 0)
-    oldest = dict(conn.execute(
-        f"SELECT site_id, min(timestamp_ms) / {DAY_MS} FROM events GROUP BY site_id"))
+    cutoff_day = int(get_meta(conn, CLEANUP_KEY, "0") or 0) // DAY_MS or None
+    raw_days: dict[str, set[int]] = {}
+    for site, day in conn.execute(
+            f"SELECT DISTINCT site_id, timestamp_ms / {DAY_MS} FROM events"):
+        raw_days.setdefault(site, set()).add(day)
     keep: dict[str, int] = {}
-    for site, first_rollup_day in first_rollup_days:
-        first_event_day = oldest.get(site)
-        if first_event_day is None:
+    for site, first_rollup_day in first_rollup_days.items():
+        days = raw_days.get(site)
+        if not days:
             keep[site] = KEEP_ALL_DAYS
-        elif cutoff_ms and first_rollup_day <= cutoff_ms // DAY_MS:
-            keep[site] = cutoff_ms // DAY_MS
-        elif not cutoff_ms and first_rollup_day < first_event_day:
-            keep[site] = first_event_day
+            continue
+        border = cutoff_day if cutoff_day and first_rollup_day <= cutoff_day else None
+        without_events = [d for (d,) in conn.execute(
+            "SELECT day FROM rollup_daily WHERE site_id = ? AND events > 0", (site,))
+            if d not in days]
+        if without_events:
+            border = max(border or 0, max(without_events))
+        if border is not None:
+            keep[site] = border
     return keep
 
 
@@ -443,6 +453,7 @@ def rebuild(conn: sqlite3.Connection, now_ms: int) -> int:
     try:
         for statement in _statements(schema_sql()):  # all IF NOT EXISTS: adds new rollups
             conn.execute(statement)
+        catch_up(conn, now_ms)  # rows nobody folded yet count in the history that is kept
         keep = history_days(conn)
         if keep:
             _save_history(conn, keep)

@@ -198,10 +198,18 @@ def test_rebuild_after_cleanup_keeps_the_rollup_history(conn: sqlite3.Connection
     assert derived.history_days(conn) == {"a": cut_day, "b": derived.KEEP_ALL_DAYS}
     derived.rebuild(conn, FIXED_NOW_MS)
     assert derived_state(conn)["rollup_daily"] == before["rollup_daily"]
-    # a file cleaned before the cutoff was recorded: the oldest event's day is the border
+    # a file cleaned before the cutoff was recorded: the last day without events is the border
+    # (the partial cutoff day is rebuilt from what is left of it)
     conn.execute("DELETE FROM pulse_meta WHERE key = ?", (derived.CLEANUP_KEY,))
-    first_a = conn.execute(f"SELECT min(timestamp_ms) / {DAY_MS} FROM events").fetchone()[0]
-    assert derived.history_days(conn) == {"a": first_a, "b": derived.KEEP_ALL_DAYS}
+    empty = [d for (d,) in conn.execute("SELECT day FROM rollup_daily WHERE site_id = 'a'")
+             if not conn.execute(f"SELECT 1 FROM events WHERE site_id = 'a' AND timestamp_ms "
+                                 f"/ {DAY_MS} = ?", (d,)).fetchone()]
+    assert empty and max(empty) < cut_day
+    assert derived.history_days(conn) == {"a": max(empty), "b": derived.KEEP_ALL_DAYS}
+    derived.rebuild(conn, FIXED_NOW_MS)
+    rebuilt = derived_state(conn)["rollup_daily"]
+    assert [r for r in rebuilt if r[0] == "b" or r[1] != cut_day] == [
+        r for r in before["rollup_daily"] if r[0] == "b" or r[1] != cut_day]
 
 
 @pytest.mark.skipif(not hasattr(derived, "DISTINCT_USERS"), reason="no distinct rollups")
