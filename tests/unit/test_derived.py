@@ -212,6 +212,33 @@ def test_rebuild_after_cleanup_keeps_the_rollup_history(conn: sqlite3.Connection
         r for r in before["rollup_daily"] if r[0] == "b" or r[1] != cut_day]
 
 
+def test_rebuild_after_cleanup_counts_rows_nobody_folded_yet(conn: sqlite3.Connection,
+                                                              db_path: Path) -> None:
+    """Another program adds late events of kept days, then a rebuild runs before the worker
+    folds them: they still count (they are folded into the history before it is kept)."""
+    write(conn, make_events(400, seed=3))
+    cutoff = T0 + 4 * DAY_MS + DAY_MS // 2
+    assert cleanup.delete_old_events(conn, cutoff)[0] > 0
+    cut_day = cutoff // DAY_MS
+    before = conn.execute("SELECT events FROM rollup_daily WHERE site_id = 'a' AND day = ?",
+                          (cut_day - 1,)).fetchone()[0]
+    other = sqlite3.connect(db_path)
+    other.executemany(
+        "INSERT INTO events (event_id, site_id, event_type, timestamp_ms, session_id, user_id, "
+        "created_at) VALUES (?, 'a', 'pageview', ?, ?, ?, 1)",
+        [(f"late{i}", (cut_day - i % 2) * DAY_MS + DAY_MS * 3 // 4, f"late-s{i}", f"late-u{i}")
+         for i in range(10)])
+    other.commit()
+    other.close()
+    assert derived.pending_rows(conn) == 10
+    derived.rebuild(conn, FIXED_NOW_MS)
+    assert derived.pending_rows(conn) == 0
+    assert conn.execute("SELECT count(*) FROM rollup_daily_users WHERE user_id LIKE 'late-u%'"
+                        ).fetchone()[0] == 10
+    assert conn.execute("SELECT events FROM rollup_daily WHERE site_id = 'a' AND day = ?",
+                        (cut_day - 1,)).fetchone()[0] == before + 5
+
+
 @pytest.mark.skipif(not hasattr(derived, "DISTINCT_USERS"), reason="no distinct rollups")
 @pytest.mark.parametrize("dim, column", [("user", "user_id"), ("session", "session_id")])
 def test_distinct_counts_over_day_ranges_are_exact(conn: sqlite3.Connection, dim: str,
