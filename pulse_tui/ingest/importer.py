@@ -35,6 +35,10 @@ DEFAULT_BATCH_SIZE = 100_000  # rows per write transaction (PULSE_IMPORT_BATCH_R
 BATCH_ROWS_ENV = "PULSE_IMPORT_BATCH_ROWS"
 PARSE_CHUNK_ROWS = 10_000  # events are parsed and inserted in chunks of this many rows
 MAX_TX_SECONDS = 3.0  # ... and a transaction commits after this long even if not full
+# when sharing the write lock (pause_between_tx > 0): smaller parse chunks, and transactions
+# sized from the previous one so that each holds the lock about max_tx_seconds in all
+SHARED_CHUNK_ROWS = 2_000
+SHARED_FIRST_TX_ROWS = 5_000
 
 
 def batch_rows_setting(default: int = DEFAULT_BATCH_SIZE) -> int:
@@ -126,7 +130,10 @@ def import_file(
     - ``max_tx_seconds`` / ``pause_between_tx``: a transaction commits after that long of
       writing, and the importer then sleeps that long before the next one, so other writers
       (live traffic, another importer) get the write lock in between. The worker sets both;
-      a one-shot CLI import keeps the long transactions for throughput.
+      a one-shot CLI import keeps the long transactions for throughput. With a pause, event
+      transactions start at SHARED_FIRST_TX_ROWS rows and are then sized (up to
+      ``batch_size``) so that each holds the lock about ``max_tx_seconds`` in all, whatever
+      the machine's speed or the competition (:func:`next_tx_rows`).
 
     Returns an ImportResult; a file that cannot be imported at all gives status 'failed' with
     ``message`` (no exception). ``conn`` must be in autocommit mode (store.connection.connect).
@@ -186,7 +193,11 @@ def import_file(
         parse = make_row_parser(header, site_id=site_id, now_ms=now_ms)
         records = job.checkpoint_rows
         processed, dups, failed = job.processed_records, job.duplicate_records, job.failed_records
-        chunk = min(batch_size, PARSE_CHUNK_ROWS) if kind == "events" else batch_size
+        sharing = pause_between_tx > 0
+        chunk = batch_size
+        if kind == "events":
+            chunk = min(batch_size, SHARED_CHUNK_ROWS if sharing else PARSE_CHUNK_ROWS)
+        tx_rows = min(batch_size, SHARED_FIRST_TX_ROWS) if sharing else batch_size
         batches = _prefetch(iter_batches(src, header, parse, chunk))
         tx: store.EventsTx | None = None
         tx_started = 0.0
@@ -201,11 +212,14 @@ def import_file(
                     _add(tx, batch)
                     more = batch.records >= chunk
                     stop = should_stop is not None and should_stop()
-                    if more and not stop and tx.records < batch_size and (
+                    if more and not stop and tx.records < tx_rows and (
                             time.monotonic() - tx_started < max_tx_seconds):
                         continue
                     n_tx = tx.records
                     outcome, tx = tx.commit(), None
+                    if sharing:
+                        tx_rows = next_tx_rows(n_tx, time.monotonic() - tx_started,
+                                               max_tx_seconds, chunk, batch_size)
                     if more and not stop and pause_between_tx > 0:
                         time.sleep(pause_between_tx)  # let waiting writers take the lock
                     done = outcome, n_tx, more
@@ -241,6 +255,16 @@ def import_file(
     result = _finish(conn, job_id, path, started)
     result.unknown_columns = unknown
     return result
+
+
+def next_tx_rows(rows: int, held: float, target: float, lowest: int, highest: int) -> int:
+    """Rows for the next transaction so that it holds the write lock about ``target`` seconds
+    (insert, derived tables and COMMIT), from the last one's ``rows`` in ``held`` seconds: at
+    most twice as many as last time, within [lowest, highest]."""
+    if rows <= 0 or held <= 0:
+        return max(lowest, min(highest, rows))
+    aim = int(rows * target / held)
+    return max(lowest, min(highest, aim, 2 * rows))
 
 
 _END = object()

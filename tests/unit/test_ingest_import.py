@@ -332,3 +332,48 @@ def test_unknown_columns_noted_on_job(tmp_path: Path, conn: sqlite3.Connection,
     r = import_file(conn, f, clock=fixed_clock)
     assert r.unknown_columns == ["browser"] and r.failed == 0 and r.processed == 4
     assert "browser" in (store.get_job(conn, r.job_id).message or "")  # type: ignore[union-attr]
+
+
+def test_next_tx_rows_aims_at_the_lock_time() -> None:
+    from pulse_tui.ingest.importer import next_tx_rows
+
+    assert next_tx_rows(10_000, 0.5, 1.0, 2_000, 100_000) == 20_000  # fast: twice as many
+    assert next_tx_rows(10_000, 0.8, 1.0, 2_000, 100_000) == 12_500
+    assert next_tx_rows(10_000, 0.1, 1.0, 2_000, 100_000) == 20_000  # at most doubles
+    assert next_tx_rows(10_000, 4.0, 1.0, 2_000, 100_000) == 2_500  # slow or contended
+    assert next_tx_rows(10_000, 40.0, 1.0, 2_000, 100_000) == 2_000  # never below a chunk
+    assert next_tx_rows(80_000, 0.2, 1.0, 2_000, 100_000) == 100_000  # never above batch_size
+    assert next_tx_rows(0, 0.0, 1.0, 2_000, 100_000) == 2_000
+
+
+@pytest.mark.parametrize("tx_seconds, expected", [
+    # chunks of 2,000 rows; a first transaction of at least 5,000 rows
+    (1000.0, [6_000, 12_000, 22_000]),  # quick transactions grow (2x at most), to the end
+    (0.0, [2_000] * 20 + [0]),  # each past its time after one chunk (then the empty last)
+])
+def test_shared_lock_imports_size_transactions_by_time(
+        tmp_path: Path, fixed_clock: Clock, tx_seconds: float, expected: list[int],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a pause (the worker), transactions start small and follow the time they hold the
+    write lock; counts and derived tables are those of a one-transaction import."""
+    from pulse_tui.ingest import importer
+
+    monkeypatch.setattr(importer.time, "sleep", lambda s: None)  # the pause itself
+    src = make_events(tmp_path / "events.csv", 40_000, sessions=500)
+    ref = connect(tmp_path / "ref.db")
+    import_file(ref, src, clock=fixed_clock, batch_size=100_000)
+    conn = connect(tmp_path / "shared.db")
+    sizes: list[int] = []
+    done = [0]
+
+    def progress(p: importer.ImportProgress) -> None:
+        sizes.append(p.records - done[0])
+        done[0] = p.records
+
+    r = import_file(conn, src, clock=fixed_clock, batch_size=100_000, max_tx_seconds=tx_seconds,
+                    pause_between_tx=0.12, progress=progress)
+    assert r.status == "completed" and r.processed == 40_000
+    assert sizes == expected
+    assert snapshot(conn) == snapshot(ref)
+    ref.close()
+    conn.close()
