@@ -36,9 +36,12 @@ BATCH_ROWS_ENV = "PULSE_IMPORT_BATCH_ROWS"
 PARSE_CHUNK_ROWS = 10_000  # events are parsed and inserted in chunks of this many rows
 MAX_TX_SECONDS = 3.0  # ... and a transaction commits after this long even if not full
 # when sharing the write lock (pause_between_tx > 0): smaller parse chunks, and transactions
-# sized from the previous one so that each holds the lock about max_tx_seconds in all
+# sized from the previous one so that each holds the lock about max_tx_seconds in all, or
+# QUIET_TX_FACTOR times that while no other program writes events
 SHARED_CHUNK_ROWS = 2_000
 SHARED_FIRST_TX_ROWS = 5_000
+QUIET_TX_FACTOR = 3
+QUIET_AFTER_SECONDS = 10.0  # ... that is, none stored during the pauses of the last 10 s
 
 
 def batch_rows_setting(default: int = DEFAULT_BATCH_SIZE) -> int:
@@ -133,7 +136,9 @@ def import_file(
       a one-shot CLI import keeps the long transactions for throughput. With a pause, event
       transactions start at SHARED_FIRST_TX_ROWS rows and are then sized (up to
       ``batch_size``) so that each holds the lock about ``max_tx_seconds`` in all, whatever
-      the machine's speed or the competition (:func:`next_tx_rows`).
+      the machine's speed (:func:`next_tx_rows`); QUIET_TX_FACTOR times that once no other
+      connection stored events during the pauses of the last QUIET_AFTER_SECONDS (no live
+      traffic is waiting).
 
     Returns an ImportResult; a file that cannot be imported at all gives status 'failed' with
     ``message`` (no exception). ``conn`` must be in autocommit mode (store.connection.connect).
@@ -198,6 +203,8 @@ def import_file(
         if kind == "events":
             chunk = min(batch_size, SHARED_CHUNK_ROWS if sharing else PARSE_CHUNK_ROWS)
         tx_rows = min(batch_size, SHARED_FIRST_TX_ROWS) if sharing else batch_size
+        tx_seconds = max_tx_seconds
+        others_seen = float("-inf")  # the first pause tells whether live traffic waits
         batches = _prefetch(iter_batches(src, header, parse, chunk))
         tx: store.EventsTx | None = None
         tx_started = 0.0
@@ -213,15 +220,19 @@ def import_file(
                     more = batch.records >= chunk
                     stop = should_stop is not None and should_stop()
                     if more and not stop and tx.records < tx_rows and (
-                            time.monotonic() - tx_started < max_tx_seconds):
+                            time.monotonic() - tx_started < tx_seconds):
                         continue
                     n_tx = tx.records
                     outcome, tx = tx.commit(), None
-                    if sharing:
-                        tx_rows = next_tx_rows(n_tx, time.monotonic() - tx_started,
-                                               max_tx_seconds, chunk, batch_size)
-                    if more and not stop and pause_between_tx > 0:
-                        time.sleep(pause_between_tx)  # let waiting writers take the lock
+                    held = time.monotonic() - tx_started
+                    if more and not stop and sharing:
+                        # let waiting writers take the lock; while none of them writes events
+                        # (live traffic), the next transaction may hold it longer
+                        if _events_written_during(conn, pause_between_tx):
+                            others_seen = time.monotonic()
+                        quiet = time.monotonic() - others_seen >= QUIET_AFTER_SECONDS
+                        tx_seconds = max_tx_seconds * (QUIET_TX_FACTOR if quiet else 1)
+                        tx_rows = next_tx_rows(n_tx, held, tx_seconds, chunk, batch_size)
                     done = outcome, n_tx, more
                 else:
                     outcome = _write(conn, job_id, kind, batch, now_ms)
@@ -255,6 +266,15 @@ def import_file(
     result = _finish(conn, job_id, path, started)
     result.unknown_columns = unknown
     return result
+
+
+def _events_written_during(conn: sqlite3.Connection, pause: float) -> bool:
+    """Sleep ``pause`` seconds outside any transaction; True when another connection stored
+    events meanwhile (rowids are never reused: cleanup keeps the top row)."""
+    top = "SELECT coalesce(max(rowid), 0) FROM events"
+    before = conn.execute(top).fetchone()[0]
+    time.sleep(pause)
+    return bool(conn.execute(top).fetchone()[0] != before)
 
 
 def next_tx_rows(rows: int, held: float, target: float, lowest: int, highest: int) -> int:

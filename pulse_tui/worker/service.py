@@ -67,7 +67,8 @@ EventCallback = Callable[[WorkerEvent], None]
 # The worker shares the database with live writers and TUIs: each import transaction holds the
 # write lock about a second (its size follows the measured speed, up to WORKER_TX_ROWS rows) and
 # the worker then pauses longer than SQLite's busy-retry interval (100 ms), so simulated or real
-# live traffic keeps landing and showing while a big file imports.
+# live traffic keeps landing and showing while a big file imports. While nobody else stores
+# events, transactions grow to about 3 s (ingest.importer.QUIET_TX_FACTOR) for throughput.
 WORKER_TX_SECONDS = 1.0
 WORKER_TX_PAUSE = 0.12
 WORKER_TX_ROWS = 100_000

@@ -377,3 +377,47 @@ def test_shared_lock_imports_size_transactions_by_time(
     assert snapshot(conn) == snapshot(ref)
     ref.close()
     conn.close()
+
+
+@pytest.mark.parametrize("live_traffic", [False, True])
+def test_shared_lock_transactions_stay_short_while_others_write_events(
+        tmp_path: Path, fixed_clock: Clock, monkeypatch: pytest.MonkeyPatch,
+        live_traffic: bool) -> None:
+    """The worker's transactions may hold the lock QUIET_TX_FACTOR times longer only while no
+    other connection stores events during its pauses (live traffic waiting for the lock)."""
+    from pulse_tui.ingest import importer
+
+    db = tmp_path / "live.db"
+    conn = connect(db)
+    other = connect(db)
+    other.execute("INSERT INTO sites (id, created_at) VALUES ('live', 0)")
+    written = [0]
+
+    def pause(seconds: float) -> None:  # another program writes while the importer pauses
+        if live_traffic:
+            written[0] += 1
+            other.execute("INSERT INTO events (event_id, site_id, event_type, timestamp_ms, "
+                          "session_id, created_at) VALUES (?, 'live', 'pageview', ?, 's', 0)",
+                          (f"live-{written[0]}", TS))
+
+    targets: list[float] = []
+    real = importer.next_tx_rows
+
+    def spy(rows: int, held: float, target: float, lowest: int, highest: int) -> int:
+        targets.append(target)
+        return real(rows, held, target, lowest, highest)
+
+    monkeypatch.setattr(importer.time, "sleep", pause)
+    monkeypatch.setattr(importer, "next_tx_rows", spy)
+    src = make_events(tmp_path / "events.csv", 20_000, sessions=300)
+    r = import_file(conn, src, clock=fixed_clock, batch_size=4_000, max_tx_seconds=5.0,
+                    pause_between_tx=0.12)
+    assert r.status == "completed" and r.processed == 20_000
+    assert len(targets) >= 4
+    if live_traffic:
+        assert set(targets) == {5.0} and written[0] == len(targets)
+    else:
+        assert set(targets) == {5.0 * importer.QUIET_TX_FACTOR}
+    assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 20_000 + written[0]
+    other.close()
+    conn.close()
