@@ -91,10 +91,14 @@ class Totals:
 
 @dataclass(frozen=True, slots=True)
 class RangeTotals:
-    """A range's totals and those of the period of equal length before it."""
+    """A range's totals and those of the period of equal length before it.
+
+    ``previous_until_ms``: set when the range ends today (a day still running), so the previous
+    period was counted only up to the same time of its last day (like with like)."""
 
     current: Totals
     previous: Totals
+    previous_until_ms: int | None = None
 
     @staticmethod
     def change_pct(now: int, before: int) -> float | None:

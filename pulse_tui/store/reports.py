@@ -38,7 +38,7 @@ from pulse_tui.report_models import (
     TopRow,
     Totals,
 )
-from pulse_tui.store.derived import DISTINCT_SESSIONS, DISTINCT_USERS
+from pulse_tui.store.derived import CLEANUP_KEY, DAY_MS, DISTINCT_SESSIONS, DISTINCT_USERS, get_meta
 from pulse_tui.store.events import list_sites
 
 DEFAULT_DAYS = 30
@@ -140,9 +140,47 @@ def totals(conn: sqlite3.Connection, site_id: str, rng: DateRange) -> Totals:
                   distinct_count(conn, site_id, rng, DISTINCT_SESSIONS))
 
 
-def range_totals(conn: sqlite3.Connection, site_id: str, rng: DateRange) -> RangeTotals:
-    """Totals of the range and of the equally long period before it (change arrows)."""
-    return RangeTotals(totals(conn, site_id, rng), totals(conn, site_id, rng.previous()))
+def totals_until(conn: sqlite3.Connection, site_id: str, rng: DateRange, until_ms: int
+                 ) -> Totals:
+    """Totals of the range with its last day counted only up to ``until_ms`` (inclusive), exact:
+    the whole days from the rollups, the cut day from the raw events, whose users and sessions
+    count only when the range's whole days did not already have them."""
+    cut_start = rng.last_day * DAY_MS
+    whole = DateRange(rng.start, rng.end - timedelta(days=1)) if rng.days > 1 else None
+    events = event_count(conn, site_id, whole) if whole else 0
+    users = distinct_count(conn, site_id, whole, DISTINCT_USERS) if whole else 0
+    sessions = distinct_count(conn, site_id, whole, DISTINCT_SESSIONS) if whole else 0
+    seen_before = (
+        "NOT EXISTS (SELECT 1 FROM rollup_presence p WHERE p.site_id = ?1 AND p.dim = ?4 "
+        "AND p.value = '' AND p.entity = e.{col} AND p.day BETWEEN ?5 AND ?6)")
+    cut = conn.execute(
+        "SELECT count(*), "
+        "count(DISTINCT CASE WHEN " + seen_before.format(col="user_id") + " THEN e.user_id END), "
+        "count(DISTINCT CASE WHEN " + seen_before.replace("?4", "?7").format(col="session_id")
+        + " THEN e.session_id END) "
+        "FROM events e WHERE e.site_id = ?1 AND e.timestamp_ms BETWEEN ?2 AND ?3",
+        (site_id, cut_start, until_ms, DISTINCT_USERS, rng.first_day, rng.last_day - 1,
+         DISTINCT_SESSIONS),
+    ).fetchone()
+    return Totals(rng, events + cut[0], users + cut[1], sessions + cut[2])
+
+
+def range_totals(conn: sqlite3.Connection, site_id: str, rng: DateRange,
+                 now_ms: int | None = None) -> RangeTotals:
+    """Totals of the range and of the equally long period before it (change arrows).
+
+    When the range ends on the day of ``now_ms`` (today, still running), the previous period
+    is counted up to the same time of its last day, so a morning is not compared with a whole
+    day; unless cleanup already deleted that day's raw events (then whole days, as otherwise).
+    """
+    previous = rng.previous()
+    if now_ms is not None and now_ms // DAY_MS == rng.last_day:
+        until = now_ms - rng.days * DAY_MS
+        cleaned_before = int(get_meta(conn, CLEANUP_KEY, "0") or 0)
+        if cleaned_before <= previous.last_day * DAY_MS:
+            return RangeTotals(totals(conn, site_id, rng),
+                               totals_until(conn, site_id, previous, until), until)
+    return RangeTotals(totals(conn, site_id, rng), totals(conn, site_id, previous))
 
 
 def daily(conn: sqlite3.Connection, site_id: str, rng: DateRange) -> list[DailyRow]:

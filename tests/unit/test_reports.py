@@ -191,6 +191,36 @@ def test_range_totals_and_previous_period(conn: sqlite3.Connection) -> None:
     assert RangeTotals.change_pct(150, 100) == 50.0 and RangeTotals.change_pct(1, 0) is None
 
 
+@pytest.mark.parametrize("days", [1, 7])
+@pytest.mark.parametrize("hour", [0.5, 9.75, 23.9])
+def test_range_ending_today_compares_with_the_same_time(conn: sqlite3.Connection, days: int,
+                                                        hour: float) -> None:
+    """A range ending today (still running) is compared with the previous period up to the
+    same time of its last day, exactly (raw reference), not with whole days."""
+    for batch in _history(7, 20, 0.1, sites=1):
+        write_batch(conn, batch, 0)
+    now = day_start_ms(END) + int(hour * 3_600_000)
+    rng = DateRange(END - timedelta(days=days - 1), END)
+    rt = reports.range_totals(conn, "acme-web", rng, now)
+    until = now - days * 86_400_000
+    assert rt.previous_until_ms == until
+    assert rt.previous.range == rng.previous()
+    want = conn.execute(
+        "SELECT count(*), count(DISTINCT user_id), count(DISTINCT session_id) FROM events "
+        "WHERE site_id = 'acme-web' AND timestamp_ms BETWEEN ? AND ?",
+        (rng.previous().start_ms, until)).fetchone()
+    assert (rt.previous.events, rt.previous.users, rt.previous.sessions) == want
+    whole = reports.totals(conn, "acme-web", rng.previous()).events
+    assert (0 < want[0] < whole) if (hour, days) == (9.75, 7) else (want[0] <= whole)
+    assert rt.current == reports.totals(conn, "acme-web", rng)
+    # a range that ended before today compares whole days; so does one whose previous last
+    # day lost its raw events to cleanup
+    assert reports.range_totals(conn, "acme-web", rng, now + 86_400_000).previous_until_ms is None
+    derived.set_meta(conn, derived.CLEANUP_KEY, rng.previous().end_ms + 1)
+    assert reports.range_totals(conn, "acme-web", rng, now) == reports.range_totals(
+        conn, "acme-web", rng)
+
+
 def test_sites_ranges_and_registry(conn: sqlite3.Connection) -> None:
     clock = Clock(day_start_ms(END) + 5_000)
     assert reports.default_range(clock) == DateRange(END - timedelta(days=29), END)

@@ -15,6 +15,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 from textual_plotext import PlotextPlot
 
+from pulse_tui.clock import format_ms
 from pulse_tui.report_models import BreakdownRow, DailyRow, DateRange, RangeTotals, TopRow
 from pulse_tui.store import reports
 from pulse_tui.textsafe import visible
@@ -161,7 +162,8 @@ class ChartsScreen(PaneScreen):
         site_id = app.site_id or sites[0].id  # type: ignore[attr-defined]
         rng: DateRange = app.current_range()  # type: ignore[attr-defined]
         dim = TOP_DIMS[self.dim_index][0]
-        totals = await store.run(reports.range_totals, site_id, rng)
+        totals = await store.run(reports.range_totals, site_id, rng,
+                                 app.clock.now_ms())  # type: ignore[attr-defined]
         daily = await store.run(reports.daily, site_id, rng)
         breakdown = await store.run(reports.breakdown, site_id, rng)
         top = await store.run(reports.top, site_id, rng, dim, 10)
@@ -186,8 +188,11 @@ class ChartsScreen(PaneScreen):
             line.append(f"  {label} ", style="dim")
             line.append(f"{now:,} ", style="bold")
             line.append_text(change_text(now, before))
+        until = data.totals.previous_until_ms
         line.append(f"   {data.range.start.isoformat()} → {data.range.end.isoformat()}"
-                    f" vs previous {data.range.days} d", style="dim")
+                    f" vs previous {data.range.days} d"
+                    + (f" to {format_ms(until, seconds=False)[11:]}" if until is not None else ""),
+                    style="dim")
         self.query_one("#charts-totals", Static).update(line)
 
         days = [row.day for row in data.daily]
