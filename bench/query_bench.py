@@ -150,6 +150,9 @@ def query(path: Path) -> list[tuple[str, str, float, float | None]]:
              None),
             ("totals (events, users, sessions; + previous period)",
              lambda r=rng: reports.range_totals(conn, site, r), raw("totals")),
+            ("totals, range ending today at 14:00 (previous period to the same time)",
+             lambda r=rng: reports.range_totals(conn, site, r, r.last_day * 86_400_000
+                                                + 14 * 3_600_000), None),
             ("sites", lambda: reports.sites(conn), None),
         ]
         for label, fast_fn, raw_fn in cases:
