@@ -42,11 +42,11 @@ class ImportJob:
     message: str | None
 
 
-_JOB_COLUMNS = (
-    "id, site_id, type, status, file_name, file_size, total_records, "
-    "coalesce(processed_records, 0), coalesce(failed_records, 0), duplicate_records, errors, "
-    "created_at, started_at, completed_at, source_path, result_path, checkpoint_rows, "
-    "checkpoint_offset, checkpoint_line, message"
+JOB_COLUMNS = (  # in ImportJob's field order; rows other programs wrote may hold NULLs
+    "id, site_id, type, coalesce(status, 'uploading'), file_name, file_size, total_records, "
+    "coalesce(processed_records, 0), coalesce(failed_records, 0), "
+    "coalesce(duplicate_records, 0), errors, created_at, started_at, completed_at, "
+    "source_path, result_path, checkpoint_rows, checkpoint_offset, checkpoint_line, message"
 )
 
 
@@ -76,14 +76,14 @@ def _tx(conn: sqlite3.Connection) -> Any:
 
 
 def get_job(conn: sqlite3.Connection, job_id: str) -> ImportJob | None:
-    row = conn.execute(f"SELECT {_JOB_COLUMNS} FROM import_jobs WHERE id = ?",
+    row = conn.execute(f"SELECT {JOB_COLUMNS} FROM import_jobs WHERE id = ?",
                        (job_id,)).fetchone()
     return ImportJob(*row) if row else None
 
 
 def list_jobs(conn: sqlite3.Connection, *, limit: int = 100) -> list[ImportJob]:
     return [ImportJob(*r) for r in conn.execute(
-        f"SELECT {_JOB_COLUMNS} FROM import_jobs ORDER BY created_at DESC, rowid DESC LIMIT ?",
+        f"SELECT {JOB_COLUMNS} FROM import_jobs ORDER BY created_at DESC, rowid DESC LIMIT ?",
         (limit,),
     )]
 

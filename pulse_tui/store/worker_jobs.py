@@ -3,74 +3,41 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 
 from pulse_tui.store.derived import set_meta
+from pulse_tui.store.imports import JOB_COLUMNS, ImportJob, get_job  # noqa: F401 (worker API)
 
 UNFINISHED = ("uploading", "processing")
 FINISHED = ("completed", "failed")
 HOOKS_PENDING_PREFIX = "import_hooks_pending:"
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerJobRow:
-    """The columns of an ``import_jobs`` row the worker acts on."""
-
-    id: str
-    site_id: str
-    type: str
-    status: str
-    file_name: str
-    file_size: int
-    total_records: int | None
-    processed_records: int
-    duplicate_records: int
-    failed_records: int
-    source_path: str | None
-    result_path: str | None
-    message: str | None
-    created_at: int
-    completed_at: int | None
-
-
-_COLUMNS = (
-    "id, site_id, type, coalesce(status, 'uploading'), file_name, file_size, total_records, "
-    "coalesce(processed_records, 0), coalesce(duplicate_records, 0), "
-    "coalesce(failed_records, 0), source_path, result_path, message, created_at, completed_at"
-)
-
-
-def get_job(conn: sqlite3.Connection, job_id: str) -> WorkerJobRow | None:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM import_jobs WHERE id = ?", (job_id,)).fetchone()
-    return WorkerJobRow(*row) if row else None
-
-
-def unfinished_jobs(conn: sqlite3.Connection) -> list[WorkerJobRow]:
+def unfinished_jobs(conn: sqlite3.Connection) -> list[ImportJob]:
     """Jobs still uploading or processing (after a crash: interrupted ones), oldest first."""
     rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM import_jobs "
+        f"SELECT {JOB_COLUMNS} FROM import_jobs "
         "WHERE coalesce(status, 'uploading') IN ('uploading', 'processing') "
         "ORDER BY created_at, rowid"
     ).fetchall()
-    return [WorkerJobRow(*r) for r in rows]
+    return [ImportJob(*r) for r in rows]
 
 
-def unplaced_jobs(conn: sqlite3.Connection) -> list[WorkerJobRow]:
+def unplaced_jobs(conn: sqlite3.Connection) -> list[ImportJob]:
     """Finished jobs whose file has no recorded destination yet (crash before the move)."""
     rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM import_jobs "
+        f"SELECT {JOB_COLUMNS} FROM import_jobs "
         "WHERE status IN ('completed', 'failed') AND result_path IS NULL "
         "AND source_path IS NOT NULL ORDER BY created_at, rowid"
     ).fetchall()
-    return [WorkerJobRow(*r) for r in rows]
+    return [ImportJob(*r) for r in rows]
 
 
-def jobs_with_result(conn: sqlite3.Connection, result_path: str) -> list[WorkerJobRow]:
+def jobs_with_result(conn: sqlite3.Connection, result_path: str) -> list[ImportJob]:
     rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM import_jobs WHERE result_path = ? ORDER BY created_at DESC",
+        f"SELECT {JOB_COLUMNS} FROM import_jobs WHERE result_path = ? ORDER BY created_at DESC",
         (result_path,),
     ).fetchall()
-    return [WorkerJobRow(*r) for r in rows]
+    return [ImportJob(*r) for r in rows]
 
 
 def set_destination(conn: sqlite3.Connection, job_id: str, result_path: str) -> None:

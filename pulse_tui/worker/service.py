@@ -543,7 +543,7 @@ class WorkerService:
             return
         self._place(conn, row, fallback=path)
 
-    def _place(self, conn: Any, row: jobs_sql.WorkerJobRow, fallback: Path | None = None
+    def _place(self, conn: Any, row: jobs_sql.ImportJob, fallback: Path | None = None
                ) -> None:
         """Pick the destination, record it, then move (steps 3-5 of the module docstring)."""
         src = Path(row.source_path) if row.source_path else fallback
@@ -555,7 +555,7 @@ class WorkerService:
         jobs_sql.set_destination(conn, row.id, str(dest))
         self._finalize(conn, row, dest, src=src)
 
-    def _finalize(self, conn: Any, row: jobs_sql.WorkerJobRow, dest: Path,
+    def _finalize(self, conn: Any, row: jobs_sql.ImportJob, dest: Path,
                   src: Path | None = None) -> None:
         src = src or (Path(row.source_path) if row.source_path else None)
         errors_path: Path | None = None
@@ -621,7 +621,7 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _write_errors(conn: Any, row: jobs_sql.WorkerJobRow, target: Path) -> Path | None:
+def _write_errors(conn: Any, row: jobs_sql.ImportJob, target: Path) -> Path | None:
     """NAME.errors.csv beside the moved file, via the importer's writer (atomic replace)."""
     from pulse_tui import ingest
 
