@@ -11,6 +11,7 @@ from pulse_tui.simulate import Simulator, write_batch, write_sites, write_users
 from pulse_tui.store import derived
 from pulse_tui.store.connection import connect
 from pulse_tui.store.events import insert_events
+from pulse_tui.store.tx import write_transaction
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,7 @@ def build_history(conn: sqlite3.Connection, now_ms: int, *, days: int, seed: int
     sim = Simulator(seed=seed)
     today = now_ms // DAY_MS
     total = 0
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         write_sites(conn, sim, now_ms)
         for batch in sim.history(today - days, today - 1):
             total += insert_events(conn, batch, now_ms)
@@ -48,11 +48,6 @@ def build_history(conn: sqlite3.Connection, now_ms: int, *, days: int, seed: int
         total += insert_events(conn, [e for e in sim.day_events(today)
                                       if e.timestamp_ms <= now_ms], now_ms)
         write_users(conn, sim.users(), now_ms)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:  # SQLite may have rolled back already
-            conn.execute("ROLLBACK")
-        raise
     derived.rebuild(conn, now_ms)
     seed_examples(conn, Clock(now_ms))
     conn.execute("BEGIN IMMEDIATE")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pulse_tui.models import NewEvent
 from pulse_tui.store import derived
 from pulse_tui.store.events import ensure_sites, insert_events
+from pulse_tui.store.tx import write_transaction
 
 DAY_MS = 86_400_000
 
@@ -292,16 +293,10 @@ class Simulator:
 # -------------------------------------------------------------------- writing
 def write_batch(conn: sqlite3.Connection, events: list[NewEvent], now_ms: int) -> int:
     """Insert events and fold them into sessions and rollups in one transaction."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         ensure_sites(conn, {e.site_id for e in events}, now_ms)
         n = insert_events(conn, events, now_ms)
         derived.catch_up(conn, now_ms)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:  # SQLite may have rolled back already
-            conn.execute("ROLLBACK")
-        raise
     return n
 
 

@@ -33,6 +33,7 @@ from pulse_tui.clock import DAY_MS, Clock
 from pulse_tui.config import Settings
 from pulse_tui.store import derived
 from pulse_tui.store import exports as export_store
+from pulse_tui.store.tx import write_transaction
 
 log = logging.getLogger("pulse_tui.cleanup")
 
@@ -87,8 +88,7 @@ def _delete_event_batch(conn: sqlite3.Connection, site_id: str, cutoff_ms: int,
                         batch: int) -> tuple[int, int, int]:
     """One write transaction: up to ``batch`` old events of the site and their sessions.
     Returns (events deleted, sessions deleted, sessions recomputed)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS _cleanup_rows (r INTEGER PRIMARY KEY)")
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS _cleanup_sessions "
                      "(s TEXT PRIMARY KEY) WITHOUT ROWID")
@@ -120,11 +120,6 @@ def _delete_event_batch(conn: sqlite3.Connection, site_id: str, cutoff_ms: int,
         ).rowcount
         conn.execute("DELETE FROM temp._cleanup_rows")
         conn.execute("DELETE FROM temp._cleanup_sessions")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:  # SQLite may have rolled back already
-            conn.execute("ROLLBACK")
-        raise
     return events, gone, updated
 
 
@@ -173,14 +168,8 @@ def delete_old_rollups(conn: sqlite3.Connection, before_day: int) -> int:
         if conn.execute(f'SELECT 1 FROM "{table}" WHERE {col} < ? LIMIT 1',
                         (bound,)).fetchone() is None:
             continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(conn):
             total += conn.execute(f'DELETE FROM "{table}" WHERE {col} < ?', (bound,)).rowcount
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # SQLite may have rolled back already
-                conn.execute("ROLLBACK")
-            raise
     return total
 
 

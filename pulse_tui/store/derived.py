@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from pulse_tui.store.tx import write_transaction
+
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
 HWM_KEY = "derived_rowid"
@@ -309,14 +311,8 @@ def catch_up_tx(conn: sqlite3.Connection, now_ms: int) -> int:
     """catch_up in its own short write transaction (the worker's path for foreign writes)."""
     if pending_rows(conn) == 0:
         return 0
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         n = catch_up(conn, now_ms)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:  # SQLite may have rolled back already
-            conn.execute("ROLLBACK")
-        raise
     return n
 
 
@@ -449,8 +445,7 @@ def rebuild(conn: sqlite3.Connection, now_ms: int) -> int:
     """
     from pulse_tui.store.connection import _statements, schema_sql
 
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         for statement in _statements(schema_sql()):  # all IF NOT EXISTS: adds new rollups
             conn.execute(statement)
         catch_up(conn, now_ms)  # rows nobody folded yet count in the history that is kept
@@ -464,9 +459,4 @@ def rebuild(conn: sqlite3.Connection, now_ms: int) -> int:
         _rebuild_distinct(conn)
         if keep:
             _restore_history(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:  # SQLite may have rolled back already
-            conn.execute("ROLLBACK")
-        raise
     return n

@@ -10,6 +10,7 @@ from typing import Any
 
 from pulse_tui.store import derived
 from pulse_tui.store.events import ensure_sites
+from pulse_tui.store.tx import write_transaction
 
 ERRORS_SAMPLE = 20  # rejects kept in import_jobs.errors (the rest live in import_rejects)
 
@@ -64,17 +65,6 @@ class BatchOutcome:
     failed: int
 
 
-def _tx(conn: sqlite3.Connection) -> Any:
-    class _Tx:
-        def __enter__(self) -> None:
-            conn.execute("BEGIN IMMEDIATE")
-
-        def __exit__(self, exc_type: object, *rest: object) -> None:
-            conn.execute("ROLLBACK" if exc_type else "COMMIT")
-
-    return _Tx()
-
-
 def get_job(conn: sqlite3.Connection, job_id: str) -> ImportJob | None:
     row = conn.execute(f"SELECT {JOB_COLUMNS} FROM import_jobs WHERE id = ?",
                        (job_id,)).fetchone()
@@ -91,7 +81,7 @@ def list_jobs(conn: sqlite3.Connection, *, limit: int = 100) -> list[ImportJob]:
 def create_job(conn: sqlite3.Connection, *, job_id: str, kind: str, site_id: str,
                file_name: str, file_size: int, source_path: str | None, now_ms: int) -> None:
     """A new job in state 'uploading' (its own short transaction)."""
-    with _tx(conn):
+    with write_transaction(conn):
         conn.execute(
             "INSERT INTO import_jobs (id, site_id, type, status, file_name, file_size, "
             "total_records, processed_records, failed_records, created_at, source_path) "
@@ -103,7 +93,7 @@ def create_job(conn: sqlite3.Connection, *, job_id: str, kind: str, site_id: str
 def start_job(conn: sqlite3.Connection, job_id: str, *, kind: str, now_ms: int,
               note: str | None = None) -> None:
     """uploading -> processing (the header was read and is usable)."""
-    with _tx(conn):
+    with write_transaction(conn):
         conn.execute(
             "UPDATE import_jobs SET status = 'processing', type = ?, "
             "started_at = coalesce(started_at, ?), message = ? WHERE id = ?",
@@ -114,7 +104,7 @@ def start_job(conn: sqlite3.Connection, job_id: str, *, kind: str, now_ms: int,
 def fail_job(conn: sqlite3.Connection, job_id: str, message: str, now_ms: int,
              *, kind: str | None = None) -> None:
     """The whole file could not be imported: status 'failed' with a one-line message."""
-    with _tx(conn):
+    with write_transaction(conn):
         conn.execute(
             "UPDATE import_jobs SET status = 'failed', message = ?, completed_at = ?, "
             "type = coalesce(?, type), errors = ? WHERE id = ?",
@@ -125,7 +115,7 @@ def fail_job(conn: sqlite3.Connection, job_id: str, message: str, now_ms: int,
 
 def finish_job(conn: sqlite3.Connection, job_id: str, now_ms: int) -> None:
     """processing -> completed; fills ``errors`` with a bounded sample of the rejects."""
-    with _tx(conn):
+    with write_transaction(conn):
         sample = [
             {"line": r[0], "column": r[1], "value": r[2], "reason": r[3]}
             for r in conn.execute(
@@ -275,7 +265,7 @@ def write_users_batch(conn: sqlite3.Connection, job_id: str, rows: Sequence[tupl
                       rejects: Sequence[RejectRow], cp: Checkpoint, now_ms: int
                       ) -> BatchOutcome:
     """Upsert users by user_id (a newer updated_at wins; an older or equal one is a duplicate)."""
-    with _tx(conn):
+    with write_transaction(conn):
         changed = 0
         if rows:
             ensure_sites(conn, {r[1] for r in rows if r[1]}, now_ms)
@@ -318,7 +308,7 @@ def write_members_batch(conn: sqlite3.Connection, job_id: str, rows: Sequence[tu
 
     ``lines`` gives each row's line (for the rejects this function adds).
     """
-    with _tx(conn):
+    with write_transaction(conn):
         ids = sorted({r[1] for r in rows})
         cohorts: dict[str, tuple[str, str]] = {}
         for i in range(0, len(ids), 500):
@@ -367,5 +357,5 @@ def reject_count(conn: sqlite3.Connection, job_id: str) -> int:
 
 def set_result_path(conn: sqlite3.Connection, job_id: str, path: str) -> None:
     """Where the worker moved the file (processed/ or failed/)."""
-    with _tx(conn):
+    with write_transaction(conn):
         conn.execute("UPDATE import_jobs SET result_path = ? WHERE id = ?", (path, job_id))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from pulse_tui.models import LeaseInfo
+from pulse_tui.store.tx import write_transaction
 
 LEASE_NAME = "worker"
 LEASE_TTL_MS = 15_000  # a holder renews every few seconds; a dead one's lease expires after this
@@ -21,8 +22,7 @@ def try_acquire(
     ttl_ms: int = LEASE_TTL_MS,
 ) -> bool:
     """Take or renew the lease if it is free, expired or already ours. True when we hold it."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         row = conn.execute(
             "SELECT holder, expires_at FROM worker_lease WHERE name = ?", (LEASE_NAME,)
         ).fetchone()
@@ -42,14 +42,8 @@ def try_acquire(
                 (LEASE_NAME, holder, pid, host, import_dir, now_ms, now_ms, now_ms + ttl_ms,
                  acquired),
             )
-            conn.execute("COMMIT")
             return True
-        conn.execute("COMMIT")
         return False
-    except BaseException:
-        if conn.in_transaction:  # SQLite may have rolled back already
-            conn.execute("ROLLBACK")
-        raise
 
 
 def release(conn: sqlite3.Connection, holder: str) -> None:

@@ -6,6 +6,7 @@ import sqlite3
 
 from pulse_tui.store.derived import set_meta
 from pulse_tui.store.imports import JOB_COLUMNS, ImportJob, get_job  # noqa: F401 (worker API)
+from pulse_tui.store.tx import write_transaction
 
 UNFINISHED = ("uploading", "processing")
 FINISHED = ("completed", "failed")
@@ -42,15 +43,9 @@ def jobs_with_result(conn: sqlite3.Connection, result_path: str) -> list[ImportJ
 
 def set_destination(conn: sqlite3.Connection, job_id: str, result_path: str) -> None:
     """Record where the file goes and that the after-import hooks are still due (one commit)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(conn):
         conn.execute("UPDATE import_jobs SET result_path = ? WHERE id = ?", (result_path, job_id))
         set_meta(conn, HOOKS_PENDING_PREFIX + job_id, "1")
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:  # SQLite may have rolled back already
-            conn.execute("ROLLBACK")
-        raise
 
 
 def hooks_pending(conn: sqlite3.Connection) -> list[str]:

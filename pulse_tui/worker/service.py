@@ -601,9 +601,8 @@ class WorkerService:
                 resolve(hook)(ctx, finished)
             except Exception:  # noqa: BLE001 - hooks are isolated from each other
                 log.exception("after-import hook %r failed for job %s", hook, finished.job_id)
-                if conn.in_transaction:
-                    if conn.in_transaction:  # SQLite may have rolled back already
-                        conn.execute("ROLLBACK")
+                if conn.in_transaction:  # a hook that failed inside its transaction
+                    conn.execute("ROLLBACK")
 
 
 def _identity(path: Path) -> tuple[Path, int, int]:
