@@ -151,12 +151,13 @@ def totals_until(conn: sqlite3.Connection, site_id: str, rng: DateRange, until_m
     users = distinct_count(conn, site_id, whole, DISTINCT_USERS) if whole else 0
     sessions = distinct_count(conn, site_id, whole, DISTINCT_SESSIONS) if whole else 0
     seen_before = (
-        "NOT EXISTS (SELECT 1 FROM rollup_presence p WHERE p.site_id = ?1 AND p.dim = ?4 "
+        "NOT EXISTS (SELECT 1 FROM rollup_presence p WHERE p.site_id = ?1 AND p.dim = {dim} "
         "AND p.value = '' AND p.entity = e.{col} AND p.day BETWEEN ?5 AND ?6)")
     cut = conn.execute(
         "SELECT count(*), "
-        "count(DISTINCT CASE WHEN " + seen_before.format(col="user_id") + " THEN e.user_id END), "
-        "count(DISTINCT CASE WHEN " + seen_before.replace("?4", "?7").format(col="session_id")
+        "count(DISTINCT CASE WHEN " + seen_before.format(dim="?4", col="user_id")
+        + " THEN e.user_id END), "
+        "count(DISTINCT CASE WHEN " + seen_before.format(dim="?7", col="session_id")
         + " THEN e.session_id END) "
         "FROM events e WHERE e.site_id = ?1 AND e.timestamp_ms BETWEEN ?2 AND ?3",
         (site_id, cut_start, until_ms, DISTINCT_USERS, rng.first_day, rng.last_day - 1,
