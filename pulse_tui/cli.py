@@ -122,9 +122,12 @@ class PulseGroup(click.Group):
 @click.option("--demo", is_flag=True, help="Open a demo database with 90 days of history "
               "and live simulated traffic.")
 @click.option("--no-worker", is_flag=True, help="Do not run the embedded import/job worker.")
+@click.option("--read-only", is_flag=True, help="Show everything, change nothing (actions that "
+              "write are hidden and refused).")
 @click.version_option(__version__, "-V", "--version", prog_name="pulse-tui")
 @click.pass_context
-def cli(ctx: click.Context, demo: bool, no_worker: bool, **kwargs: Any) -> None:
+def cli(ctx: click.Context, demo: bool, no_worker: bool, read_only: bool, **kwargs: Any
+        ) -> None:
     """PULSE TUI: the operator's console for a PULSE analytics database.
 
     Without a command, opens the TUI on the configured database.
@@ -138,10 +141,10 @@ def cli(ctx: click.Context, demo: bool, no_worker: bool, **kwargs: Any) -> None:
     from pulse_tui.logging_setup import setup_logging
 
     setup_logging(settings.log_file, debug=bool(ctx.obj.get("debug")))
-    run_tui(settings, demo=demo, worker=not no_worker)
+    run_tui(settings, demo=demo, worker=not no_worker, read_only=read_only)
 
 
-def run_tui(settings: Settings, *, demo: bool, worker: bool) -> None:
+def run_tui(settings: Settings, *, demo: bool, worker: bool, read_only: bool = False) -> None:
     from pulse_tui.store.connection import connect
 
     clock = Clock.from_env()
@@ -160,7 +163,7 @@ def run_tui(settings: Settings, *, demo: bool, worker: bool) -> None:
                              f"{exc.strerror}") from exc
     from pulse_tui.tui.app import make_app
 
-    app = make_app(settings, clock=clock, demo=demo, worker=worker)
+    app = make_app(settings, clock=clock, demo=demo, worker=worker, read_only=read_only)
     app.run()
     if app.return_code:
         sys.exit(app.return_code)
@@ -321,4 +324,5 @@ def main(argv: list[str] | None = None) -> None:
 # ---------------------------------------------------------------------------------------------
 from pulse_tui import report_command as _report_command  # noqa: E402,F401
 from pulse_tui.ingest import command as _import_command  # noqa: E402,F401
+from pulse_tui.serve import command as _serve_command  # noqa: E402,F401
 from pulse_tui.worker import command as _worker_command  # noqa: E402,F401

@@ -24,7 +24,8 @@ INT_KEYS = (
 )
 FLOAT_KEYS = ("settle_seconds",)
 BOOL_KEYS = ("cleanup_enabled",)
-KNOWN_KEYS = PATH_KEYS + INT_KEYS + FLOAT_KEYS + BOOL_KEYS
+SECRET_KEYS = ("serve_token",)  # never shown by describe(), repr() or the logs
+KNOWN_KEYS = PATH_KEYS + INT_KEYS + FLOAT_KEYS + BOOL_KEYS + SECRET_KEYS
 
 IMPORT_TYPES = ("events", "users", "cohort_members")
 
@@ -59,6 +60,7 @@ class Settings:
     rollup_retention_days: int = 400
     cleanup_enabled: bool = True
     config_file: Path | None = None
+    serve_token: str | None = field(default=None, repr=False)
     demo: bool = False
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -134,6 +136,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
             if not isinstance(value, bool):
                 raise UsageError(f"config file {path}: {key} must be true or false")
             values[key] = value
+        elif key in SECRET_KEYS:
+            if not isinstance(value, str) or not value.strip():
+                raise UsageError(f"config file {path}: {key} must be a non-empty string")
+            values[key] = value.strip()
     return values
 
 

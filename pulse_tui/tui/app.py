@@ -87,8 +87,10 @@ class PulseApp(ReportsWorkerErrors, App[None]):
     firing_alerts: reactive[int] = reactive(0)
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None, demo: bool = False,
-                 worker: bool = True, watch_changes: bool = True) -> None:
+                 worker: bool = True, watch_changes: bool = True,
+                 read_only: bool = False) -> None:
         self.settings = settings
+        self.read_only = read_only
         self.clock = clock or Clock.from_env()
         self.store = Store(settings.db, self.clock)
         self.demo = demo
@@ -338,7 +340,8 @@ def _short_path(path: Path) -> str:
 
 
 def make_app(settings: Settings, *, clock: Clock | None = None, demo: bool = False,
-             worker: bool = True, watch_changes: bool = True) -> PulseApp:
+             worker: bool = True, watch_changes: bool = True,
+             read_only: bool = False) -> PulseApp:
     """The one way to build the app (CLI and tests)."""
     return PulseApp(settings, clock=clock, demo=demo, worker=worker,
-                    watch_changes=watch_changes)
+                    watch_changes=watch_changes, read_only=read_only)
