@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from pulse_tui.clock import Clock
+from pulse_tui.errors import ReadOnlyError
 from pulse_tui.models import Event, Site
 from pulse_tui.store import events as events_sql
 from pulse_tui.store.connection import connect
@@ -25,9 +26,11 @@ T = TypeVar("T")
 class Store:
     """Async facade over one PULSE database file."""
 
-    def __init__(self, path: Path, clock: Clock | None = None) -> None:
+    def __init__(self, path: Path, clock: Clock | None = None, *, read_only: bool = False
+                 ) -> None:
         self.path = Path(path)
         self.clock = clock or Clock.from_env()
+        self.read_only = read_only
         self._db: aiosqlite.Connection | None = None
         self._seen_version: int | None = None
         self._own_writes = 0
@@ -38,6 +41,8 @@ class Store:
         path = self.path
         db = aiosqlite.Connection(lambda: connect(path), iter_chunk_size=256)
         self._db = await db
+        if self.read_only:  # SQLite itself refuses any write on this connection from now on
+            await self._db.execute("PRAGMA query_only = ON")
         return self
 
     async def close(self) -> None:
@@ -58,7 +63,10 @@ class Store:
         return await db._execute(lambda: fn(db._conn, *args, **kwargs))  # noqa: SLF001
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Like run, for functions that write: our own commits also count as a change."""
+        """Like run, for functions that write: our own commits also count as a change.
+        A read-only store refuses (ReadOnlyError) before anything runs."""
+        if self.read_only:
+            raise ReadOnlyError("read-only session: nothing can be changed here")
         result = await self.run(fn, *args, **kwargs)
         self._own_writes += 1
         return result

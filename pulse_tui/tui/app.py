@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import date, timedelta
 from pathlib import Path
 
 from textual import work
+from textual.actions import ActionParseResult
+from textual.actions import parse as parse_action
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.dom import DOMNode
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -22,7 +25,7 @@ from pulse_tui.report_models import DateRange
 from pulse_tui.store.reports import make_range
 from pulse_tui.store.store import Store
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import ReportsWorkerErrors
+from pulse_tui.tui.guards import ReportsWorkerErrors, refusal, write_action
 from pulse_tui.tui.messages import BackgroundWorkerEvent, BackgroundWorkerState, DataChanged
 from pulse_tui.tui.screens.alerts import AlertsScreen
 from pulse_tui.tui.screens.base import PaneScreen
@@ -92,7 +95,7 @@ class PulseApp(ReportsWorkerErrors, App[None]):
         self.settings = settings
         self.read_only = read_only
         self.clock = clock or Clock.from_env()
-        self.store = Store(settings.db, self.clock)
+        self.store = Store(settings.db, self.clock, read_only=read_only)
         self.demo = demo
         self.worker_enabled = worker
         self.watch_changes = watch_changes
@@ -198,6 +201,34 @@ class PulseApp(ReportsWorkerErrors, App[None]):
         """Every notification is literal text: names, paths and errors come from the data."""
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
+    # ------------------------------------------------------------------ read-only
+    async def run_action(self, action: str | ActionParseResult,
+                         default_namespace: DOMNode | None = None,
+                         namespaces: Mapping[str, DOMNode] | None = None) -> bool:
+        """Every key, palette command and click runs its action through here: in a read-only
+        app an action that writes is refused with a message instead of doing nothing."""
+        if self.read_only:
+            what = self._write_action(action, default_namespace)
+            if what:
+                self.notify(refusal(what), severity="warning", timeout=6)
+                return True
+        return await super().run_action(action, default_namespace, namespaces)
+
+    def _write_action(self, action: str | ActionParseResult,
+                      default_namespace: DOMNode | None) -> str | None:
+        if isinstance(action, str):
+            destination, name, _params = parse_action(action)
+        else:
+            destination, name, _params = action
+        targets: dict[str, object] = {"app": self, "screen": self.screen,
+                                      "focused": self.focused}
+        target = targets.get(destination) if destination else (default_namespace or self)
+        return write_action(target, name) if target is not None else None
+
+    def offers(self, node: object, action: str) -> bool:
+        """False for an action that writes while the app is read-only (palette, help)."""
+        return not (self.read_only and write_action(node, action))
+
     # ------------------------------------------------------------------ actions
     async def action_show_pane(self, pane: str) -> None:
         if pane in self._panes and self.current_mode != pane:
@@ -293,13 +324,18 @@ class PulseApp(ReportsWorkerErrors, App[None]):
                         ("Criteria tree (cohort editor, alert filter)", CriteriaTree)],
             "alerts": [("Alert editor", AlertEditorScreen), ("Webhooks (w)", WebhooksScreen)],
         }
+        if self.read_only:
+            everywhere.append(("", "read-only session: actions that change data are off"))
         for pane, cls in self._panes.items():
-            keys = [(b.key, b.description or b.action) for b in _bindings(cls)]
+            keys = [(b.key, b.description or b.action) for b in _bindings(cls)
+                    if self.offers(cls, b.action)]
             if keys:
                 sections.append((cls.TITLE, keys))
             for title, sub in extra.get(pane, []):
-                sections.append((title, [(b.key, b.description or b.action)
-                                         for b in _bindings(sub)]))
+                sub_keys = [(b.key, b.description or b.action) for b in _bindings(sub)
+                            if self.offers(sub, b.action)]
+                if sub_keys:
+                    sections.append((title, sub_keys))
         return sections
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -316,7 +352,7 @@ class PulseApp(ReportsWorkerErrors, App[None]):
         yield SystemCommand("Help", "Every key of every pane (key ?)", self.action_help)
         if isinstance(screen, PaneScreen):
             for binding in _bindings(type(screen)):
-                if binding.description:
+                if binding.description and self.offers(screen, binding.action):
                     yield SystemCommand(
                         f"{screen.TITLE}: {binding.description}", f"key {binding.key}",
                         lambda action=binding.action, screen=screen: screen.run_action(action),

@@ -22,7 +22,7 @@ from pulse_tui.errors import ConflictError, PulseError, ValidationError
 from pulse_tui.notify.models import WebhookEndpoint
 from pulse_tui.store import alerts as alerts_sql
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
+from pulse_tui.tui.guards import ReportsWorkerErrors, WriteGuard, one_at_a_time, writes
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.widgets.criteria_tree import CriteriaTree
 from pulse_tui.tui.widgets.field_error import FieldError
@@ -57,7 +57,7 @@ def _number(text: str) -> Any:
     return int(value) if value.is_integer() else value
 
 
-class AlertEditorScreen(ReportsWorkerErrors, Screen[bool]):
+class AlertEditorScreen(WriteGuard, ReportsWorkerErrors, Screen[bool]):
     """Creates or edits one rule; dismisses True when saved."""
 
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
@@ -228,6 +228,7 @@ class AlertEditorScreen(ReportsWorkerErrors, Screen[bool]):
         out.update(text)
 
     # ------------------------------------------------------------------ save / close
+    @writes("saving an alert rule")
     @work(exclusive=False, group="alert-save", exit_on_error=False)
     @one_at_a_time
     async def action_save(self) -> None:

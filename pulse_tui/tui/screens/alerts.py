@@ -16,6 +16,7 @@ from pulse_tui.errors import PulseError
 from pulse_tui.store import alerts as alerts_sql
 from pulse_tui.store import webhooks as webhooks_sql
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.guards import writes
 from pulse_tui.tui.screens.alert_editor import AlertEditorScreen
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.confirm import ConfirmScreen
@@ -147,6 +148,7 @@ class AlertsScreen(PaneScreen):
         return next((r for r in self.rules if r.rule_id == key), None)
 
     # ------------------------------------------------------------------ actions
+    @writes("creating an alert rule")
     @work(exclusive=True, group="alerts-action", exit_on_error=False)
     async def action_new(self) -> None:
         site = await self.site_for_new()
@@ -156,6 +158,7 @@ class AlertsScreen(PaneScreen):
         if await self.app.push_screen_wait(AlertEditorScreen(site_id=site, endpoints=endpoints)):
             self.reload()
 
+    @writes("editing an alert rule")
     @work(exclusive=True, group="alerts-action", exit_on_error=False)
     async def action_edit(self) -> None:
         rule = self._selected()
@@ -167,6 +170,7 @@ class AlertsScreen(PaneScreen):
                 AlertEditorScreen(site_id=rule.site_id, endpoints=endpoints, rule=rule)):
             self.reload()
 
+    @writes("muting a rule")
     @work(exclusive=True, group="alerts-action", exit_on_error=False)
     async def action_mute(self) -> None:
         rule = self._selected()
@@ -178,6 +182,7 @@ class AlertsScreen(PaneScreen):
         self.notify(f"{'Unmuted' if rule.muted else 'Muted'} {visible(rule.name)}")
         self.reload()
 
+    @writes("evaluating a rule")
     @work(exclusive=True, group="alerts-action", exit_on_error=False)
     async def action_evaluate(self) -> None:
         from pulse_tui.alerts import engine
@@ -195,6 +200,7 @@ class AlertsScreen(PaneScreen):
         self.notify(f"{visible(rule.name)}: {value} → {result.state_after}", timeout=6)
         self.reload()
 
+    @writes("deleting an alert rule")
     @work(exclusive=True, group="alerts-action", exit_on_error=False)
     async def action_delete(self) -> None:
         rule = self._selected()

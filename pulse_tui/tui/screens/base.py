@@ -8,14 +8,14 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from pulse_tui.tui.guards import ReportsWorkerErrors
+from pulse_tui.tui.guards import ReportsWorkerErrors, WriteGuard
 from pulse_tui.tui.messages import DataChanged
 from pulse_tui.tui.widgets.header import PulseHeader
 
 log = logging.getLogger(__name__)
 
 
-class PaneScreen(ReportsWorkerErrors, Screen[None]):
+class PaneScreen(WriteGuard, ReportsWorkerErrors, Screen[None]):
     """A pane. Subclasses set PANE and TITLE and implement compose_body and reload."""
 
     PANE = ""

@@ -22,7 +22,7 @@ from pulse_tui.cohorts.editing import JSON, Path
 from pulse_tui.errors import ConflictError, PulseError, ValidationError
 from pulse_tui.store import cohorts as cohorts_sql
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
+from pulse_tui.tui.guards import ReportsWorkerErrors, WriteGuard, one_at_a_time, writes
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.widgets.criteria_tree import CriteriaTree
 from pulse_tui.tui.widgets.field_error import FieldError
@@ -30,7 +30,7 @@ from pulse_tui.tui.widgets.field_error import FieldError
 PREVIEW_DELAY = 0.4  # seconds of quiet typing before the member count is recomputed
 
 
-class CohortEditorScreen(ReportsWorkerErrors, Screen[bool]):
+class CohortEditorScreen(WriteGuard, ReportsWorkerErrors, Screen[bool]):
     """Edits one cohort (or a new one). Dismisses True when saved."""
 
     TITLE = "Cohort editor"
@@ -207,6 +207,7 @@ class CohortEditorScreen(ReportsWorkerErrors, Screen[bool]):
         tree.set_criteria(parsed)
 
     # ------------------------------------------------------------------ save / close
+    @writes("saving a cohort")
     @work(exclusive=False, group="cohort-save", exit_on_error=False)
     @one_at_a_time
     async def action_save(self) -> None:

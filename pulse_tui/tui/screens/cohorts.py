@@ -12,6 +12,7 @@ from pulse_tui.clock import format_ms
 from pulse_tui.errors import PulseError
 from pulse_tui.store import cohorts as cohorts_sql
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.guards import writes
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.cohort_editor import CohortEditorScreen
 from pulse_tui.tui.screens.confirm import ConfirmScreen
@@ -82,6 +83,7 @@ class CohortsScreen(PaneScreen):
         self.action_edit()
 
     # ------------------------------------------------------------------ actions
+    @writes("creating a cohort")
     @work(exclusive=True, group="cohorts-action", exit_on_error=False)
     async def action_new(self) -> None:
         site = await self.site_for_new()
@@ -90,6 +92,7 @@ class CohortsScreen(PaneScreen):
         if await self.app.push_screen_wait(CohortEditorScreen(site_id=site)):
             self.reload()
 
+    @writes("creating a cohort")
     @work(exclusive=True, group="cohorts-action", exit_on_error=False)
     async def action_new_static(self) -> None:
         """A static cohort: a fixed list of users filled by cohort_members imports."""
@@ -99,6 +102,7 @@ class CohortsScreen(PaneScreen):
         if await self.app.push_screen_wait(CohortEditorScreen(site_id=site, static=True)):
             self.reload()
 
+    @writes("editing a cohort")
     @work(exclusive=True, group="cohorts-action", exit_on_error=False)
     async def action_edit(self) -> None:
         summary = self._selected()
@@ -115,6 +119,7 @@ class CohortsScreen(PaneScreen):
                 CohortEditorScreen(site_id=cohort.site_id, cohort=cohort)):
             self.reload()
 
+    @writes("duplicating a cohort")
     @work(exclusive=True, group="cohorts-action", exit_on_error=False)
     async def action_duplicate(self) -> None:
         summary = self._selected()
@@ -126,6 +131,7 @@ class CohortsScreen(PaneScreen):
         self.notify(f"Duplicated as {visible(copy.name)}")
         self.reload()
 
+    @writes("archiving a cohort")
     @work(exclusive=True, group="cohorts-action", exit_on_error=False)
     async def action_archive(self) -> None:
         summary = self._selected()
@@ -141,6 +147,7 @@ class CohortsScreen(PaneScreen):
             self.notify(f"Archived {visible(summary.name)}")
         self.reload()
 
+    @writes("deleting a cohort")
     @work(exclusive=True, group="cohorts-action", exit_on_error=False)
     async def action_delete(self) -> None:
         summary = self._selected()

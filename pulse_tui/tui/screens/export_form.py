@@ -17,7 +17,7 @@ from pulse_tui.exports import FORMATS, FREQUENCIES, TYPES, ExportDefinition
 from pulse_tui.store import cohorts as cohorts_sql
 from pulse_tui.store.reports import REPORTS
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
+from pulse_tui.tui.guards import ReportsWorkerErrors, WriteGuard, one_at_a_time, writes
 from pulse_tui.tui.widgets.field_error import FieldError
 
 FIELDS = ("name", "type", "report", "days", "cohort", "format", "frequency")
@@ -37,7 +37,7 @@ def field_for(key: str) -> str:
     return "name"
 
 
-class ExportFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
+class ExportFormScreen(WriteGuard, ReportsWorkerErrors, ModalScreen[bool]):
     """Create or edit an export definition; dismisses True when saved."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
@@ -120,6 +120,7 @@ class ExportFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
     def action_cancel(self) -> None:
         self.dismiss(False)
 
+    @writes("saving an export")
     @on(Input.Submitted)
     @work(exclusive=False, group="export-save", exit_on_error=False)
     @one_at_a_time

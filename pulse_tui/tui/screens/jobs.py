@@ -17,7 +17,7 @@ from pulse_tui.store import cohorts as cohorts_sql
 from pulse_tui.store import imports as imports_sql
 from pulse_tui.store import scheduler as scheduler_sql
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import one_at_a_time
+from pulse_tui.tui.guards import one_at_a_time, writes
 from pulse_tui.tui.messages import BackgroundWorkerEvent
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.confirm import ConfirmScreen
@@ -219,6 +219,7 @@ class JobsScreen(PaneScreen):
         key = self.query_one("#exports-table", FittedTable).selected_key()
         return next((e for e in getattr(self, "exports", []) if e.id == key), None)
 
+    @writes("creating an export")
     @work(exclusive=True, group="jobs-export", exit_on_error=False)
     async def action_new_export(self) -> None:
         site = await self.site_for_new()
@@ -230,6 +231,7 @@ class JobsScreen(PaneScreen):
             self.query_one("#exports-table", FittedTable).focus()
             self.reload()
 
+    @writes("editing an export")
     @work(exclusive=True, group="jobs-export", exit_on_error=False)
     async def action_edit_export(self) -> None:
         ex = self._selected_export()
@@ -240,6 +242,7 @@ class JobsScreen(PaneScreen):
         if await self.app.push_screen_wait(ExportFormScreen(d.site_id, cohorts, d)):
             self.reload()
 
+    @writes("running an export")
     @work(exclusive=False, group="jobs-export", exit_on_error=False)
     @one_at_a_time
     async def action_run_export(self) -> None:
@@ -258,6 +261,7 @@ class JobsScreen(PaneScreen):
             self.notify(f"Export failed: {visible(result.error)}", severity="error", timeout=10)
         self.reload()
 
+    @writes("deleting an export")
     @work(exclusive=True, group="jobs-export", exit_on_error=False)
     async def action_delete_export(self) -> None:
         from pulse_tui.exports import delete_export
@@ -300,6 +304,7 @@ class JobsScreen(PaneScreen):
             return
         await self.app.push_screen(RejectsScreen(visible(job.file_name), rows, total))
 
+    @writes("retrying a failed file")
     @work(exclusive=True, group="jobs-retry", exit_on_error=False)
     async def action_retry(self) -> None:
         from pulse_tui.worker.service import retry_failed_job

@@ -12,6 +12,7 @@ from pulse_tui.clock import format_ms
 from pulse_tui.store import retention as retention_sql
 from pulse_tui.store.retention import ACQUISITION, WEEKS, RetentionCell, RetentionGrid, RetentionRow
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.guards import writes
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.retention_cell import RetentionCellScreen
 
@@ -104,7 +105,11 @@ class RetentionScreen(PaneScreen):
         grid = await store.run(retention_sql.load_grid, site, rng.start, rng.end)
         key = (site, rng.start.isoformat(), rng.end.isoformat())
         missing = any(r.captured_at is None for r in (*grid.acquisition, *grid.cohorts))
-        if missing and key not in self._auto_computed:
+        if missing and getattr(self.app, "read_only", False):
+            # a read-only session computes the grid live and stores nothing
+            grid = await store.run(retention_sql.compute_grid, site, rng.start, rng.end,
+                                   self.app.clock.now_ms())  # type: ignore[attr-defined]
+        elif missing and key not in self._auto_computed:
             # never snapshotted for this site and range: compute once, then read snapshots
             self._auto_computed.add(key)
             title.update(Text("computing retention…", style="yellow"))
@@ -156,6 +161,7 @@ class RetentionScreen(PaneScreen):
     def action_longer_range(self) -> None:
         self.app.step_range(+1)  # type: ignore[attr-defined]
 
+    @writes("recomputing retention")
     @work(exclusive=True, group="retention-load", exit_on_error=False)
     async def action_recompute(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]

@@ -13,10 +13,11 @@ from textual.widgets import Input, Label, Static
 
 from pulse_tui.store.retention import ACQUISITION, RetentionCell, RetentionRow
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.guards import WriteGuard, writes
 from pulse_tui.tui.widgets.field_error import FieldError
 
 
-class RetentionCellScreen(ModalScreen[str | None]):
+class RetentionCellScreen(WriteGuard, ModalScreen[str | None]):
     """Dismisses with the name for a new static cohort of the cell's users, or None."""
 
     BINDINGS = [
@@ -64,6 +65,7 @@ class RetentionCellScreen(ModalScreen[str | None]):
     def on_mount(self) -> None:
         self.query_one("#cell-save-row").display = False
 
+    @writes("saving users as a cohort")
     def action_start_save(self) -> None:
         if self.cell.returning is None or not self.cell.returning:
             self.notify("No returning users in this cell to save.", severity="warning")

@@ -18,7 +18,7 @@ from pulse_tui.errors import PulseError, ValidationError
 from pulse_tui.notify.models import WEBHOOK_EVENTS, WebhookEndpoint
 from pulse_tui.store import webhooks as webhooks_sql
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
+from pulse_tui.tui.guards import ReportsWorkerErrors, WriteGuard, one_at_a_time, writes
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.widgets.columns import Column, FittedTable
 from pulse_tui.tui.widgets.field_error import FieldError
@@ -60,7 +60,7 @@ class SecretScreen(ModalScreen[None]):
                               "shown masked. enter closes.", style="dim"))
 
 
-class EndpointFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
+class EndpointFormScreen(WriteGuard, ReportsWorkerErrors, ModalScreen[bool]):
     """Create or edit an endpoint; dismisses True when saved."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
@@ -100,6 +100,7 @@ class EndpointFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
     def action_cancel(self) -> None:
         self.dismiss(False)
 
+    @writes("saving a webhook endpoint")
     @on(Input.Submitted)
     @work(exclusive=False, group="endpoint-save", exit_on_error=False)
     @one_at_a_time
@@ -142,7 +143,7 @@ class EndpointFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
         self.dismiss(True)
 
 
-class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
+class WebhooksScreen(WriteGuard, ReportsWorkerErrors, Screen[None]):
     """The webhook endpoints of one site and the recent deliveries of the selected one."""
 
     TITLE = "Webhooks"
@@ -223,17 +224,20 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
         key = self.query_one("#endpoints-table", FittedTable).selected_key()
         return next((ep for ep in self.endpoints if ep.id == key), None)
 
+    @writes("adding a webhook endpoint")
     @work(exclusive=True, group="webhooks-action", exit_on_error=False)
     async def action_new(self) -> None:
         if await self.app.push_screen_wait(EndpointFormScreen(self.site_id)):
             self.reload()
 
+    @writes("editing a webhook endpoint")
     @work(exclusive=True, group="webhooks-action", exit_on_error=False)
     async def action_edit(self) -> None:
         ep = self._selected()
         if ep and await self.app.push_screen_wait(EndpointFormScreen(self.site_id, ep)):
             self.reload()
 
+    @writes("deleting a webhook endpoint")
     @work(exclusive=True, group="webhooks-action", exit_on_error=False)
     async def action_delete(self) -> None:
         ep = self._selected()
@@ -249,6 +253,7 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
         self.notify(f"Deleted {visible(ep.url)}")
         self.reload()
 
+    @writes("sending a test webhook")
     @work(exclusive=True, group="webhooks-test", exit_on_error=False, thread=False)
     async def action_test(self) -> None:
         from pulse_tui.notify.delivery import send_test
@@ -263,6 +268,7 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
                     severity="information" if result.ok else "error", timeout=8)
         self.reload()
 
+    @writes("replacing a webhook secret")
     @work(exclusive=True, group="webhooks-action", exit_on_error=False)
     async def action_rotate(self) -> None:
         ep = self._selected()

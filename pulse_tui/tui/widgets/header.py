@@ -66,5 +66,7 @@ class PulseHeader(Vertical):
         status.append(visible(state), style=f"bold {colour}".strip())
         status.append("  db ", style="dim")
         status.append(visible(getattr(app, "db_label", "")))
+        if getattr(app, "read_only", False):
+            status.append("  read-only", style="bold reverse")
         status.truncate(max(10, self.app.size.width), overflow="ellipsis")
         self.query_one("#header-status", Static).update(status)
