@@ -168,3 +168,24 @@ async def test_stop_ends_every_session_and_leaves_no_process(pulse_settings: Set
                         aiohttp.WSMsgType.CLOSING):
                     pass
     wait_until(lambda: "stopped" in pulse_settings.log_file.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("flags,expect,refuse", [
+    ((), {"--no-worker"}, {"--read-only"}),
+    (("--read-only", "--worker"), {"--read-only"}, {"--no-worker"}),
+], ids=["default", "read-only-with-worker"])
+async def test_sessions_run_the_same_app_with_the_serve_flags(
+        pulse_settings: Settings, flags: tuple[str, ...], expect: set[str],
+        refuse: set[str]) -> None:
+    with running_serve(pulse_settings, "--token", TOKEN, *flags) as served:
+        ws_url = f"ws://127.0.0.1:{served.port}/ws?width=80&height=24"
+        async with aiohttp.ClientSession(headers=_bearer(TOKEN)) as http:
+            ws = await http.ws_connect(ws_url)
+            apps = await async_wait_until(lambda: _app_processes(served.proc.pid), timeout=30)
+            argv = set(_cmdline(apps[0]).split())
+            assert {"--db", str(pulse_settings.db.resolve()), "--config"} <= argv
+            assert expect <= argv and not (refuse & argv)
+            assert TOKEN not in _cmdline(apps[0])
+            with open(f"/proc/{apps[0]}/environ", "rb") as f:
+                assert b"PULSE_SERVE_TOKEN" not in f.read()
+            await ws.close()
