@@ -106,6 +106,9 @@ class SessionProcess(AppService):
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             env=environment,
+            # ctrl+c in the server's terminal reaches the server only; it ends the sessions
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         assert process.stdin is not None
         self._stdin = process.stdin
@@ -296,6 +299,22 @@ class PulseServer(Server):
                                  return_exceptions=True)
             await runner.cleanup()
             log.info("stopped")
+
+
+def _die_with_parent() -> None:
+    """In the session's process before it starts: killed when the server dies, even by
+    SIGKILL (Linux's PR_SET_PDEATHSIG), so no app outlives it. Textual's web driver keeps
+    running when its input closes and can hang on exit once its output pipe is gone, so the
+    signal is SIGKILL; every write is a transaction, so nothing is half-written."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError):
+        pass
 
 
 def _is_https(request: web.Request) -> bool:

@@ -189,3 +189,15 @@ async def test_sessions_run_the_same_app_with_the_serve_flags(
             with open(f"/proc/{apps[0]}/environ", "rb") as f:
                 assert b"PULSE_SERVE_TOKEN" not in f.read()
             await ws.close()
+
+
+async def test_apps_do_not_outlive_a_killed_server(pulse_settings: Settings) -> None:
+    with running_serve(pulse_settings, "--token", TOKEN) as served:
+        ws_url = f"ws://127.0.0.1:{served.port}/ws?width=80&height=24"
+        async with aiohttp.ClientSession(headers=_bearer(TOKEN)) as http:
+            ws = await http.ws_connect(ws_url)
+            apps = await async_wait_until(lambda: _app_processes(served.proc.pid), timeout=30)
+            assert (await asyncio.wait_for(ws.receive(), 30)).type == aiohttp.WSMsgType.BINARY
+            served.stop(signal.SIGKILL)
+            await async_wait_until(lambda: not [pid for pid in apps if _alive(pid)],
+                                   timeout=15)
