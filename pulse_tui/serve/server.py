@@ -33,7 +33,7 @@ from pulse_tui.errors import PulseError
 
 log = logging.getLogger("pulse_tui.serve")
 
-TOKEN_COOKIE = "pulse_token"
+TOKEN_COOKIE = "pulse_token_{port}"  # cookies ignore ports: two servers on one host differ
 TOKEN_ENV = "PULSE_SERVE_TOKEN"
 QUIT_GRACE_SECONDS = 5.0
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -165,7 +165,11 @@ class PulseServer(Server):
             return auth[7:].strip(), False
         if "token" in request.query:
             return request.query["token"], True
-        return request.cookies.get(TOKEN_COOKIE), False
+        return request.cookies.get(self.cookie_name), False
+
+    @property
+    def cookie_name(self) -> str:
+        return TOKEN_COOKIE.format(port=self.options.port)
 
     @web.middleware
     async def _check_token(self, request: web.Request,
@@ -186,14 +190,19 @@ class PulseServer(Server):
                 query = {k: v for k, v in request.query.items() if k != "token"}
                 target = request.path + (f"?{urlencode(query)}" if query else "")
                 response = web.HTTPSeeOther(target)
-                response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="Strict",
+                response.set_cookie(self.cookie_name, token, httponly=True, samesite="Strict",
                                     secure=_is_https(request), path="/")
                 return response
         if request.path == "/ws" and not self._same_origin(request):
             log.warning("refused a websocket from another site (%s)",
                         request.headers.get("Origin"))
             return web.Response(status=403, text="403: websocket from another site\n")
-        return await handler(request)
+        response = await handler(request)
+        if not response.prepared:
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("Referrer-Policy", "no-referrer")
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
 
     @staticmethod
     def _same_origin(request: web.Request) -> bool:

@@ -57,11 +57,13 @@ async def test_no_or_wrong_token_gets_401_and_starts_no_app(pulse_settings: Sett
         assert await _ws_status(ws) == 401
         assert await _ws_status(f"{ws}&token=wrong") == 401
         assert await _ws_status(ws, headers=_bearer("wrong")) == 401
-        assert await _ws_status(ws, headers={"Cookie": "pulse_token=wrong"}) == 401
+        cookie = f"pulse_token_{served.port}"
+        assert await _ws_status(ws, headers={"Cookie": f"{cookie}=wrong"}) == 401
         assert children_of(served.proc.pid) == []  # no app process was started
         # the right token, three ways
         assert await _status(f"{base}/", headers=_bearer(TOKEN)) == 200
-        assert await _status(f"{base}/", headers={"Cookie": f"pulse_token={TOKEN}"}) == 200
+        assert await _status(f"{base}/", headers={"Cookie": f"{cookie}={TOKEN}"}) == 200
+        assert await _status(f"{base}/", headers={"Cookie": f"pulse_token_1={TOKEN}"}) == 401
         assert await _status(f"{base}/?token={TOKEN}") == 303  # traded for a cookie
     log_text = pulse_settings.log_file.read_text(encoding="utf-8")
     assert "refused GET / from 127.0.0.1: no token" in log_text
