@@ -7,6 +7,7 @@ import os
 import re
 import sqlite3
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -65,11 +66,11 @@ def _cohort_names(db: Path) -> list[str]:
         conn.close()
 
 
-def test_browser_switches_panes_and_creates_a_cohort(pulse_settings: Settings) -> None:
+@contextmanager
+def browsing(served, token: str):
+    """A headless Chromium on the served page; a screenshot is kept when the body fails."""
     sync_playwright = _playwright()
-    _seed_site(pulse_settings.db)
-    token = "browser-test-token-0123456789"
-    with running_serve(pulse_settings, "--token", token) as served, sync_playwright() as pw:
+    with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True)
         page = browser.new_page(viewport={"width": 1200, "height": 720})
         screen = Screen()
@@ -87,22 +88,10 @@ def test_browser_switches_panes_and_creates_a_cohort(pulse_settings: Settings) -
             assert response is not None and response.status == 200
             assert "token" not in page.url  # traded for a cookie, out of the address bar
             page.wait_for_selector("body.-first-byte", timeout=30_000)
-            until(lambda: "Live events" in screen.text() or "1 Live" in screen.text(),
-                  "the Live pane in the terminal")
+            until(lambda: "1 Live" in screen.text(), "the app in the terminal")
             page.click(".xterm-screen")
-
-            mark = len(screen.chunks)
-            page.keyboard.press("3")
-            until(lambda: "cohort(s)" in screen.text(mark), "the Cohorts pane")
-
-            mark = len(screen.chunks)
-            page.keyboard.press("N")  # a static cohort: a name is all it needs
-            until(lambda: "Name" in screen.text(mark), "the cohort editor")
-            page.keyboard.type("Launch watchers")
-            page.keyboard.press("Control+s")
-            until(lambda: "Launch watchers" in _cohort_names(pulse_settings.db),
-                  "the cohort in the database")
-        except Exception:
+            yield page, screen, until
+        except BaseException:
             ARTIFACTS.mkdir(exist_ok=True)
             shot = ARTIFACTS / f"serve-browser-{int(time.time())}.png"
             page.screenshot(path=str(shot))
@@ -112,7 +101,42 @@ def test_browser_switches_panes_and_creates_a_cohort(pulse_settings: Settings) -
             raise
         finally:
             browser.close()
+
+
+def test_browser_switches_panes_and_creates_a_cohort(pulse_settings: Settings) -> None:
+    _playwright()
+    _seed_site(pulse_settings.db)
+    token = "browser-test-token-0123456789"
+    with running_serve(pulse_settings, "--token", token) as served, \
+            browsing(served, token) as (page, screen, until):
+        mark = len(screen.chunks)
+        page.keyboard.press("3")
+        until(lambda: "cohort(s)" in screen.text(mark), "the Cohorts pane")
+        mark = len(screen.chunks)
+        page.keyboard.press("N")  # a static cohort: a name is all it needs
+        until(lambda: "Name" in screen.text(mark), "the cohort editor")
+        page.keyboard.type("Launch watchers")
+        page.keyboard.press("Control+s")
+        until(lambda: "Launch watchers" in _cohort_names(pulse_settings.db),
+              "the cohort in the database")
     log_text = pulse_settings.log_file.read_text(encoding="utf-8")
     assert re.search(r"session \d+ opened", log_text)
     assert re.search(r"session \d+ closed", log_text)
     assert token not in log_text
+
+
+def test_browser_read_only_session_shows_but_does_not_write(pulse_settings: Settings) -> None:
+    _playwright()
+    _seed_site(pulse_settings.db)
+    token = "browser-test-token-read-only"
+    with running_serve(pulse_settings, "--token", token, "--read-only") as served, \
+            browsing(served, token) as (page, screen, until):
+        until(lambda: "read-only" in screen.text(), "the read-only mark in the header")
+        mark = len(screen.chunks)
+        page.keyboard.press("3")
+        until(lambda: "cohort(s)" in screen.text(mark), "the Cohorts pane")
+        assert "New static" not in screen.text(mark)  # not offered in the footer
+        mark = len(screen.chunks)
+        page.keyboard.press("N")
+        until(lambda: "Read-only session" in screen.text(mark), "the refusal")
+    assert _cohort_names(pulse_settings.db) == []
