@@ -14,6 +14,7 @@ import hmac
 import ipaddress
 import itertools
 import logging
+import os
 import secrets
 import signal
 import sys
@@ -287,8 +288,9 @@ class PulseServer(Server):
             await site.start()
         except OSError as exc:
             await runner.cleanup()
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise PulseError(f"cannot listen on {self.options.host}:{self.options.port}: "
-                             f"{exc.strerror or exc}") from exc
+                             f"{reason.lower()}") from exc
         url = _display_url(self.options.host, self.options.port)
         log.info("serving on %s (%d session(s) at most)", url, self.options.max_sessions)
         stop = asyncio.Event()

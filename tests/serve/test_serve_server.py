@@ -203,3 +203,15 @@ async def test_apps_do_not_outlive_a_killed_server(pulse_settings: Settings) -> 
             served.stop(signal.SIGKILL)
             await async_wait_until(lambda: not [pid for pid in apps if _alive(pid)],
                                    timeout=15)
+
+
+def test_a_taken_port_is_one_clear_line(pulse_settings: Settings) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(serve_argv(pulse_settings, "--port", str(port), "--token", TOKEN),
+                               capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip() == (f"pulse-tui: cannot listen on 127.0.0.1:{port}: "
+                                   "address already in use")
