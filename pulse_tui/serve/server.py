@@ -67,9 +67,9 @@ class ServeOptions:
     """What ``pulse-tui serve`` was asked for; ``app_command`` starts one session's app."""
 
     app_command: Sequence[str]
+    token: str
     host: str = "127.0.0.1"
     port: int = 8377
-    token: str = ""
     max_sessions: int = 8
     title: str = "PULSE"
     env_drop: tuple[str, ...] = (TOKEN_ENV,)
@@ -124,6 +124,8 @@ class SessionProcess(AppService):
         process = self._process
         if process is None:
             return
+        with contextlib.suppress(Exception):
+            await self._download_manager.cancel_app_downloads(app_service_id=self.app_service_id)
         if process.returncode is None:
             with contextlib.suppress(Exception):
                 await self.send_meta({"type": "quit"})
@@ -146,6 +148,8 @@ class PulseServer(Server):
     """textual-serve's Server, made safe to expose: see the module docstring."""
 
     def __init__(self, options: ServeOptions) -> None:
+        if not options.token:
+            raise ValueError("pulse-tui serve always has a token")
         super().__init__(" ".join(options.app_command), host=options.host, port=options.port,
                          title=options.title, templates_path=TEMPLATES)
         self.options = options
@@ -178,22 +182,21 @@ class PulseServer(Server):
                            ) -> web.StreamResponse:
         """Every request, the websocket included, shows the token before anything runs."""
         token = self.options.token
-        if token:
-            given, in_url = self._presented_token(request)
-            if not token_matches(given, token):
-                log.warning("refused %s %s from %s: %s token", request.method, request.path,
-                            request.remote, "wrong" if given else "no")
-                return web.Response(status=401, text="401: this PULSE console needs its token "
-                                    "(open the URL printed by pulse-tui serve).\n",
-                                    headers={"WWW-Authenticate": 'Bearer realm="pulse-tui"'})
-            if in_url and request.method == "GET" and request.path != "/ws":
-                # keep the token out of the address bar and history: a cookie from now on
-                query = {k: v for k, v in request.query.items() if k != "token"}
-                target = request.path + (f"?{urlencode(query)}" if query else "")
-                response = web.HTTPSeeOther(target)
-                response.set_cookie(self.cookie_name, token, httponly=True, samesite="Strict",
-                                    secure=_is_https(request), path="/")
-                return response
+        given, in_url = self._presented_token(request)
+        if not token_matches(given, token):
+            log.warning("refused %s %s from %s: %s token", request.method, request.path,
+                        request.remote, "wrong" if given else "no")
+            return web.Response(status=401, text="401: this PULSE console needs its token "
+                                "(open the URL printed by pulse-tui serve).\n",
+                                headers={"WWW-Authenticate": 'Bearer realm="pulse-tui"'})
+        if in_url and request.method == "GET" and request.path != "/ws":
+            # keep the token out of the address bar and history: a cookie from now on
+            query = {k: v for k, v in request.query.items() if k != "token"}
+            target = request.path + (f"?{urlencode(query)}" if query else "")
+            response = web.HTTPSeeOther(target)
+            response.set_cookie(self.cookie_name, token, httponly=True, samesite="Strict",
+                                secure=_is_https(request), path="/")
+            return response
         if request.path == "/ws" and not self._same_origin(request):
             log.warning("refused a websocket from another site (%s)",
                         request.headers.get("Origin"))
