@@ -8,11 +8,13 @@ import sqlite3
 import pytest
 from conftest import FIXED_NOW_MS
 from textual.command import CommandList, CommandPalette
+from textual.widgets import DataTable
 from tui_helpers import event, init_db, insert_events, until
 
 from pulse_tui.clock import Clock
 from pulse_tui.config import Settings
 from pulse_tui.errors import ReadOnlyError
+from pulse_tui.exports import create_export
 from pulse_tui.store import cohorts as cohorts_sql
 from pulse_tui.store.connection import connect
 from pulse_tui.tui.app import PulseApp, make_app
@@ -37,6 +39,8 @@ def seeded(pulse_settings: Settings) -> Settings:
     conn = connect(pulse_settings.db)
     cohorts_sql.create_cohort(conn, Clock(FIXED_NOW_MS), site_id="acme-web", name="Keepers",
                               kind="static")
+    create_export(conn, Clock(FIXED_NOW_MS), site_id="acme-web", type="report", name="daily",
+                  filters={"report": "daily", "days": 7})
     conn.close()
     return pulse_settings
 
@@ -125,6 +129,19 @@ async def test_read_only_refuses_a_write_reached_by_key_or_palette(seeded: Setti
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
             await app.store.run(lambda conn: conn.execute("DELETE FROM cohorts"))
         assert _count(seeded.db, "SELECT COUNT(*) FROM cohorts") == 1
+
+
+async def test_read_only_refuses_running_an_export_with_enter(seeded: Settings) -> None:
+    app = make_app(seeded, clock=Clock(FIXED_NOW_MS), worker=False, read_only=True)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _go(pilot, app, "6", "jobs")
+        table = app.screen.query_one("#exports-table", DataTable)
+        await until(pilot, lambda: table.row_count == 1)
+        table.focus()
+        await pilot.press("enter")  # "run now" in a writable app
+        await until(pilot, lambda: any("Read-only session: running an export" in n
+                                       for n in _notes(app)))
+    assert _count(seeded.db, "SELECT COUNT(*) FROM export_runs") == 0
 
 
 async def test_read_only_retention_shows_the_grid_without_storing_it(seeded: Settings) -> None:

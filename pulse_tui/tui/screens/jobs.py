@@ -211,8 +211,8 @@ class JobsScreen(PaneScreen):
         self.action_open_rejects()
 
     @on(DataTable.RowSelected, "#exports-table")
-    def _export_chosen(self) -> None:
-        self.action_run_export()
+    async def _export_chosen(self) -> None:
+        await self.run_action("run_export")  # through the app: refused when read-only
 
     # ------------------------------------------------------------------ exports
     def _selected_export(self):  # type: ignore[no-untyped-def]
