@@ -325,10 +325,10 @@ def _parse_node(raw: object, path: str, problems: list[Problem], depth: int) -> 
     if not isinstance(raw, dict):
         problems.append(Problem(path, f"expected a condition or a group, got {_describe(raw)}"))
         return None
-    if depth > MAX_DEPTH:
-        problems.append(Problem(path, f"groups nest deeper than {MAX_DEPTH} levels"))
-        return None
     if "conditions" in raw or ("type" in raw and "property" not in raw):
+        if depth > MAX_DEPTH:  # checked before descending: no recursion past the limit
+            problems.append(Problem(path, f"groups nest deeper than {MAX_DEPTH} levels"))
+            return None
         return _parse_group(raw, path, problems, depth, allow_empty=False)
     return _parse_condition(raw, path, problems)
 

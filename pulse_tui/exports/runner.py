@@ -132,7 +132,9 @@ def _claim(conn: sqlite3.Connection, export_id: str, now: int, *, only_if_due: b
 def _due(defn: ExportDefinition, now: int) -> bool:
     """Due by its schedule, or a definition another program wrote that cannot be used and
     is not marked failed yet (it runs once to say so, instead of staying pending silently)."""
-    return defs.is_due(defn, now) or (defn.problem is not None and defn.status != "failed")
+    if defn.problem is not None:
+        return defn.status != "failed"
+    return defs.is_due(defn, now)
 
 
 def run_export(conn: sqlite3.Connection, export_id: str, settings: Settings, clock: Clock, *,
