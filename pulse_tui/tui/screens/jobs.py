@@ -165,6 +165,10 @@ class JobsScreen(PaneScreen):
         failed = sum(1 for e in exports if e.status == "failed")
         if failed:
             title.append(f"  {failed} failed", style="red")
+        unusable = [e.definition for e in exports if e.definition.problem]
+        if unusable:  # written by another program: say why where the operator looks
+            title.append(f"  ✖ {visible(unusable[0].name)}: invalid definition: "
+                         f"{visible(unusable[0].problem or '')[:120]}", style="bold red")
         title.append("   n new · enter run · e edit · o file", style="dim")
         self.query_one("#jobs-exports-title", Static).update(title)
         rows, styles = [], []
