@@ -332,6 +332,9 @@ async def _deliver(conn: sqlite3.Connection, clock: Clock,
                     if problem:
                         result = SendResult(delivery_id, False, None,
                                             f"endpoint is broken: {problem}", permanent=True)
+                    elif not isinstance(body, str):  # a row another program queued
+                        result = SendResult(delivery_id, False, None,
+                                            "the queued payload is not text", permanent=True)
                     else:
                         result = await send_once(client, delivery_id, url, body, secret, extra,
                                                  wall_clock=wall_clock, deadline_s=deadline_s)

@@ -420,7 +420,8 @@ def delete_cohort(conn: sqlite3.Connection, cohort_id: str, *,
                            (cohort_id,)).fetchone()
         if row is None:
             return False
-        if expected_updated_at is not None and row[0] != expected_updated_at:
+        stored = row[0] if isinstance(row[0], int) else 0  # as list_cohorts shows it
+        if expected_updated_at is not None and stored != expected_updated_at:
             raise ConflictError(f"cohort {cohort_id!r} was changed by someone else; "
                                 "reload it before deleting")
         conn.execute("DELETE FROM cohort_retention_snapshots WHERE cohort_id = ?", (cohort_id,))

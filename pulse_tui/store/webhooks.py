@@ -330,7 +330,10 @@ def claim_due(conn: sqlite3.Connection, now_ms: int, lease_ms: int, limit: int
         conn.executemany(
             "UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ? AND status = 'pending'",
             [(now_ms + lease_ms, r[0]) for r in rows])
-    return [(r[0], r[1], r[2], r[3]) for r in rows]
+    # another program may have written any type: the sender checks the payload, and a
+    # count that is not a number counts as no attempt yet
+    return [(r[0], r[1], r[2], r[3] if isinstance(r[3], int) and not isinstance(r[3], bool)
+             else 0) for r in rows]
 
 
 def release_claims(conn: sqlite3.Connection, delivery_ids: Sequence[str], now_ms: int) -> None:

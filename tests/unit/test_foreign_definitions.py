@@ -180,8 +180,9 @@ def test_a_bad_foreign_cohort_is_skipped_and_flagged(db: sqlite3.Connection, cas
     good = cohorts.create_cohort(db, clock, site_id=SITE, name="good",
                                  criteria=json.dumps(nested(1)))
     text, reason = BAD_CRITERIA[case]
+    # (updated_at as text too: the pane must still be able to delete it)
     db.execute("INSERT INTO cohorts (cohort_id, site_id, name, criteria, created_at, "
-               "updated_at) VALUES ('bad', ?, 'bad one', ?, ?, ?)", (SITE, text, NOW, NOW))
+               "updated_at) VALUES ('bad', ?, 'bad one', ?, ?, 'yesterday')", (SITE, text, NOW))
     db.commit()
     results = {r.cohort_id: r for r in cohorts.refresh_all(db, clock)}
     assert results[good.cohort_id].skipped is None and results[good.cohort_id].matched == 5

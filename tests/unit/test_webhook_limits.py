@@ -327,3 +327,19 @@ def test_worker_sigterm_exits_within_seconds_while_an_endpoint_trickles(
         assert row == ("pending", 0)
         conn.close()
         db.close()
+
+
+def test_a_foreign_delivery_row_never_stalls_the_queue(db: sqlite3.Connection,
+                                                       server: HostileServer) -> None:
+    ep = endpoint(db, server.url("/ok"))
+    good = queue(db, ep)
+    db.execute("INSERT INTO webhook_deliveries (id, endpoint_id, event_type, payload, status, "
+               "attempts, next_attempt_at, created_at) VALUES ('foreign', ?, 'alert.firing', "
+               "x'00ff', 'pending', 'none', ?, ?)", (ep, NOW - 1, NOW - 1))
+    db.commit()
+    out = delivery.deliver_due(db, Clock(NOW), policy=POLICY)
+    assert "1 delivered" in out and "1 failed" in out
+    assert state(db, good)[0] == "delivered"
+    status, _, _, error = state(db, "foreign")
+    assert status == "failed" and error == "the queued payload is not text"
+    assert len(server.hits) == 1
