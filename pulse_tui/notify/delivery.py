@@ -13,7 +13,6 @@ releases it for the next run at once. Targets that resolve to a link-local addre
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import random
 import socket
@@ -32,6 +31,7 @@ from pulse_tui.clock import Clock
 from pulse_tui.errors import UsageError
 from pulse_tui.notify.models import TEST_EVENT, WEBHOOK_EVENTS, SendResult
 from pulse_tui.notify.signing import envelope, new_message_id, sign
+from pulse_tui.notify.targets import link_local_reason
 from pulse_tui.store import webhooks as store
 from pulse_tui.store.tx import write_transaction
 
@@ -116,20 +116,6 @@ def _where(url: str) -> str:
 # ---------------------------------------------------------------- guarded connections
 class TargetRefused(Exception):
     """The target resolves to an address webhooks may not be sent to (permanent)."""
-
-
-def link_local_reason(address: str) -> str | None:
-    """Why ``address`` may not be a webhook target (link-local), or None."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip.is_link_local:
-        return (f"refusing the link-local address {ip} (cloud metadata range); "
-                "set webhook_allow_link_local = true to allow it")
-    return None
 
 
 async def system_resolve(host: str, port: int) -> list[str]:
@@ -428,6 +414,9 @@ def prepare_test(conn: sqlite3.Connection, endpoint_id: str, *, clock: Clock) ->
                                  "message": "PULSE test delivery"}, now)
     with write_transaction(conn):
         store.insert_delivery(conn, delivery_id, endpoint_id, TEST_EVENT, body, now)
+        # held like a claimed delivery: the worker leaves it alone while it is being sent
+        # (and sends it later only if this sender disappears before recording the answer)
+        store.release_claims(conn, [delivery_id], now + DEFAULT_POLICY.in_flight_ms)
     return PreparedTest(delivery_id, endpoint_id, url, secret, extra, body, problem)
 
 

@@ -18,6 +18,7 @@ from pulse_tui.notify.models import (
     WebhookEndpoint,
 )
 from pulse_tui.notify.signing import generate_secret, mask_secret, secret_key
+from pulse_tui.notify.targets import literal_link_local_reason
 from pulse_tui.store.alerts import rules_using_endpoint
 from pulse_tui.store.tx import write_transaction
 
@@ -178,15 +179,18 @@ def list_endpoints(conn: sqlite3.Connection, site_id: str | None = None) -> list
 
 
 def create_endpoint(conn: sqlite3.Connection, *, site_id: str, url: str, events: object,
-                    headers: object = None, active: bool = True, now_ms: int) -> CreatedEndpoint:
+                    headers: object = None, active: bool = True, now_ms: int,
+                    allow_link_local: bool = False) -> CreatedEndpoint:
     """Validate and insert an endpoint with a new secret; the only place (with
-    :func:`rotate_secret`) the full secret is returned."""
+    :func:`rotate_secret`) the full secret is returned. A URL whose host is a link-local
+    address is refused unless ``allow_link_local`` (the ``webhook_allow_link_local``
+    setting)."""
     errors: dict[str, str] = {}
     if not isinstance(site_id, str) or not site_id:
         errors["site_id"] = "required"
     elif not conn.execute("SELECT 1 FROM sites WHERE id = ?", (site_id,)).fetchone():
         errors["site_id"] = f"unknown site {site_id!r}"
-    url_error = check_url(url)
+    url_error = check_url(url) or (None if allow_link_local else literal_link_local_reason(url))
     if url_error:
         errors["url"] = url_error
     ev = _check_events(events, errors)
@@ -210,12 +214,13 @@ _UNSET: Any = object()
 
 def update_endpoint(conn: sqlite3.Connection, endpoint_id: str, *, url: str = _UNSET,
                     events: object = _UNSET, headers: object = _UNSET, active: bool = _UNSET,
-                    now_ms: int) -> WebhookEndpoint:
+                    now_ms: int, allow_link_local: bool = False) -> WebhookEndpoint:
     """Change the given fields (validated like create); the secret is kept."""
     errors: dict[str, str] = {}
     sets: dict[str, object] = {}
     if url is not _UNSET:
-        url_error = check_url(url)
+        url_error = check_url(url) or (None if allow_link_local
+                                       else literal_link_local_reason(url))
         if url_error:
             errors["url"] = url_error
         else:

@@ -20,6 +20,7 @@ from conftest import wait_until
 
 from pulse_tui.clock import Clock, parse_instant
 from pulse_tui.config import Settings, load_settings
+from pulse_tui.errors import ValidationError
 from pulse_tui.notify import delivery
 from pulse_tui.notify.delivery import RetryPolicy
 from pulse_tui.store import webhooks as hooks
@@ -215,12 +216,31 @@ def test_name_resolving_to_link_local_is_refused_at_delivery(db: sqlite3.Connect
     assert asked == ["hooks.example.test"]
 
 
-def test_literal_link_local_url_is_refused(db: sqlite3.Connection) -> None:
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data",
+                                 "https://[fe80::1]:8080/hook",
+                                 "http://[::ffff:169.254.1.1]/x"])
+def test_literal_link_local_url_is_refused_when_saved(db: sqlite3.Connection, url: str) -> None:
+    with pytest.raises(ValidationError, match="link-local") as caught:
+        hooks.create_endpoint(db, site_id=SITE, url=url, events=["alert.firing"], now_ms=NOW)
+    assert "url" in caught.value.errors
+    ok = hooks.create_endpoint(db, site_id=SITE, url="https://hooks.example.test/x",
+                               events=["alert.firing"], now_ms=NOW).endpoint
+    with pytest.raises(ValidationError, match="webhook_allow_link_local"):
+        hooks.update_endpoint(db, ok.id, url=url, now_ms=NOW + 1)
+    # the setting allows it
+    hooks.update_endpoint(db, ok.id, url=url, now_ms=NOW + 2, allow_link_local=True)
+
+
+def test_literal_link_local_url_is_refused_when_sending(db: sqlite3.Connection) -> None:
+    """Saved while the setting was on (or written by another program), sent with it off."""
     asked: list[str] = []
     resolve = _resolver({"169.254.169.254": ["169.254.169.254"], "fe80::1": ["fe80::1"]},
                         asked)
-    v4 = queue(db, endpoint(db, "http://169.254.169.254/latest/meta-data"))
-    v6 = queue(db, endpoint(db, "http://[fe80::1]:8080/hook"))
+    ids = []
+    for url in ("http://169.254.169.254/latest/meta-data", "http://[fe80::1]:8080/hook"):
+        ids.append(hooks.create_endpoint(db, site_id=SITE, url=url, events=["alert.firing"],
+                                         now_ms=NOW, allow_link_local=True).endpoint.id)
+    v4, v6 = (queue(db, i) for i in ids)
     delivery.deliver_due(db, Clock(NOW), policy=POLICY, resolve=resolve)
     for msg in (v4, v6):
         status, attempts, _, error = state(db, msg)

@@ -120,17 +120,18 @@ class EndpointFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
                     'not JSON: write an object like {"X-Team": "ops"}')
                 return
         active = self.query_one("#ep-active", Checkbox).value
+        allow = self.app.settings.webhook_allow_link_local  # type: ignore[attr-defined]
         try:
             if self.endpoint is None:
                 created = await store.write(webhooks_sql.create_endpoint, site_id=self.site_id,
                                             url=url, events=events, headers=headers,
-                                            active=active, now_ms=now)
+                                            active=active, now_ms=now, allow_link_local=allow)
                 await self.app.push_screen_wait(SecretScreen(created.endpoint.url,
                                                              created.secret))
             else:
                 await store.write(webhooks_sql.update_endpoint, self.endpoint.id, url=url,
                                   events=events, headers=headers or {}, active=active,
-                                  now_ms=now)
+                                  now_ms=now, allow_link_local=allow)
         except ValidationError as exc:
             for key, message in exc.errors.items():
                 field = "url" if "url" in key else "events" if "event" in key else "headers"
