@@ -42,3 +42,41 @@ async def test_quit_finishes_within_seconds_while_an_endpoint_trickles(
         [hit] = srv.hits_for("/trickle")
         wait_until(lambda: hit.finished is not None, timeout=10)
         assert hit.client_gone  # the request was abandoned, not waited for
+
+
+async def test_test_ping_to_a_trickling_endpoint_blocks_nothing(
+        pulse_settings: Settings, conn: sqlite3.Connection) -> None:
+    """t (send a test) used to run the request on the store's only connection thread: every
+    pane's reads and writes waited for the endpoint, and so did quitting."""
+    import asyncio
+
+    from pulse_tui.tui.screens.alerts import AlertsScreen
+    from pulse_tui.tui.screens.webhooks import WebhooksScreen
+    from tests.tui.tui_helpers import press_until
+
+    with HostileServer(trickle_s=0.5, trickle_for_s=60.0) as srv:
+        ensure_sites(conn, ["acme"], FIXED_NOW_MS)
+        ep = hooks.create_endpoint(conn, site_id="acme", url=srv.url("/trickle"),
+                                   events=["alert.firing"], now_ms=FIXED_NOW_MS).endpoint
+        app = make_app(pulse_settings, clock=Clock(FIXED_NOW_MS), worker=False)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await press_until(pilot, AlertsScreen, "5", timeout=5)
+            await press_until(pilot, WebhooksScreen, "w", timeout=5)
+            await async_wait_until(lambda: app.screen.query_one("#endpoints-table").row_count,
+                                   timeout=5)
+            await pilot.press("t")
+            await async_wait_until(lambda: srv.hits_for("/trickle"), timeout=10)
+            # the store still answers while the endpoint trickles
+            assert await asyncio.wait_for(app.store.run(
+                lambda c: c.execute("SELECT count(*) FROM webhook_endpoints").fetchone()[0]),
+                timeout=5) == 1
+            started = time.monotonic()
+            await pilot.press("q")
+        elapsed = time.monotonic() - started
+        assert elapsed < 15, f"quitting took {elapsed:.1f} s"
+        [hit] = srv.hits_for("/trickle")
+        wait_until(lambda: hit.finished is not None, timeout=10)
+        assert hit.client_gone
+        # the test delivery is held, not left due for the worker to send at once
+        [d] = hooks.recent_deliveries(conn, ep.id)
+        assert d.event_type == "webhook.test" and d.next_attempt_at > FIXED_NOW_MS
