@@ -163,3 +163,24 @@ async def test_jobs_pane_shows_why_a_foreign_export_definition_is_unusable(
         title = str(app.screen.query_one("#jobs-exports-title").render())
         assert "bad one: invalid definition: scheduled: not valid JSON" in title
 
+
+
+@pytest.mark.parametrize(("depth", "message"), [(33, "groups nest deeper than 32 levels"),
+                                                (1_000, "nested too deeply")])
+async def test_cohort_editor_json_view_refuses_deep_criteria(
+        seeded: Settings, depth: int, message: str) -> None:
+    from textual.widgets import TextArea
+
+    app = make_app(seeded, clock=Clock(FIXED_NOW_MS), worker=False)
+    async with app.run_test(size=(120, 34)) as pilot:
+        await press_until(pilot, CohortsScreen, "3", timeout=5)
+        editor = await press_until(pilot, CohortEditorScreen, "n", timeout=5)
+        await pilot.press("ctrl+e")
+        area = editor.query_one("#criteria-json", TextArea)
+        await async_wait_until(lambda: area.display, timeout=5)
+        area.text = ('{"type":"and","conditions":[' * depth
+                     + '{"property":"plan","operator":"is_set"}' + "]}" * depth)
+        await pilot.press("ctrl+e")
+        error = editor.query_one("#criteria-json-error")
+        await async_wait_until(lambda: message in error.message, timeout=5)
+        assert area.display  # still in the JSON view, nothing replaced the tree
