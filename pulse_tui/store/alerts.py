@@ -188,7 +188,7 @@ def _check_notification(conn: sqlite3.Connection, site_id: str, ntype: object, n
         else:
             try:
                 events = set(json.loads(row[1] or "[]"))
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, RecursionError):
                 events = set()
             if not events & {"alert.firing", "alert.resolved"}:
                 errors["notification_config.endpoint_id"] = (

@@ -56,6 +56,9 @@ def _check_events(events: object, errors: dict[str, str]) -> tuple[str, ...]:
     if isinstance(events, str):
         try:
             events = json.loads(events)
+        except RecursionError:
+            errors["events"] = "nested too deeply"
+            return ()
         except ValueError:
             events = [e.strip() for e in events.split(",") if e.strip()]
     if not isinstance(events, (list, tuple)) or not events:
@@ -74,8 +77,11 @@ def _check_headers(headers: object, errors: dict[str, str]) -> dict[str, str]:
     if isinstance(headers, str):
         try:
             headers = json.loads(headers)
+        except RecursionError:
+            errors["headers"] = "nested too deeply"
+            return {}
         except ValueError as exc:
-            errors["headers"] = f"not valid JSON ({exc.msg})"
+            errors["headers"] = f"not valid JSON ({getattr(exc, 'msg', exc)})"
             return {}
     if not isinstance(headers, dict):
         errors["headers"] = 'must be a JSON object {"Header-Name": "value"}'

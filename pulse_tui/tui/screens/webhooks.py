@@ -115,7 +115,7 @@ class EndpointFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
         if raw_headers:
             try:
                 headers = json.loads(raw_headers)
-            except ValueError:
+            except (ValueError, RecursionError):
                 self.query_one("#ep-headers-error", FieldError).show(
                     'not JSON: write an object like {"X-Team": "ops"}')
                 return
