@@ -1,9 +1,9 @@
-"""The web server behind ``pulse-tui serve``: textual-serve's Server with a token check on
-every request (before any app process starts), a session limit, sessions logged, and a clean
-stop that leaves no app process behind.
+"""The web server behind ``pulse-tui serve``: textual-serve, guarded and cleaned up after.
 
-Each browser session runs its own ``pulse-tui`` process (textual's web driver) on the shared
-database; this module never imports Textual.
+textual-serve's Server with a token check on every request (before any app process starts), a
+session limit, sessions logged, and a clean stop that leaves no app process behind. Each browser
+session runs its own ``pulse-tui`` process (Textual's web driver) on the shared database; this
+module never imports Textual.
 """
 
 from __future__ import annotations
