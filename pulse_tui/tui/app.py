@@ -25,7 +25,7 @@ from pulse_tui.report_models import DateRange
 from pulse_tui.store.reports import make_range
 from pulse_tui.store.store import Store
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import ReportsWorkerErrors, refusal, write_action
+from pulse_tui.tui.guards import ReportsWorkerErrors, declared_write, refusal
 from pulse_tui.tui.messages import BackgroundWorkerEvent, BackgroundWorkerState, DataChanged
 from pulse_tui.tui.screens.alerts import AlertsScreen
 from pulse_tui.tui.screens.base import PaneScreen
@@ -223,11 +223,11 @@ class PulseApp(ReportsWorkerErrors, App[None]):
         targets: dict[str, object] = {"app": self, "screen": self.screen,
                                       "focused": self.focused}
         target = targets.get(destination) if destination else (default_namespace or self)
-        return write_action(target, name) if target is not None else None
+        return declared_write(target, name) if target is not None else None
 
     def offers(self, node: object, action: str) -> bool:
         """False for an action that writes while the app is read-only (palette, help)."""
-        return not (self.read_only and write_action(node, action))
+        return not (self.read_only and declared_write(node, action))
 
     # ------------------------------------------------------------------ actions
     async def action_show_pane(self, pane: str) -> None:

@@ -70,7 +70,7 @@ def writes(what: str) -> Callable[[F], F]:
     return mark
 
 
-def write_action(node: object, action: str) -> str | None:
+def declared_write(node: object, action: str) -> str | None:
     """What the action named ``action`` on ``node`` changes, or None when it only reads."""
     name = action.split("(", 1)[0].strip()
     method = getattr(node, f"action_{name}", None)
@@ -86,6 +86,6 @@ class WriteGuard:
     leaves a binding whose check_action is False out of the footer)."""
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if getattr(self.app, "read_only", False) and write_action(self, action):  # type: ignore[attr-defined]
+        if getattr(self.app, "read_only", False) and declared_write(self, action):  # type: ignore[attr-defined]
             return False
         return super().check_action(action, parameters)  # type: ignore[misc]

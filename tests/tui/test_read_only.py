@@ -18,7 +18,7 @@ from pulse_tui.exports import create_export
 from pulse_tui.store import cohorts as cohorts_sql
 from pulse_tui.store.connection import connect
 from pulse_tui.tui.app import PulseApp, make_app
-from pulse_tui.tui.guards import write_action
+from pulse_tui.tui.guards import declared_write
 from pulse_tui.tui.screens.cohort_editor import CohortEditorScreen
 from pulse_tui.tui.screens.help import HelpScreen
 
@@ -71,14 +71,14 @@ async def test_write_actions_are_not_offered(seeded: Settings, read_only: bool) 
             await _go(pilot, app, key, pane)
             screen = app.screen
             offered = {b.binding.action for b in screen.active_bindings.values()
-                       if b.node is screen and write_action(screen, b.binding.action)}
+                       if b.node is screen and declared_write(screen, b.binding.action)}
             assert offered == (set() if read_only else WRITE_ACTIONS[pane]), pane
             titles = [c.title for c in app.get_system_commands(screen)]
             assert any(t.startswith(f"{screen.TITLE}: ") for t in titles) or read_only
             writes = [t for t in titles if t.startswith(f"{screen.TITLE}: ")
                       and any(t == f"{screen.TITLE}: {b.description}"
                               for b in type(screen).BINDINGS
-                              if write_action(screen, b.action))]
+                              if declared_write(screen, b.action))]
             assert bool(writes) is not read_only, (pane, writes)
         await pilot.press("question_mark")
         help_screen = await until(pilot, lambda: isinstance(app.screen, HelpScreen)
