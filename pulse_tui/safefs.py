@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import secrets
 import stat
@@ -118,3 +119,27 @@ def fit_name(stem: str, suffix: str, limit: int = NAME_MAX) -> str:
 def identity(st: os.stat_result) -> str:
     """What says "the same file, unchanged": device, inode, size and modification time."""
     return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def open_input(path: Path, *, follow_symlinks: bool = True) -> io.BufferedReader:
+    """Open a file to import, for reading: never a FIFO or device (no blocking open), and
+    not through a link unless ``follow_symlinks`` (a file named on the command line may be
+    a link; one dropped into the import folder may not)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+    if not follow_symlinks:
+        flags |= os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow_symlinks:
+            raise OSError(errno.ELOOP, "symbolic links are not imported") from exc
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

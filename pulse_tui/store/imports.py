@@ -172,8 +172,9 @@ def fail_job(conn: sqlite3.Connection, job_id: str, message: str, now_ms: int,
         conn.execute(
             "UPDATE import_jobs SET status = 'failed', message = ?, completed_at = ?, "
             "type = coalesce(?, type), errors = ? WHERE id = ?",
-            (message, now_ms, kind, json.dumps([{"line": None, "column": None, "value": None,
-                                                 "reason": message}]), job_id),
+            (name_value(message), now_ms, kind, json.dumps(
+                [{"line": None, "column": None, "value": None,
+                  "reason": name_value(message)}]), job_id),
         )
 
 
@@ -419,7 +420,7 @@ def reject_count(conn: sqlite3.Connection, job_id: str) -> int:
                         (job_id,)).fetchone()[0]
 
 
-def set_result_path(conn: sqlite3.Connection, job_id: str, path: str) -> None:
+def set_result_path(conn: sqlite3.Connection, job_id: str, path: str | None) -> None:
     """Where the worker moved the file (processed/ or failed/)."""
     with write_transaction(conn):
         conn.execute("UPDATE import_jobs SET result_path = ? WHERE id = ?",

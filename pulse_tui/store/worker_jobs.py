@@ -13,6 +13,7 @@ from pulse_tui.store.imports import (  # noqa: F401 (worker API)
     job_from_row,
     name_value,
     path_value,
+    set_result_path,
     source_identity,
 )
 from pulse_tui.store.tx import write_transaction
@@ -76,7 +77,7 @@ def mark_failed(conn: sqlite3.Connection, job_id: str, message: str, now_ms: int
     conn.execute(
         "UPDATE import_jobs SET status = 'failed', message = ?, "
         "completed_at = coalesce(completed_at, ?) WHERE id = ?",
-        (message[:500], now_ms, job_id),
+        (name_value(message)[:500], now_ms, job_id),
     )
 
 
@@ -98,7 +99,7 @@ def insert_failed_job(
         "processed_records, failed_records, created_at, started_at, completed_at, source_path, "
         "message) VALUES (?, ?, ?, 'failed', ?, ?, 0, 0, 0, ?, ?, ?, ?, ?)",
         (job_id, site_id, kind, name_value(file_name), file_size, now_ms, now_ms, now_ms,
-         path_value(source_path), message[:500]),
+         path_value(source_path), name_value(message)[:500]),
     )
 
 
@@ -106,7 +107,7 @@ def set_retried(conn: sqlite3.Connection, job_id: str, new_path: str) -> None:
     """Note on a failed job that its file went back into the inbox (as ``new_path``)."""
     conn.execute(
         "UPDATE import_jobs SET message = coalesce(message || ' ', '') || ? WHERE id = ?",
-        (f"(retried as {new_path})", job_id),
+        (name_value(f"(retried as {new_path})"), job_id),
     )
 
 
@@ -128,7 +129,7 @@ def mark_unmoved(conn: sqlite3.Connection, job_id: str, identity: str, reason: s
         set_meta(conn, UNMOVED_PREFIX + job_id, identity)
         conn.execute("UPDATE import_jobs SET result_path = NULL, "
                      "message = substr(coalesce(message || '; ', '') || ?, 1, 500) "
-                     "WHERE id = ?", (reason, job_id))
+                     "WHERE id = ?", (name_value(reason), job_id))
 
 
 def unmoved(conn: sqlite3.Connection) -> dict[str, str]:
@@ -144,9 +145,14 @@ def clear_unmoved(conn: sqlite3.Connection, job_id: str) -> None:
     conn.execute("DELETE FROM pulse_meta WHERE key = ?", (UNMOVED_PREFIX + job_id,))
 
 
-def set_not_moved(conn: sqlite3.Connection, job_id: str, note: str) -> None:
+def set_not_moved(conn: sqlite3.Connection, job_id: str, note: str | None) -> None:
     """Nothing of this job is left to move (its file was replaced or changed): result_path ''
-    so that recovery never moves the file now under that name, and a note why."""
-    conn.execute("UPDATE import_jobs SET result_path = '', "
-                 "message = substr(coalesce(message || '; ', '') || ?, 1, 500) WHERE id = ?",
-                 (note, job_id))
+    so that recovery never moves the file now under that name, a note why, and the
+    after-import hooks still due (one commit, like set_destination)."""
+    with write_transaction(conn):
+        conn.execute("UPDATE import_jobs SET result_path = '' WHERE id = ?", (job_id,))
+        if note:
+            conn.execute("UPDATE import_jobs SET message = "
+                         "substr(coalesce(message || '; ', '') || ?, 1, 500) WHERE id = ?",
+                         (name_value(note), job_id))
+        set_meta(conn, HOOKS_PENDING_PREFIX + job_id, "1")
