@@ -311,8 +311,11 @@ def import_file(
 
 
 def _changed_while_read(now: os.stat_result, then: os.stat_result) -> bool:
-    return ((now.st_size, now.st_mtime_ns, now.st_ctime_ns)
-            != (then.st_size, then.st_mtime_ns, then.st_ctime_ns))
+    """Size or modification time moved, or the change time did without the file being
+    linked or unlinked (a rename over it unlinks the file read, which is no change of it)."""
+    if (now.st_size, now.st_mtime_ns) != (then.st_size, then.st_mtime_ns):
+        return True
+    return now.st_nlink == then.st_nlink and now.st_ctime_ns != then.st_ctime_ns
 
 
 def _same_file(path: Path, opened: os.stat_result) -> bool:
