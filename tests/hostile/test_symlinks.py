@@ -76,7 +76,7 @@ def test_a_move_never_lands_in_a_folder_swapped_for_a_link(
     failed.symlink_to(elsewhere, target_is_directory=True)
     src = write_events(pulse_settings.import_dir / "events" / "b.csv", 3)
     with pytest.raises(UnsafePathError, match="symbolic link"):
-        inbox.move_no_overwrite(src, failed / "b.csv", pulse_settings.import_dir)
+        inbox.move_no_overwrite(src, failed / "b.csv")
     assert src.exists() and list(elsewhere.iterdir()) == []
 
 
