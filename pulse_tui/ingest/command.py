@@ -78,6 +78,7 @@ def import_cmd(ctx: click.Context, files: tuple[Path, ...], kind: str | None,
     rejected or a file failed; duplicates alone exit 0. cohort_members go into existing
     static cohorts only.
     """
+    from pulse_tui.store import imports as imports_sql
     from pulse_tui.store.connection import connect
 
     settings = settings_from(ctx)
@@ -95,6 +96,7 @@ def import_cmd(ctx: click.Context, files: tuple[Path, ...], kind: str | None,
                                      clock=clock, progress=progress)
             finally:
                 progress.close()
+            imports_sql.clear_source_identity(conn, result.job_id)  # only the worker moves
             click.echo(_summary(result))
             if result.unknown_columns:
                 click.echo("  unknown columns ignored: "

@@ -45,6 +45,10 @@ QUIET_TX_FACTOR = 3
 QUIET_AFTER_SECONDS = 10.0  # ... that is, none stored during the pauses of the last 10 s
 
 
+CHANGED_MESSAGE = ("the file changed while it was imported; it stays in the import folder "
+                   "and is imported again as a new job")
+
+
 def batch_rows_setting(default: int = DEFAULT_BATCH_SIZE) -> int:
     """Rows per import transaction: PULSE_IMPORT_BATCH_ROWS when set to a positive integer."""
     raw = os.environ.get(BATCH_ROWS_ENV, "").strip()
@@ -220,7 +224,8 @@ def import_file(
         unknown = header.unknown + header.ignored_duplicates
         note = f"unknown columns ignored: {', '.join(unknown)}" if unknown else None
         if unknown and job.checkpoint_rows == 0:
-            log.info("%s: unknown columns ignored: %s", path.name, ", ".join(unknown))
+            log.info("%s: unknown columns ignored: %s", safefs.shown(path.name),
+                     safefs.shown(", ".join(unknown)))
         store.start_job(conn, job_id, kind=kind, now_ms=now_ms, note=note)
         if job.checkpoint_rows > 0 or job.checkpoint_offset > 0:
             try:
@@ -290,6 +295,11 @@ def import_file(
             if tx is not None:
                 tx.commit()
                 tx = None
+            if _changed_while_read(src.fstat(), opened):  # e.g. a .gz truncated mid-way
+                store.fail_job(conn, job_id, CHANGED_MESSAGE, clock.now_ms())
+                result = _finish(conn, job_id, path, started)
+                result.changed = True
+                return result
             store.fail_job(conn, job_id, f"cannot read {path.name}: {exc}", clock.now_ms())
             return _finish(conn, job_id, path, started)
         finally:
@@ -297,9 +307,7 @@ def import_file(
                 tx.rollback()
             batches.close()
         if _changed_while_read(src.fstat(), opened):
-            store.fail_job(conn, job_id, "the file changed while it was imported; it stays "
-                           "in the import folder and is imported again as a new job",
-                           clock.now_ms())
+            store.fail_job(conn, job_id, CHANGED_MESSAGE, clock.now_ms())
             result = _finish(conn, job_id, path, started)
             result.changed = True
             return result

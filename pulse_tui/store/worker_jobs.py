@@ -121,15 +121,16 @@ def expire_lease_of(conn: sqlite3.Connection, holder: str) -> bool:
 UNMOVED_PREFIX = "import_unmoved:"
 
 
-def mark_unmoved(conn: sqlite3.Connection, job_id: str, identity: str, reason: str) -> None:
+def mark_unmoved(conn: sqlite3.Connection, job_id: str, identity: str, reason: str, *,
+                 result_path: str | None = None) -> None:
     """The job's file was imported but could not leave the inbox: remember which file it is
     (pulse_tui.safefs.identity) so that no later pass or restart imports it again, and say
-    why on the job (once)."""
+    why on the job (once). ``result_path``: where it is linked already, if anywhere."""
     with write_transaction(conn):
         set_meta(conn, UNMOVED_PREFIX + job_id, identity)
-        conn.execute("UPDATE import_jobs SET result_path = NULL, "
+        conn.execute("UPDATE import_jobs SET result_path = ?, "
                      "message = substr(coalesce(message || '; ', '') || ?, 1, 500) "
-                     "WHERE id = ?", (name_value(reason), job_id))
+                     "WHERE id = ?", (path_value(result_path), name_value(reason), job_id))
 
 
 def unmoved(conn: sqlite3.Connection) -> dict[str, str]:

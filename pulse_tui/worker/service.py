@@ -68,6 +68,7 @@ EventCallback = Callable[[WorkerEvent], None]
 LINK_REASON = "symbolic links are not imported"
 REPLACED_NOTE = ("the file was replaced while it was imported; the new file is imported as a "
                  "new job")
+REMOVED_NOTE = "the file was removed from the import folder while it was imported"
 
 
 # The worker shares the database with live writers and TUIs: each import transaction holds the
@@ -607,8 +608,11 @@ class WorkerService:
         if changed:
             log.warning("job %s: %s changed while it was imported (%s); the file now there is "
                         "imported as a new job", row.id, shown(path), row.status)
-            self._not_moved(conn, row.id, REPLACED_NOTE if row.status == "completed" else None)
-            if os.path.lexists(path):
+            there = os.path.lexists(path)
+            note = (REPLACED_NOTE if there else REMOVED_NOTE) if row.status == "completed" \
+                else None
+            self._not_moved(conn, row.id, note)
+            if there:
                 self._track(path, kind)
             return
         self._place(conn, row, fallback=path)
@@ -676,7 +680,7 @@ class WorkerService:
             except (OSError, PulseError) as exc:
                 problem = _reason(exc)
         if problem is not None and src is not None and os.path.lexists(src):
-            self._cannot_move(conn, row, src, problem)
+            self._cannot_move(conn, row, src, problem, dest)
         elif dest is not None and not moved:
             log.warning("job %s: %s is gone; nothing to move", row.id, shown(src or "?"))
         finished = ImportFinished(
@@ -721,18 +725,26 @@ class WorkerService:
             raise FileNotFoundError(f"{shown(src)} is gone")
         return errors_path
 
-    def _cannot_move(self, conn: Any, row: jobs_sql.ImportJob, src: Path, problem: str
-                     ) -> None:
+    def _cannot_move(self, conn: Any, row: jobs_sql.ImportJob, src: Path, problem: str,
+                     dest: Path | None = None) -> None:
         """Say once why the file stays in the inbox, and never import it again."""
         try:
-            ident = identity(os.lstat(src))
+            st = os.lstat(src)
         except OSError:
             return
+        ident = identity(st)
+        try:  # linked into place already, only its inbox name could not be removed
+            d = os.lstat(dest) if dest is not None else None
+        except OSError:
+            d = None
+        keep = dest if d is not None and (d.st_dev, d.st_ino) == (st.st_dev, st.st_ino) \
+            else None
         what = "imported" if row.status == "completed" else "failed"
         reason = (f"{what}, but it could not be moved out of the import folder ({problem}); "
                   "it stays there and is not imported again")
         log.error("job %s: %s: %s", row.id, shown(src), reason)
-        jobs_sql.mark_unmoved(conn, row.id, ident, reason)
+        jobs_sql.mark_unmoved(conn, row.id, ident, reason,
+                              result_path=str(keep) if keep is not None else None)
         self._unmoved[ident] = row.id
 
     def _retry_unmoved(self, conn: Any, job_id: str, ident: str, src: Path) -> None:
@@ -752,7 +764,7 @@ class WorkerService:
             self._move(conn, row, src, dest)
         except (OSError, PulseError) as exc:
             log.debug("job %s: still cannot move %s: %s", job_id, shown(src), exc)
-            jobs_sql.set_result_path(conn, job_id, None)
+            jobs_sql.set_result_path(conn, job_id, row.result_path)
             return
         self._unmoved.pop(ident, None)
         jobs_sql.clear_unmoved(conn, job_id)

@@ -108,3 +108,35 @@ def test_read_only_failed_folder_pauses_imports(make_worker, pulse_settings: Set
         assert "not writable" in worker.state.detail and src.exists()
     finally:
         failed.chmod(0o755)
+
+
+def test_a_file_linked_into_processed_whose_inbox_name_cannot_be_removed(
+        make_worker, pulse_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An inbox folder that refuses removals: the file is in processed/ already and stays in
+    the inbox too; no restart imports it again, and it ends with one copy in processed/."""
+    real_unlink = os.unlink
+
+    def no_removal(path, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if os.path.basename(os.fsdecode(path)) == "sticky.csv":
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "unlink", no_removal)
+    src = write_events(pulse_settings.import_dir / "events" / "sticky.csv", 12)
+    dest = pulse_settings.import_dir / "processed" / "sticky.csv"
+    worker, rec = make_worker()
+    wait_until(lambda: rec.of(ImportFinished), timeout=20)
+    assert worker.stop(timeout=10)
+    assert src.exists() and dest.exists()
+    assert query(pulse_settings.db, "SELECT status, result_path FROM import_jobs") == [
+        ("completed", str(dest))]
+    again, rec2 = make_worker()
+    wait_until(lambda: rec2.of(FileWaiting) and not again._tracker.pending(), timeout=10)
+    assert again.stop(timeout=10)
+    assert scalar(pulse_settings.db, "SELECT count(*) FROM import_jobs") == 1
+    monkeypatch.setattr(os, "unlink", real_unlink)
+    make_worker()
+    wait_until(lambda: not src.exists(), timeout=20)
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["sticky.csv"]
+    assert scalar(pulse_settings.db, "SELECT count(*) FROM import_jobs") == 1
+    assert scalar(pulse_settings.db, "SELECT count(*) FROM events") == 12
