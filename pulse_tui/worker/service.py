@@ -699,7 +699,8 @@ class WorkerService:
         self.imports_done += 1
         self._emit(finished)
 
-    def _move(self, conn: Any, row: jobs_sql.ImportJob, src: Path, dest: Path) -> Path | None:
+    def _move(self, conn: Any, row: jobs_sql.ImportJob, src: Path, dest: Path, *,
+              quiet: bool = False) -> Path | None:
         """NAME.errors.csv (when rows were rejected) and the file into ``dest``'s folder, all
         relative to that folder opened without following links; the errors file path."""
         from pulse_tui import ingest
@@ -716,7 +717,8 @@ class WorkerService:
                 except FileExistsError:
                     pass  # written before a crash
                 except OSError as exc:
-                    log.error("could not write %s: %s", shown(errors_path), _reason(exc))
+                    (log.debug if quiet else log.error)(
+                        "could not write %s: %s", shown(errors_path), _reason(exc))
                     errors_path = None
         finally:
             if fd is not None:
@@ -761,7 +763,7 @@ class WorkerService:
             dest = (Path(row.result_path) if row.result_path
                     else inbox.unique_destination(self.import_dir / sub, src.name))
             jobs_sql.set_result_path(conn, job_id, str(dest))
-            self._move(conn, row, src, dest)
+            self._move(conn, row, src, dest, quiet=True)
         except (OSError, PulseError) as exc:
             log.debug("job %s: still cannot move %s: %s", job_id, shown(src), exc)
             jobs_sql.set_result_path(conn, job_id, row.result_path)
