@@ -118,3 +118,29 @@ def test_unique_destination_for_a_255_byte_name_that_is_taken(tmp_path: Path) ->
     assert dest.name != name and len(os.fsencode(dest.name)) <= NAME_MAX
     assert dest.name.endswith(".1.csv")
     assert not dest.exists()
+
+
+async def test_jobs_pane_shows_an_odd_name_escaped(pulse_settings: Settings) -> None:
+    from textual.widgets import DataTable
+
+    from pulse_tui.tui.app import make_app
+    from pulse_tui.tui.screens.jobs import JobsScreen
+    from tests.conftest import async_wait_until
+    from tests.tui.tui_helpers import press_until
+
+    app = make_app(pulse_settings, worker=True)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await press_until(pilot, JobsScreen, "6", timeout=5)
+        _write(pulse_settings.import_dir / "events", b"\xff\x1b[2J[b]x.csv", "p")
+        table = app.screen.query_one("#imports-table", DataTable)
+
+        def completed_row() -> bool:
+            return table.row_count == 1 and table.get_row_at(0)[0].plain.strip() == "completed"
+
+        await async_wait_until(completed_row, timeout=20)
+        keys = [str(key.value) for key in table.columns]
+        row = dict(zip(keys, (cell.plain.strip() for cell in table.get_row_at(0)), strict=True))
+        assert row["file"] == "\\xff\\e[2J[b]x.csv"
+        assert (row["ok"], row["bad"]) == (str(ROWS), "1")
+    assert os.fsencode("\udcff\x1b[2J[b]x.csv") in _listing(
+        pulse_settings.import_dir / "processed")
