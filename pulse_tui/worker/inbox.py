@@ -99,6 +99,8 @@ def kind_of(import_dir: Path, path: Path) -> str | None:
         return None
     parent = path.parent
     if parent == import_dir:
+        if name in (*IMPORT_TYPES, PROCESSED, FAILED):
+            return None  # the folders themselves (even when one is a link), never inputs
         # longest type name first, so a future type that prefixes another is not shadowed
         for kind in sorted(IMPORT_TYPES, key=len, reverse=True):
             if name.startswith(kind):

@@ -125,3 +125,20 @@ def test_symlinked_input_is_moved_to_failed_as_a_link_and_never_followed(
     rows = query(pulse_settings.db, "SELECT status, message, processed_records FROM import_jobs")
     assert sorted(rows) == [("failed", "symbolic links are not imported", 0)] * 2
     assert scalar(pulse_settings.db, "SELECT count(*) FROM events") == 0
+
+
+def test_inbox_subfolder_replaced_by_a_link_is_not_emptied(
+        make_worker, pulse_settings: Settings, tmp_path: Path) -> None:
+    """events/ pointing at someone else's folder: nothing there is imported or moved away."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    kept = write_events(theirs / "ledger.csv", 10)
+    events = pulse_settings.import_dir / "events"
+    events.rmdir()
+    events.symlink_to(theirs, target_is_directory=True)
+    worker, _ = make_worker()
+    wait_until(lambda: "imports paused" in worker.state.detail)
+    assert "events" in worker.state.detail and "symbolic link" in worker.state.detail
+    assert kept.exists() and [p.name for p in theirs.iterdir()] == ["ledger.csv"]
+    assert events.is_symlink()  # the operator's link is not taken for an input file
+    assert scalar(pulse_settings.db, "SELECT count(*) FROM import_jobs") == 0
