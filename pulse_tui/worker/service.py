@@ -409,6 +409,7 @@ class WorkerService:
                 self._emit(FileWaiting(str(path), kind))
 
     def _rescan(self) -> None:
+        self._folders_usable()  # say at once when a folder is wrong, even with no file
         for path, kind in inbox.scan(self.import_dir).items():
             self._track(path, kind)
 
