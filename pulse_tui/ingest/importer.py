@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import logging
 import os
 import queue
@@ -472,7 +473,14 @@ def write_errors_csv(conn: sqlite3.Connection, job_id: str, folder: str | Path,
             if replace:
                 os.replace(tmp, name, src_dir_fd=at, dst_dir_fd=at)
             else:
-                os.link(tmp, name, src_dir_fd=at, dst_dir_fd=at, follow_symlinks=False)
+                try:
+                    os.link(tmp, name, src_dir_fd=at, dst_dir_fd=at, follow_symlinks=False)
+                except FileExistsError:
+                    raise
+                except OSError:  # a file system without hard links: rename if still free
+                    if safefs.lexists(name, at):
+                        raise FileExistsError(errno.EEXIST, "exists", name) from None
+                    os.rename(tmp, name, src_dir_fd=at, dst_dir_fd=at)
         finally:
             try:
                 os.unlink(tmp, dir_fd=at)
