@@ -185,7 +185,7 @@ class PulseServer(Server):
         given, in_url = self._presented_token(request)
         if not token_matches(given, token):
             log.warning("refused %s %s from %s: %s token", request.method, request.path,
-                        request.remote, "wrong" if given else "no")
+                        _client(request), "wrong" if given else "no")
             return web.Response(status=401, text="401: this PULSE console needs its token "
                                 "(open the URL printed by pulse-tui serve).\n",
                                 headers={"WWW-Authenticate": 'Bearer realm="pulse-tui"'})
@@ -236,7 +236,7 @@ class PulseServer(Server):
         await websocket.prepare(request)
         limit = self.options.max_sessions
         if self._stopping or len(self.sessions) >= limit:
-            log.warning("refused a session from %s: %d of %d open", request.remote,
+            log.warning("refused a session from %s: %d of %d open", _client(request),
                         len(self.sessions), limit)
             await websocket.close(code=1013, message=_busy_reason(limit).encode("utf-8"))
             return websocket
@@ -251,7 +251,7 @@ class PulseServer(Server):
         try:
             await session.start(width, height)
             log.info("session %d opened from %s (pid %s; %d of %d open)", number,
-                     request.remote, session.pid, len(self.sessions), limit)
+                     _client(request), session.pid, len(self.sessions), limit)
             await self._process_messages(websocket, session)
         except asyncio.CancelledError:
             pass
@@ -329,6 +329,13 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
     except (OSError, AttributeError):
         pass
+
+
+def _client(request: web.Request) -> str:
+    """Who is asking, for the log: the peer, and whom a reverse proxy says it forwards."""
+    forwarded = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
+    peer = request.remote or "?"
+    return f"{peer} (for {forwarded[:64]!r})" if forwarded else peer
 
 
 def _is_https(request: web.Request) -> bool:
