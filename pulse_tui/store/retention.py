@@ -42,6 +42,7 @@ from typing import Any
 
 from pulse_tui.clock import DAY_MS, WEEK_MS, Clock
 from pulse_tui.errors import ValidationError
+from pulse_tui.store import derived
 from pulse_tui.store.tx import write_transaction as _write
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,7 @@ GROUP BY w, k
 def acquisition_rows(conn: sqlite3.Connection, site_id: str, start: date, end: date,
                      now_ms: int) -> list[RetentionRow]:
     """Weekly acquisition cohorts whose Monday lies in [start, end], oldest first (SPEC 8/9)."""
+    derived.fold_pending(conn)  # first-seen times and user-days include other programs' rows
     weeks = weeks_in_range(start, end)
     if not weeks:
         return []
@@ -210,6 +212,7 @@ def acquisition_cell_users(conn: sqlite3.Connection, site_id: str, cohort_week: 
                            week_number: int) -> list[str]:
     """User ids of one acquisition cell (cohort week's Monday, k): cohort users with an event in
     week k (k = 0: every cohort user), sorted."""
+    derived.fold_pending(conn)
     monday = date.fromisoformat(cohort_week) if isinstance(cohort_week, str) else cohort_week
     first = _day_number(monday_of(monday))
     fs = (first * DAY_MS, (first + 7) * DAY_MS)
@@ -347,6 +350,7 @@ def saved_cohort_rows(conn: sqlite3.Connection, now_ms: int, *, site_id: str | N
     One statement per site: the site's rollup user-days over the members' span are scanned once
     for all its cohorts.
     """
+    derived.fold_pending(conn)
     info = _cohort_info(conn, cohort_ids, site_id, include_archived)
     by_site: dict[str, list[str]] = {}
     for cid, site, _, _ in info:
@@ -391,6 +395,7 @@ def saved_cohort_rows(conn: sqlite3.Connection, now_ms: int, *, site_id: str | N
 def saved_cell_users(conn: sqlite3.Connection, cohort_id: str, week_number: int,
                      now_ms: int) -> list[str]:
     """User ids of one saved-cohort cell: eligible members who returned in window k, sorted."""
+    derived.fold_pending(conn)
     info = _cohort_info(conn, [cohort_id], None, True)
     if not info or not 0 <= week_number < WEEKS:
         return []
