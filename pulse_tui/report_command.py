@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 import sys
 import unicodedata
 from datetime import date
@@ -16,7 +17,7 @@ from pulse_tui.cli import cli, pulse_command, settings_from
 from pulse_tui.clock import Clock
 from pulse_tui.csvsafe import neutralise_row
 from pulse_tui.errors import UsageError
-from pulse_tui.store import reports
+from pulse_tui.store import derived, reports
 from pulse_tui.store.connection import connect
 
 FORMATS = ("table", "csv", "json")
@@ -116,7 +117,31 @@ def report_cmd(ctx: click.Context, name: str, site: str | None, start: str | Non
         site_id = reports.resolve_site(conn, site)
         rows = reports.run_report(conn, name, site_id, rng, now_ms=clock.now_ms(),
                                   limit=limit, steps=step_list)
+        notes = report_notes(conn, name)
     finally:
         conn.close()
     render = {"json": render_json, "csv": render_csv, "table": render_table}[fmt]
     sys.stdout.write(render(spec.columns, rows))
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+
+
+# reports reading derived tables that the raw events above the high-water mark do not stand in
+# for (first-seen times, user-days); the others add those rows themselves (store/reports.py)
+_NEED_FOLDED = frozenset({"retention"})
+
+
+def report_notes(conn: sqlite3.Connection, name: str) -> list[str]:
+    """What stderr says after a report: rows of events PULSE cannot use (left out), and rows
+    not folded yet that this report could not include (read-only file, lock held)."""
+    notes = []
+    line = derived.describe_unusable(derived.unusable_counts(conn))
+    if line:
+        notes.append(line)
+    pending = derived.pending_rows(conn)
+    if pending and name in _NEED_FOLDED:
+        notes.append(
+            f"{pending} event rows other programs wrote are not folded into the derived tables "
+            "yet (the database is read-only or another writer held the lock), so this report "
+            "cannot be exact: run it again with write access, or start the worker")
+    return notes

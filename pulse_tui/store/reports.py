@@ -169,7 +169,8 @@ def _unfolded_counts(conn: sqlite3.Connection, hwm: int, site_id: str, rng: Date
     days = "e.timestamp_ms / 86400000 AND e.timestamp_ms / 86400000" if per_day else "?5 AND ?6"
     where = (f"FROM events e WHERE e.rowid > ?1 AND {valid_event_sql('e')} AND e.site_id = ?2 "
              "AND e.timestamp_ms BETWEEN ?3 AND ?4")
-    args = (hwm, site_id, rng.start_ms, rng.end_ms, rng.first_day, rng.last_day)
+    args = (hwm, site_id, rng.start_ms, rng.end_ms, *(() if per_day else
+                                                     (rng.first_day, rng.last_day)))
 
     def new(dim: str, col: str, value: str) -> str:
         return (f"count(DISTINCT CASE WHEN e.{col} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
