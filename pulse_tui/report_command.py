@@ -126,22 +126,9 @@ def report_cmd(ctx: click.Context, name: str, site: str | None, start: str | Non
         click.echo(f"note: {note}", err=True)
 
 
-# reports reading derived tables that the raw events above the high-water mark do not stand in
-# for (first-seen times, user-days); the others add those rows themselves (store/reports.py)
-_NEED_FOLDED = frozenset({"retention"})
-
-
 def report_notes(conn: sqlite3.Connection, name: str) -> list[str]:
-    """What stderr says after a report: rows of events PULSE cannot use (left out), and rows
-    not folded yet that this report could not include (read-only file, lock held)."""
-    notes = []
+    """What stderr says after a report: rows of events PULSE cannot use (left out of it).
+    (Rows other programs inserted that could not be folded are read around by every report,
+    see pulse_tui/store/reports.py, so nothing needs saying about them.)"""
     line = derived.describe_unusable(derived.unusable_counts(conn))
-    if line:
-        notes.append(line)
-    pending = derived.pending_rows(conn)
-    if pending and name in _NEED_FOLDED:
-        notes.append(
-            f"{pending} event rows other programs wrote are not folded into the derived tables "
-            "yet (the database is read-only or another writer held the lock), so this report "
-            "cannot be exact: run it again with write access, or start the worker")
-    return notes
+    return [line] if line else []

@@ -104,6 +104,12 @@ def _fold(conn: sqlite3.Connection, lo: int, hi: int, now_ms: int, *,
     rng = (lo, hi)
     ok = VALID_EVENT
     okx = valid_event_sql("x")
+    # sites other programs never registered (sessions reference sites; SPEC 6: unknown site
+    # ids are registered)
+    conn.execute(
+        f"INSERT OR IGNORE INTO sites (id, name, domain, created_at) SELECT DISTINCT site_id, "
+        f"site_id, NULL, ?3 FROM events WHERE rowid > ?1 AND rowid <= ?2 AND {ok}",
+        (*rng, now_ms))
     # sessions: a session met for the first time (no events at or below lo) gets the range's
     # min/max/count; every other touched session is recomputed from all its events (exact
     # whatever the order files arrive in, also after a file is imported twice or the row was

@@ -172,10 +172,26 @@ GROUP BY w, k
 """
 
 
+# rows other programs inserted that could not be folded yet (read-only file, lock held): the
+# same query over first-seen times and user-days that include them, read from the raw events
+_UNFOLDED = f"events WHERE rowid > :hwm AND {derived.VALID_EVENT} AND site_id = :site AND user_id IS NOT NULL"
+_ACQ_SQL_UNFOLDED = (
+    _ACQ_SQL
+    .replace("FROM user_first_seen\n", "FROM (SELECT site_id, user_id, min(first_seen_ms) AS "
+             "first_seen_ms FROM (SELECT site_id, user_id, first_seen_ms FROM user_first_seen "
+             "WHERE site_id = :site UNION ALL SELECT site_id, user_id, timestamp_ms FROM "
+             f"{_UNFOLDED}) GROUP BY site_id, user_id)\n")
+    .replace("FROM rollup_daily_users r", "FROM (SELECT site_id, day, user_id FROM "
+             "rollup_daily_users WHERE site_id = :site UNION SELECT site_id, timestamp_ms / "
+             f"{DAY_MS}, user_id FROM {_UNFOLDED}) r")
+)
+
+
 def acquisition_rows(conn: sqlite3.Connection, site_id: str, start: date, end: date,
                      now_ms: int) -> list[RetentionRow]:
-    """Weekly acquisition cohorts whose Monday lies in [start, end], oldest first (SPEC 8/9)."""
-    derived.fold_pending(conn)  # first-seen times and user-days include other programs' rows
+    """Weekly acquisition cohorts whose Monday lies in [start, end], oldest first (SPEC 8/9).
+    Rows other programs inserted count also when they cannot be folded (read around)."""
+    unfolded = derived.fold_pending(conn)  # first-seen times and user-days: others' rows too
     weeks = weeks_in_range(start, end)
     if not weeks:
         return []
@@ -187,7 +203,11 @@ def acquisition_rows(conn: sqlite3.Connection, site_id: str, start: date, end: d
         "day_lo": monday_day(weeks[0]) + 7,
         "day_hi": min(monday_day(weeks[-1]) + 7 * WEEKS - 1, now_ms // DAY_MS),
     }
-    for w, k, n in conn.execute(_ACQ_SQL, params):
+    sql = _ACQ_SQL
+    if unfolded:
+        sql = _ACQ_SQL_UNFOLDED
+        params["hwm"] = derived.high_water_mark(conn)
+    for w, k, n in conn.execute(sql, params):
         counts[(w, k)] = n
     rows = []
     for w in weeks:
