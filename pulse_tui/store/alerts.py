@@ -366,6 +366,9 @@ def add_history(conn: sqlite3.Connection, rule_id: str, *, at: int, state: str,
 
 
 # ---------------------------------------------------------------- metrics
+# usable rows only (derived.valid_event_sql), written so that a count over the (site_id,
+# timestamp_ms) index stays index-only: the few unusable rowids come from their partial index
+_USABLE = f"rowid NOT IN {derived.UNUSABLE_ROWIDS}"
 def _metric_expr(metric: str) -> str:
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}")
@@ -381,7 +384,7 @@ def window_metric(conn: sqlite3.Connection, site_id: str, metric: str, start_ms:
     row = conn.execute(
         f"SELECT {_metric_expr(metric)} FROM events INDEXED BY idx_events_site_timestamp "
         f"WHERE site_id = ? AND timestamp_ms >= ? AND timestamp_ms < ? AND {where} "
-        f"AND {derived.VALID_EVENT}",
+        f"AND {_USABLE}",
         (site_id, start_ms, end_ms, *params)).fetchone()
     return int(row[0])
 
@@ -420,19 +423,19 @@ def hourly_raw(conn: sqlite3.Connection, site_id: str, metric: str, start_ms: in
         sql = (f"SELECT timestamp_ms / {HOUR_MS} AS h, count(*) FROM events "
                "INDEXED BY idx_events_site_timestamp "
                f"WHERE site_id = ? AND timestamp_ms >= ? AND timestamp_ms < ? AND {where} "
-               f"AND {derived.VALID_EVENT} GROUP BY h")
+               f"AND {_USABLE} GROUP BY h")
     else:
         col = "user_id" if metric == "users" else "session_id"
         sql = (f"SELECT DISTINCT timestamp_ms / {HOUR_MS}, {col} FROM events "
                "INDEXED BY idx_events_site_timestamp "
                f"WHERE site_id = ? AND timestamp_ms >= ? AND timestamp_ms < ? AND {where} "
-               f"AND {col} IS NOT NULL AND {derived.VALID_EVENT}")
+               f"AND {col} IS NOT NULL AND {_USABLE}")
     yield from conn.execute(sql, (site_id, start_ms, end_ms, *params))
 
 
 def first_event_ms(conn: sqlite3.Connection, site_id: str) -> int | None:
     row = conn.execute(  # index order, stops at the first usable row
         "SELECT timestamp_ms FROM events INDEXED BY idx_events_site_timestamp "
-        f"WHERE site_id = ? AND {derived.VALID_EVENT} ORDER BY timestamp_ms LIMIT 1",
+        f"WHERE site_id = ? AND {_USABLE} ORDER BY timestamp_ms LIMIT 1",
         (site_id,)).fetchone()
     return None if row is None else row[0]
