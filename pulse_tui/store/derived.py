@@ -70,6 +70,14 @@ UNUSABLE_INDEX_SQL = (f"CREATE INDEX IF NOT EXISTS {UNUSABLE_INDEX} ON events(ti
                       f"WHERE NOT {VALID_EVENT}")
 
 
+def has_unusable_rows(conn: sqlite3.Connection) -> bool:
+    """Whether ``events`` holds any unusable row (one probe of the partial index, when it
+    exists; else a scan that stops at the first)."""
+    hint = f"INDEXED BY {UNUSABLE_INDEX} " if has_unusable_index(conn) else ""
+    return conn.execute(f"SELECT 1 FROM events {hint}WHERE NOT {VALID_EVENT} LIMIT 1"
+                        ).fetchone() is not None
+
+
 def has_unusable_index(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?",
                         (UNUSABLE_INDEX,)).fetchone() is not None
@@ -102,8 +110,13 @@ def _fold(conn: sqlite3.Connection, lo: int, hi: int, now_ms: int, *,
           distinct: bool = True) -> None:
     """Fold events with lo < rowid <= hi into every derived table."""
     rng = (lo, hi)
-    ok = VALID_EVENT
-    okx = valid_event_sql("x")
+    # usable rows only; the check costs a little on every row of every statement below, so
+    # it is left out while the table holds no unusable row at all (the partial index says so
+    # at once): then the statements are exactly what they were before the check existed
+    if has_unusable_rows(conn):
+        ok, okx = VALID_EVENT, valid_event_sql("x")
+    else:
+        ok = okx = "1"
     # sites other programs never registered (sessions reference sites; SPEC 6: unknown site
     # ids are registered)
     conn.execute(
@@ -205,7 +218,7 @@ def _fold(conn: sqlite3.Connection, lo: int, hi: int, now_ms: int, *,
             rng,
         )
     if distinct:
-        _fold_distinct(conn, lo, hi)
+        _fold_distinct(conn, lo, hi, ok)
 
 
 # ------------------------------------------------------------------ exact distinct counts
@@ -230,7 +243,7 @@ def _distinct_sources(where: str) -> list[tuple[str, str, str, str]]:
     return keys
 
 
-def _fold_distinct(conn: sqlite3.Connection, lo: int, hi: int) -> None:
+def _fold_distinct(conn: sqlite3.Connection, lo: int, hi: int, ok: str = VALID_EVENT) -> None:
     conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS _pres (site_id TEXT, dim TEXT, value TEXT, "
         "entity TEXT, day INTEGER, last INTEGER, prev_day INTEGER, old_gap INTEGER, "
@@ -240,8 +253,7 @@ def _fold_distinct(conn: sqlite3.Connection, lo: int, hi: int) -> None:
     parts = [
         f"SELECT site_id, '{dim}', {value}, {entity}, timestamp_ms / {DAY_MS} FROM events "
         f"WHERE {cond}"
-        for dim, value, entity, cond in _distinct_sources(
-            f"rowid > ?1 AND rowid <= ?2 AND {VALID_EVENT}")
+        for dim, value, entity, cond in _distinct_sources(f"rowid > ?1 AND rowid <= ?2 AND {ok}")
     ]
     conn.execute(
         "INSERT OR IGNORE INTO temp._pres (site_id, dim, value, entity, day, is_new) "
@@ -332,7 +344,8 @@ def _rebuild_distinct(conn: sqlite3.Connection) -> None:
     per-row seeks: much faster than folding chunk by chunk)."""
     conn.execute("DELETE FROM rollup_presence")
     conn.execute("DELETE FROM rollup_distinct_gaps")
-    for dim, value, entity, cond in _distinct_sources(VALID_EVENT):
+    ok = VALID_EVENT if has_unusable_rows(conn) else "1"
+    for dim, value, entity, cond in _distinct_sources(ok):
         conn.execute(
             "INSERT INTO rollup_presence (site_id, dim, value, entity, day, prev_day) "
             f"SELECT site_id, '{dim}', value, entity, day, lag(day) OVER "
