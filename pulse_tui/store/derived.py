@@ -410,12 +410,17 @@ def fold_pending(conn: sqlite3.Connection) -> int:
     rows from the raw events (reports) or says that it cannot (retention, cohorts).
     """
     pending = pending_rows(conn)
-    if pending == 0 or conn.in_transaction:
+    # files from before the partial index of unusable rows get it once (like a fold: derived
+    # data, in the same short write transaction)
+    need_index = not has_unusable_index(conn)
+    if (pending == 0 and not need_index) or conn.in_transaction:
         return pending
     previous = conn.execute("PRAGMA busy_timeout").fetchone()[0]
     conn.execute(f"PRAGMA busy_timeout = {min(previous, FOLD_BUSY_MS)}")
     try:
         with write_transaction(conn):
+            if need_index:
+                conn.execute(UNUSABLE_INDEX_SQL)
             catch_up(conn, int(time.time() * 1000))
     except sqlite3.OperationalError as exc:  # read-only, locked, busy, disk full
         log.info("reading around %d unfolded event rows: %s", pending, exc)
@@ -439,6 +444,7 @@ def unusable_counts(conn: sqlite3.Connection) -> dict[str, int]:
             return "NOT (user_id IS NULL OR (typeof(user_id) = 'text' AND user_id <> ''))"
         return f"typeof({col}) NOT IN ('null', 'text')"
 
+    fold_pending(conn)  # creates the partial index on files from before it, when writable
     cols = (*REQUIRED_TEXT, "timestamp_ms", "user_id", *OPTIONAL_TEXT)
     row = conn.execute(
         "SELECT count(*), " + ", ".join(f"coalesce(sum({bad(c)}), 0)" for c in cols)

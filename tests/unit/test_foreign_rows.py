@@ -383,3 +383,20 @@ def test_retention_report_on_a_read_only_file_reads_the_unfolded_rows(
     assert derived.pending_rows(conn) == 0
     sizes = [r[1] for r in around]
     assert sum(sizes) == 13  # u0..u12: the foreign rows brought u9..u12
+
+
+def test_file_from_before_the_index_gets_it_on_first_read(db_path: Path,
+                                                          conn: sqlite3.Connection) -> None:
+    write_batch(conn, own_events(5), FIXED_NOW_MS)
+    conn.execute(f"DROP INDEX {derived.UNUSABLE_INDEX}")
+    foreign_insert(db_path, [bad_row(1, {"timestamp_ms": "yesterday"})])
+    derived.catch_up_tx(conn, FIXED_NOW_MS)  # folded by an older build's worker, say
+    conn.execute(f"DROP INDEX {derived.UNUSABLE_INDEX}")
+    ro = read_only(db_path)
+    try:  # read-only: counted with a scan, nothing written
+        assert derived.unusable_counts(ro)["total"] == 1
+        assert not derived.has_unusable_index(ro)
+    finally:
+        ro.close()
+    assert derived.unusable_counts(conn)["total"] == 1
+    assert derived.has_unusable_index(conn)
