@@ -137,6 +137,10 @@ def test_report_after_foreign_insert_folds_first_when_writable(shared: Path,
     assert daily[TODAY - timedelta(days=3)] == 108
     assert derived.pending_rows(conn) == 0  # folded before reading, no worker involved
     assert_matches_raw(conn, conn)
+    # an alert window over that day counts every row too
+    from pulse_tui.store import alerts as alerts_sql
+    start = (FIXED_NOW_MS // DAY - 3) * DAY
+    assert alerts_sql.window_metric(conn, SITE, "events", start, start + DAY) == 108
 
 
 def test_report_on_a_read_only_file_reads_the_unfolded_rows(shared: Path) -> None:
