@@ -1,129 +1,186 @@
-"""Issue 15 in the TUI (no worker): rows another program writes straight into ``events``.
-
-The Live pane never crashes or blanks on a wrong-typed row and lists only usable rows; the
-Charts pane counts rows nobody folded yet; the Jobs pane says how many rows cannot be used and
-the line goes away once they are deleted.
-"""
+"""Rows another program wrote that cannot be used are listed in their pane with the reason and
+can be deleted with keys, next to the good ones (Pilot, real SQLite)."""
 
 from __future__ import annotations
 
 import sqlite3
 
+import pytest
 from conftest import FIXED_NOW_MS, async_wait_until
-from textual.widgets import DataTable, Static
-from tui_helpers import event, init_db, insert_events, until
 
 from pulse_tui.clock import Clock
 from pulse_tui.config import Settings
+from pulse_tui.models import NewEvent
+from pulse_tui.simulate import write_batch
+from pulse_tui.store import alerts as rules
+from pulse_tui.store import cohorts
+from pulse_tui.store import webhooks as hooks
 from pulse_tui.tui.app import make_app
-from pulse_tui.tui.screens.charts import ChartsScreen
+from pulse_tui.tui.screens.alert_editor import AlertEditorScreen
+from pulse_tui.tui.screens.alerts import AlertsScreen
+from pulse_tui.tui.screens.cohort_editor import CohortEditorScreen
+from pulse_tui.tui.screens.cohorts import CohortsScreen
+from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.screens.jobs import JobsScreen
-from pulse_tui.tui.screens.live import LiveScreen
+from pulse_tui.tui.screens.webhooks import WebhooksScreen
+from pulse_tui.tui.widgets.columns import FittedTable
 from tests.tui.tui_helpers import press_until
 
-COLUMNS = ("event_id", "site_id", "event_type", "timestamp_ms", "session_id", "user_id", "url",
-           "referrer", "country", "device_type", "created_at")
-
-# one wrong-typed row of each kind another program can store
-BAD = [
-    {"timestamp_ms": "yesterday"},
-    {"timestamp_ms": "2026-11-25T11:00:00Z"},
-    {"timestamp_ms": b"\x00\x01\x02"},
-    {"timestamp_ms": 2**63 - 1},
-    {"timestamp_ms": -(2**63)},
-    {"timestamp_ms": FIXED_NOW_MS - 0.5},
-    {"timestamp_ms": float("-inf")},
-    {"event_id": None},
-    {"site_id": b"acme-web"},
-    {"event_type": b"\xff\xfe"},
-    {"session_id": b"s"},
-    {"user_id": b"\x00"},
-    {"url": b"\x1b[31m"},
-    {"referrer": b"r"},
-    {"device_type": b"d"},
-    {"created_at": "now"},  # not a number PULSE shows: the row stays usable
-]
+SITE = "acme"
+DEEP = ('{"metric":"events","window_minutes":5,"comparison":"gt","threshold":1,"filter":'
+        + '{"type":"and","conditions":[' * 1_000
+        + '{"property":"country","operator":"equals","value":"US"}' + "]}" * 1_000 + "}")
 
 
-def write_bad(path, rows: list[dict]) -> None:
-    other = sqlite3.connect(path, timeout=10)
-    try:
-        for n, change in enumerate(rows):
-            row = {**event(900 + n), "created_at": FIXED_NOW_MS, **change}
-            other.execute(f"INSERT INTO events ({', '.join(COLUMNS)}) "
-                          f"VALUES ({', '.join('?' * len(COLUMNS))})",
-                          [row[c] for c in COLUMNS])
-        other.commit()
-    finally:
-        other.close()
+@pytest.fixture
+def seeded(pulse_settings: Settings, conn: sqlite3.Connection) -> Settings:
+    write_batch(conn, [NewEvent(f"e{i}", SITE, "pageview", FIXED_NOW_MS - 60_000 + i,
+                                f"s{i}", f"u{i}") for i in range(5)], FIXED_NOW_MS)
+    return pulse_settings
 
 
-def delete_bad(path) -> None:
-    other = sqlite3.connect(path, timeout=10)
-    other.execute("DELETE FROM events WHERE NOT (typeof(timestamp_ms) = 'integer' "
-                  "AND timestamp_ms BETWEEN 946684800000 AND 4102444800000) "
-                  "OR typeof(event_id) != 'text' OR typeof(site_id) != 'text' "
-                  "OR typeof(event_type) != 'text' OR typeof(session_id) != 'text' "
-                  "OR typeof(user_id) = 'blob' OR typeof(url) = 'blob' "
-                  "OR typeof(referrer) = 'blob' OR typeof(device_type) = 'blob'")
-    other.commit()
-    other.close()
+def row_texts(table: FittedTable) -> dict[str, str]:
+    """{row key: the row's cells joined}."""
+    out = {}
+    for i in range(table.row_count):
+        key = table.coordinate_to_cell_key((i, 0)).row_key.value
+        out[str(key)] = " | ".join(getattr(c, "plain", str(c)) for c in table.get_row_at(i))
+    return out
 
 
-async def test_live_pane_survives_wrong_typed_rows(pulse_settings: Settings) -> None:
-    init_db(pulse_settings.db)
-    insert_events(pulse_settings.db, [event(i) for i in range(3)])
-    write_bad(pulse_settings.db, BAD)
-    insert_events(pulse_settings.db, [event(i) for i in range(3, 5)])
-    app = make_app(pulse_settings, clock=Clock(FIXED_NOW_MS), worker=False)
-    async with app.run_test(size=(100, 30)) as pilot:
-        await until(pilot, lambda: isinstance(app.screen, LiveScreen))
-        table = app.screen.query_one("#live-table", DataTable)
-        # the 5 good rows and the usable one with an odd created_at; nothing else
-        await until(pilot, lambda: table.row_count == 6)
-        write_bad(pulse_settings.db, [{**b, "event_id": f"late{n}"} if "event_id" not in b
-                                      else {"site_id": b"x", "event_id": f"late{n}"}
-                                      for n, b in enumerate(BAD[:-1])])
-        insert_events(pulse_settings.db, [event(50, etype="signup", user="after-bad")])
-        await until(pilot, lambda: table.row_count == 7)
-        assert "after-bad" in str(table.get_row_at(0))
-        assert app.is_running
-        assert app.return_code is None
+async def select_row(pilot, table: FittedTable, key: str) -> None:
+    for _ in range(table.row_count + 1):
+        if table.selected_key() == key:
+            return
+        await pilot.press("down")
+    raise AssertionError(f"row {key!r} not reachable")
 
 
-def _totals(app) -> str:
-    return str(app.screen.query_one("#charts-totals", Static).render())
+async def delete_selected(pilot, table: FittedTable, key: str) -> None:
+    await select_row(pilot, table, key)
+    await press_until(pilot, ConfirmScreen, "x", timeout=5)
+    await pilot.press("y")
 
 
-async def test_charts_pane_counts_rows_no_worker_folded(pulse_settings: Settings) -> None:
-    init_db(pulse_settings.db)
-    conn = sqlite3.connect(pulse_settings.db)  # the app's own rows folded, then foreign ones
-    conn.close()
-    from pulse_tui.models import NewEvent
-    from pulse_tui.simulate import write_batch
-    from pulse_tui.store.connection import connect
-    pulse = connect(pulse_settings.db)
-    write_batch(pulse, [NewEvent(f"own{i}", "acme-web", "pageview", FIXED_NOW_MS - 3_600_000 + i,
-                                 f"os{i}", f"u{i}") for i in range(8)], FIXED_NOW_MS)
-    pulse.close()
-    insert_events(pulse_settings.db, [event(i, user=f"f{i % 4}") for i in range(50)])
-    write_bad(pulse_settings.db, BAD[:4])
-    app = make_app(pulse_settings, clock=Clock(FIXED_NOW_MS), worker=False)
-    async with app.run_test(size=(100, 40)) as pilot:
-        await press_until(pilot, ChartsScreen, "2", timeout=5)
-        await async_wait_until(lambda: "events 58 " in _totals(app), timeout=10)
-        assert "users 12 " in _totals(app)  # u0..u7 and f0..f3
+async def test_alerts_pane_lists_a_1000_deep_foreign_rule_and_deletes_it(
+        seeded: Settings, conn: sqlite3.Connection) -> None:
+    good = rules.create_rule(conn, site_id=SITE, name="good", condition={
+        "metric": "events", "window_minutes": 5, "comparison": "gt", "threshold": 3},
+        now_ms=FIXED_NOW_MS)
+    conn.execute("INSERT INTO alert_rules (rule_id, site_id, name, condition, "
+                 "notification_type, notification_config, created_at, updated_at) "
+                 "VALUES ('bad', ?, 'bad one', ?, 'log', '{}', ?, ?)",
+                 (SITE, DEEP, FIXED_NOW_MS, FIXED_NOW_MS))
+    conn.commit()
+    app = make_app(seeded, clock=Clock(FIXED_NOW_MS), worker=False)
+    async with app.run_test(size=(120, 34)) as pilot:
+        await press_until(pilot, AlertsScreen, "5", timeout=5)
+        table = app.screen.query_one("#rules-table", FittedTable)
+        await async_wait_until(lambda: table.row_count == 2, timeout=5)
+        rows = row_texts(table)
+        assert "invalid condition" in rows["bad"] and "invalid" not in rows[good.rule_id]
+        # evaluate now (v) on the bad one: it goes to error with the reason, the app lives on
+        await select_row(pilot, table, "bad")
+        history = app.screen.query_one("#history-title")
+        await async_wait_until(lambda: "nested too deeply" in str(history.render()), timeout=5)
+        await pilot.press("v")
+        await async_wait_until(lambda: conn.execute(
+            "SELECT state FROM alert_rules WHERE rule_id = 'bad'").fetchone()[0] == "error",
+            timeout=5)
+        await async_wait_until(lambda: "error" in row_texts(table).get("bad", ""), timeout=5)
+        # it opens in the editor (with defaults: the stored condition is unusable)
+        await press_until(pilot, AlertEditorScreen, "e", timeout=5)
+        await press_until(pilot, AlertsScreen, "escape", timeout=5)
+        await delete_selected(pilot, table, "bad")
+        await async_wait_until(lambda: conn.execute(
+            "SELECT rule_id FROM alert_rules").fetchall() == [(good.rule_id,)], timeout=5)
+        await async_wait_until(lambda: list(row_texts(table)) == [good.rule_id], timeout=5)
 
 
-async def test_jobs_pane_shows_unusable_rows_until_deleted(pulse_settings: Settings) -> None:
-    init_db(pulse_settings.db)
-    insert_events(pulse_settings.db, [event(i) for i in range(3)])
-    write_bad(pulse_settings.db, BAD[:3])
-    app = make_app(pulse_settings, clock=Clock(FIXED_NOW_MS), worker=False)
-    async with app.run_test(size=(120, 40)) as pilot:
+async def test_cohorts_pane_flags_an_unusable_foreign_cohort_and_deletes_it(
+        seeded: Settings, conn: sqlite3.Connection) -> None:
+    good = cohorts.create_cohort(conn, Clock(FIXED_NOW_MS), site_id=SITE, name="good",
+                                 criteria={"type": "and", "conditions": [
+                                     {"property": "event_type", "operator": "equals",
+                                      "value": "pageview"}]})
+    conn.execute("INSERT INTO cohorts (cohort_id, site_id, name, criteria, created_at, "
+                 "updated_at) VALUES ('bad', ?, 'bad one', ?, ?, ?)",
+                 (SITE, '{"type":"and","conditions":[' * 1_000 + "]}" * 1_000,
+                  FIXED_NOW_MS, FIXED_NOW_MS))
+    conn.commit()
+    app = make_app(seeded, clock=Clock(FIXED_NOW_MS), worker=False)
+    async with app.run_test(size=(120, 34)) as pilot:
+        await press_until(pilot, CohortsScreen, "3", timeout=5)
+        table = app.screen.query_one("#cohorts-table", FittedTable)
+        await async_wait_until(lambda: table.row_count == 2, timeout=5)
+        rows = row_texts(table)
+        assert "invalid" in rows["bad"] and "invalid" not in rows[good.cohort_id]
+        title = str(app.screen.query_one("#cohorts-title").render())
+        assert "1 invalid" in title and "nested too deeply" in title
+        await select_row(pilot, table, "bad")
+        await press_until(pilot, CohortEditorScreen, "e", timeout=5)
+        await press_until(pilot, CohortsScreen, "escape", timeout=5)
+        await delete_selected(pilot, table, "bad")
+        await async_wait_until(lambda: conn.execute(
+            "SELECT cohort_id FROM cohorts").fetchall() == [(good.cohort_id,)], timeout=5)
+
+
+async def test_webhooks_screen_shows_a_broken_endpoint_and_deletes_it(
+        seeded: Settings, conn: sqlite3.Connection) -> None:
+    good = hooks.create_endpoint(conn, site_id=SITE, url="https://good.example/hook",
+                                 events=["alert.firing"], now_ms=FIXED_NOW_MS).endpoint
+    bad = hooks.create_endpoint(conn, site_id=SITE, url="https://bad.example/hook",
+                                events=["alert.firing"], now_ms=FIXED_NOW_MS).endpoint
+    conn.execute("UPDATE webhook_endpoints SET events = 'alert.firing' WHERE id = ?", (bad.id,))
+    conn.commit()
+    app = make_app(seeded, clock=Clock(FIXED_NOW_MS), worker=False)
+    async with app.run_test(size=(140, 34)) as pilot:
+        await press_until(pilot, AlertsScreen, "5", timeout=5)
+        await press_until(pilot, WebhooksScreen, "w", timeout=5)
+        table = app.screen.query_one("#endpoints-table", FittedTable)
+        await async_wait_until(lambda: table.row_count == 2, timeout=5)
+        rows = row_texts(table)
+        assert "broken" in rows[bad.id] and "events: not valid JSON" in rows[bad.id]
+        assert "broken" not in rows[good.id] and "alert.firing" in rows[good.id]
+        assert "1 broken" in str(app.screen.query_one("#webhooks-title").render())
+        await delete_selected(pilot, table, bad.id)
+        await async_wait_until(lambda: conn.execute(
+            "SELECT id FROM webhook_endpoints").fetchall() == [(good.id,)], timeout=5)
+
+
+async def test_jobs_pane_shows_why_a_foreign_export_definition_is_unusable(
+        seeded: Settings, conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT INTO export_jobs (id, site_id, type, name, format, filters, status, "
+                 "scheduled, created_at) VALUES ('bad', ?, 'metrics', 'bad one', 'csv', "
+                 "'{\"days\": 7}', 'pending', '{\"frequency\": ', ?)", (SITE, FIXED_NOW_MS))
+    conn.commit()
+    app = make_app(seeded, clock=Clock(FIXED_NOW_MS), worker=False)
+    async with app.run_test(size=(200, 40)) as pilot:
         await press_until(pilot, JobsScreen, "6", timeout=5)
-        line = app.screen.query_one("#jobs-unusable", Static)
-        await until(pilot, lambda: line.display and "3 rows of events" in str(line.render()))
-        assert "timestamp_ms 3" in str(line.render())
-        delete_bad(pulse_settings.db)
-        await until(pilot, lambda: not line.display)
+        table = app.screen.query_one("#exports-table", FittedTable)
+        await async_wait_until(lambda: table.row_count == 1, timeout=5)
+        assert "invalid definition" in row_texts(table)["bad"]
+        title = str(app.screen.query_one("#jobs-exports-title").render())
+        assert "bad one: invalid definition: scheduled: not valid JSON" in title
+
+
+
+@pytest.mark.parametrize(("depth", "message"), [(33, "groups nest deeper than 32 levels"),
+                                                (1_000, "nested too deeply")])
+async def test_cohort_editor_json_view_refuses_deep_criteria(
+        seeded: Settings, depth: int, message: str) -> None:
+    from textual.widgets import TextArea
+
+    app = make_app(seeded, clock=Clock(FIXED_NOW_MS), worker=False)
+    async with app.run_test(size=(120, 34)) as pilot:
+        await press_until(pilot, CohortsScreen, "3", timeout=5)
+        editor = await press_until(pilot, CohortEditorScreen, "n", timeout=5)
+        await pilot.press("ctrl+e")
+        area = editor.query_one("#criteria-json", TextArea)
+        await async_wait_until(lambda: area.display, timeout=5)
+        area.text = ('{"type":"and","conditions":[' * depth
+                     + '{"property":"plan","operator":"is_set"}' + "]}" * depth)
+        await pilot.press("ctrl+e")
+        error = editor.query_one("#criteria-json-error")
+        await async_wait_until(lambda: message in error.message, timeout=5)
+        assert area.display  # still in the JSON view, nothing replaced the tree
