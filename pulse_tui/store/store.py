@@ -41,8 +41,6 @@ class Store:
         path = self.path
         db = aiosqlite.Connection(lambda: connect(path), iter_chunk_size=256)
         self._db = await db
-        if self.read_only:  # SQLite itself refuses any write on this connection from now on
-            await self._db.execute("PRAGMA query_only = ON")
         return self
 
     async def close(self) -> None:

@@ -123,11 +123,12 @@ async def test_read_only_refuses_a_write_reached_by_key_or_palette(seeded: Setti
         await pilot.pause()
         assert not isinstance(app.screen, CohortEditorScreen)
         assert _count(seeded.db, "SELECT COUNT(*) FROM cohorts") == 1
-        # the Store refuses a write itself, and so does SQLite on its connection
-        with pytest.raises(ReadOnlyError):
-            await app.store.write(cohorts_sql.delete_cohort, "whatever")
-        with pytest.raises(sqlite3.OperationalError, match="readonly"):
-            await app.store.run(lambda conn: conn.execute("DELETE FROM cohorts"))
+        # the Store refuses a write itself, before anything runs
+        check = sqlite3.connect(seeded.db)
+        (cohort_id,) = check.execute("SELECT cohort_id FROM cohorts").fetchone()
+        check.close()
+        with pytest.raises(ReadOnlyError, match="read-only session"):
+            await app.store.write(cohorts_sql.delete_cohort, cohort_id)
         assert _count(seeded.db, "SELECT COUNT(*) FROM cohorts") == 1
 
 
