@@ -38,6 +38,7 @@ from pulse_tui.ingest.importer import batch_rows_setting
 from pulse_tui.store import lease as lease_sql
 from pulse_tui.store import worker_jobs as jobs_sql
 from pulse_tui.store.connection import connect
+from pulse_tui.store.tx import rollback_quietly
 from pulse_tui.worker import inbox
 from pulse_tui.worker.events import (
     RUNNING,
@@ -601,8 +602,7 @@ class WorkerService:
                 resolve(hook)(ctx, finished)
             except Exception:  # noqa: BLE001 - hooks are isolated from each other
                 log.exception("after-import hook %r failed for job %s", hook, finished.job_id)
-                if conn.in_transaction:  # a hook that failed inside its transaction
-                    conn.execute("ROLLBACK")
+                rollback_quietly(conn)  # a hook that failed inside its transaction
 
 
 def _identity(path: Path) -> tuple[Path, int, int]:
