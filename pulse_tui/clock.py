@@ -43,7 +43,10 @@ class Clock:
     def from_env(cls) -> Clock:
         raw = os.environ.get("PULSE_NOW", "").strip()
         if raw:
-            return cls(parse_instant(raw))
+            try:
+                return cls(parse_instant(raw))
+            except UsageError as exc:
+                raise UsageError(f"PULSE_NOW: {exc}") from exc
         return cls()
 
     @property

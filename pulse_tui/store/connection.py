@@ -232,8 +232,7 @@ def describe_error(exc: BaseException, path: str | Path | None = None) -> str:
     if code == SQLITE_FULL:
         what = f"disk full: cannot write {where}; free some space, then run this again"
     elif code == SQLITE_READONLY:
-        what = (f"{where} is read-only for this process (or its folder is), and this needs to "
-                "write it; check the permissions of the file and its folder")
+        what = f"cannot write {where}: the file or its folder is read-only for this user"
     elif code == SQLITE_CANTOPEN:
         what = (f"cannot open {where} or its -wal/-shm files; check the permissions of the "
                 "file and its folder")
