@@ -32,6 +32,7 @@ from pulse_tui.store import imports as store
 log = logging.getLogger("pulse_tui.ingest")
 
 DEFAULT_BATCH_SIZE = 100_000  # rows per write transaction (PULSE_IMPORT_BATCH_ROWS)
+MAX_BATCH_ROWS = 1_000_000
 BATCH_ROWS_ENV = "PULSE_IMPORT_BATCH_ROWS"
 PARSE_CHUNK_ROWS = 10_000  # events are parsed and inserted in chunks of this many rows
 MAX_TX_SECONDS = 3.0  # ... and a transaction commits after this long even if not full
@@ -47,7 +48,9 @@ QUIET_AFTER_SECONDS = 10.0  # ... that is, none stored during the pauses of the 
 def batch_rows_setting(default: int = DEFAULT_BATCH_SIZE) -> int:
     """Rows per import transaction: PULSE_IMPORT_BATCH_ROWS when set to a positive integer."""
     raw = os.environ.get(BATCH_ROWS_ENV, "").strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else default
+    if not raw.isdigit() or int(raw) <= 0:
+        return default
+    return min(int(raw), MAX_BATCH_ROWS)  # a huge number would read a whole file into memory
 
 
 @dataclass(frozen=True, slots=True)

@@ -215,6 +215,7 @@ def open_readonly(path: str | Path) -> sqlite3.Connection:
 SQLITE_PERM, SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY = 3, 5, 6, 8
 SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_CANTOPEN = 10, 11, 13, 14
 SQLITE_NOTADB = 26
+SQLITE_READONLY_DIRECTORY = SQLITE_READONLY | (6 << 8)  # an extended code
 
 
 def error_code(exc: BaseException) -> int | None:
@@ -229,7 +230,11 @@ def describe_error(exc: BaseException, path: str | Path | None = None) -> str:
     where = str(path) if path is not None else "the database"
     code = error_code(exc)
     text = str(exc)
-    if code == SQLITE_FULL:
+    if getattr(exc, "sqlite_errorcode", None) == SQLITE_READONLY_DIRECTORY:
+        what = (f"cannot open {where}: it is in WAL mode and its folder is read-only for this "
+                "user, so SQLite cannot create the -shm file it needs even to read; make the "
+                "folder writable, or copy the file (with its -wal) to one that is")
+    elif code == SQLITE_FULL:
         what = f"disk full: cannot write {where}; free some space, then run this again"
     elif code == SQLITE_READONLY:
         what = f"cannot write {where}: the file or its folder is read-only for this user"

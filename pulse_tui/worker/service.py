@@ -80,7 +80,7 @@ EventCallback = Callable[[WorkerEvent], None]
 WORKER_TX_SECONDS = 1.0
 WORKER_TX_PAUSE = 0.12
 WORKER_TX_ROWS = 100_000
-LEASE_RETRY_MAX = 30.0  # seconds between lease checks while the database keeps failing
+LEASE_RETRY_MAX = 10.0  # seconds between lease checks while the database keeps failing
 
 
 def _real_ms() -> int:

@@ -159,6 +159,17 @@ def test_report_reads_a_read_only_database(read_only_file: Path) -> None:
     assert "pageview,300," in r.stdout
 
 
+def test_report_on_a_wal_file_in_a_read_only_folder_says_why(read_only_folder: Path) -> None:
+    """SQLite cannot even read a WAL file whose -shm it cannot create: say that, not
+    "cannot write" (report writes nothing)."""
+    assert not Path(f"{read_only_folder}-shm").exists()
+    r = cli("--db", str(read_only_folder), "report", "daily", "--site", "site-a",
+            enforce_modes=True)
+    assert r.returncode == 1
+    line = one_line(r.stderr)
+    assert "WAL mode" in line and "folder is read-only" in line
+
+
 def test_debug_shows_the_traceback(read_only_file: Path) -> None:
     r = cli("--debug", "--db", str(read_only_file), "rebuild-rollups", enforce_modes=True)
     assert r.returncode == 1
