@@ -188,6 +188,21 @@ def test_worker_on_a_read_only_database_says_so_once_and_exits(read_only_file: P
     assert last.startswith("pulse-tui: worker:") and "read-only" in last
 
 
+# ------------------------------------------------------------------------ locked
+def test_rebuild_rollups_while_another_program_holds_the_write_lock(filled: Path) -> None:
+    """After the 10 s busy timeout: one line saying it is locked, and nothing changed."""
+    holder = sqlite3.connect(filled, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        r = cli("--db", str(filled), "rebuild-rollups")
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert r.returncode == 1
+    assert "locked by another process" in one_line(r.stderr)
+    assert counts(filled) == (300, 1)
+
+
 # ------------------------------------------------------------------------ damaged files
 def damage(db: Path) -> None:
     conn = sqlite3.connect(db)
