@@ -20,6 +20,7 @@ from pulse_tui.store import reports
 from pulse_tui.store.connection import connect
 
 FORMATS = ("table", "csv", "json")
+MAX_STEPS = 50  # steps of a funnel
 MAX_LIMIT = 1_000_000  # rows of a top-* report (a bigger number once reached SQLite as an overflow)
 
 
@@ -80,6 +81,8 @@ def _parse_steps(text: str | None) -> tuple[str, ...]:
     steps = tuple(s.strip() for s in text.split(","))
     if not steps or any(not s for s in steps):
         raise UsageError(f"--steps: empty step in {text!r} (use --steps a,b,c)")
+    if len(steps) > MAX_STEPS:  # past ~2,000 SQLite refused the query ("too many columns")
+        raise UsageError(f"--steps: at most {MAX_STEPS} steps (got {len(steps):,})")
     return steps
 
 

@@ -295,6 +295,7 @@ def test_worker_import_on_a_full_disk_says_disk_full(filled: Path, tmp_path: Pat
     ["report", "top-urls", "--limit", "99999999999999999999"],
     ["report", "top-urls", "--limit", "-99999999999999999999"],
     ["report", "top-urls", "--limit", "1000001"],
+    ["report", "funnel", "--steps", ",".join(["pageview"] * 5000)],
     ["simulate", "--rate", "nan"],
     ["simulate", "--rate", "inf"],
     ["simulate", "--rate", "1e12"],
