@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+
+from tests.conftest import wait_until
 
 NOW = "2025-11-25T12:00:00Z"
 T0 = 1_764_000_000_000  # 2025-11-24T16:00Z
