@@ -304,6 +304,9 @@ def migrate_schema(conn: sqlite3.Connection, path: Path, *, allow_data: bool = T
         # 3. every table and index (IF NOT EXISTS)
         for statement in _statements(schema_sql()):
             conn.execute(statement)
+        # the partial index of unusable event rows (pulse_tui.store.derived.valid_event_sql)
+        from pulse_tui.store.derived import UNUSABLE_INDEX_SQL
+        conn.execute(UNUSABLE_INDEX_SQL)
         # 4. sites referenced by existing rows
         conn.execute(
             """
@@ -311,7 +314,7 @@ def migrate_schema(conn: sqlite3.Connection, path: Path, *, allow_data: bool = T
             SELECT site_id, site_id, NULL, ?
             FROM (SELECT DISTINCT site_id FROM events UNION SELECT DISTINCT site_id FROM sessions
                   UNION SELECT DISTINCT site_id FROM cohorts)
-            WHERE site_id IS NOT NULL AND site_id != ''
+            WHERE typeof(site_id) = 'text' AND site_id != ''
             """,
             (int(time.time() * 1000),),
         )
