@@ -7,7 +7,7 @@ import os
 import click
 
 from pulse_tui.cli import cli, pulse_command, settings_from
-from pulse_tui.errors import UsageError
+from pulse_tui.errors import PulseError, UsageError
 
 
 @pulse_command(cli, "serve")
@@ -54,9 +54,14 @@ def serve_cmd(ctx: click.Context, host: str, port: int, token: str | None, read_
                              f"--token, {TOKEN_ENV} or serve_token in the config file")
         token, generated = new_token(), True
     setup_logging(settings.log_file, debug=debug)
-    connect(settings.db).close()  # create, check or upgrade it once, before any session
+    # once, before any session: like the TUI, a file that needs upgrading is refused untouched
+    connect(settings.db, migrate=False).close()
     for sub in ("events", "users", "cohort_members"):
-        (settings.import_dir / sub).mkdir(parents=True, exist_ok=True)
+        try:
+            (settings.import_dir / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PulseError(f"cannot create import folder {settings.import_dir / sub}: "
+                             f"{exc.strerror}") from exc
 
     args = ["--db", str(settings.db.resolve()),
             "--import-dir", str(settings.import_dir.resolve()),

@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import subprocess
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -215,3 +216,23 @@ def test_a_taken_port_is_one_clear_line(pulse_settings: Settings) -> None:
     assert done.returncode == 1
     assert done.stderr.strip() == (f"pulse-tui: cannot listen on 127.0.0.1:{port}: "
                                    "address already in use")
+
+
+def test_a_file_that_needs_upgrading_is_refused_untouched(tmp_path, monkeypatch) -> None:
+    from pulse_tui.config import Settings as _Settings
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "unit"))
+    from test_adoption import file_state, make_seed_only  # the seed's own DDL
+
+    folder = tmp_path / "db"
+    folder.mkdir()
+    settings = _Settings(db=folder / "pulse.db", import_dir=tmp_path / "import",
+                         export_dir=tmp_path / "exports", log_file=tmp_path / "pulse-tui.log")
+    make_seed_only(settings.db)
+    write_config(settings)
+    before = file_state(settings.db)
+    done = subprocess.run(serve_argv(settings, "--port", str(free_port()), "--token", TOKEN),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "pulse-tui migrate" in done.stderr and "Traceback" not in done.stderr
+    assert file_state(settings.db) == before
