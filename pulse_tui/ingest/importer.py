@@ -298,23 +298,17 @@ def _prefetch(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
     q: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def produce() -> None:
+        # blocking puts (no polling): the consumer drains the queue when it stops early
         try:
             for batch in batches:
-                if not put(batch):
+                q.put(batch)
+                if stop.is_set():
                     return
-            put(_END)
+            q.put(_END)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put(exc)
+            if not stop.is_set():
+                q.put(exc)
 
     thread = threading.Thread(target=produce, name="pulse-import-parse", daemon=True)
     thread.start()
@@ -328,7 +322,13 @@ def _prefetch(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
             yield item  # type: ignore[misc]
     finally:
         stop.set()
-        thread.join()
+        while thread.is_alive():  # it ends after the batch it is parsing
+            try:
+                while True:
+                    q.get_nowait()
+            except queue.Empty:
+                pass
+            thread.join(0.05)
 
 
 def _add(tx: store.EventsTx, batch: Batch) -> None:
