@@ -250,13 +250,16 @@ def import_file(
                     result = _finish(conn, job_id, path, started)
                     result.unknown_columns = unknown
                     return result
-        except (OSError, EOFError) as exc:
-            # the file became unreadable mid-way (truncated gzip, I/O error): what was
-            # written so far is committed with its checkpoint, the job fails with the reason
+        except (OSError, EOFError, FileRejected) as exc:
+            # the file became unreadable mid-way (truncated gzip, I/O error) or passed a limit
+            # (line length, expansion): what was written so far is committed with its
+            # checkpoint, the job fails with the reason
             if tx is not None:
                 tx.commit()
                 tx = None
-            store.fail_job(conn, job_id, f"cannot read {path.name}: {exc}", clock.now_ms())
+            reason = str(exc) if isinstance(exc, FileRejected) else (
+                f"cannot read {path.name}: {getattr(exc, 'strerror', None) or 'read error'}")
+            store.fail_job(conn, job_id, reason, clock.now_ms())
             return _finish(conn, job_id, path, started)
         finally:
             if tx is not None:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import hashlib
 import io
+import os
 import re
+import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -213,19 +217,202 @@ def parse_timestamp(text: str) -> int | str:
 
 # ------------------------------------------------------------------------------ the reader
 
+# SPEC 10: one CSV line holds at most 1 MiB; a compressed file expands to at most 100 times its
+# size or 10 GiB, whichever is larger. Past either, the file fails with that reason.
+MAX_LINE_BYTES = 1024 * 1024
+EXPANSION_RATIO = 100
+MIN_EXPANSION_LIMIT = 10 * 1024 ** 3
+# A quoted value may hold line breaks; a record that runs over several lines is cut short as
+# broken quoting once its lines after the first pass this many bytes (the line limit).
+MAX_SPAN_BYTES = MAX_LINE_BYTES
+_PEEK_BYTES = 64 * 1024
 
-def _lines(stream: IO[bytes], bad: list[int], first_line: int) -> Iterator[str]:
-    """Physical lines decoded one at a time; lines with bad bytes or NUL are noted in ``bad``."""
-    for number, raw in enumerate(stream, first_line):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = raw.decode("utf-8", "surrogateescape")
-            bad.append(number)
+
+def _size_text(n: int) -> str:
+    for unit, size in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if n >= size:
+            value = n / size
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n} bytes"
+
+
+class _BrokenQuote(Exception):  # noqa: N818 - a signal inside the csv reader, never shown
+    """The record being read has an open quote at the end of the file, or runs past the
+    limit: raised through ``csv.reader`` by the line feed."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+class _LineFeed:
+    """Physical lines of the (decompressed) byte stream for ``csv.reader``, one at a time.
+
+    Lines end at LF or CRLF; a file whose first line ends with a lone CR (old Mac) is split at
+    CR, LF and CRLF alike. Each line holds at most MAX_LINE_BYTES; a compressed stream may not
+    pass ``expand_limit`` bytes. Knows where the current record started (line number, byte
+    offset) and keeps its continuation lines, so a record with an unterminated quote can be cut
+    back to its first line and the lines after it handed out again (:meth:`rewind`).
+    """
+
+    def __init__(self, stream: IO[bytes], name: str, *, cr_mode: bool,
+                 expand_limit: int | None, compressed: bool) -> None:
+        self.stream = stream
+        self.name = name
+        self.cr_mode = cr_mode
+        self.expand_limit = expand_limit
+        self.compressed = compressed
+        self.pos = 0  # byte offset after the last line handed out
+        self.line = 0  # number of the last line handed out
+        self.bad: list[int] = []  # lines with bytes that are not UTF-8 or a NUL
+        self.first = True  # the next line handed out starts a record
+        self.start_line = 0
+        self.first_text = ""
+        self.first_bytes = 0
+        self.held: list[tuple[str, int, bool]] | None = None  # the record's further lines
+        self.held_bytes = 0
+        self.replay: deque[tuple[str, int, bool]] = deque()
+        self._buf = b""  # CR mode: bytes read past the last line
+        self._eof = False
+        self._read_some = getattr(stream, "read1", stream.read)
+
+    def reset(self, pos: int, line: int) -> None:
+        """Read on from byte ``pos`` (the stream is there) as line ``line + 1``."""
+        self.pos, self.line = pos, line
+        self.bad = []
+        self.first = True
+        self.held = None
+        self.replay.clear()
+        self._buf = b""
+        self._eof = False
+
+    def __iter__(self) -> _LineFeed:
+        return self
+
+    def __next__(self) -> str:
+        if self.replay:
+            text, n, bad = self.replay.popleft()
         else:
-            if "\x00" in text:
-                bad.append(number)
-        yield text
+            raw = self._read_line()
+            if not raw:
+                if not self.first:
+                    raise _BrokenQuote("eof")  # csv.reader asked for more: a quote is open
+                raise StopIteration
+            n = len(raw)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text = raw.decode("utf-8", "surrogateescape")
+                bad = True
+            else:
+                bad = "\x00" in text
+        self.line += 1
+        self.pos += n
+        if bad:
+            self.bad.append(self.line)
+        if self.first:
+            self.first = False
+            self.start_line = self.line
+            self.first_text, self.first_bytes = text, n
+            self.held = None
+            self.held_bytes = 0
+        else:
+            if self.held is None:
+                self.held = []
+            self.held.append((text, n, bad))
+            self.held_bytes += n
+            if self.held_bytes > MAX_SPAN_BYTES:
+                raise _BrokenQuote("long")
+        return text
+
+    @property
+    def spanned(self) -> bool:
+        """The last record ran over more than one physical line."""
+        return self.held is not None
+
+    def rewind(self) -> None:
+        """Cut the current record back to its first line: its other lines come again."""
+        if self.held:
+            self.replay.extendleft(reversed(self.held))
+        self.held = None
+        self.line = self.start_line
+        self.pos -= self.held_bytes
+        self.held_bytes = 0
+        self.first = True
+
+    # -- reading bytes -------------------------------------------------------------------
+    def _read_line(self) -> bytes:
+        try:
+            raw = self._read_cr() if self.cr_mode else self.stream.readline(MAX_LINE_BYTES + 2)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise self._unreadable(exc) from exc
+        size = len(raw)
+        if size > MAX_LINE_BYTES:
+            body = size - (2 if raw.endswith(b"\r\n") else 1 if raw.endswith((b"\n", b"\r"))
+                           else 0)
+            if body > MAX_LINE_BYTES:
+                raise FileRejected(f"line {self.line + 1} is longer than "
+                                   f"{_size_text(MAX_LINE_BYTES)} (the limit for one CSV line)")
+        if self.expand_limit is not None and self.pos + size > self.expand_limit:
+            raise FileRejected(
+                f"{self.name} expands to more than {_size_text(self.expand_limit)} when "
+                f"decompressed (the limit is {EXPANSION_RATIO} times its size or "
+                f"{_size_text(MIN_EXPANSION_LIMIT)}, whichever is larger)")
+        return raw
+
+    def _read_cr(self) -> bytes:
+        """One line ending at CR, LF or CRLF (old Mac files)."""
+        scanned = 0
+        while True:
+            buf = self._buf
+            m = _NEWLINE.search(buf, scanned)
+            # a CR at the very end may be the first half of a CRLF: read on unless at the end
+            if m is not None and (m.end() < len(buf) or buf[-1:] == b"\n" or self._eof):
+                self._buf = buf[m.end():]
+                return buf[:m.end()]
+            if len(buf) > MAX_LINE_BYTES + 2:
+                return buf  # too long: refused by the caller
+            if self._eof:
+                self._buf = b""
+                return buf
+            scanned = max(0, len(buf) - 1)
+            chunk = self._read_some(_PEEK_BYTES)
+            if chunk:
+                self._buf = buf + chunk
+            else:
+                self._eof = True
+
+    def _unreadable(self, exc: BaseException) -> FileRejected:
+        damaged = isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile))
+        if self.compressed and damaged:
+            return FileRejected(f"cannot read {self.name}: the compressed data is damaged or "
+                                "cut short")
+        detail = getattr(exc, "strerror", None) or "read error"
+        return FileRejected(f"cannot read {self.name}: {detail}")
+
+
+_NEWLINE = re.compile(rb"\r\n?|\n")
+
+
+def _first_line_ends_with_cr(stream: IO[bytes]) -> bool:
+    """True when the stream's first line break is a lone CR (the stream is put back)."""
+    start = stream.tell()
+    read = getattr(stream, "read1", stream.read)  # what is there: a cut gzip fails later
+    seen = b""
+    try:
+        while True:
+            chunk = read(_PEEK_BYTES)
+            seen += chunk
+            m = _NEWLINE.search(seen)
+            if m is not None:
+                if m.group() != b"\r":
+                    return False  # LF or CRLF
+                if m.end() < len(seen) or not chunk:
+                    return True  # a CR that is not the first half of a CRLF
+            elif not chunk or len(seen) > MAX_LINE_BYTES + 2:
+                return False  # one line, or a line too long (refused when read)
+    finally:
+        stream.seek(start)
 
 
 class CsvFile:
@@ -241,27 +428,39 @@ class CsvFile:
             self._raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed in close()
         except OSError as exc:
             raise FileRejected(f"cannot read {path.name}: {exc.strerror or exc}") from exc
+        compressed = is_gzip(path)
         self._stream: IO[bytes] = (
-            gzip.GzipFile(fileobj=self._raw, mode="rb") if is_gzip(path) else self._raw
+            gzip.GzipFile(fileobj=self._raw, mode="rb") if compressed else self._raw
         )
-        self._bad: list[int] = []
-        self._base = 0  # physical lines before the current reader's first line
-        self._skip_bom()
-        self._reader = self._make_reader(0)
+        limit = None
+        if compressed:
+            try:
+                size = os.fstat(self._raw.fileno()).st_size
+            except OSError:
+                size = 0
+            limit = max(EXPANSION_RATIO * size, MIN_EXPANSION_LIMIT)
+        self._setup(compressed, limit)
+
+    def _setup(self, compressed: bool, expand_limit: int | None) -> None:
+        try:
+            self._skip_bom()
+            cr_mode = _first_line_ends_with_cr(self._stream)
+        except (OSError, EOFError, zlib.error) as exc:
+            self.close()
+            if compressed:
+                raise FileRejected(f"cannot read {self.path.name}: not a gzip file, or its "
+                                   "compressed data is damaged or cut short") from exc
+            raise FileRejected(f"cannot read {self.path.name}: "
+                               f"{getattr(exc, 'strerror', None) or 'read error'}") from exc
+        self._feed = _LineFeed(self._stream, self.path.name, cr_mode=cr_mode,
+                               expand_limit=expand_limit, compressed=compressed)
+        self._feed.reset(self._stream.tell(), 0)
+        self._reader = csv.reader(self._feed)
 
     def _skip_bom(self) -> None:
-        try:
-            head = self._stream.read(len(_BOM))
-            if head != _BOM:
-                self._stream.seek(0)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            self.close()
-            raise FileRejected(f"cannot read {self.path.name}: {exc}") from exc
-
-    def _make_reader(self, lines_before: int) -> Any:
-        self._base = lines_before
-        self._bad = []
-        return csv.reader(_lines(self._stream, self._bad, lines_before + 1))
+        head = self._stream.read(len(_BOM))
+        if head != _BOM:
+            self._stream.seek(0)
 
     def __enter__(self) -> CsvFile:
         return self
@@ -279,28 +478,32 @@ class CsvFile:
     @property
     def line(self) -> int:
         """Physical lines consumed so far."""
-        return self._base + self._reader.line_num
+        return self._feed.line
 
     def offset(self) -> int:
-        return self._stream.tell()
+        """Byte offset (of the decompressed stream) after the last record read."""
+        return self._feed.pos
 
     def bytes_read(self) -> int:
         return self._raw.tell()
 
     def read_header(self, kind: str | None) -> tuple[str, list[str]]:
         """The header's raw names and the import kind (given, or told from the header)."""
+        feed = self._feed
         try:
             while True:
+                feed.first = True
                 row = next(self._reader)
                 if any(c.strip() for c in row):
                     break
         except StopIteration:
             raise FileRejected("empty file: no header line") from None
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise FileRejected(f"cannot read {self.path.name}: {exc}") from exc
-        except csv.Error as exc:
-            raise FileRejected(f"not a CSV file: {exc}") from exc
-        if self._bad:
+        except _BrokenQuote:
+            raise FileRejected(f"the header has a quote opened on line {feed.start_line} "
+                               "that is not closed") from None
+        except csv.Error:
+            raise FileRejected("not a CSV file: the header line is malformed") from None
+        if feed.bad:
             raise FileRejected("not a UTF-8 CSV file: the header has bytes that are not UTF-8 "
                                "or a NUL byte")
         if kind is None:
@@ -313,30 +516,71 @@ class CsvFile:
     def seek(self, offset: int, line: int) -> None:
         """Continue after a checkpoint: ``offset`` bytes into the (decompressed) stream."""
         self._stream.seek(offset)
-        self._reader = self._make_reader(line)
+        self._feed.reset(offset, line)
+        self._reader = csv.reader(self._feed)
 
     def records(self) -> Iterator[tuple[int, list[str] | None, str | None]]:
-        """(start line, fields, csv error) per non-blank record."""
-        reader = self._reader
-        base = self._base
-        prev = reader.line_num
+        """(start line, fields, reason) per non-blank record; fields None for a broken one.
+
+        A record whose quote is still open at the end of the file, or whose lines after the
+        first pass MAX_SPAN_BYTES, is broken quoting: its first line is rejected and reading
+        goes on with the line after it.
+        """
+        feed = self._feed
         while True:
+            feed.first = True
             try:
-                row = next(reader)
+                row = next(self._reader)
             except StopIteration:
                 return
-            except csv.Error as exc:
-                yield base + prev + 1, None, str(exc)
-                prev = reader.line_num
+            except _BrokenQuote as exc:
+                line = feed.start_line
+                if exc.why == "eof":
+                    reason = (f"unterminated quote: the quote opened on line {line} is not "
+                              "closed before the end of the file; reading went on at line "
+                              f"{line + 1}")
+                else:
+                    reason = (f"unterminated quote: the quote opened on line {line} is not "
+                              f"closed within {_size_text(MAX_SPAN_BYTES)}; reading went on at "
+                              f"line {line + 1}")
+                self.broken_value = feed.first_text.rstrip("\r\n")
+                feed.rewind()
+                self._reader = csv.reader(feed)
+                yield line, None, reason
                 continue
-            start = base + prev + 1
-            prev = reader.line_num
+            except csv.Error:
+                yield feed.start_line, None, ("malformed CSV: a line break inside a value "
+                                              "that is not quoted")
+                continue
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
-            yield start, row, None
+            yield feed.start_line, row, None
+
+    broken_value: str | None = None
+
+    @property
+    def spanned(self) -> bool:
+        """The last record read ran over more than one physical line."""
+        return self._feed.spanned
+
+    def inner_lines(self) -> list[str]:
+        """The lines of the last record between its first and its last one."""
+        held = self._feed.held or []
+        return [text for text, _, _ in held[:-1]]
+
+    def first_line_text(self) -> str:
+        return self._feed.first_text.rstrip("\r\n")
+
+    def cut_record(self) -> None:
+        """Take the last record as broken quoting: read on from the line after its first."""
+        self._feed.rewind()
+
+    def last_lines(self) -> tuple[int, int]:
+        """First and last physical line of the last record read."""
+        return self._feed.start_line, self._feed.line
 
     def bad_lines_from(self, start: int) -> bool:
-        bad = self._bad
+        bad = self._feed.bad
         if not bad:
             return False
         if bad[-1] >= start:
@@ -464,25 +708,54 @@ def iter_batches(src: CsvFile, header: Header, parse: RowFn, batch_size: int
     rejects: list[Reject] = []
     records = 0
     names = header.names
+    width = len(names)
     for line, fields, error in src.records():
         records += 1
         if fields is None:
-            rejects.append(Reject(line, None, None, f"malformed CSV: {error}"))
+            value = src.broken_value
+            src.broken_value = None
+            rejects.append(Reject(line, None, None if value is None else printable_value(value),
+                                  error or "malformed CSV"))
+        elif src.spanned and _swallows_rows(src.inner_lines(), parse, width):
+            # a stray quote closed by another one further down: the lines between are rows
+            first, last = src.last_lines()
+            rejects.append(Reject(
+                first, None, printable_value(src.first_line_text()),
+                f"unterminated quote: the quote opened on line {first} runs to line {last} over "
+                f"lines that are rows of their own; reading went on at line {first + 1}"))
+            src.cut_record()
         else:
             bad = src.bad_lines_from(line) and check_bytes(fields, names, line)
-            if bad:
-                rejects.append(bad)
+            r = bad or parse(fields, line)
+            if type(r) is tuple:
+                rows.append(r)
+                lines.append(line)
             else:
-                r = parse(fields, line)
-                if type(r) is tuple:
-                    rows.append(r)
-                    lines.append(line)
-                else:
-                    rejects.append(r)  # type: ignore[arg-type]
+                if src.spanned:  # name the lines, so a stray quote is easy to find
+                    first, last = src.last_lines()
+                    r = dataclasses.replace(r, reason=(  # type: ignore[arg-type]
+                        f"{r.reason} (the record runs over lines {first}-{last}: a quoted "  # type: ignore[union-attr]
+                        "value holds line breaks; check its quotes)"))
+                rejects.append(r)  # type: ignore[arg-type]
         if records >= batch_size:
             yield Batch(rows, lines, rejects, records, src.offset(), src.line, src.bytes_read())
             rows, lines, rejects, records = [], [], [], 0
     yield Batch(rows, lines, rejects, records, src.offset(), src.line, src.bytes_read())
+
+
+def _swallows_rows(inner: list[str], parse: RowFn, width: int) -> bool:
+    """True when a line wholly inside a multi-line quoted value is a valid row of its own
+    (all the header's fields): then the quote is a stray one, not a value with line breaks."""
+    for text in inner[:8]:
+        if text.count(",") < width - 1:
+            continue
+        try:
+            fields = next(csv.reader([text]))
+        except (csv.Error, StopIteration):
+            continue
+        if len(fields) == width and type(parse(fields, 0)) is tuple:
+            return True
+    return False
 
 
 def read_all(path: Path, kind: str | None = None, *, site_id: str | None = None,
@@ -517,7 +790,4 @@ class _MemoryCsv(CsvFile):
         self.path = Path("<memory>")
         self._raw = io.BytesIO(data)
         self._stream = self._raw
-        self._bad = []
-        self._base = 0
-        self._skip_bom()
-        self._reader = self._make_reader(0)
+        self._setup(False, None)
