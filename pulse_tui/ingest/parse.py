@@ -563,10 +563,10 @@ class CsvFile:
         """The last record read ran over more than one physical line."""
         return self._feed.spanned
 
-    def inner_lines(self) -> list[str]:
-        """The lines of the last record between its first and its last one."""
-        held = self._feed.held or []
-        return [text for text, _, _ in held[:-1]]
+    def record_lines(self) -> list[str]:
+        """The physical lines of the last record read."""
+        feed = self._feed
+        return [feed.first_text, *(text for text, _, _ in feed.held or ())]
 
     def first_line_text(self) -> str:
         return self._feed.first_text.rstrip("\r\n")
@@ -716,13 +716,11 @@ def iter_batches(src: CsvFile, header: Header, parse: RowFn, batch_size: int
             src.broken_value = None
             rejects.append(Reject(line, None, None if value is None else printable_value(value),
                                   error or "malformed CSV"))
-        elif src.spanned and _swallows_rows(src.inner_lines(), parse, width):
-            # a stray quote closed by another one further down: the lines between are rows
-            first, last = src.last_lines()
-            rejects.append(Reject(
-                first, None, printable_value(src.first_line_text()),
-                f"unterminated quote: the quote opened on line {first} runs to line {last} over "
-                f"lines that are rows of their own; reading went on at line {first + 1}"))
+        elif src.spanned and (stray := _stray_quote(src, parse, width)):
+            # a stray quote closed by another one further down: cut back to its line
+            first = src.last_lines()[0]
+            rejects.append(Reject(first, None, printable_value(src.first_line_text()),
+                                  f"{stray}; reading went on at line {first + 1}"))
             src.cut_record()
         else:
             bad = src.bad_lines_from(line) and check_bytes(fields, names, line)
@@ -743,19 +741,38 @@ def iter_batches(src: CsvFile, header: Header, parse: RowFn, batch_size: int
     yield Batch(rows, lines, rejects, records, src.offset(), src.line, src.bytes_read())
 
 
-def _swallows_rows(inner: list[str], parse: RowFn, width: int) -> bool:
-    """True when a line wholly inside a multi-line quoted value is a valid row of its own
-    (all the header's fields): then the quote is a stray one, not a value with line breaks."""
-    for text in inner[:8]:
+def _stray_quote(src: CsvFile, parse: RowFn, width: int) -> str | None:
+    """Why the last record, which runs over several lines, is a stray quote and not a value
+    with line breaks (None when it reads as a proper multi-line value).
+
+    A proper one closes its quote right before a comma or the end of a line; the lines it
+    holds are not rows of their own (valid, with all the header's fields), and its first and
+    last lines are not both such rows once their quote characters are taken out.
+    """
+    first, last = src.last_lines()
+    lines = src.record_lines()
+    try:
+        next(csv.reader(lines, strict=True))
+    except (csv.Error, StopIteration):
+        return (f"unterminated quote: the quote opened on line {first} ends on line {last} "
+                "in the middle of a value")
+
+    def is_row(text: str) -> bool:
         if text.count(",") < width - 1:
-            continue
+            return False
         try:
             fields = next(csv.reader([text]))
         except (csv.Error, StopIteration):
-            continue
-        if len(fields) == width and type(parse(fields, 0)) is tuple:
-            return True
-    return False
+            return False
+        return len(fields) == width and type(parse(fields, 0)) is tuple
+
+    rows = (f"unterminated quote: the quote opened on line {first} runs to line {last} over "
+            "lines that are rows of their own")
+    if any(is_row(text) for text in lines[1:-1][:8]):
+        return rows
+    if is_row(lines[0].replace('"', "")) and is_row(lines[-1].replace('"', "")):
+        return rows
+    return None
 
 
 def read_all(path: Path, kind: str | None = None, *, site_id: str | None = None,
