@@ -1,14 +1,15 @@
 """A burst of files against one file of the same rows, through a real `pulse-tui worker`.
 
-One worker process on a fresh database and import folder. For each case, a "busy" file is
-dropped first and, once its import runs, the case's files are dropped at once (written as
-``.part``, then renamed, as rsync does). Measured from the drop until every job has ended:
-wall time and the worker's CPU time (user + system, from /proc/PID/stat).
+One worker process on a fresh database and import folder. The burst: FILES files of ROWS rows
+dropped at once (written as ``.part`` elsewhere, then renamed in, as rsync does); with
+``--busy-rows N`` they land while the import of an N-row file runs. Then, in the same worker,
+one file of all those rows (FILES x ROWS + N). Measured from the first drop until every job has
+ended: wall time and the worker's CPU time (user + system of all its threads, /proc/PID/stat).
 
 Usage (repository root, venv active):
 
     python bench/burst_bench.py                      # 20 x 3,000 rows vs 1 x 60,000 rows
-    python bench/burst_bench.py --files 20 --rows 3000 --busy-rows 30000 --settle 2
+    python bench/burst_bench.py --busy-rows 30000    # ... landing while a 30,000-row import runs
 """
 
 from __future__ import annotations
@@ -75,19 +76,19 @@ def start_worker(work: Path, settle: float) -> subprocess.Popen[bytes]:
 
 def run_case(proc: subprocess.Popen[bytes], work: Path, tag: str, files: int, rows: int,
              busy_rows: int, timeout: float) -> tuple[float, float]:
-    """(wall seconds, worker CPU seconds) from the drop of ``files`` files until all ended."""
+    """(wall seconds, worker CPU seconds) from the first drop until every job has ended."""
     db = work / "pulse.db"
     inbox = work / "in" / "events"
     before = len(jobs(db))
-    if busy_rows:
-        write_events(inbox / f"{tag}-busy.csv", busy_rows, f"{tag}b")
-        wait_for(lambda: any(n == f"{tag}-busy.csv" and s == "processing" for n, s in jobs(db)),
-                 timeout, "the busy import to start")
     stage = work / f"stage-{tag}"
     stage.mkdir()
     for k in range(files):
         write_events(stage / f"{tag}-{k:02d}.csv", rows, f"{tag}{k}")
     cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+    if busy_rows:
+        write_events(inbox / f"{tag}-busy.csv", busy_rows, f"{tag}b")
+        wait_for(lambda: any(n == f"{tag}-busy.csv" and s == "processing" for n, s in jobs(db)),
+                 timeout, "the busy import to start")
     for k in range(files):  # "at once": renames only
         os.rename(stage / f"{tag}-{k:02d}.csv", inbox / f"{tag}-{k:02d}.csv")
     expected = before + files + (1 if busy_rows else 0)
@@ -108,8 +109,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=20)
     ap.add_argument("--rows", type=int, default=3000, help="rows per file of the burst")
-    ap.add_argument("--busy-rows", type=int, default=30000,
-                    help="rows of the file already importing when the burst lands (0: none)")
+    ap.add_argument("--busy-rows", type=int, default=0,
+                    help="rows of a file whose import runs when the burst lands (0: none)")
     ap.add_argument("--settle", type=float, default=2.0, help="settle_seconds of the worker")
     ap.add_argument("--timeout", type=float, default=900.0)
     args = ap.parse_args()
@@ -121,14 +122,16 @@ def main() -> None:
             time.sleep(1.0)  # let the start-up jobs run once
             burst = run_case(proc, work, "burst", args.files, args.rows, args.busy_rows,
                              args.timeout)
-            single = run_case(proc, work, "single", 1, args.files * args.rows,
-                              args.busy_rows, args.timeout)
+            single = run_case(proc, work, "single", 1, args.files * args.rows + args.busy_rows,
+                              0, args.timeout)
         finally:
             proc.terminate()
             proc.wait(30)
-    print(f"{'case':<28} {'wall s':>8} {'worker CPU s':>13}")
-    print(f"{f'{args.files} x {args.rows:,} rows':<28} {burst[0]:>8.2f} {burst[1]:>13.2f}")
-    print(f"{f'1 x {args.files * args.rows:,} rows':<28} {single[0]:>8.2f} {single[1]:>13.2f}")
+    busy = f" + 1 x {args.busy_rows:,} running" if args.busy_rows else ""
+    total = args.files * args.rows + args.busy_rows
+    print(f"{'case':<44} {'wall s':>8} {'worker CPU s':>13}")
+    print(f"{f'{args.files} x {args.rows:,} rows{busy}':<44} {burst[0]:>8.2f} {burst[1]:>13.2f}")
+    print(f"{f'1 x {total:,} rows':<44} {single[0]:>8.2f} {single[1]:>13.2f}")
     print(f"ratio burst/single: wall {burst[0] / single[0]:.2f}, CPU {burst[1] / single[1]:.2f}")
 
 
