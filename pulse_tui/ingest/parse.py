@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -268,13 +269,17 @@ class _LineFeed:
         self.first = True  # the next line handed out starts a record
         self.start_line = 0
         self.first_text = ""
-        self.first_bytes = 0
         self.held: list[tuple[str, int, bool]] | None = None  # the record's further lines
         self.held_bytes = 0
         self.replay: deque[tuple[str, int, bool]] = deque()
         self._buf = b""  # CR mode: bytes read past the last line
         self._eof = False
         self._read_some = getattr(stream, "read1", stream.read)
+        self._readline = self._read_cr if cr_mode else partial(stream.readline,
+                                                               MAX_LINE_BYTES + 2)
+        # lines longer than this, or reaching past this offset, are looked at closely
+        self._check_size = MAX_LINE_BYTES
+        self._check_pos = expand_limit if expand_limit is not None else 1 << 62
 
     def reset(self, pos: int, line: int) -> None:
         """Read on from byte ``pos`` (the stream is there) as line ``line + 1``."""
@@ -293,12 +298,17 @@ class _LineFeed:
         if self.replay:
             text, n, bad = self.replay.popleft()
         else:
-            raw = self._read_line()
-            if not raw:
+            try:
+                raw = self._readline()
+            except (OSError, EOFError, zlib.error) as exc:
+                raise self._unreadable(exc) from exc
+            n = len(raw)
+            if n > self._check_size or self.pos + n > self._check_pos:
+                self._check_limits(raw)
+            if not n:
                 if not self.first:
                     raise _BrokenQuote("eof")  # csv.reader asked for more: a quote is open
                 raise StopIteration
-            n = len(raw)
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError:
@@ -313,9 +323,10 @@ class _LineFeed:
         if self.first:
             self.first = False
             self.start_line = self.line
-            self.first_text, self.first_bytes = text, n
-            self.held = None
-            self.held_bytes = 0
+            self.first_text = text
+            if self.held is not None:
+                self.held = None
+                self.held_bytes = 0
         else:
             if self.held is None:
                 self.held = []
@@ -341,24 +352,19 @@ class _LineFeed:
         self.first = True
 
     # -- reading bytes -------------------------------------------------------------------
-    def _read_line(self) -> bytes:
-        try:
-            raw = self._read_cr() if self.cr_mode else self.stream.readline(MAX_LINE_BYTES + 2)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise self._unreadable(exc) from exc
+    def _check_limits(self, raw: bytes) -> None:
+        """FileRejected when ``raw`` is longer than a line may be or passes the expansion."""
         size = len(raw)
-        if size > MAX_LINE_BYTES:
-            body = size - (2 if raw.endswith(b"\r\n") else 1 if raw.endswith((b"\n", b"\r"))
-                           else 0)
-            if body > MAX_LINE_BYTES:
-                raise FileRejected(f"line {self.line + 1} is longer than "
-                                   f"{_size_text(MAX_LINE_BYTES)} (the limit for one CSV line)")
+        body = size - (2 if raw.endswith(b"\r\n") else 1 if raw.endswith((b"\n", b"\r"))
+                       else 0)
+        if body > MAX_LINE_BYTES:
+            raise FileRejected(f"line {self.line + 1} is longer than "
+                               f"{_size_text(MAX_LINE_BYTES)} (the limit for one CSV line)")
         if self.expand_limit is not None and self.pos + size > self.expand_limit:
             raise FileRejected(
                 f"{self.name} expands to more than {_size_text(self.expand_limit)} when "
                 f"decompressed (the limit is {EXPANSION_RATIO} times its size or "
                 f"{_size_text(MIN_EXPANSION_LIMIT)}, whichever is larger)")
-        return raw
 
     def _read_cr(self) -> bytes:
         """One line ending at CR, LF or CRLF (old Mac files)."""
@@ -709,6 +715,7 @@ def iter_batches(src: CsvFile, header: Header, parse: RowFn, batch_size: int
     records = 0
     names = header.names
     width = len(names)
+    feed = src._feed
     for line, fields, error in src.records():
         records += 1
         if fields is None:
@@ -716,7 +723,7 @@ def iter_batches(src: CsvFile, header: Header, parse: RowFn, batch_size: int
             src.broken_value = None
             rejects.append(Reject(line, None, None if value is None else printable_value(value),
                                   error or "malformed CSV"))
-        elif src.spanned and (stray := _stray_quote(src, parse, width)):
+        elif feed.held is not None and (stray := _stray_quote(src, parse, width)):
             # a stray quote closed by another one further down: cut back to its line
             first = src.last_lines()[0]
             rejects.append(Reject(first, None, printable_value(src.first_line_text()),
@@ -729,7 +736,7 @@ def iter_batches(src: CsvFile, header: Header, parse: RowFn, batch_size: int
                 rows.append(r)
                 lines.append(line)
             else:
-                if src.spanned:  # name the lines, so a stray quote is easy to find
+                if feed.held is not None:  # name the lines: a stray quote is easy to find
                     first, last = src.last_lines()
                     r = dataclasses.replace(r, reason=(  # type: ignore[arg-type]
                         f"{r.reason} (the record runs over lines {first}-{last}: a quoted "  # type: ignore[union-attr]

@@ -447,8 +447,8 @@ class WorkerService:
                     log.exception("scheduler tick failed")
                 # sleep until the next job is due (a job that ends, "run now" and stop wake
                 # it earlier); at most SCHEDULER_MAX_SLEEP so an injected clock is followed
-                delay = sched.seconds_until_due()
-                delay = SCHEDULER_MAX_SLEEP if delay is None else min(
+                delay = sched.seconds_until_due()  # None: no job, or the start failed
+                delay = 1.0 if delay is None else min(
                     SCHEDULER_MAX_SLEEP, max(SCHEDULER_MIN_SLEEP, delay))
                 self._sched_wake.wait(delay)
                 self._sched_wake.clear()
