@@ -251,8 +251,8 @@ class _BrokenQuote(Exception):  # noqa: N818 - a signal inside the csv reader, n
 class _LineFeed:
     """Physical lines of the (decompressed) byte stream for ``csv.reader``, one at a time.
 
-    Lines end at LF or CRLF; a file whose first line ends with a lone CR (old Mac) is split at
-    CR, LF and CRLF alike. Each line holds at most MAX_LINE_BYTES; a compressed stream may not
+    Lines end at LF or CRLF; an old Mac file (see :func:`_breaks_at_cr`) is split at CR, LF
+    and CRLF alike. Each line holds at most MAX_LINE_BYTES; a compressed stream may not
     pass ``expand_limit`` bytes. Knows where the current record started (line number, byte
     offset) and keeps its continuation lines, so a record with an unterminated quote can be cut
     back to its first line and the lines after it handed out again (:meth:`rewind`).
@@ -402,8 +402,10 @@ class _LineFeed:
 _NEWLINE = re.compile(rb"\r\n?|\n")
 
 
-def _first_line_ends_with_cr(stream: IO[bytes]) -> bool:
-    """True when the stream's first line break is a lone CR (the stream is put back)."""
+def _breaks_at_cr(stream: IO[bytes]) -> bool:
+    """True when lines of this stream end with a lone CR (old Mac files): its first line break
+    is one, or its first 64 KiB after the first line hold lone CRs and no LF (a header written
+    with CRLF over a CR-only body). The stream is put back where it was."""
     start = stream.tell()
     read = getattr(stream, "read1", stream.read)  # what is there: a cut gzip fails later
     seen = b""
@@ -412,15 +414,24 @@ def _first_line_ends_with_cr(stream: IO[bytes]) -> bool:
             chunk = read(_PEEK_BYTES)
             seen += chunk
             m = _NEWLINE.search(seen)
-            if m is not None:
-                if m.group() != b"\r":
-                    return False  # LF or CRLF
-                if m.end() < len(seen) or not chunk:
-                    return True  # a CR that is not the first half of a CRLF
-            elif not chunk or len(seen) > MAX_LINE_BYTES + 2:
+            if m is not None and (m.end() < len(seen) or not chunk):
+                if m.group() == b"\r":
+                    return True
+                try:
+                    while chunk and len(seen) < m.end() + _PEEK_BYTES:
+                        chunk = read(_PEEK_BYTES)
+                        seen += chunk
+                except (OSError, EOFError, zlib.error):
+                    pass  # damaged further on: said when the reading gets there
+                rest = seen[m.end():m.end() + _PEEK_BYTES]
+                return b"\n" not in rest and _LONE_CR.search(rest) is not None
+            if m is None and (not chunk or len(seen) > MAX_LINE_BYTES + 2):
                 return False  # one line, or a line too long (refused when read)
     finally:
         stream.seek(start)
+
+
+_LONE_CR = re.compile(rb"\r(?!\n)")
 
 
 class CsvFile:
@@ -452,7 +463,7 @@ class CsvFile:
     def _setup(self, compressed: bool, expand_limit: int | None) -> None:
         try:
             self._skip_bom()
-            cr_mode = _first_line_ends_with_cr(self._stream)
+            cr_mode = _breaks_at_cr(self._stream)
         except (OSError, EOFError, zlib.error) as exc:
             self.close()
             if compressed:

@@ -174,6 +174,15 @@ def test_cr_only_file_with_bom_gzip_and_no_final_newline(
     assert (r.status, r.processed, r.failed) == ("completed", 100, 0)
 
 
+def test_a_crlf_header_over_a_cr_only_body_reads_every_row(
+        tmp_path: Path, conn: sqlite3.Connection, fixed_clock: Clock) -> None:
+    f = tmp_path / "events.csv"
+    f.write_bytes((HEADER.replace("\n", "\r\n") + "".join(body(200)).replace("\n", "\r"))
+                  .encode())
+    r = import_file(conn, f, clock=fixed_clock)
+    assert (r.status, r.processed, r.failed) == ("completed", 200, 0)
+
+
 def test_messages_are_ours_not_the_csv_modules(tmp_path: Path, conn: sqlite3.Connection,
                                                fixed_clock: Clock) -> None:
     f = tmp_path / "events.csv"
