@@ -231,7 +231,7 @@ def import_file(
         if job.checkpoint_rows > 0 or job.checkpoint_offset > 0:
             try:
                 src.seek(job.checkpoint_offset, job.checkpoint_line)
-            except (OSError, EOFError) as exc:
+            except FileRejected as exc:
                 store.fail_job(conn, job_id, f"cannot resume {path.name}: {exc}",
                                clock.now_ms())
                 return _finish(conn, job_id, path, started)

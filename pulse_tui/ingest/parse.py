@@ -538,7 +538,14 @@ class CsvFile:
 
     def seek(self, offset: int, line: int) -> None:
         """Continue after a checkpoint: ``offset`` bytes into the (decompressed) stream."""
-        self._stream.seek(offset)
+        try:
+            self._stream.seek(offset)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise FileRejected("the file ends before its checkpoint" if isinstance(
+                exc, EOFError) or not self._feed.compressed else
+                "its compressed data is damaged") from exc
+        if self._stream.tell() != offset:
+            raise FileRejected("the file ends before its checkpoint")
         self._feed.reset(offset, line)
         self._reader = csv.reader(self._feed)
 
