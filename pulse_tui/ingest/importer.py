@@ -257,7 +257,7 @@ def import_file(
                         tx = store.EventsTx(conn, job_id, now_ms)
                         tx_started = time.monotonic()
                     _add(tx, batch)
-                    more = batch.records >= chunk
+                    more = not batch.final
                     stop = should_stop is not None and should_stop()
                     if more and not stop and tx.records < tx_rows and (
                             time.monotonic() - tx_started < tx_seconds):
@@ -277,7 +277,7 @@ def import_file(
                 else:
                     outcome = _write(conn, job_id, kind, batch, now_ms)
                     stop = should_stop is not None and should_stop()
-                    done = outcome, batch.records, batch.records >= batch_size
+                    done = outcome, batch.records, not batch.final
                 outcome, n_records, more = done
                 records += n_records
                 processed += outcome.processed

@@ -117,6 +117,7 @@ class Batch:
     end_offset: int  # byte offset (of the decompressed stream) after the last record
     end_line: int  # physical lines consumed so far (header included)
     bytes_read: int  # position in the file on disk (progress; compressed for .gz)
+    final: bool = False  # the file's last batch (none follows)
 
 
 @dataclass(slots=True)
@@ -228,6 +229,9 @@ MIN_EXPANSION_LIMIT = 10 * 1024 ** 3
 # A quoted value may hold line breaks; a record that runs over several lines is cut short as
 # broken quoting once its lines after the first pass this many bytes (the line limit).
 MAX_SPAN_BYTES = MAX_LINE_BYTES
+# A batch of rows holds at most this much input (besides its row count), so memory stays flat
+# even when every row carries long values.
+MAX_BATCH_BYTES = 16 * 1024 * 1024
 _PEEK_BYTES = 64 * 1024
 
 
@@ -732,7 +736,8 @@ def check_bytes(fields: list[str], names: list[str], line: int) -> Reject | None
 
 def iter_batches(src: CsvFile, header: Header, parse: RowFn, batch_size: int
                  ) -> Iterator[Batch]:
-    """Group the file's records into batches of at most ``batch_size`` records."""
+    """Group the file's records into batches of at most ``batch_size`` records, and of at most
+    MAX_BATCH_BYTES of input, so that memory stays flat whatever the rows hold."""
     rows: list[tuple[Any, ...]] = []
     lines: list[int] = []
     rejects: list[Reject] = []
@@ -740,6 +745,7 @@ def iter_batches(src: CsvFile, header: Header, parse: RowFn, batch_size: int
     names = header.names
     width = len(names)
     feed = src._feed
+    cut_at = feed.pos + MAX_BATCH_BYTES
     for line, fields, error in src.records():
         records += 1
         if fields is None:
@@ -766,10 +772,12 @@ def iter_batches(src: CsvFile, header: Header, parse: RowFn, batch_size: int
                         f"{r.reason} (the record runs over lines {first}-{last}: a quoted "  # type: ignore[union-attr]
                         "value holds line breaks; check its quotes)"))
                 rejects.append(r)  # type: ignore[arg-type]
-        if records >= batch_size:
+        if records >= batch_size or feed.pos >= cut_at:
             yield Batch(rows, lines, rejects, records, src.offset(), src.line, src.bytes_read())
             rows, lines, rejects, records = [], [], [], 0
-    yield Batch(rows, lines, rejects, records, src.offset(), src.line, src.bytes_read())
+            cut_at = feed.pos + MAX_BATCH_BYTES
+    yield Batch(rows, lines, rejects, records, src.offset(), src.line, src.bytes_read(),
+                final=True)
 
 
 def _stray_quote(src: CsvFile, parse: RowFn, width: int) -> str | None:
