@@ -342,11 +342,6 @@ class _LineFeed:
                 raise _BrokenQuote("long")
         return text
 
-    @property
-    def spanned(self) -> bool:
-        """The last record ran over more than one physical line."""
-        return self.held is not None
-
     def rewind(self) -> None:
         """Cut the current record back to its first line: its other lines come again."""
         if self.held:
@@ -479,6 +474,7 @@ class CsvFile:
                                expand_limit=expand_limit, compressed=compressed)
         self._feed.reset(self._stream.tell(), 0)
         self._reader = csv.reader(self._feed)
+        self.broken_value: str | None = None  # the first line of the last broken record
 
     def _skip_bom(self) -> None:
         head = self._stream.read(len(_BOM))
@@ -589,13 +585,6 @@ class CsvFile:
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             yield feed.start_line, row, None
-
-    broken_value: str | None = None
-
-    @property
-    def spanned(self) -> bool:
-        """The last record read ran over more than one physical line."""
-        return self._feed.spanned
 
     def record_lines(self) -> list[str]:
         """The physical lines of the last record read."""
