@@ -274,7 +274,22 @@ class PulseApp(ReportsWorkerErrors, App[None]):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        self.push_screen(HelpScreen(self.help_sections(), self.settings.describe()))
+        self.push_screen(HelpScreen(self.help_sections(), self.settings.describe(),
+                                    start=self.help_section_for(self.screen)))
+
+    def help_section_for(self, screen: Screen) -> str:
+        """The help section of the pane, editor or sub-view the operator is looking at."""
+        from pulse_tui.tui.screens.alert_editor import AlertEditorScreen
+        from pulse_tui.tui.screens.cohort_editor import CohortEditorScreen
+        from pulse_tui.tui.screens.webhooks import WebhooksScreen
+
+        for cls, title in ((CohortEditorScreen, "Cohort editor"),
+                           (AlertEditorScreen, "Alert editor"), (WebhooksScreen, "Webhooks (w)")):
+            if isinstance(screen, cls):
+                return title
+        if isinstance(screen, PaneScreen):
+            return screen.TITLE
+        return "Everywhere"
 
     def help_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
         everywhere = [(f"{k}", f"{label} pane") for k, _, label in PANES]

@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Label, Select, Static
+from textual.widgets import Input, Label, Select, Static
 
 from pulse_tui.alerts.conditions import COMPARISONS, EVENT_PROPERTIES, METRICS
 from pulse_tui.alerts.models import AlertRule
@@ -26,6 +26,7 @@ from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.widgets.criteria_tree import CriteriaTree
 from pulse_tui.tui.widgets.field_error import FieldError
+from pulse_tui.tui.widgets.footer import PulseFooter
 
 PREVIEW_DELAY = 0.5
 COMPARISON_LABELS = {
@@ -118,7 +119,7 @@ class AlertEditorScreen(ReportsWorkerErrors, Screen[bool]):
                 yield Static(Text("Now and over the last 30 days", style="bold"),
                              classes="section-title")
                 yield Static("", id="alert-preview")
-        yield Footer()
+        yield PulseFooter()
 
     def _row(self, label: str, widget: Any, field: str) -> Any:
         with Horizontal(classes="form-row"):

@@ -70,7 +70,7 @@ class AlertsScreen(PaneScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="alerts-title", classes="section-title")
-        yield FittedTable(RULE_COLUMNS, id="rules-table")
+        yield FittedTable(RULE_COLUMNS, id="rules-table", empty="no rules yet: n adds one")
         yield Static(id="history-title", classes="section-title")
         yield FittedTable(HISTORY_COLUMNS, id="history-table", cursor_type="none")
 
@@ -116,10 +116,15 @@ class AlertsScreen(PaneScreen):
     async def _load_history(self) -> None:
         rule = self._selected()
         title = self.query_one("#history-title", Static)
+        history = self.query_one("#history-table", FittedTable)
         if rule is None:
             title.update(Text("History", style="bold"))
-            self.query_one("#history-table", FittedTable).set_rows([])
+            history.empty_text = ""
+            history.set_rows([])
             return
+        history.empty_text = ("not evaluated yet: v evaluates it now"
+                              if rule.last_evaluated_at is None else
+                              "no change of state yet")
         entries = await self.app.store.run(  # type: ignore[attr-defined]
             alerts_sql.history, rule.rule_id, limit=100)
         head = Text(f"History of {visible(rule.name)}", style="bold")

@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Label, Static, TextArea
+from textual.widgets import Input, Label, Static, TextArea
 
 from pulse_tui.clock import format_ms
 from pulse_tui.cohorts import editing
@@ -26,6 +26,7 @@ from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.widgets.criteria_tree import CriteriaTree
 from pulse_tui.tui.widgets.field_error import FieldError
+from pulse_tui.tui.widgets.footer import PulseFooter
 
 PREVIEW_DELAY = 0.4  # seconds of quiet typing before the member count is recomputed
 
@@ -98,7 +99,7 @@ class CohortEditorScreen(ReportsWorkerErrors, Screen[bool]):
                 yield Static("", id="preview-count")
                 yield Static("", id="preview-problems", classes="problems")
                 yield Static("", id="preview-sample")
-        yield Footer()
+        yield PulseFooter()
 
     def on_mount(self) -> None:
         self.query_one("#criteria-json", TextArea).display = False

@@ -47,7 +47,8 @@ class CohortsScreen(PaneScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="cohorts-title", classes="section-title")
-        yield FittedTable(COLUMNS, id="cohorts-table")
+        yield FittedTable(COLUMNS, id="cohorts-table",
+                          empty="no cohorts yet: n adds one (N a static one, filled by imports)")
 
     def on_mount(self) -> None:
         self.query_one("#cohorts-table", FittedTable).focus()

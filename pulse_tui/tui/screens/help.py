@@ -22,22 +22,25 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
 
     def __init__(self, sections: list[tuple[str, list[tuple[str, str]]]],
-                 paths: list[tuple[str, str]]) -> None:
+                 paths: list[tuple[str, str]], start: str | None = None) -> None:
         super().__init__()
         self.sections = sections
         self.paths = paths
+        self.start = start  # the section shown first: the pane the operator is on
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help", classes="modal"):
             yield Static(Text("PULSE TUI — keys", style="bold"))
-            for title, keys in self.sections:
+            for index, (title, keys) in enumerate(self.sections):
                 table = Table(title=title, title_justify="left", show_header=False,
                               box=None, padding=(0, 2), title_style="bold")
                 table.add_column(style="bold cyan", no_wrap=True, min_width=10)
                 table.add_column()
                 for key, description in keys:
                     table.add_row(_key_label(key), description)
-                yield Static(table)
+                yield Static(table, id=f"help-section-{index}",
+                             classes="help-section -current" if title == self.start
+                             else "help-section")
             paths = Table(title="Paths", title_justify="left", show_header=False, box=None,
                           padding=(0, 2), title_style="bold")
             paths.add_column(style="dim", no_wrap=True)
@@ -45,4 +48,17 @@ class HelpScreen(ModalScreen[None]):
             for name, value in self.paths:
                 paths.add_row(name, Text(value))
             yield Static(paths)
-            yield Static(Text("escape closes", style="dim"))
+            yield Static(Text("escape closes · arrows and PageUp/PageDown scroll", style="dim"))
+
+    def on_mount(self) -> None:
+        scroll = self.query_one("#help", VerticalScroll)
+        scroll.focus()
+        current = self.query(".help-section.-current")
+        if current:
+            self.call_after_refresh(scroll.scroll_to_widget, current.first(), animate=False,
+                                    top=True)
+
+    @property
+    def current_section(self) -> str | None:
+        """The title of the section the help opened at."""
+        return self.start

@@ -95,16 +95,26 @@ class JobsScreen(PaneScreen):
     def compose_body(self) -> ComposeResult:
         with Vertical(id="jobs-imports", classes="jobs-section"):
             yield Static(id="jobs-imports-title", classes="section-title")
-            yield FittedTable(IMPORT_COLUMNS, id="imports-table")
+            yield FittedTable(IMPORT_COLUMNS, id="imports-table", empty="no imports yet")
         with Vertical(id="jobs-scheduler", classes="jobs-section"):
             yield Static(Text("Periodic jobs (worker scheduler)", style="bold"),
                          classes="section-title")
-            yield FittedTable(SCHEDULER_COLUMNS, id="scheduler-table")
+            yield FittedTable(SCHEDULER_COLUMNS, id="scheduler-table",
+                              empty="no periodic job has run yet")
         with Vertical(id="jobs-exports", classes="jobs-section"):
             yield Static(id="jobs-exports-title", classes="section-title")
-            yield FittedTable(EXPORT_COLUMNS, id="exports-table")
+            yield FittedTable(EXPORT_COLUMNS, id="exports-table",
+                              empty="no exports yet: n adds one")
 
     def on_mount(self) -> None:
+        settings = self.app.settings  # type: ignore[attr-defined]
+        self.query_one("#imports-table", FittedTable).empty_text = (
+            f"no imports yet: drop CSV files into {settings.import_dir}"
+            f"{'/' if not str(settings.import_dir).endswith('/') else ''}events/, users/ "
+            "or cohort_members/ (or run pulse-tui import FILE)")
+        if not self.app.worker_enabled:  # type: ignore[attr-defined]
+            self.query_one("#scheduler-table", FittedTable).empty_text = (
+                "the worker is off here (--no-worker): pulse-tui worker runs these jobs")
         self.query_one("#imports-table", FittedTable).focus()
         self.reload()
 

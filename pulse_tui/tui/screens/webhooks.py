@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Checkbox, Footer, Input, Label, SelectionList, Static
+from textual.widgets import Checkbox, Input, Label, SelectionList, Static
 
 from pulse_tui.clock import format_ms
 from pulse_tui.errors import PulseError, ValidationError
@@ -22,6 +22,7 @@ from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.widgets.columns import Column, FittedTable
 from pulse_tui.tui.widgets.field_error import FieldError
+from pulse_tui.tui.widgets.footer import PulseFooter
 from pulse_tui.tui.widgets.header import PulseHeader
 
 ENDPOINT_COLUMNS = (
@@ -163,11 +164,13 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
     def compose(self) -> ComposeResult:
         yield PulseHeader("alerts")
         yield Static(id="webhooks-title", classes="section-title")
-        yield FittedTable(ENDPOINT_COLUMNS, id="endpoints-table")
+        yield FittedTable(ENDPOINT_COLUMNS, id="endpoints-table",
+                          empty="no endpoints yet: n adds one")
         yield Static(Text("Recent deliveries of the selected endpoint", style="bold"),
                      classes="section-title")
-        yield FittedTable(DELIVERY_COLUMNS, id="deliveries-table")
-        yield Footer()
+        yield FittedTable(DELIVERY_COLUMNS, id="deliveries-table",
+                          empty="no deliveries yet: t sends a test")
+        yield PulseFooter()
 
     def on_mount(self) -> None:
         self.query_one("#endpoints-table", FittedTable).focus()

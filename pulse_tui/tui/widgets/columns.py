@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rich.text import Text
-from textual.widgets import DataTable
+from textual.binding import Binding
+from textual.widgets import DataTable, Static
 
 from pulse_tui.textsafe import visible
 
@@ -74,12 +75,53 @@ def cell(value: object, width: int, *, style: str = "", justify: str = "left",
     return text
 
 
-class FittedTable(DataTable):
+class NavTable(DataTable):
+    """A DataTable where Home/End go to the first/last row (row cursor) and every table
+    can say, in one line under its header, what to do when it has no rows."""
+
+    BINDINGS = [
+        Binding("home", "first_row", "First row", show=False),
+        Binding("end", "last_row", "Last row", show=False),
+        Binding("ctrl+home", "first_row", "First row", show=False),
+        Binding("ctrl+end", "last_row", "Last row", show=False),
+    ]
+
+    _empty_note: Static | None = None
+
+    def action_first_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0)
+
+    def action_last_row(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
+
+    def show_empty(self, message: str | Text | None) -> None:
+        """Show ``message`` under the header while the table has no rows (None hides it)."""
+        if self._empty_note is None:
+            if not message or self.parent is None:
+                return
+            self._empty_note = Static(classes="empty-note")
+            self.parent.mount(self._empty_note, after=self)
+        note = self._empty_note
+        note.update(message if isinstance(message, Text) else Text(message or ""))
+        note.display = bool(message)
+        self.set_class(bool(message), "-empty")
+
+    @property
+    def empty_message(self) -> str:
+        """The empty-state line now shown ('' when the table has rows or says nothing)."""
+        note = self._empty_note
+        return str(note.render()) if note is not None and note.display else ""
+
+
+class FittedTable(NavTable):
     """A DataTable whose columns follow its width; rows are given as {key: value}."""
 
     def __init__(self, columns: Sequence[Column], **kwargs: object) -> None:
         kwargs.setdefault("cursor_type", "row")
         kwargs.setdefault("zebra_stripes", True)
+        self.empty_text = str(kwargs.pop("empty", "") or "")
         super().__init__(cell_padding=0, **kwargs)  # type: ignore[arg-type]
         self.spec = list(columns)
         self.fitted: list[tuple[Column, int]] = []
@@ -111,11 +153,13 @@ class FittedTable(DataTable):
                       for i, (key, values) in enumerate(rows)]
         if not self.fitted:
             self._relayout()
+            self.show_empty(None if self._rows else self.empty_text or None)
             return
         self.clear()
         self._add_rows()
         if self.row_count:
             self.move_cursor(row=min(keep, self.row_count - 1))
+        self.show_empty(None if self._rows else self.empty_text or None)
 
     def _add_rows(self) -> None:
         for key, values, styles in self._rows:
