@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -122,9 +123,13 @@ class PulseGroup(click.Group):
 @click.option("--demo", is_flag=True, help="Open a demo database with 90 days of history "
               "and live simulated traffic.")
 @click.option("--no-worker", is_flag=True, help="Do not run the embedded import/job worker.")
+@click.option("--ascii", "ascii_only", is_flag=True,
+              help="Draw charts, sparklines, glyphs and borders with ASCII only (automatic "
+              "when TERM is linux or vt100-like; config key ascii = true).")
 @click.version_option(__version__, "-V", "--version", prog_name="pulse-tui")
 @click.pass_context
-def cli(ctx: click.Context, demo: bool, no_worker: bool, **kwargs: Any) -> None:
+def cli(ctx: click.Context, demo: bool, no_worker: bool, ascii_only: bool,
+        **kwargs: Any) -> None:
     """PULSE TUI: the operator's console for a PULSE analytics database.
 
     Without a command, opens the TUI on the configured database.
@@ -135,6 +140,8 @@ def cli(ctx: click.Context, demo: bool, no_worker: bool, **kwargs: Any) -> None:
     settings = settings_from(ctx)
     if demo:
         settings = settings.with_demo()
+    if ascii_only:
+        settings = replace(settings, ascii=True)
     from pulse_tui.logging_setup import setup_logging
 
     setup_logging(settings.log_file, debug=bool(ctx.obj.get("debug")))

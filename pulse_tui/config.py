@@ -23,7 +23,7 @@ INT_KEYS = (
     "rollup_retention_days",
 )
 FLOAT_KEYS = ("settle_seconds",)
-BOOL_KEYS = ("cleanup_enabled",)
+BOOL_KEYS = ("cleanup_enabled", "ascii")
 KNOWN_KEYS = PATH_KEYS + INT_KEYS + FLOAT_KEYS + BOOL_KEYS
 
 IMPORT_TYPES = ("events", "users", "cohort_members")
@@ -58,6 +58,7 @@ class Settings:
     exports_retention_days: int = 30
     rollup_retention_days: int = 400
     cleanup_enabled: bool = True
+    ascii: bool = False  # draw with ASCII only (automatic on TERM=linux / vt100-like)
     config_file: Path | None = None
     demo: bool = False
     sources: dict[str, str] = field(default_factory=dict, compare=False)
@@ -98,6 +99,7 @@ def _defaults() -> dict[str, Any]:
         "exports_retention_days": 30,
         "rollup_retention_days": 400,
         "cleanup_enabled": True,
+        "ascii": False,
     }
 
 

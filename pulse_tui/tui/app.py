@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Iterable
 from datetime import date, timedelta
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.filter import Monochrome, NoColor
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -22,6 +24,7 @@ from pulse_tui.report_models import DateRange
 from pulse_tui.store.reports import make_range
 from pulse_tui.store.store import Store
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.ascii import AsciiFilter, term_is_plain
 from pulse_tui.tui.guards import ReportsWorkerErrors
 from pulse_tui.tui.messages import BackgroundWorkerEvent, BackgroundWorkerState, DataChanged
 from pulse_tui.tui.screens.alerts import AlertsScreen
@@ -98,6 +101,12 @@ class PulseApp(ReportsWorkerErrors, App[None]):
         self._panes = pane_classes()
         self.MODES = {name: cls for name, cls in self._panes.items()}  # noqa: N815
         super().__init__()
+        # NO_COLOR: the terminal's own colours with bold, reverse and glyphs carrying state
+        # (Textual's grey-scale filter turns red text on black into grey 237 on 233)
+        self._filters = [NoColor() if isinstance(f, Monochrome) else f for f in self._filters]
+        self.ascii = settings.ascii or term_is_plain(os.environ.get("TERM"))
+        if self.ascii:
+            self._filters.append(AsciiFilter())
         self._demo_traffic = None
         self._worker_service = None
         self.range_custom: tuple[date, date] | None = None
