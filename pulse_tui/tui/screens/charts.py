@@ -178,7 +178,8 @@ class ChartsScreen(PaneScreen):
 
     def _show(self, data: ChartData) -> None:
         cur, prev = data.totals.current, data.totals.previous
-        line = Text(no_wrap=True, overflow="ellipsis")
+        # wraps rather than cuts: the end of a custom range matters as much as its start
+        line = Text()
         line.append(visible(data.site_id), style="bold underline")
         if not self.app.site_id:  # type: ignore[attr-defined]
             line.append(" (s: site)", style="dim")

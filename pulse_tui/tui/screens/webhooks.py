@@ -28,17 +28,17 @@ from pulse_tui.tui.widgets.header import PulseHeader
 ENDPOINT_COLUMNS = (
     Column("url", "url"),
     Column("events", "events", 62, min_total=130),
-    Column("active", "active", 7),
-    Column("last", "last delivery", 15),
-    Column("secret", "secret", 15),
+    Column("active", "active", 7, keep=3),
+    Column("last", "last delivery", 15, keep=2),
+    Column("secret", "secret", 15, keep=1),
 )
 DELIVERY_COLUMNS = (
-    Column("created", "queued", 20),
-    Column("type", "event", 17),
-    Column("status", "status", 10),
-    Column("code", "HTTP", 5, justify="right"),
-    Column("attempts", "tries", 6, justify="right"),
-    Column("error", "error", min_total=90),
+    Column("created", "queued", 20, keep=2, min_width=12),
+    Column("type", "event", 15, keep=3, grow=True),
+    Column("status", "status", 10, keep=4),
+    Column("code", "HTTP", 5, justify="right", keep=5),
+    Column("attempts", "tries", 6, justify="right", keep=5),
+    Column("error", "error"),
 )
 
 
@@ -165,11 +165,12 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
         yield PulseHeader("alerts")
         yield Static(id="webhooks-title", classes="section-title")
         yield FittedTable(ENDPOINT_COLUMNS, id="endpoints-table",
-                          empty="no endpoints yet: n adds one")
+                          empty="no endpoints yet: n adds one", detail_title="Endpoint")
         yield Static(Text("Recent deliveries of the selected endpoint", style="bold"),
                      classes="section-title")
         yield FittedTable(DELIVERY_COLUMNS, id="deliveries-table",
-                          empty="no deliveries yet: t sends a test")
+                          empty="no deliveries yet: t sends a test",
+                          detail_title="Delivery")
         yield PulseFooter()
 
     def on_mount(self) -> None:
