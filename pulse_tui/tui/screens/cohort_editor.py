@@ -22,6 +22,7 @@ from pulse_tui.cohorts.editing import JSON, Path
 from pulse_tui.errors import ConflictError, PulseError, ValidationError
 from pulse_tui.store import cohorts as cohorts_sql
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.forms import FieldChecks
 from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.widgets.criteria_tree import CriteriaTree
@@ -31,7 +32,7 @@ from pulse_tui.tui.widgets.footer import PulseFooter
 PREVIEW_DELAY = 0.4  # seconds of quiet typing before the member count is recomputed
 
 
-class CohortEditorScreen(ReportsWorkerErrors, Screen[bool]):
+class CohortEditorScreen(FieldChecks, ReportsWorkerErrors, Screen[bool]):
     """Edits one cohort (or a new one). Dismisses True when saved."""
 
     TITLE = "Cohort editor"
@@ -110,6 +111,14 @@ class CohortEditorScreen(ReportsWorkerErrors, Screen[bool]):
             self.tree.focus()
         self._schedule_preview()
 
+    def field_checks(self) -> dict[str, Any]:
+        return {"cohort-name": lambda text: None if text.strip() else
+                "required: a name for the cohort"}
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.action_save()
+
     @property
     def tree(self) -> CriteriaTree:
         return self.query_one("#criteria-tree", CriteriaTree)
@@ -152,10 +161,6 @@ class CohortEditorScreen(ReportsWorkerErrors, Screen[bool]):
         if self._preview_timer is not None:
             self._preview_timer.stop()
         self._preview_timer = self.set_timer(PREVIEW_DELAY, self._preview)
-
-    @on(Input.Changed)
-    def _input_changed(self) -> None:
-        self.query_one("#cohort-name-error", FieldError).show("")
 
     @work(exclusive=True, group="cohort-preview", exit_on_error=False)
     async def _preview(self) -> None:

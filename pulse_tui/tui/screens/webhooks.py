@@ -18,6 +18,7 @@ from pulse_tui.errors import PulseError, ValidationError
 from pulse_tui.notify.models import WEBHOOK_EVENTS, WebhookEndpoint
 from pulse_tui.store import webhooks as webhooks_sql
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.forms import FieldChecks
 from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.widgets.columns import Column, FittedTable
@@ -61,7 +62,19 @@ class SecretScreen(ModalScreen[None]):
                               "shown masked. enter closes.", style="dim"))
 
 
-class EndpointFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
+def headers_problem(text: str) -> str | None:
+    if not text.strip():
+        return None
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return 'not JSON: write an object like {"X-Team": "ops"}'
+    if not isinstance(parsed, dict):
+        return 'must be a JSON object like {"X-Team": "ops"}'
+    return None
+
+
+class EndpointFormScreen(FieldChecks, ReportsWorkerErrors, ModalScreen[bool]):
     """Create or edit an endpoint; dismisses True when saved."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
@@ -93,10 +106,14 @@ class EndpointFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
             yield FieldError(id="ep-headers-error")
             yield Checkbox("active (deliveries are sent)", ep.active if ep else True,
                            id="ep-active", compact=True)
-            yield Static(Text("ctrl+s saves · escape cancels", style="dim"))
+            yield Static(Text("enter or ctrl+s saves · escape cancels", style="dim"))
 
     def on_mount(self) -> None:
         self.query_one("#ep-url", Input).focus()
+
+    def field_checks(self) -> dict[str, Any]:
+        return {"ep-url": lambda text: webhooks_sql.check_url(text.strip()),
+                "ep-headers": headers_problem}
 
     def action_cancel(self) -> None:
         self.dismiss(False)
@@ -113,6 +130,8 @@ class EndpointFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
         headers: Any = None
         for field in ("url", "events", "headers"):
             self.query_one(f"#ep-{field}-error", FieldError).show(None)
+        if self.check_all():
+            return
         if raw_headers:
             try:
                 headers = json.loads(raw_headers)
