@@ -336,15 +336,93 @@ class PulseApp(ReportsWorkerErrors, App[None]):
         yield SystemCommand("Range: custom…", "Type the first and last day",
                             self.action_custom_range)
         yield SystemCommand("Help", "Every key of every pane (key ?)", self.action_help)
-        if isinstance(screen, PaneScreen):
+        # every action of every pane, from anywhere: choosing one switches to its pane and
+        # runs it there, asking which row when it acts on one
+        for pane, cls in self._panes.items():
+            seen: set[str] = set()
+            for action, description, help_text in pane_commands(cls):
+                if action in seen:
+                    continue
+                seen.add(action)
+                yield SystemCommand(f"{cls.TITLE}: {description}", help_text,
+                                    lambda pane=pane, action=action:
+                                    self.run_pane_command(pane, action))
+        if not isinstance(screen, PaneScreen):  # an editor or sub-view: its own keys too
+            title = getattr(screen, "TITLE", "") or type(screen).__name__
             for binding in _bindings(type(screen)):
-                if binding.description:
-                    yield SystemCommand(
-                        f"{screen.TITLE}: {binding.description}", f"key {binding.key}",
-                        lambda action=binding.action, screen=screen: screen.run_action(action),
-                    )
-        yield SystemCommand("Quit", "Leave PULSE TUI (key q)", self.action_quit)
-        yield from super().get_system_commands(screen)
+                if binding.description and not binding.action.startswith("app."):
+                    yield SystemCommand(f"{title}: {binding.description}",
+                                        f"key {_key_name(binding.key)}",
+                                        lambda action=binding.action, screen=screen:
+                                        screen.run_action(action))
+        yield SystemCommand("Quit", "Leave PULSE TUI (key q; asks first about unsaved "
+                            "changes)", self.action_quit)
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit":  # ours asks about unsaved changes
+                yield command
+
+    @work(exclusive=True, group="pane-command", exit_on_error=False)
+    async def run_pane_command(self, pane: str, action: str) -> None:
+        """Switch to ``pane`` and run ``action`` there; ask for the row it acts on."""
+        from pulse_tui.tui.screens.target_picker import TargetPickerScreen
+        from pulse_tui.tui.screens.webhooks import WebhooksScreen
+        from pulse_tui.tui.widgets.columns import FittedTable
+
+        if self.current_mode != pane:
+            await self.switch_mode(pane)
+        while isinstance(self.screen, WebhooksScreen):  # a sub-view: nothing unsaved
+            await self.pop_screen()
+        screen = self.screen
+        if not isinstance(screen, PaneScreen) or screen.PANE != pane:
+            self.notify(f"Close {getattr(screen, 'TITLE', 'this screen')} first (escape).",
+                        severity="warning")
+            return
+        target = screen.TARGETS.get(action)
+        if target is not None:
+            table_id, noun = target
+            table = screen.query_one(table_id, FittedTable)
+            for _ in range(100):  # a pane opened just now loads its rows in a worker
+                if table.loaded:
+                    break
+                await asyncio.sleep(0.02)
+            choices = table.choices()
+            if not choices:
+                self.notify(f"No {noun} here yet.", severity="warning")
+                return
+            key = choices[0][0]
+            if len(choices) > 1:
+                description = next((d for a, d, _ in pane_commands(type(screen))
+                                    if a == action), action)
+                key = await self.push_screen_wait(TargetPickerScreen(
+                    f"{screen.TITLE}: {description} — which {noun}?", choices,
+                    table.selected_key()))
+                if key is None:
+                    return
+            table.select_key(key)
+            table.focus()
+        await screen.run_action(action)
+
+
+def pane_commands(cls: type[PaneScreen]) -> list[tuple[str, str, str]]:
+    """(action, description, help) for every action of a pane: its keys, then its commands
+    without a key."""
+    out = []
+    for binding in _bindings(cls):
+        if binding.description and not binding.action.startswith("app."):
+            hint = f"key {_key_name(binding.key)}"
+            if binding.action in cls.TARGETS:
+                hint += f"; asks which {cls.TARGETS[binding.action][1]}"
+            out.append((binding.action, binding.description, hint))
+    for action, description in cls.PALETTE_ONLY:
+        hint = f"asks which {cls.TARGETS[action][1]}" if action in cls.TARGETS else ""
+        out.append((action, description, hint))
+    return out
+
+
+def _key_name(key: str) -> str:
+    from pulse_tui.tui.screens.help import _key_label
+
+    return _key_label(key)
 
 
 def _bindings(cls: type) -> list[Binding]:

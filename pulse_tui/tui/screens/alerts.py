@@ -66,6 +66,9 @@ class AlertsScreen(PaneScreen):
         Binding("w", "webhooks", "Webhooks"),
     ]
 
+    TARGETS = {action: ("#rules-table", "rule")
+               for action in ("edit", "mute", "evaluate", "delete")}
+
     def __init__(self) -> None:
         super().__init__()
         self.rules: list[AlertRule] = []

@@ -21,6 +21,10 @@ class PaneScreen(ReportsWorkerErrors, Screen[None]):
     PANE = ""
     TITLE = ""
     HELP = ""
+    # actions that act on a row: action -> (table id, what a row is); the palette asks which
+    TARGETS: dict[str, tuple[str, str]] = {}
+    # actions with no key of their own, offered in the palette: (action, description)
+    PALETTE_ONLY: tuple[tuple[str, str], ...] = ()
 
     def __init__(self) -> None:
         super().__init__(id=f"pane-{self.PANE}")

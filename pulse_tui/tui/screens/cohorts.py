@@ -41,6 +41,9 @@ class CohortsScreen(PaneScreen):
         Binding("x,delete", "delete", "Delete"),
     ]
 
+    TARGETS = {action: ("#cohorts-table", "cohort")
+               for action in ("edit", "duplicate", "archive", "delete")}
+
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[cohorts_sql.CohortSummary] = []

@@ -93,6 +93,16 @@ class JobsScreen(PaneScreen):
         Binding("tab", "app.focus_next", "Next table", show=False),
     ]
 
+    TARGETS = {
+        "open_rejects": ("#imports-table", "import"),
+        "retry": ("#imports-table", "import"),
+        "edit_export": ("#exports-table", "export"),
+        "delete_export": ("#exports-table", "export"),
+        "show_file": ("#exports-table", "export"),
+        "run_export": ("#exports-table", "export"),
+    }
+    PALETTE_ONLY = (("run_export", "Run export now"),)
+
     def compose_body(self) -> ComposeResult:
         with Vertical(id="jobs-imports", classes="jobs-section"):
             yield Static(id="jobs-imports-title", classes="section-title")

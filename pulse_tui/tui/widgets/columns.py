@@ -76,7 +76,7 @@ def distinct_labels(names: Sequence[str], width: int) -> list[str]:
         return text if len(text) <= room else text[:max(1, room - 1)] + "…"
 
     shown = [end_cut(n, width) for n in names]
-    for attempt in range(2):
+    for attempt in range(len(names) + 2):
         seen: dict[str, list[int]] = {}
         for i, label in enumerate(shown):
             seen.setdefault(label, []).append(i)
@@ -87,8 +87,8 @@ def distinct_labels(names: Sequence[str], width: int) -> list[str]:
             for k, i in enumerate(group, start=1):
                 if attempt == 0:
                     shown[i] = cut_middle(names[i], width)
-                else:
-                    tag = f" #{k}"
+                else:  # the row's number: unique among the rows
+                    tag = f" #{k if attempt == 1 else i + 1}"
                     shown[i] = end_cut(names[i], width - len(tag)) + tag
     return shown
 
@@ -182,6 +182,7 @@ class FittedTable(NavTable):
         super().__init__(cell_padding=0, **kwargs)  # type: ignore[arg-type]
         self.spec = list(columns)
         self.fitted: list[tuple[Column, int]] = []
+        self.loaded = False  # True once the pane has given it rows (maybe none)
         self._rows: list[tuple[str, dict[str, object], dict[str, str]]] = []
 
     def on_resize(self) -> None:
@@ -216,6 +217,7 @@ class FittedTable(NavTable):
                  styles: Sequence[dict[str, str]] | None = None) -> None:
         """Replace every row: (row key, {column key: value}); keeps the cursor row."""
         keep = self.cursor_row
+        self.loaded = True
         self._rows = [(key, values, (styles[i] if styles else {}))
                       for i, (key, values) in enumerate(rows)]
         before = self.fitted
@@ -244,6 +246,25 @@ class FittedTable(NavTable):
             return
         fields = [(c.label, row.get(c.key)) for c in self.spec if c.key in row]
         self.app.push_screen(DetailScreen(self.detail_title or "Row", fields))
+
+    def choices(self) -> list[tuple[str, str]]:
+        """(row key, a line naming the row) for pickers: its name and state."""
+        out = []
+        for key, values, _ in self._rows:
+            name = next((values[k] for k in ("name", "file", "url", "label") if values.get(k)),
+                        key)
+            extra = next((values[k] for k in ("status", "state") if values.get(k)), None)
+            label = visible(name) + (f"  ({visible(extra)})" if extra else "")
+            out.append((key, label))
+        return out
+
+    def select_key(self, key: str) -> bool:
+        """Move the cursor to the row with ``key``; False when there is none."""
+        for index, (row_key, _, _) in enumerate(self._rows):
+            if row_key == key:
+                self.move_cursor(row=index)
+                return True
+        return False
 
     def selected_key(self) -> str | None:
         if self.row_count == 0:
