@@ -474,3 +474,13 @@ async def test_no_color_keeps_state_readable(seeded: Settings, monkeypatch) -> N
         firing = [span for span in text.spans if "firing" in text.plain[span.start:span.end]]
         assert firing and all(getattr(span.style, "reverse", False)
                               or "reverse" in str(span.style) for span in firing)
+
+
+async def test_linux_console_gets_the_ascii_fallback_by_itself(seeded: Settings,
+                                                               monkeypatch) -> None:
+    monkeypatch.setenv("TERM", "linux")
+    app = make_app(seeded, clock=CLOCK, worker=False, watch_changes=False)
+    assert app.ascii and any(isinstance(f, AsciiFilter) for f in app._filters)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    app = make_app(seeded, clock=CLOCK, worker=False, watch_changes=False)
+    assert not app.ascii

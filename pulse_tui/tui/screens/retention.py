@@ -140,7 +140,8 @@ class RetentionScreen(PaneScreen):
             table.cursor_coordinate = keep if keep.row < table.row_count else keep._replace(row=0)
         captured = format_ms(grid.captured_at, seconds=False) if grid.captured_at else "never"
         # wraps rather than cuts; "all sites" shows one site, and says how to pick another
-        title = Text(f"{visible(grid.site_id)}", style="bold underline")
+        title = Text()
+        title.append(visible(grid.site_id), style="bold underline")
         if not self.app.site_id:  # type: ignore[attr-defined]
             title.append(" (s: site)", style="dim")
         title.append(f"  {len(grid.acquisition)} week(s) from {grid.start.isoformat()}"
