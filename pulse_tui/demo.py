@@ -62,9 +62,9 @@ def build_history(conn: sqlite3.Connection, now_ms: int, *, days: int, seed: int
         total += insert_events(conn, [e for e in sim.day_events(today)
                                       if e.timestamp_ms <= now_ms], now_ms)
         write_users(conn, sim.users(), now_ms)
-    say(f"building sessions, rollups and first-seen times for {total:,} events", days)
+    say(f"building rollups of {total:,} events", days)  # one line at 80 columns
     derived.rebuild(conn, now_ms)
-    say("importing sample_data/, creating example cohorts and alert rules", days + 1)
+    say("importing samples, example cohorts", days + 1)
     seed_examples(conn, Clock(now_ms))
     say("done", steps)
     conn.execute("BEGIN IMMEDIATE")

@@ -303,7 +303,10 @@ class PulseApp(ReportsWorkerErrors, App[None]):
     def help_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
         everywhere = [(f"{k}", f"{label} pane") for k, _, label in PANES]
         everywhere += [("s", "choose the site"), ("?", "this help"),
-                       ("ctrl+p", "command palette (every action)"), ("q", "quit")]
+                       ("ctrl+p", "command palette (every action of every pane)"),
+                       ("i", "the selected table row in full (c copies)"),
+                       ("home, end", "first / last row of a table"),
+                       ("pageup, pagedown", "a page of rows up / down"), ("q", "quit")]
         sections = [("Everywhere", everywhere)]
         from pulse_tui.tui.screens.alert_editor import AlertEditorScreen
         from pulse_tui.tui.screens.cohort_editor import CohortEditorScreen

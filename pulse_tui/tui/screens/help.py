@@ -53,10 +53,20 @@ class HelpScreen(ModalScreen[None]):
     def on_mount(self) -> None:
         scroll = self.query_one("#help", VerticalScroll)
         scroll.focus()
+        self.call_after_refresh(self._scroll_to_current, 20)
+
+    def _scroll_to_current(self, tries: int) -> None:
+        """Bring the current pane's section to the top once the content is laid out (the first
+        refresh can come before the scrollable height is known)."""
+        scroll = self.query_one("#help", VerticalScroll)
         current = self.query(".help-section.-current")
-        if current:
-            self.call_after_refresh(scroll.scroll_to_widget, current.first(), animate=False,
-                                    top=True)
+        if not current:
+            return
+        target = current.first()
+        if (scroll.max_scroll_y == 0 or target.region.height == 0) and tries > 0:
+            self.set_timer(0.02, lambda: self._scroll_to_current(tries - 1))
+            return
+        scroll.scroll_to_widget(target, animate=False, top=True)
 
     @property
     def current_section(self) -> str | None:
