@@ -484,3 +484,17 @@ async def test_linux_console_gets_the_ascii_fallback_by_itself(seeded: Settings,
     monkeypatch.setenv("TERM", "xterm-256color")
     app = make_app(seeded, clock=CLOCK, worker=False, watch_changes=False)
     assert not app.ascii
+
+
+async def test_retention_view_without_rows_says_what_to_do(pulse_settings: Settings,
+                                                           conn: sqlite3.Connection) -> None:
+    write_batch(conn, [NewEvent("e1", "acme", "pageview", FIXED_NOW_MS - 1000, "s1", "u1")],
+                FIXED_NOW_MS)
+    app = make_app(pulse_settings, clock=CLOCK, worker=False, watch_changes=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await press_until(pilot, RetentionScreen, "4")
+        table = screen.query_one("#retention-table", FittedTable.__mro__[1])
+        await until(pilot, lambda: screen.grid is not None and table.row_count >= 1)
+        await pilot.press("t", "t")  # the saved cohorts view: there are none
+        await until(pilot, lambda: "no saved cohort on this site: 3 Cohorts, n adds one"
+                    in table.empty_message)

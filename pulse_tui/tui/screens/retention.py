@@ -138,6 +138,11 @@ class RetentionScreen(PaneScreen):
             table.add_row(label, Text(f"{row.size:,}", justify="right"), *cells, key=key)
         if table.row_count:
             table.cursor_coordinate = keep if keep.row < table.row_count else keep._replace(row=0)
+        empty = {"acquisition": "no acquisition week in this range: [ and ] change the range",
+                 "cohorts": "no saved cohort on this site: 3 Cohorts, n adds one; t switches "
+                            "the view",
+                 "all": "no users in this range: [ and ] change the range, s the site"}
+        table.show_empty(None if table.row_count else empty[view])
         captured = format_ms(grid.captured_at, seconds=False) if grid.captured_at else "never"
         # wraps rather than cuts; "all sites" shows one site, and says how to pick another
         title = Text()
