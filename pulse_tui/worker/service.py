@@ -133,6 +133,7 @@ class WorkerService:
         self._lease_lost = threading.Event()
         self._serving = threading.Event()
         self._wake = threading.Event()
+        self._rescan_soon = threading.Event()  # the watcher lost a batch of changes
         self._changes: queue.SimpleQueue[Path] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = inbox.InboxLock(self.import_dir, settings.db)
@@ -338,7 +339,8 @@ class WorkerService:
             next_rescan = time.monotonic() + self.rescan_interval
             while not self._should_stop_import():
                 self._drain_changes()
-                if time.monotonic() >= next_rescan:
+                if time.monotonic() >= next_rescan or self._rescan_soon.is_set():
+                    self._rescan_soon.clear()
                     self._rescan()
                     next_rescan = time.monotonic() + self.rescan_interval
                 ready = self._tracker.settled()
@@ -480,16 +482,31 @@ class WorkerService:
 
         relay_thread = threading.Thread(target=relay, daemon=True)
         relay_thread.start()
+        failures = 0
         try:
-            for changes in watchfiles.watch(self.import_dir, stop_event=stop, debounce=200,
-                                            step=50, raise_interrupt=False, watch_filter=None,
-                                            recursive=True, ignore_permission_denied=True):
-                for change, raw in changes:
-                    if change != watchfiles.Change.deleted:
-                        self._changes.put(Path(raw))
-                self._wake.set()
-        except Exception as exc:  # noqa: BLE001 - fall back to the periodic rescan
-            log.warning("watching %s failed (%s); relying on rescans", self.import_dir, exc)
+            while not stop.is_set():
+                try:
+                    for changes in watchfiles.watch(self.import_dir, stop_event=stop,
+                                                    debounce=200, step=50,
+                                                    raise_interrupt=False, watch_filter=None,
+                                                    recursive=True,
+                                                    ignore_permission_denied=True):
+                        failures = 0
+                        for change, raw in changes:
+                            if change != watchfiles.Change.deleted:
+                                self._changes.put(Path(raw))
+                        self._wake.set()
+                    return  # stopped
+                except Exception as exc:  # noqa: BLE001 - e.g. a name that is not UTF-8
+                    # the batch of changes is lost: rescan at once, then watch again (after a
+                    # pause growing while it keeps failing, e.g. the folder is gone)
+                    failures += 1
+                    (log.warning if failures == 1 else log.debug)(
+                        "watching %s was interrupted (%s); rescanning and watching again",
+                        shown(self.import_dir), shown(str(exc)))
+                    self._rescan_soon.set()
+                    self._wake.set()
+                    stop.wait(min(self.rescan_interval, 0.05 * 2 ** min(failures, 10)))
         finally:
             stop.set()
 

@@ -4,6 +4,7 @@ crashes the worker (nor again on every restart), and is shown escaped."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from hypothesis import given
@@ -144,3 +145,37 @@ async def test_jobs_pane_shows_an_odd_name_escaped(pulse_settings: Settings) -> 
         assert (row["ok"], row["bad"]) == (str(ROWS), "1")
     assert os.fsencode("\udcff\x1b[2J[b]x.csv") in _listing(
         pulse_settings.import_dir / "processed")
+
+
+def test_the_watcher_survives_a_name_that_is_not_utf8(make_worker,
+                                                      pulse_settings: Settings) -> None:
+    """watchfiles raises on a path it cannot decode; the worker watches again at once (and
+    rescans for what that batch of changes held) instead of falling back to slow rescans."""
+    inbox_dir = pulse_settings.import_dir / "events"
+    worker, _ = make_worker(rescan_interval=3600)  # only the watcher notices new files in time
+    wait_until(lambda: worker.state.state == "running", timeout=20)
+
+    def imported(n: int) -> bool:
+        return scalar(pulse_settings.db, "SELECT count(*) FROM import_jobs WHERE "
+                      "result_path IS NOT NULL") == n
+
+    # the watcher is up once this one is imported (touched until then: the watcher starts
+    # a moment after the worker says it runs)
+    _write(inbox_dir, b"first.csv", "a-")
+    touched = [time.monotonic()]
+
+    def first_imported() -> bool:
+        if imported(1):
+            return True
+        if time.monotonic() - touched[0] > 1.0 and (inbox_dir / "first.csv").exists():
+            os.utime(inbox_dir / "first.csv")
+            touched[0] = time.monotonic()
+        return False
+
+    wait_until(first_imported, timeout=20)
+    _write(inbox_dir, b"bad-\xff\xfe.csv", "b-")
+    wait_until(lambda: imported(2), timeout=20)
+    _write(inbox_dir, b"after.csv", "c-")
+    wait_until(lambda: imported(3), timeout=20)
+    assert b"bad-\xff\xfe.csv" in _listing(pulse_settings.import_dir / "processed")
+    assert scalar(pulse_settings.db, "SELECT count(*) FROM events") == 3 * ROWS
