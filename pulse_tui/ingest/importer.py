@@ -123,6 +123,7 @@ def import_file(
     max_tx_seconds: float = MAX_TX_SECONDS,
     pause_between_tx: float = 0.0,
     follow_symlinks: bool = True,
+    inside: Path | None = None,
 ) -> ImportResult:
     """Import one CSV / .csv.gz file of ``kind`` (events, users, cohort_members) as a job.
 
@@ -151,7 +152,8 @@ def import_file(
       connection stored events during the pauses of the last QUIET_AFTER_SECONDS (no live
       traffic is waiting).
 
-    - ``follow_symlinks`` False: a symbolic link at ``path`` is refused (the worker's rule).
+    - ``follow_symlinks`` False: a symbolic link at ``path`` is refused (the worker's rule);
+      ``inside`` (the import folder): a subfolder of it holding ``path`` is never a link.
     - The file is read through one descriptor; when its size, modification or change time
       moved while it was read (overwritten in place, truncated, appended), the job fails and
       the result has ``changed`` True (rows already stored stay; importing the file again
@@ -175,7 +177,7 @@ def import_file(
         kind = job.type if job.type in KINDS else kind
     rejected: FileRejected | None = None
     try:
-        src: CsvFile | None = CsvFile(path, follow_symlinks=follow_symlinks)
+        src: CsvFile | None = CsvFile(path, follow_symlinks=follow_symlinks, inside=inside)
     except FileRejected as exc:
         src, rejected = None, exc
     opened = src.fstat() if src is not None else None

@@ -595,7 +595,7 @@ class WorkerService:
                                         max_tx_seconds=WORKER_TX_SECONDS,
                                         pause_between_tx=WORKER_TX_PAUSE,
                                         progress=progress, should_stop=self._should_stop_import,
-                                        follow_symlinks=False)
+                                        follow_symlinks=False, inside=self.import_dir)
             job = getattr(result, "job_id", None) or state.get("job_id")
             changed = bool(getattr(result, "changed", False))
         except FileNotFoundError:
