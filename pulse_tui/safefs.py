@@ -105,6 +105,11 @@ def fit_name(stem: str, suffix: str, limit: int = NAME_MAX) -> str:
     if len(raw) <= limit:
         return name
     digest = hashlib.sha256(os.fsencode(stem)).hexdigest()[:8]
+    if len(os.fsencode(suffix)) > limit // 2:
+        # an "extension" this long (a name with an early dot) is no extension: the whole
+        # name is cut, and the hash is of all of it (so ".1", ".2" ... still differ)
+        stem, suffix = name, ""
+        digest = hashlib.sha256(raw).hexdigest()[:8]
     keep = max(1, limit - len(os.fsencode(suffix)) - len(digest) - 1)
     cut = os.fsencode(stem)[:keep]
     try:

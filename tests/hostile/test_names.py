@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from pulse_tui.config import Settings
@@ -91,6 +91,7 @@ _name_bytes = st.one_of(st.binary(min_size=1, max_size=40),
 
 
 @given(_name_bytes, st.integers(min_value=0, max_value=10_000))
+@example(b"a." + b"b" * 253, 1)  # an early dot: the "extension" alone is 254 bytes
 def test_derived_names_fit_the_file_system(raw: bytes, n: int) -> None:
     """The errors file and collision names made from any name stay within NAME_MAX bytes and
     differ from the name itself (reference: the plain rules where they fit)."""
