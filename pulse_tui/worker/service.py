@@ -695,6 +695,13 @@ class WorkerService:
             try:
                 errors_path = self._move(conn, row, src, dest)
                 moved = True
+            except _Replaced:
+                log.warning("job %s: %s was replaced before it could be moved; the new file "
+                            "is imported as a new job", row.id, shown(src))
+                jobs_sql.set_not_moved(conn, row.id,
+                                       REPLACED_NOTE if row.status == "completed" else None)
+                dest = None
+                self._track(src, inbox.kind_of(self.import_dir, src) or row.type)
             except (OSError, PulseError) as exc:
                 problem = _reason(exc)
         if problem is not None and src is not None and os.path.lexists(src):
@@ -741,6 +748,16 @@ class WorkerService:
         finally:
             if fd is not None:
                 os.close(fd)
+        # the file may have been replaced meanwhile (writing the errors file takes a while):
+        # never move a file that was not read as this job's
+        stored = jobs_sql.source_identity(conn, row.id)
+        if stored is not None and not os.path.lexists(dest):
+            try:
+                now = identity(os.lstat(src))
+            except OSError:
+                now = stored
+            if now != stored:
+                raise _Replaced(f"{shown(src)} was replaced")
         if not inbox.finish_move(src, dest, self.import_dir):
             raise FileNotFoundError(f"{shown(src)} is gone")
         return errors_path
@@ -801,6 +818,10 @@ class WorkerService:
                 log.exception("after-import hook %r failed for job %s", hook, finished.job_id)
                 if conn.in_transaction:  # a hook that failed inside its transaction
                     conn.execute("ROLLBACK")
+
+
+class _Replaced(PulseError):
+    """The job's file is not under its name any more (another file is)."""
 
 
 def _reason(exc: BaseException) -> str:
