@@ -248,6 +248,9 @@ async def send_once(client: httpx.AsyncClient, delivery_id: str, url: str, body:
         return SendResult(delivery_id, False, None, f"could not connect to {host} ({reason})")
     except httpx.HTTPError as exc:
         return SendResult(delivery_id, False, None, f"{type(exc).__name__}: {exc}"[:300])
+    except (httpx.InvalidURL, UnicodeError):  # check_url should have said so already
+        return SendResult(delivery_id, False, None, "invalid URL: the host name is not valid",
+                          permanent=True)
     return _classify(delivery_id, code)
 
 

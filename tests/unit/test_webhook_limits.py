@@ -167,6 +167,10 @@ def test_retryable_answers_are_retried(db: sqlite3.Connection, server: HostileSe
     ("url", "http://exa mple.com/", "invalid URL: must not contain spaces"),
     ("secret", "whsec_***not base64***", "secret: the webhook secret is not valid base64"),
     ("headers", "{not json", "headers: not valid JSON"),
+    # host names urllib accepts but the HTTP client cannot encode (IDNA)
+    ("url", "http://\u2603.example.com/hook", "invalid URL: the host name"),
+    ("url", "http://xn--a.example.com/hook", "invalid URL: the host name"),
+    ("url", "http://a\u200b.example.com/hook", "invalid URL: the host name"),
 ])
 def test_foreign_endpoint_row_fails_once_with_the_reason(
         db: sqlite3.Connection, server: HostileServer, column: str, value: str,
@@ -182,6 +186,13 @@ def test_foreign_endpoint_row_fails_once_with_the_reason(
     assert server.hits == []  # nothing was sent to a row that cannot be used
     [listed] = hooks.list_endpoints(db, SITE)
     assert listed.problem and reason.removeprefix("invalid URL: ") in listed.problem
+
+
+@pytest.mark.parametrize("url", ["http://\u2603.example.com/hook", "http://xn--a.example.com/"])
+def test_a_host_name_the_client_cannot_encode_is_refused_when_saved(
+        db: sqlite3.Connection, url: str) -> None:
+    with pytest.raises(ValidationError, match="the host name"):
+        endpoint(db, url)
 
 
 # ---------------------------------------------------------------- link-local targets
