@@ -248,9 +248,12 @@ async def send_once(client: httpx.AsyncClient, delivery_id: str, url: str, body:
         return SendResult(delivery_id, False, None, f"could not connect to {host} ({reason})")
     except httpx.HTTPError as exc:
         return SendResult(delivery_id, False, None, f"{type(exc).__name__}: {exc}"[:300])
-    except (httpx.InvalidURL, UnicodeError):  # check_url should have said so already
+    except httpx.InvalidURL:  # check_url / the endpoint's problem should have said so
         return SendResult(delivery_id, False, None, "invalid URL: the host name is not valid",
                           permanent=True)
+    except UnicodeError:  # an international name that cannot be encoded, or a header value
+        return SendResult(delivery_id, False, None, "cannot be sent: the URL's host name or "
+                          "a header value is not valid", permanent=True)
     return _classify(delivery_id, code)
 
 

@@ -171,6 +171,7 @@ def test_retryable_answers_are_retried(db: sqlite3.Connection, server: HostileSe
     ("url", "http://\u2603.example.com/hook", "invalid URL: the host name"),
     ("url", "http://xn--a.example.com/hook", "invalid URL: the host name"),
     ("url", "http://a\u200b.example.com/hook", "invalid URL: the host name"),
+    ("headers", '{"X-Team": "\u00e9quipe"}', "headers: the value of X-Team must be plain ASCII"),
 ])
 def test_foreign_endpoint_row_fails_once_with_the_reason(
         db: sqlite3.Connection, server: HostileServer, column: str, value: str,
