@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from conftest import wait_until
@@ -197,6 +198,22 @@ def test_a_host_name_the_client_cannot_encode_is_refused_when_saved(
 
 
 # ---------------------------------------------------------------- link-local targets
+@pytest.mark.parametrize("code", [301, 302, 307, 308])
+def test_redirects_are_never_followed_to_link_local_or_in_a_loop(
+        db: sqlite3.Connection, server: HostileServer, code: int) -> None:
+    asked: list[str] = []
+    resolve = _resolver({"127.0.0.1": ["127.0.0.1"]}, asked)
+    meta = server.url(f"/redirect/{code}/http%3A%2F%2F169.254.169.254%2Flatest%2Fmeta-data")
+    loop = f"/redirect/{code}/" + quote(server.url(f"/redirect/{code}/x"), safe="")
+    msgs = [queue(db, endpoint(db, meta)), queue(db, endpoint(db, server.url(loop)))]
+    out = delivery.deliver_due(db, Clock(NOW), policy=POLICY, resolve=resolve)
+    assert "2 to retry" in out
+    for msg in msgs:
+        assert state(db, msg)[:4] == ("pending", 1, code, f"HTTP {code}")
+    assert set(asked) == {"127.0.0.1"}  # the Location was never looked up, let alone sent to
+    assert len(server.hits) == 2
+
+
 @pytest.mark.parametrize(("address", "refused"), [
     ("169.254.169.254", True), ("169.254.0.1", True), ("fe80::1", True),
     ("fe80::1%eth0", True), ("::ffff:169.254.169.254", True),
