@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Static
 
 from pulse_tui.clock import format_ms
 from pulse_tui.store import cohorts as cohorts_sql
+from pulse_tui.store import derived
 from pulse_tui.store import imports as imports_sql
 from pulse_tui.store import scheduler as scheduler_sql
 from pulse_tui.textsafe import visible
@@ -93,6 +94,10 @@ class JobsScreen(PaneScreen):
     ]
 
     def compose_body(self) -> ComposeResult:
+        # rows of events another program wrote that PULSE cannot use (shown only when any)
+        unusable = Static(id="jobs-unusable", classes="section-title")
+        unusable.display = False
+        yield unusable
         with Vertical(id="jobs-imports", classes="jobs-section"):
             yield Static(id="jobs-imports-title", classes="section-title")
             yield FittedTable(IMPORT_COLUMNS, id="imports-table")
@@ -119,9 +124,20 @@ class JobsScreen(PaneScreen):
         jobs = await store.run(imports_sql.list_jobs, limit=200)
         scheduled = await store.run(scheduler_sql.list_jobs)
         self.exports = await store.run(list_exports, self.app.site_id)  # type: ignore[attr-defined]
+        unusable = await store.run(derived.unusable_counts)
+        self._show_unusable(unusable)
         self._show_imports(jobs)
         self._show_exports(self.exports)
         self._show_scheduler(scheduled)
+
+    def _show_unusable(self, counts: dict[str, int]) -> None:
+        line = derived.describe_unusable(counts)
+        widget = self.query_one("#jobs-unusable", Static)
+        widget.display = bool(line)
+        if line:
+            text = Text("Unusable events  ", style="bold red")
+            text.append(line)
+            widget.update(text)
 
     def _show_imports(self, jobs: list[imports_sql.ImportJob]) -> None:
         running = sum(1 for j in jobs if j.status in ("processing", "uploading"))
