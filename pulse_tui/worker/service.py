@@ -499,14 +499,17 @@ class WorkerService:
                     return  # stopped
                 except Exception as exc:  # noqa: BLE001 - e.g. a name that is not UTF-8
                     # the batch of changes is lost: rescan at once, then watch again (after a
-                    # pause growing while it keeps failing, e.g. the folder is gone)
+                    # pause growing to 1 s while it keeps failing: a name that is not UTF-8
+                    # being written to, or the folder gone)
                     failures += 1
                     (log.warning if failures == 1 else log.debug)(
                         "watching %s was interrupted (%s); rescanning and watching again",
                         shown(self.import_dir), shown(str(exc)))
                     self._rescan_soon.set()
                     self._wake.set()
-                    stop.wait(min(self.rescan_interval, 0.05 * 2 ** min(failures, 10)))
+                    stop.wait(min(1.0, self.rescan_interval, 0.05 * 2 ** min(failures, 5)))
+                    self._rescan_soon.set()  # and what arrived while nothing watched
+                    self._wake.set()
         finally:
             stop.set()
 
