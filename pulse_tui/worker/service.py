@@ -66,6 +66,7 @@ log = logging.getLogger("pulse_tui.worker")
 EventCallback = Callable[[WorkerEvent], None]
 
 LINK_REASON = "symbolic links are not imported"
+SPECIAL_REASON = "not a regular file (a pipe, socket or device); not imported"
 REPLACED_NOTE = ("the file was replaced while it was imported; the new file is imported as a "
                  "new job")
 REMOVED_NOTE = "the file was removed from the import folder while it was imported"
@@ -369,7 +370,7 @@ class WorkerService:
             except queue.Empty:
                 return
             kind = inbox.kind_of(self.import_dir, path)
-            if kind is not None and (path.is_symlink() or path.is_file()):
+            if kind is not None and inbox.candidate(path):
                 self._track(path, kind)
 
     def _folders_usable(self) -> bool:
@@ -581,7 +582,10 @@ class WorkerService:
         if stat.S_ISLNK(st.st_mode):
             self._refuse_link(conn, path, kind, job_id)
             return
-        if not stat.S_ISREG(st.st_mode):
+        if stat.S_ISDIR(st.st_mode):
+            return  # a folder named like an input is left alone
+        if not stat.S_ISREG(st.st_mode):  # never opened: a pipe would block
+            self._refuse_link(conn, path, kind, job_id, SPECIAL_REASON)
             return
         state: dict[str, Any] = {"job_id": job_id}
 
@@ -638,16 +642,17 @@ class WorkerService:
             return
         self._place(conn, row, fallback=path)
 
-    def _refuse_link(self, conn: Any, path: Path, kind: str, job_id: str | None) -> None:
-        """A symbolic link in the inbox is never followed: it goes to failed/ as itself."""
-        log.warning("%s is a symbolic link: %s; moving the link to failed/", shown(path),
-                    LINK_REASON)
+    def _refuse_link(self, conn: Any, path: Path, kind: str, job_id: str | None,
+                     reason: str = LINK_REASON) -> None:
+        """A symbolic link (or a pipe, socket or device) in the inbox is never followed nor
+        opened: it goes to failed/ as itself."""
+        log.warning("%s: %s; moving it to failed/", shown(path), reason)
         if job_id is not None and jobs_sql.get_job(conn, job_id) is not None:
-            jobs_sql.mark_failed(conn, job_id, LINK_REASON, self.clock.now_ms())
+            jobs_sql.mark_failed(conn, job_id, reason, self.clock.now_ms())
         else:
             job_id = uuid.uuid4().hex
             jobs_sql.insert_failed_job(conn, job_id, kind=kind, site_id="", file_name=path.name,
-                                       file_size=0, source_path=str(path), message=LINK_REASON,
+                                       file_size=0, source_path=str(path), message=reason,
                                        now_ms=self.clock.now_ms())
         row = jobs_sql.get_job(conn, job_id)
         if row is not None:

@@ -180,3 +180,32 @@ def test_the_watcher_survives_a_name_that_is_not_utf8(make_worker,
     wait_until(lambda: imported(3), timeout=20)
     assert b"bad-\xff\xfe.csv" in _listing(pulse_settings.import_dir / "processed")
     assert scalar(pulse_settings.db, "SELECT count(*) FROM events") == 3 * ROWS
+
+
+def test_a_fifo_or_socket_named_like_an_input_is_failed_with_a_reason(
+        make_worker, pulse_settings: Settings) -> None:
+    """Not a regular file: never opened (a FIFO would block the worker), moved to failed/ as
+    itself with the reason, said once; regular files beside it import as usual."""
+    import socket
+
+    inbox_dir = pulse_settings.import_dir / "events"
+    os.mkfifo(inbox_dir / "pipe.csv")
+    os.mkfifo(pulse_settings.import_dir / "events_pipe.csv")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(inbox_dir / "sock.csv"))
+    sock.close()
+    (inbox_dir / "folder.csv").mkdir()  # a folder is left alone
+    _write(inbox_dir, b"good.csv", "g-")
+    worker, _ = make_worker()
+    failed = pulse_settings.import_dir / "failed"
+    wait_until(lambda: failed.is_dir() and {"pipe.csv", "events_pipe.csv", "sock.csv"}
+               <= {p.name for p in failed.iterdir()}, timeout=20)
+    wait_until(lambda: scalar(pulse_settings.db, "SELECT count(*) FROM events") == ROWS)
+    rows = query(pulse_settings.db, "SELECT file_name, status, message FROM import_jobs "
+                 "WHERE file_name != 'good.csv' ORDER BY file_name")
+    assert [r[:2] for r in rows] == [("events_pipe.csv", "failed"), ("pipe.csv", "failed"),
+                                     ("sock.csv", "failed")]
+    assert all(r[2] == "not a regular file (a pipe, socket or device); not imported"
+               for r in rows)
+    assert (inbox_dir / "folder.csv").is_dir()
+    assert worker.state.state == "running"
