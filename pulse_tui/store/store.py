@@ -36,7 +36,8 @@ class Store:
     async def open(self) -> Store:
         """Open (checking, creating or adopting the schema); raises DatabaseError."""
         path = self.path
-        db = aiosqlite.Connection(lambda: connect(path), iter_chunk_size=256)
+        # never upgrades a file: the TUI checked it before taking the screen (SPEC 10)
+        db = aiosqlite.Connection(lambda: connect(path, migrate=False), iter_chunk_size=256)
         self._db = await db
         return self
 
