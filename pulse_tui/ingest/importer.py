@@ -177,7 +177,8 @@ def import_file(
                             job_id=job_id, progress=progress, should_stop=should_stop,
                             batch_size=batch_size, max_tx_seconds=max_tx_seconds,
                             pause_between_tx=pause_between_tx,
-                            follow_symlinks=follow_symlinks, created=created)
+                            follow_symlinks=follow_symlinks, inside=inside,
+                            created=created)
     except sqlite3.Error as exc:
         if "job_id" in created:
             _fail_after_error(conn, created["job_id"], exc, clock)
@@ -214,6 +215,7 @@ def _import_file(
     max_tx_seconds: float,
     pause_between_tx: float,
     follow_symlinks: bool,
+    inside: Path | None,
     created: dict[str, str],
 ) -> ImportResult:
     started = time.monotonic()
