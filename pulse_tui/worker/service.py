@@ -915,9 +915,17 @@ def retry_failed_file(conn: Any, import_dir: Path, path: Path) -> Path:
         name = path.name
     dest = inbox.unique_destination(import_dir / kind, name)
     inbox.move_no_overwrite(path, dest, import_dir)
-    stale = path.parent / inbox.errors_name(path.name)
-    if os.path.lexists(stale):
-        stale.unlink()
+    try:  # the stale errors file, in failed/ opened without following a link
+        fd = inbox.open_subfolder(import_dir, inbox.FAILED)
+    except UnsafePathError as exc:
+        log.warning("the errors file of %s stays: %s", shown(path.name), exc)
+    else:
+        try:
+            os.unlink(inbox.errors_name(path.name), dir_fd=fd)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)
     for job in jobs:
         jobs_sql.set_retried(conn, job.id, str(dest))
     return dest

@@ -173,3 +173,33 @@ def test_an_inbox_folder_swapped_for_a_link_during_a_batch_is_never_read_through
     for folder in ("processed", "failed"):
         for f in (pulse_settings.import_dir / folder).iterdir():
             assert "SECRET" not in f.read_text(errors="replace")
+
+
+def test_retry_never_removes_a_file_through_a_failed_folder_swapped_for_a_link(
+        pulse_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retrying a failed file removes its stale errors file from failed/; failed/ swapped for
+    a link just after the move must not make that removal land elsewhere."""
+    from pulse_tui.worker import service
+
+    failed = pulse_settings.import_dir / "failed"
+    failed.mkdir(exist_ok=True)
+    write_events(failed / "events-d.csv", 3)
+    (failed / "events-d.errors.csv").write_text("line,column,value,reason\n")
+    victim_dir = tmp_path / "victim"
+    victim_dir.mkdir()
+    (victim_dir / "events-d.errors.csv").write_text("precious\n")
+    move = inbox.move_no_overwrite
+
+    def move_then_swap(src: Path, dest: Path, import_dir: Path | None = None) -> None:
+        move(src, dest, import_dir)
+        failed.rename(failed.with_name("failed.real"))
+        failed.symlink_to(victim_dir, target_is_directory=True)
+
+    monkeypatch.setattr(service.inbox, "move_no_overwrite", move_then_swap)
+    conn = connect(pulse_settings.db)
+    try:
+        back = service.retry_failed_file(conn, pulse_settings.import_dir, failed / "events-d.csv")
+    finally:
+        conn.close()
+    assert back == pulse_settings.import_dir / "events" / "events-d.csv" and back.exists()
+    assert (victim_dir / "events-d.errors.csv").read_text() == "precious\n"
