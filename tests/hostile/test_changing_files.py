@@ -80,7 +80,8 @@ def test_file_changed_mid_import_ends_with_every_row_of_the_final_file(
         assert first[4] == ""  # nothing moved as this job's
     assert second[0] == "completed" and second[1] + second[2] == len(final)
     assert Path(second[4]).name == "moving.csv" and Path(second[4]).exists()
-    fins = rec.of(ImportFinished)
+    # the event follows the move (after the hooks): wait for it, not only for the move
+    fins = wait_until(lambda: len(rec.of(ImportFinished)) >= 2 and rec.of(ImportFinished))
     assert [f.status for f in fins] == [first[0], "completed"]
 
 
