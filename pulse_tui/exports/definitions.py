@@ -23,7 +23,7 @@ from datetime import date
 from typing import Any
 
 from pulse_tui.clock import Clock, parse_instant
-from pulse_tui.errors import PulseError, UsageError, ValidationError
+from pulse_tui.errors import RowVanished, UsageError, ValidationError
 from pulse_tui.exports.models import (
     FORMATS,
     FREQUENCIES,
@@ -42,7 +42,7 @@ MAX_LIMIT = 100_000
 _UNSET: Any = object()
 
 
-class ExportNotFound(PulseError):
+class ExportNotFound(RowVanished):
     """No export with that id (deleted by someone else?)."""
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 import io
 import re
 from collections.abc import Callable, Iterator
@@ -12,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+
+from pulse_tui.models import member_id_for
 
 KINDS = ("events", "users", "cohort_members")
 
@@ -163,12 +164,6 @@ def kind_from_header(names: list[str]) -> str | None:
     if "user_id" in cols:
         return "users"
     return None
-
-
-def member_id_for(cohort_id: str, user_id: str) -> str:
-    """The stable default member_id: a hash of cohort_id and user_id."""
-    digest = hashlib.sha256(f"{cohort_id}\x1f{user_id}".encode("utf-8", "surrogatepass"))
-    return "m_" + digest.hexdigest()[:32]
 
 
 def printable_value(value: str) -> str:

@@ -23,11 +23,12 @@ import importlib
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import timedelta
 
 from pulse_tui.clock import Clock
 from pulse_tui.errors import UsageError
 from pulse_tui.models import Site
+from pulse_tui.report_models import DEFAULT_DAYS as DEFAULT_DAYS
 from pulse_tui.report_models import (
     NONE_LABEL,
     BreakdownRow,
@@ -38,10 +39,12 @@ from pulse_tui.report_models import (
     TopRow,
     Totals,
 )
+from pulse_tui.report_models import default_range as default_range
+from pulse_tui.report_models import make_range as make_range
+from pulse_tui.report_models import parse_day as parse_day
 from pulse_tui.store.derived import CLEANUP_KEY, DAY_MS, DISTINCT_SESSIONS, DISTINCT_USERS, get_meta
 from pulse_tui.store.events import list_sites
 
-DEFAULT_DAYS = 30
 DEFAULT_LIMIT = 10
 # top-* report name -> events column / rollup dimension
 TOP_DIMENSIONS: dict[str, str] = {
@@ -71,39 +74,6 @@ def resolve_site(conn: sqlite3.Connection, site_id: str | None) -> str:
     if len(ids) > 1:
         raise UsageError(f"several sites ({', '.join(ids)}); choose one with --site")
     return ids[0]
-
-
-def parse_day(text: str, option: str = "date") -> date:
-    """A ``YYYY-MM-DD`` date, or a UsageError naming the option."""
-    try:
-        if len(text.strip()) != 10:
-            raise ValueError(text)
-        return date.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(f"{option}: not a date: {text!r} (use YYYY-MM-DD)") from None
-
-
-def default_range(clock: Clock, days: int = DEFAULT_DAYS) -> DateRange:
-    """today-(days-1) .. today, today from the clock (PULSE_NOW)."""
-    today = clock.today()
-    return DateRange(today - timedelta(days=days - 1), today)
-
-
-def make_range(clock: Clock, start: str | date | None = None, end: str | date | None = None
-               ) -> DateRange:
-    """--from/--to as given (dates or text), defaults today-29 .. today; from > to is an error.
-
-    Only --from: from .. today; only --to: (to-29) .. to.
-    """
-    s = parse_day(start, "--from") if isinstance(start, str) else start
-    e = parse_day(end, "--to") if isinstance(end, str) else end
-    if e is None:
-        e = clock.today()
-    if s is None:
-        s = e - timedelta(days=DEFAULT_DAYS - 1)
-    if s > e:
-        raise UsageError(f"--from {s.isoformat()} is after --to {e.isoformat()}")
-    return DateRange(s, e)
 
 
 # ------------------------------------------------------------------ counts from rollups

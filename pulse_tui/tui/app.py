@@ -18,8 +18,7 @@ from textual.screen import Screen
 from pulse_tui.clock import Clock
 from pulse_tui.config import Settings
 from pulse_tui.errors import PulseError
-from pulse_tui.report_models import DateRange
-from pulse_tui.store.reports import make_range
+from pulse_tui.report_models import DateRange, make_range
 from pulse_tui.store.store import Store
 from pulse_tui.textsafe import visible
 from pulse_tui.tui.guards import ReportsWorkerErrors

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from rich.text import Text
@@ -19,7 +18,7 @@ from pulse_tui.clock import format_ms
 from pulse_tui.cohorts import editing
 from pulse_tui.cohorts.criteria import Problem, validate
 from pulse_tui.cohorts.editing import JSON, Path
-from pulse_tui.errors import ConflictError, PulseError, ValidationError
+from pulse_tui.errors import ConflictError, NameTaken, PulseError, ValidationError
 from pulse_tui.store import cohorts as cohorts_sql
 from pulse_tui.textsafe import visible
 from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
@@ -253,7 +252,7 @@ class CohortEditorScreen(ReportsWorkerErrors, Screen[bool]):
         except ConflictError as exc:
             self.notify(str(exc), severity="error", timeout=10)
             return
-        except sqlite3.IntegrityError:
+        except NameTaken:
             self.notify("Not saved: a cohort with that id already exists.", severity="error",
                         timeout=8)
             return
