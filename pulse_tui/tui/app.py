@@ -15,11 +15,11 @@ from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 
+from pulse_tui.backend.access import Store
 from pulse_tui.clock import Clock
 from pulse_tui.config import Settings
 from pulse_tui.errors import PulseError
 from pulse_tui.report_models import DateRange, make_range
-from pulse_tui.store.store import Store
 from pulse_tui.textsafe import visible
 from pulse_tui.tui.guards import ReportsWorkerErrors
 from pulse_tui.tui.messages import BackgroundWorkerEvent, BackgroundWorkerState, DataChanged
@@ -141,7 +141,7 @@ class PulseApp(ReportsWorkerErrors, App[None]):
 
     @work(exclusive=True, group="change-watch", exit_on_error=False)
     async def _watch_for_changes(self) -> None:
-        """Polls PRAGMA data_version (cheap); panes reload only when data changed."""
+        """Polls the events backend's change token (cheap); panes reload only on a change."""
         while True:
             try:
                 if await self.store.changed():
@@ -160,9 +160,7 @@ class PulseApp(ReportsWorkerErrors, App[None]):
     @work(exclusive=True, group="alert-watch", exit_on_error=False)
     async def _check_alerts(self) -> None:
         """Firing rules show in the header; a rule that starts firing also pops a notification."""
-        from pulse_tui.store import alerts as alerts_sql
-
-        rules = await self.store.run(alerts_sql.list_rules, None)
+        rules = await self.store.read(lambda d: d.control.list_rules(None))
         firing = {r.rule_id: r for r in rules if r.state == "firing" and not r.muted}
         if self._firing_seen is not None:
             for rule_id, rule in firing.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from pulse_tui.config import IMPORT_TYPES
 from pulse_tui.errors import PulseError
+from pulse_tui.store import worker_jobs as jobs_sql
 
 PROCESSED = "processed"
 FAILED = "failed"
@@ -265,3 +267,42 @@ class InboxLock:
         finally:
             os.close(self._fd)
             self._fd = None
+
+
+# ---------------------------------------------------------------- retrying a failed file
+def retry_failed_file(conn: sqlite3.Connection, import_dir: Path, path: Path) -> Path:
+    """Move ``failed/NAME`` back into its inbox so the worker imports it again."""
+    import_dir = Path(import_dir).absolute()
+    path = Path(path)
+    if not path.is_absolute():
+        path = import_dir / FAILED / path
+    if path.parent != import_dir / FAILED:
+        raise PulseError(f"{path} is not in {import_dir / FAILED}")
+    if not path.is_file():
+        raise PulseError(f"{path} does not exist")
+    jobs = jobs_sql.jobs_with_result(conn, str(path))
+    kind = jobs[0].type if jobs else None
+    name = jobs[0].file_name if jobs else path.name
+    if kind is None:
+        kind = kind_of(import_dir, import_dir / path.name)
+    if kind is None:
+        raise PulseError(f"cannot tell the type of {path.name}; move it into "
+                         f"{import_dir}/events, users or cohort_members yourself")
+    if ignored_name(name):
+        name = path.name
+    dest = unique_destination(import_dir / kind, name)
+    move_no_overwrite(path, dest)
+    stale = path.parent / errors_name(path.name)
+    if stale.exists():
+        stale.unlink()
+    for job in jobs:
+        jobs_sql.set_retried(conn, job.id, str(dest))
+    return dest
+
+
+def retry_failed_job(conn: sqlite3.Connection, import_dir: Path, job_id: str) -> Path:
+    """Retry the failed file of ``job_id`` (the Jobs pane works with job ids)."""
+    row = jobs_sql.get_job(conn, job_id)
+    if row is None or row.status != "failed" or not row.result_path:
+        raise PulseError(f"job {job_id} has no failed file to retry")
+    return retry_failed_file(conn, import_dir, Path(row.result_path))

@@ -51,6 +51,8 @@ from pulse_tui.worker.events import (
     WorkerEvent,
     WorkerState,
 )
+from pulse_tui.worker.inbox import retry_failed_file as retry_failed_file
+from pulse_tui.worker.inbox import retry_failed_job as retry_failed_job
 from pulse_tui.worker.scheduler import (
     JobContext,
     PeriodicJob,
@@ -625,44 +627,6 @@ def _write_errors(conn: Any, row: jobs_sql.ImportJob, target: Path) -> Path | No
     from pulse_tui import ingest
 
     return ingest.write_errors_csv(conn, row.id, target.parent, target.name)
-
-
-def retry_failed_file(conn: Any, import_dir: Path, path: Path) -> Path:
-    """Move ``failed/NAME`` back into its inbox so the worker imports it again."""
-    import_dir = Path(import_dir).absolute()
-    path = Path(path)
-    if not path.is_absolute():
-        path = import_dir / inbox.FAILED / path
-    if path.parent != import_dir / inbox.FAILED:
-        raise PulseError(f"{path} is not in {import_dir / inbox.FAILED}")
-    if not path.is_file():
-        raise PulseError(f"{path} does not exist")
-    jobs = jobs_sql.jobs_with_result(conn, str(path))
-    kind = jobs[0].type if jobs else None
-    name = jobs[0].file_name if jobs else path.name
-    if kind is None:
-        kind = inbox.kind_of(import_dir, import_dir / path.name)
-    if kind is None:
-        raise PulseError(f"cannot tell the type of {path.name}; move it into "
-                         f"{import_dir}/events, users or cohort_members yourself")
-    if inbox.ignored_name(name):
-        name = path.name
-    dest = inbox.unique_destination(import_dir / kind, name)
-    inbox.move_no_overwrite(path, dest)
-    stale = path.parent / inbox.errors_name(path.name)
-    if stale.exists():
-        stale.unlink()
-    for job in jobs:
-        jobs_sql.set_retried(conn, job.id, str(dest))
-    return dest
-
-
-def retry_failed_job(conn: Any, import_dir: Path, job_id: str) -> Path:
-    """Retry the failed file of ``job_id`` (the Jobs pane works with job ids)."""
-    row = jobs_sql.get_job(conn, job_id)
-    if row is None or row.status != "failed" or not row.result_path:
-        raise PulseError(f"job {job_id} has no failed file to retry")
-    return retry_failed_file(conn, import_dir, Path(row.result_path))
 
 
 __all__ = [

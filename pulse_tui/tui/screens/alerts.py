@@ -13,8 +13,6 @@ from textual.widgets import DataTable, Static
 from pulse_tui.alerts.models import AlertRule
 from pulse_tui.clock import format_ms
 from pulse_tui.errors import PulseError
-from pulse_tui.store import alerts as alerts_sql
-from pulse_tui.store import webhooks as webhooks_sql
 from pulse_tui.textsafe import visible
 from pulse_tui.tui.screens.alert_editor import AlertEditorScreen
 from pulse_tui.tui.screens.base import PaneScreen
@@ -85,8 +83,9 @@ class AlertsScreen(PaneScreen):
     async def _load(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
         site = self.app.site_id  # type: ignore[attr-defined]
-        self.rules = await store.run(alerts_sql.list_rules, site)
-        endpoints = {ep.id: ep for ep in await store.run(webhooks_sql.list_endpoints, site)}
+        self.rules = await store.read(lambda d: d.control.list_rules(site))
+        endpoints = {ep.id: ep
+                     for ep in await store.read(lambda d: d.control.list_endpoints(site))}
         firing = sum(1 for r in self.rules if r.state == "firing" and not r.muted)
         muted = sum(1 for r in self.rules if r.muted)
         title = Text(f"{len(self.rules)} rule(s)", style="bold")
@@ -120,8 +119,8 @@ class AlertsScreen(PaneScreen):
             title.update(Text("History", style="bold"))
             self.query_one("#history-table", FittedTable).set_rows([])
             return
-        entries = await self.app.store.run(  # type: ignore[attr-defined]
-            alerts_sql.history, rule.rule_id, limit=100)
+        entries = await self.app.store.read(  # type: ignore[attr-defined]
+            lambda d: d.control.rule_history(rule.rule_id, limit=100))
         head = Text(f"History of {visible(rule.name)}", style="bold")
         if rule.last_error:
             head.append(f"   last error: {visible(rule.last_error)}", style="yellow")
@@ -152,7 +151,8 @@ class AlertsScreen(PaneScreen):
         site = await self.site_for_new()
         if site is None:
             return
-        endpoints = await self.app.store.run(webhooks_sql.list_endpoints, site)  # type: ignore[attr-defined]
+        endpoints = await self.app.store.read(  # type: ignore[attr-defined]
+            lambda d: d.control.list_endpoints(site))
         if await self.app.push_screen_wait(AlertEditorScreen(site_id=site, endpoints=endpoints)):
             self.reload()
 
@@ -161,8 +161,8 @@ class AlertsScreen(PaneScreen):
         rule = self._selected()
         if rule is None:
             return
-        endpoints = await self.app.store.run(  # type: ignore[attr-defined]
-            webhooks_sql.list_endpoints, rule.site_id)
+        endpoints = await self.app.store.read(  # type: ignore[attr-defined]
+            lambda d: d.control.list_endpoints(rule.site_id))
         if await self.app.push_screen_wait(
                 AlertEditorScreen(site_id=rule.site_id, endpoints=endpoints, rule=rule)):
             self.reload()
@@ -173,21 +173,21 @@ class AlertsScreen(PaneScreen):
         if rule is None:
             return
         now = self.app.clock.now_ms()  # type: ignore[attr-defined]
-        fn = alerts_sql.unmute_rule if rule.muted else alerts_sql.mute_rule
-        await self.app.store.write(fn, rule.rule_id, now_ms=now)  # type: ignore[attr-defined]
+        mute = not rule.muted
+        await self.app.store.write(  # type: ignore[attr-defined]
+            lambda d: d.control.set_rule_muted(rule.rule_id, mute, now_ms=now))
         self.notify(f"{'Unmuted' if rule.muted else 'Muted'} {visible(rule.name)}")
         self.reload()
 
     @work(exclusive=True, group="alerts-action", exit_on_error=False)
     async def action_evaluate(self) -> None:
-        from pulse_tui.alerts import engine
-
         rule = self._selected()
         if rule is None:
             return
+        clock = self.app.clock  # type: ignore[attr-defined]
         try:
             result = await self.app.store.write(  # type: ignore[attr-defined]
-                engine.evaluate_rule, rule.rule_id, self.app.clock)  # type: ignore[attr-defined]
+                lambda d: d.control.evaluate_rule(rule.rule_id, clock))
         except PulseError as exc:
             self.notify(str(exc), severity="error")
             return
@@ -202,7 +202,8 @@ class AlertsScreen(PaneScreen):
                 f"Delete alert rule {visible(rule.name)}?", "Its history goes too.",
                 yes="delete")):
             return
-        await self.app.store.write(alerts_sql.delete_rule, rule.rule_id)  # type: ignore[attr-defined]
+        await self.app.store.write(  # type: ignore[attr-defined]
+            lambda d: d.control.delete_rule(rule.rule_id))
         self.notify(f"Deleted {visible(rule.name)}")
         self.reload()
 

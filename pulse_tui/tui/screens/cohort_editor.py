@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -19,7 +18,7 @@ from pulse_tui.cohorts import editing
 from pulse_tui.cohorts.criteria import Problem, validate
 from pulse_tui.cohorts.editing import JSON, Path
 from pulse_tui.errors import ConflictError, NameTaken, PulseError, ValidationError
-from pulse_tui.store import cohorts as cohorts_sql
+from pulse_tui.models import Cohort, Member
 from pulse_tui.textsafe import visible
 from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
 from pulse_tui.tui.screens.confirm import ConfirmScreen
@@ -41,7 +40,7 @@ class CohortEditorScreen(ReportsWorkerErrors, Screen[bool]):
         Binding("ctrl+e", "toggle_json", "JSON view", priority=True),
     ]
 
-    def __init__(self, *, site_id: str, cohort: cohorts_sql.Cohort | None = None,
+    def __init__(self, *, site_id: str, cohort: Cohort | None = None,
                  static: bool = False) -> None:
         super().__init__()
         self.site_id = site_id
@@ -162,9 +161,10 @@ class CohortEditorScreen(ReportsWorkerErrors, Screen[bool]):
         store = self.app.store  # type: ignore[attr-defined]
         if self.static:
             if self.cohort is not None:
-                members = await store.run(cohorts_sql.list_members, self.cohort.cohort_id,
-                                          limit=10)
-                total = await store.run(_active_count, self.cohort.cohort_id)
+                cohort_id = self.cohort.cohort_id
+                members = await store.read(
+                    lambda d: d.events.cohort_members(cohort_id, limit=10))
+                total = await store.read(lambda d: d.control.active_member_count(cohort_id))
                 count.update(Text(f"{total:,} members (static)", style="bold"))
                 sample.update(_sample_text(members))
             return
@@ -175,7 +175,8 @@ class CohortEditorScreen(ReportsWorkerErrors, Screen[bool]):
             return
         count.update(Text("counting…", style="dim"))
         clock = self.app.clock  # type: ignore[attr-defined]
-        result = await store.run(cohorts_sql.preview, clock, self.site_id, self.criteria)
+        site_id, criteria = self.site_id, self.criteria
+        result = await store.read(lambda d: d.events.cohort_preview(clock, site_id, criteria))
         self.preview_count = result.count
         count.update(Text(f"{result.count:,} members would match", style="bold green"))
         sample.update(_sample_text(list(result.sample)))
@@ -227,22 +228,22 @@ class CohortEditorScreen(ReportsWorkerErrors, Screen[bool]):
             return
         store = self.app.store  # type: ignore[attr-defined]
         clock = self.app.clock  # type: ignore[attr-defined]
+        site_id, criteria, static = self.site_id, self.criteria, self.static
         try:
             if self.cohort is None and self.static:
                 chosen_id = self.query_one("#cohort-id", Input).value.strip() or None
-                saved = await store.write(
-                    cohorts_sql.create_cohort, clock, site_id=self.site_id, name=name,
-                    kind="static", cohort_id=chosen_id, description=description)
+                saved = await store.write(lambda d: d.control.create_cohort(
+                    clock, site_id=site_id, name=name, kind="static", cohort_id=chosen_id,
+                    description=description))
             elif self.cohort is None:
-                saved = await store.write(
-                    cohorts_sql.create_cohort, clock, site_id=self.site_id, name=name,
-                    criteria=self.criteria, description=description)
+                saved = await store.write(lambda d: d.control.create_cohort(
+                    clock, site_id=site_id, name=name, criteria=criteria,
+                    description=description))
             else:
-                saved = await store.write(
-                    cohorts_sql.update_cohort, clock, self.cohort.cohort_id,
-                    expected_updated_at=self.cohort.updated_at, name=name,
-                    description=description,
-                    criteria=None if self.static else self.criteria)
+                cohort = self.cohort
+                saved = await store.write(lambda d: d.control.update_cohort(
+                    clock, cohort.cohort_id, expected_updated_at=cohort.updated_at, name=name,
+                    description=description, criteria=None if static else criteria))
         except ValidationError as exc:
             for field, message in exc.errors.items():
                 if field == "name":
@@ -277,13 +278,7 @@ class CohortEditorScreen(ReportsWorkerErrors, Screen[bool]):
         self.dismiss(False)
 
 
-def _active_count(conn: Any, cohort_id: str) -> int:
-    site = cohorts_sql.get_cohort(conn, cohort_id).site_id
-    return next((c.members for c in cohorts_sql.list_cohorts(conn, site)
-                 if c.cohort_id == cohort_id), 0)
-
-
-def _sample_text(members: list[cohorts_sql.Member]) -> Text:
+def _sample_text(members: list[Member]) -> Text:
     text = Text()
     if not members:
         return text

@@ -16,7 +16,6 @@ from textual.widgets import Checkbox, Footer, Input, Label, SelectionList, Stati
 from pulse_tui.clock import format_ms
 from pulse_tui.errors import PulseError, ValidationError
 from pulse_tui.notify.models import WEBHOOK_EVENTS, WebhookEndpoint
-from pulse_tui.store import webhooks as webhooks_sql
 from pulse_tui.textsafe import visible
 from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
 from pulse_tui.tui.screens.confirm import ConfirmScreen
@@ -120,17 +119,18 @@ class EndpointFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
                     'not JSON: write an object like {"X-Team": "ops"}')
                 return
         active = self.query_one("#ep-active", Checkbox).value
+        site_id, endpoint = self.site_id, self.endpoint
         try:
-            if self.endpoint is None:
-                created = await store.write(webhooks_sql.create_endpoint, site_id=self.site_id,
-                                            url=url, events=events, headers=headers,
-                                            active=active, now_ms=now)
+            if endpoint is None:
+                created = await store.write(lambda d: d.control.create_endpoint(
+                    site_id=site_id, url=url, events=events, headers=headers, active=active,
+                    now_ms=now))
                 await self.app.push_screen_wait(SecretScreen(created.endpoint.url,
                                                              created.secret))
             else:
-                await store.write(webhooks_sql.update_endpoint, self.endpoint.id, url=url,
-                                  events=events, headers=headers or {}, active=active,
-                                  now_ms=now)
+                await store.write(lambda d: d.control.update_endpoint(
+                    endpoint.id, url=url, events=events, headers=headers or {}, active=active,
+                    now_ms=now))
         except ValidationError as exc:
             for key, message in exc.errors.items():
                 field = "url" if "url" in key else "events" if "event" in key else "headers"
@@ -182,10 +182,12 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
     @work(exclusive=True, group="webhooks-load", exit_on_error=False)
     async def _load(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
-        self.endpoints = await store.run(webhooks_sql.list_endpoints, self.site_id)
+        site_id = self.site_id
+        self.endpoints = await store.read(lambda d: d.control.list_endpoints(site_id))
         last: dict[str, str] = {}
         for ep in self.endpoints:
-            deliveries = await store.run(webhooks_sql.recent_deliveries, ep.id, 1)
+            deliveries = await store.read(
+                lambda d, ep_id=ep.id: d.control.recent_deliveries(ep_id, 1))
             if deliveries:
                 d = deliveries[0]
                 last[ep.id] = f"{d.status} {d.last_status_code or ''}".strip()
@@ -205,8 +207,8 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
         ep = self._selected()
         rows = []
         if ep is not None:
-            rows = await self.app.store.run(  # type: ignore[attr-defined]
-                webhooks_sql.recent_deliveries, ep.id, 50)
+            rows = await self.app.store.read(  # type: ignore[attr-defined]
+                lambda d: d.control.recent_deliveries(ep.id, 50))
         self.query_one("#deliveries-table", FittedTable).set_rows(
             [(d.id, {"created": format_ms(d.created_at), "type": d.event_type,
                      "status": d.status, "code": d.last_status_code or "–",
@@ -242,7 +244,8 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
                 yes="delete")):
             return
         try:
-            await self.app.store.write(webhooks_sql.delete_endpoint, ep.id)  # type: ignore[attr-defined]
+            await self.app.store.write(  # type: ignore[attr-defined]
+                lambda d: d.control.delete_endpoint(ep.id))
         except PulseError as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
@@ -251,14 +254,13 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
 
     @work(exclusive=True, group="webhooks-test", exit_on_error=False, thread=False)
     async def action_test(self) -> None:
-        from pulse_tui.notify.delivery import send_test
-
         ep = self._selected()
         if ep is None:
             return
         self.notify(f"Sending a test to {visible(ep.url)} …", timeout=3)
+        clock = self.app.clock  # type: ignore[attr-defined]
         result = await self.app.store.write(  # type: ignore[attr-defined]
-            send_test, ep.id, clock=self.app.clock)  # type: ignore[attr-defined]
+            lambda d: d.control.send_test(ep.id, clock=clock))
         self.notify(f"Test: {visible(result.text())}",
                     severity="information" if result.ok else "error", timeout=8)
         self.reload()
@@ -270,7 +272,8 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
                 f"Give {visible(ep.url)} a new secret?",
                 "The receiver must be updated with the new secret.", yes="rotate")):
             return
+        now = self.app.clock.now_ms()  # type: ignore[attr-defined]
         created = await self.app.store.write(  # type: ignore[attr-defined]
-            webhooks_sql.rotate_secret, ep.id, now_ms=self.app.clock.now_ms())  # type: ignore[attr-defined]
+            lambda d: d.control.rotate_secret(ep.id, now_ms=now))
         await self.app.push_screen_wait(SecretScreen(created.endpoint.url, created.secret))
         self.reload()
