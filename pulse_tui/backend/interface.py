@@ -302,6 +302,10 @@ class ControlStore(Protocol):
         ...
 
     # ---------------------------------------------------------------- imports
+    def create_import_job(self, *, job_id: str, kind: str, site_id: str, file_name: str,
+                          file_size: int, source_path: str | None, now_ms: int) -> None:
+        ...
+
     def list_import_jobs(self, *, limit: int = 100) -> list[ImportJob]:
         ...
 

@@ -128,6 +128,12 @@ class SqliteControl:
         return delivery.send_test(self.conn, endpoint_id, clock=clock)
 
     # ---------------------------------------------------------------- imports
+    def create_import_job(self, *, job_id: str, kind: str, site_id: str, file_name: str,
+                          file_size: int, source_path: str | None, now_ms: int) -> None:
+        imports.create_job(self.conn, job_id=job_id, kind=kind, site_id=site_id,
+                           file_name=file_name, file_size=file_size, source_path=source_path,
+                           now_ms=now_ms)
+
     def list_import_jobs(self, *, limit: int = 100) -> list[ImportJob]:
         return imports.list_jobs(self.conn, limit=limit)
 
