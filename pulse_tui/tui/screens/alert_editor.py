@@ -21,7 +21,7 @@ from pulse_tui.cohorts.criteria import Problem, validate
 from pulse_tui.errors import ConflictError, PulseError, ValidationError
 from pulse_tui.notify.models import WebhookEndpoint
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
+from pulse_tui.tui.guards import ReportsWorkerErrors, write_action
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.widgets.criteria_tree import CriteriaTree
 from pulse_tui.tui.widgets.field_error import FieldError
@@ -228,8 +228,7 @@ class AlertEditorScreen(ReportsWorkerErrors, Screen[bool]):
         out.update(text)
 
     # ------------------------------------------------------------------ save / close
-    @work(exclusive=False, group="alert-save", exit_on_error=False)
-    @one_at_a_time
+    @write_action("alert-save")
     async def action_save(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
         now = self.app.clock.now_ms()  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ from pulse_tui.alerts.models import AlertRule
 from pulse_tui.clock import format_ms
 from pulse_tui.errors import PulseError
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.guards import write_action
 from pulse_tui.tui.screens.alert_editor import AlertEditorScreen
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.confirm import ConfirmScreen
@@ -167,7 +168,7 @@ class AlertsScreen(PaneScreen):
                 AlertEditorScreen(site_id=rule.site_id, endpoints=endpoints, rule=rule)):
             self.reload()
 
-    @work(exclusive=True, group="alerts-action", exit_on_error=False)
+    @write_action("alerts-write")
     async def action_mute(self) -> None:
         rule = self._selected()
         if rule is None:
@@ -179,7 +180,7 @@ class AlertsScreen(PaneScreen):
         self.notify(f"{'Unmuted' if rule.muted else 'Muted'} {visible(rule.name)}")
         self.reload()
 
-    @work(exclusive=True, group="alerts-action", exit_on_error=False)
+    @write_action("alerts-write")
     async def action_evaluate(self) -> None:
         rule = self._selected()
         if rule is None:
@@ -195,7 +196,7 @@ class AlertsScreen(PaneScreen):
         self.notify(f"{visible(rule.name)}: {value} → {result.state_after}", timeout=6)
         self.reload()
 
-    @work(exclusive=True, group="alerts-action", exit_on_error=False)
+    @write_action("alerts-write")
     async def action_delete(self) -> None:
         rule = self._selected()
         if rule is None or not await self.app.push_screen_wait(ConfirmScreen(

@@ -20,7 +20,7 @@ from pulse_tui.cohorts.editing import JSON, Path
 from pulse_tui.errors import ConflictError, NameTaken, PulseError, ValidationError
 from pulse_tui.models import Cohort, Member
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
+from pulse_tui.tui.guards import ReportsWorkerErrors, write_action
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.widgets.criteria_tree import CriteriaTree
 from pulse_tui.tui.widgets.field_error import FieldError
@@ -207,8 +207,7 @@ class CohortEditorScreen(ReportsWorkerErrors, Screen[bool]):
         tree.set_criteria(parsed)
 
     # ------------------------------------------------------------------ save / close
-    @work(exclusive=False, group="cohort-save", exit_on_error=False)
-    @one_at_a_time
+    @write_action("cohort-save")
     async def action_save(self) -> None:
         area = self.query_one("#criteria-json", TextArea)
         if area.display:

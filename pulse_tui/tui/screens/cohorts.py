@@ -12,6 +12,7 @@ from pulse_tui.clock import format_ms
 from pulse_tui.errors import PulseError
 from pulse_tui.models import CohortSummary
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.guards import write_action
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.cohort_editor import CohortEditorScreen
 from pulse_tui.tui.screens.confirm import ConfirmScreen
@@ -115,7 +116,7 @@ class CohortsScreen(PaneScreen):
                 CohortEditorScreen(site_id=cohort.site_id, cohort=cohort)):
             self.reload()
 
-    @work(exclusive=True, group="cohorts-action", exit_on_error=False)
+    @write_action("cohorts-write")
     async def action_duplicate(self) -> None:
         summary = self._selected()
         if summary is None:
@@ -126,7 +127,7 @@ class CohortsScreen(PaneScreen):
         self.notify(f"Duplicated as {visible(copy.name)}")
         self.reload()
 
-    @work(exclusive=True, group="cohorts-action", exit_on_error=False)
+    @write_action("cohorts-write")
     async def action_archive(self) -> None:
         summary = self._selected()
         if summary is None:
@@ -142,7 +143,7 @@ class CohortsScreen(PaneScreen):
             self.notify(f"Restored {visible(summary.name)}")
         self.reload()
 
-    @work(exclusive=True, group="cohorts-action", exit_on_error=False)
+    @write_action("cohorts-write")
     async def action_delete(self) -> None:
         summary = self._selected()
         if summary is None:

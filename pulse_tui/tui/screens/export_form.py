@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -17,7 +17,7 @@ from pulse_tui.errors import PulseError, ValidationError
 from pulse_tui.exports import FORMATS, FREQUENCIES, TYPES, ExportDefinition
 from pulse_tui.models import CohortSummary
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
+from pulse_tui.tui.guards import ReportsWorkerErrors, write_action
 from pulse_tui.tui.widgets.field_error import FieldError
 
 FIELDS = ("name", "type", "report", "days", "cohort", "format", "frequency")
@@ -122,8 +122,7 @@ class ExportFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
         self.dismiss(False)
 
     @on(Input.Submitted)
-    @work(exclusive=False, group="export-save", exit_on_error=False)
-    @one_at_a_time
+    @write_action("export-save")
     async def action_save(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
         clock = self.app.clock  # type: ignore[attr-defined]

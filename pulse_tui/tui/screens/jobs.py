@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Static
 from pulse_tui.clock import format_ms
 from pulse_tui.models import ImportJob, SchedulerJobRow
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import one_at_a_time
+from pulse_tui.tui.guards import write_action
 from pulse_tui.tui.messages import BackgroundWorkerEvent
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.confirm import ConfirmScreen
@@ -234,8 +234,7 @@ class JobsScreen(PaneScreen):
                 ExportFormScreen(d.site_id, cohorts, d, reports=reports)):
             self.reload()
 
-    @work(exclusive=False, group="jobs-export", exit_on_error=False)
-    @one_at_a_time
+    @write_action("jobs-export-write")
     async def action_run_export(self) -> None:
         ex = self._selected_export()
         if ex is None:
@@ -251,7 +250,7 @@ class JobsScreen(PaneScreen):
             self.notify(f"Export failed: {visible(result.error)}", severity="error", timeout=10)
         self.reload()
 
-    @work(exclusive=True, group="jobs-export", exit_on_error=False)
+    @write_action("jobs-export-write")
     async def action_delete_export(self) -> None:
         ex = self._selected_export()
         if ex is None or not await self.app.push_screen_wait(ConfirmScreen(
@@ -293,7 +292,7 @@ class JobsScreen(PaneScreen):
             return
         await self.app.push_screen(RejectsScreen(visible(job.file_name), rows, total))
 
-    @work(exclusive=True, group="jobs-retry", exit_on_error=False)
+    @write_action("jobs-retry")
     async def action_retry(self) -> None:
         job_id = self._selected_job()
         if job_id is None:

@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Static
 from pulse_tui.clock import format_ms
 from pulse_tui.models import ACQUISITION, WEEKS, RetentionCell, RetentionGrid, RetentionRow
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.guards import write_action
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.retention_cell import RetentionCellScreen
 
@@ -156,7 +157,7 @@ class RetentionScreen(PaneScreen):
     def action_longer_range(self) -> None:
         self.app.step_range(+1)  # type: ignore[attr-defined]
 
-    @work(exclusive=True, group="retention-load", exit_on_error=False)
+    @write_action("retention-write")
     async def action_recompute(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
         site = await self._site()
@@ -189,7 +190,7 @@ class RetentionScreen(PaneScreen):
     def _cell_chosen(self) -> None:
         self.action_open_cell()
 
-    @work(exclusive=True, group="retention-cell", exit_on_error=False)
+    @write_action("retention-write")
     async def action_open_cell(self) -> None:
         chosen = self._selected_cell()
         if chosen is None:

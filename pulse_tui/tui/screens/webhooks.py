@@ -17,7 +17,7 @@ from pulse_tui.clock import format_ms
 from pulse_tui.errors import PulseError, ValidationError
 from pulse_tui.notify.models import WEBHOOK_EVENTS, WebhookEndpoint
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
+from pulse_tui.tui.guards import ReportsWorkerErrors, write_action
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.widgets.columns import Column, FittedTable
 from pulse_tui.tui.widgets.field_error import FieldError
@@ -100,8 +100,7 @@ class EndpointFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
         self.dismiss(False)
 
     @on(Input.Submitted)
-    @work(exclusive=False, group="endpoint-save", exit_on_error=False)
-    @one_at_a_time
+    @write_action("endpoint-save")
     async def action_save(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
         now = self.app.clock.now_ms()  # type: ignore[attr-defined]
@@ -236,7 +235,7 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
         if ep and await self.app.push_screen_wait(EndpointFormScreen(self.site_id, ep)):
             self.reload()
 
-    @work(exclusive=True, group="webhooks-action", exit_on_error=False)
+    @write_action("webhooks-write")
     async def action_delete(self) -> None:
         ep = self._selected()
         if ep is None or not await self.app.push_screen_wait(ConfirmScreen(
@@ -252,7 +251,7 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
         self.notify(f"Deleted {visible(ep.url)}")
         self.reload()
 
-    @work(exclusive=True, group="webhooks-test", exit_on_error=False, thread=False)
+    @write_action("webhooks-test")
     async def action_test(self) -> None:
         ep = self._selected()
         if ep is None:
@@ -265,7 +264,7 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
                     severity="information" if result.ok else "error", timeout=8)
         self.reload()
 
-    @work(exclusive=True, group="webhooks-action", exit_on_error=False)
+    @write_action("webhooks-write")
     async def action_rotate(self) -> None:
         ep = self._selected()
         if ep is None or not await self.app.push_screen_wait(ConfirmScreen(
