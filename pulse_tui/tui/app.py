@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, timedelta
 from pathlib import Path
 
-from textual import work
+from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
@@ -152,10 +153,27 @@ class PulseApp(ReportsWorkerErrors, App[None]):
 
     def notify_data_changed(self) -> None:
         self._check_alerts()
+        self.broadcast(DataChanged)
+
+    # ------------------------------------------------------------------ panes
+    def open_panes(self) -> list[Screen]:
+        """The panes opened so far (each is the bottom screen of its mode's stack)."""
+        panes = []
         for mode in self._panes:
-            screen = self._screen_for_mode(mode)
-            if screen is not None:
-                screen.post_message(DataChanged())
+            try:
+                stack = self.get_screen_stack(mode)
+            except KeyError:  # never switched to yet
+                continue
+            if stack:
+                panes.append(stack[0])
+        return panes
+
+    def broadcast(self, make: Callable[[], Message], *,
+                  skip: type[Screen] | None = None) -> None:
+        """Post a fresh ``make()`` message to every open pane (but those of type ``skip``)."""
+        for screen in self.open_panes():
+            if skip is None or not isinstance(screen, skip):
+                screen.post_message(make())
 
     @work(exclusive=True, group="alert-watch", exit_on_error=False)
     async def _check_alerts(self) -> None:
@@ -170,11 +188,6 @@ class PulseApp(ReportsWorkerErrors, App[None]):
         self._firing_seen = set(firing)
         self.firing_alerts = len(firing)
 
-    def _screen_for_mode(self, mode: str) -> Screen | None:
-        stack = self._screen_stacks.get(mode)
-        if not stack:
-            return None
-        return stack[0]
 
     def on_background_worker_state(self, message: BackgroundWorkerState) -> None:
         detail = message.detail if message.state != "running" else ""
@@ -182,11 +195,9 @@ class PulseApp(ReportsWorkerErrors, App[None]):
         if message.state == "stopped" and detail and detail != "stopped":
             self.notify(f"worker stopped: {detail}", severity="error", timeout=10)
 
-    def on_background_worker_event(self, message: BackgroundWorkerEvent) -> None:
-        for mode in self._panes:
-            screen = self._screen_for_mode(mode)
-            if screen is not None:
-                screen.post_message(BackgroundWorkerEvent(message.event))
+    @on(BackgroundWorkerEvent)
+    def _forward_worker_event(self, message: BackgroundWorkerEvent) -> None:
+        self.broadcast(lambda: type(message)(message.event))
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = False) -> None:
@@ -209,12 +220,10 @@ class PulseApp(ReportsWorkerErrors, App[None]):
             self.site_id = new
 
     def watch_site_id(self, old: str | None, new: str | None) -> None:
-        for mode in self._panes:
-            screen = self._screen_for_mode(mode)
+        for screen in self.open_panes():
             if isinstance(screen, LiveScreen):
                 screen.restart()
-            elif screen is not None:
-                screen.post_message(DataChanged())
+        self.broadcast(DataChanged, skip=LiveScreen)
 
     # ------------------------------------------------------------------ date range
     def current_range(self) -> DateRange:
@@ -232,10 +241,7 @@ class PulseApp(ReportsWorkerErrors, App[None]):
             self.range_label = f"{custom[0].isoformat()}..{custom[1].isoformat()}"
         else:
             self.range_label = preset
-        for mode in self._panes:
-            screen = self._screen_for_mode(mode)
-            if screen is not None and not isinstance(screen, LiveScreen):
-                screen.post_message(DataChanged())
+        self.broadcast(DataChanged, skip=LiveScreen)
 
     def step_range(self, step: int) -> None:
         names = [name for name, _ in RANGE_PRESETS]

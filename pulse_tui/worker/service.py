@@ -44,8 +44,8 @@ from pulse_tui.worker.events import (
     STANDBY,
     STOPPED,
     FileWaiting,
+    ImportCommitted,
     ImportFinished,
-    ImportProgress,
     ImportStarted,
     ScheduledJobRan,
     WorkerEvent,
@@ -507,7 +507,7 @@ class WorkerService:
 
         def progress(p: ingest.ImportProgress) -> None:
             state["job_id"] = p.job_id
-            self._emit(ImportProgress(job_id=p.job_id, file=str(path), rows=p.records,
+            self._emit(ImportCommitted(job_id=p.job_id, file=str(path), rows=p.records,
                                       bytes_done=p.bytes_done, total_bytes=p.bytes_total,
                                       processed=p.processed, duplicates=p.duplicates,
                                       failed=p.failed))

@@ -15,7 +15,12 @@ from pulse_tui.clock import format_ms
 from pulse_tui.models import ImportJob, SchedulerJobRow
 from pulse_tui.textsafe import visible
 from pulse_tui.tui.guards import write_action
-from pulse_tui.tui.messages import BackgroundWorkerEvent
+from pulse_tui.tui.messages import (
+    WorkerImportCommitted,
+    WorkerImportFinished,
+    WorkerImportStarted,
+    WorkerJobRan,
+)
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.screens.export_form import ExportFormScreen
@@ -184,14 +189,16 @@ class JobsScreen(PaneScreen):
             }) for row in rows
         ])
 
-    def on_background_worker_event(self, message: BackgroundWorkerEvent) -> None:
+    @on(WorkerImportStarted)
+    @on(WorkerImportCommitted)
+    @on(WorkerImportFinished)
+    @on(WorkerJobRan)
+    def _worker_progress(self) -> None:
         """Import progress arrives between commits too: refresh now, not on a timer."""
-        if type(message.event).__name__ in ("ImportProgress", "ImportStarted", "ImportFinished",
-                                            "ScheduledJobRan"):
-            if self.is_current:
-                self.reload()
-            else:
-                self._stale = True
+        if self.is_current:
+            self.reload()
+        else:
+            self._stale = True
 
     # ------------------------------------------------------------------ actions
     def _selected_job(self) -> str | None:
