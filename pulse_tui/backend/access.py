@@ -17,7 +17,7 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pulse_tui.backend.interface import Backends, ChangeToken
 from pulse_tui.backend.wiring import open_backends
@@ -79,6 +79,12 @@ class Store:
         if backends is None:
             raise RuntimeError("store is not open")
         return await self._on_thread(lambda: fn(backends))
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(connection, *args)`` with the PULSE file's raw sqlite3 connection, on the database
+        thread: for tests and diagnostics only (the app and the panes use read and write; a test
+        proves it). Control data always lives in that file, whatever holds the events."""
+        return await self.read(lambda d: fn(d.control.conn, *args, **kwargs))  # type: ignore[attr-defined]
 
     async def write(self, fn: Callable[[Backends], T]) -> T:
         """Like read, for calls that write: our own commit also counts as a change (counted in
