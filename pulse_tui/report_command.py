@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 import sys
 import unicodedata
 from datetime import date
@@ -16,7 +17,7 @@ from pulse_tui.cli import cli, pulse_command, settings_from
 from pulse_tui.clock import Clock
 from pulse_tui.csvsafe import neutralise_row
 from pulse_tui.errors import UsageError
-from pulse_tui.store import reports
+from pulse_tui.store import derived, reports
 from pulse_tui.store.connection import connect
 
 FORMATS = ("table", "csv", "json")
@@ -116,7 +117,18 @@ def report_cmd(ctx: click.Context, name: str, site: str | None, start: str | Non
         site_id = reports.resolve_site(conn, site)
         rows = reports.run_report(conn, name, site_id, rng, now_ms=clock.now_ms(),
                                   limit=limit, steps=step_list)
+        notes = report_notes(conn, name)
     finally:
         conn.close()
     render = {"json": render_json, "csv": render_csv, "table": render_table}[fmt]
     sys.stdout.write(render(spec.columns, rows))
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+
+
+def report_notes(conn: sqlite3.Connection, name: str) -> list[str]:
+    """What stderr says after a report: rows of events PULSE cannot use (left out of it).
+    (Rows other programs inserted that could not be folded are read around by every report,
+    see pulse_tui/store/reports.py, so nothing needs saying about them.)"""
+    line = derived.describe_unusable(derived.unusable_counts(conn))
+    return [line] if line else []

@@ -203,6 +203,10 @@ class EventsBackend(Protocol):
         """Store one validated batch of an import of ``kind`` with its checkpoint, atomically."""
         ...
 
+    def unusable_counts(self) -> dict[str, int]:
+        """Stored event rows PULSE cannot use: {"total": n, column: rows breaking it, ...}."""
+        ...
+
     def catch_up(self, now_ms: int) -> int:
         """Fold events other programs wrote into sessions and rollups; rows folded."""
         ...
