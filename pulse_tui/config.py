@@ -29,6 +29,11 @@ KNOWN_KEYS = PATH_KEYS + INT_KEYS + FLOAT_KEYS + BOOL_KEYS
 IMPORT_TYPES = ("events", "users", "cohort_members")
 
 
+# bounds of the numeric settings: beyond them a value is a typo (and overflowed SQLite)
+MAX_DAYS = 36_500
+MAX_SECONDS = 3_600
+
+
 def data_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
 
@@ -125,12 +130,16 @@ def read_config_file(path: Path) -> dict[str, Any]:
                 raise UsageError(f"config file {path}: {key} must be a non-empty string path")
             values[key] = Path(value).expanduser()
         elif key in INT_KEYS:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise UsageError(f"config file {path}: {key} must be a whole number of days >= 0")
+            if (isinstance(value, bool) or not isinstance(value, int) or value < 0
+                    or value > MAX_DAYS):
+                raise UsageError(f"config file {path}: {key} must be a whole number of days "
+                                 f"from 0 to {MAX_DAYS}")
             values[key] = value
         elif key in FLOAT_KEYS:
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise UsageError(f"config file {path}: {key} must be a number of seconds >= 0")
+            if (isinstance(value, bool) or not isinstance(value, int | float)
+                    or not 0 <= value <= MAX_SECONDS):  # also refuses nan and inf
+                raise UsageError(f"config file {path}: {key} must be a number of seconds "
+                                 f"from 0 to {MAX_SECONDS}")
             values[key] = float(value)
         elif key in BOOL_KEYS:
             if not isinstance(value, bool):

@@ -21,6 +21,8 @@ from pulse_tui.store import derived, reports
 from pulse_tui.store.connection import connect
 
 FORMATS = ("table", "csv", "json")
+MAX_STEPS = 50  # steps of a funnel
+MAX_LIMIT = 1_000_000  # rows of a top-* report (a bigger number once reached SQLite as an overflow)
 
 
 def _cell_json(value: object) -> object:
@@ -80,6 +82,8 @@ def _parse_steps(text: str | None) -> tuple[str, ...]:
     steps = tuple(s.strip() for s in text.split(","))
     if not steps or any(not s for s in steps):
         raise UsageError(f"--steps: empty step in {text!r} (use --steps a,b,c)")
+    if len(steps) > MAX_STEPS:  # past ~2,000 SQLite refused the query ("too many columns")
+        raise UsageError(f"--steps: at most {MAX_STEPS} steps (got {len(steps):,})")
     return steps
 
 
@@ -107,12 +111,14 @@ def report_cmd(ctx: click.Context, name: str, site: str | None, start: str | Non
         raise UsageError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     if limit < 1:
         raise UsageError(f"--limit must be at least 1 (got {limit})")
+    if limit > MAX_LIMIT:
+        raise UsageError(f"--limit must be at most {MAX_LIMIT:,} (got {limit})")
     step_list = _parse_steps(steps)
     if "steps" in spec.options and not step_list:
         raise UsageError(f"report {name} needs --steps a,b,c")
     clock = Clock.from_env()
     rng = reports.make_range(clock, start, end)
-    conn = connect(settings_from(ctx).db)
+    conn = connect(settings_from(ctx).db, migrate=False)  # reads only (SPEC 10)
     try:
         site_id = reports.resolve_site(conn, site)
         rows = reports.run_report(conn, name, site_id, rng, now_ms=clock.now_ms(),

@@ -46,8 +46,9 @@ class Store:
         """Open (checking, creating or adopting the schema); raises DatabaseError."""
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pulse-db")
         try:
+            # never upgrades a file: the TUI checked it before taking the screen (SPEC 10)
             self._backends = await self._on_thread(
-                lambda: open_backends(self.path, self.events_store))
+                lambda: open_backends(self.path, self.events_store, migrate=False))
         except BaseException:
             self._thread.shutdown(wait=False)
             self._thread = None

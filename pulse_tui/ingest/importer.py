@@ -35,6 +35,7 @@ from pulse_tui.store.events import newest_seq
 log = logging.getLogger("pulse_tui.ingest")
 
 DEFAULT_BATCH_SIZE = 100_000  # rows per write transaction (PULSE_IMPORT_BATCH_ROWS)
+MAX_BATCH_ROWS = 1_000_000
 BATCH_ROWS_ENV = "PULSE_IMPORT_BATCH_ROWS"
 PARSE_CHUNK_ROWS = 10_000  # events are parsed and inserted in chunks of this many rows
 MAX_TX_SECONDS = 3.0  # ... and a transaction commits after this long even if not full
@@ -54,7 +55,9 @@ CHANGED_MESSAGE = ("the file changed while it was imported; it stays in the impo
 def batch_rows_setting(default: int = DEFAULT_BATCH_SIZE) -> int:
     """Rows per import transaction: PULSE_IMPORT_BATCH_ROWS when set to a positive integer."""
     raw = os.environ.get(BATCH_ROWS_ENV, "").strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else default
+    if not raw.isdigit() or int(raw) <= 0:
+        return default
+    return min(int(raw), MAX_BATCH_ROWS)  # a huge number would read a whole file into memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +165,56 @@ def import_file(
 
     Returns an ImportResult; a file that cannot be imported at all gives status 'failed' with
     ``message`` (no exception). ``conn`` must be in autocommit mode (store.connection.connect).
+
+    A database error (disk full, read-only, locked ...) is raised after the job is marked
+    'failed' with that reason in our words, so it is never left 'processing' (what was
+    committed before stays, with its checkpoint).
     """
+    created: dict[str, str] = {}
+    try:
+        return _import_file(conn, path, kind=kind, site_id=site_id, clock=clock,
+                            job_id=job_id, progress=progress, should_stop=should_stop,
+                            batch_size=batch_size, max_tx_seconds=max_tx_seconds,
+                            pause_between_tx=pause_between_tx,
+                            follow_symlinks=follow_symlinks, created=created)
+    except sqlite3.Error as exc:
+        if "job_id" in created:
+            _fail_after_error(conn, created["job_id"], exc, clock)
+        raise
+
+
+def _fail_after_error(conn: sqlite3.Connection, job_id: str, exc: sqlite3.Error,
+                      clock: Clock) -> None:
+    """Mark the job failed with the database error's reason, if the database still lets us
+    (a job that stays 'processing' is resumed from its checkpoint by the next worker start)."""
+    from pulse_tui.store.connection import describe_error
+
+    reason = describe_error(exc)
+    try:
+        job = store.get_job(conn, job_id)
+        if job is not None and job.status not in ("completed", "failed"):
+            store.fail_job(conn, job_id, reason, clock.now_ms())
+    except sqlite3.Error as again:
+        log.error("import job %s: %s; could not mark it failed either (%s)", job_id, reason,
+                  again)
+
+
+def _import_file(
+    conn: sqlite3.Connection,
+    path: str | Path,
+    *,
+    kind: str | None,
+    site_id: str | None,
+    clock: Clock,
+    job_id: str | None,
+    progress: Callable[[ImportProgress], None] | None,
+    should_stop: Callable[[], bool] | None,
+    batch_size: int | None,
+    max_tx_seconds: float,
+    pause_between_tx: float,
+    follow_symlinks: bool,
+    created: dict[str, str],
+) -> ImportResult:
     started = time.monotonic()
     batch_size = batch_size or batch_rows_setting()
     path = Path(path)
@@ -207,6 +259,7 @@ def import_file(
             result.changed = True
             return result
     assert job_id is not None
+    created["job_id"] = job_id
 
     if src is None:
         assert rejected is not None

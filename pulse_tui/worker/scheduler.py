@@ -22,6 +22,7 @@ from typing import Any
 from pulse_tui.clock import Clock
 from pulse_tui.config import Settings
 from pulse_tui.store import scheduler as scheduler_sql
+from pulse_tui.store.connection import describe_error
 
 log = logging.getLogger("pulse_tui.worker.scheduler")
 
@@ -220,6 +221,11 @@ class Scheduler:
                              log=logging.getLogger(f"pulse_tui.worker.job.{job.name}"))
             result = self._targets[job.name](ctx)
             outcome = "ok" if result is None else str(result)
+        except sqlite3.Error as exc:  # disk full, read-only, locked ...: in our words
+            ok = False
+            db = self._settings.db if self._settings is not None else None
+            outcome = " ".join(f"error: {describe_error(exc, db)}".split())[:300]
+            log.error("scheduled job %s failed: %s", job.name, outcome)
         except Exception as exc:  # noqa: BLE001 - one job's failure never stops the others
             ok = False
             outcome = f"error: {type(exc).__name__}: {exc}".splitlines()[0][:300]

@@ -24,6 +24,7 @@ import logging
 import os
 import queue
 import socket
+import sqlite3
 import stat
 import threading
 import time
@@ -39,7 +40,14 @@ from pulse_tui.ingest.importer import batch_rows_setting
 from pulse_tui.safefs import UnsafePathError, identity, shown
 from pulse_tui.store import lease as lease_sql
 from pulse_tui.store import worker_jobs as jobs_sql
-from pulse_tui.store.connection import connect
+from pulse_tui.store.connection import (
+    SQLITE_CANTOPEN,
+    SQLITE_READONLY,
+    connect,
+    describe_error,
+    error_code,
+)
+from pulse_tui.store.tx import rollback_quietly
 from pulse_tui.worker import inbox
 from pulse_tui.worker.events import (
     RUNNING,
@@ -81,6 +89,7 @@ REMOVED_NOTE = "the file was removed from the import folder while it was importe
 WORKER_TX_SECONDS = 1.0
 WORKER_TX_PAUSE = 0.12
 WORKER_TX_ROWS = 100_000
+LEASE_RETRY_MAX = 10.0  # seconds between lease checks while the database keeps failing
 
 
 def _real_ms() -> int:
@@ -147,6 +156,7 @@ class WorkerService:
         self._scheduler: Scheduler | None = None
         self.imports_done = 0  # finished jobs (tests and the status line)
         self.error: PulseError | None = None
+        self._ever_held = False
 
     # -- public --------------------------------------------------------------------------
     @property
@@ -211,9 +221,10 @@ class WorkerService:
             self._serving.clear()
             self._lock.release()
             try:
-                lease_sql.release(conn, self.holder)
-            except Exception:  # noqa: BLE001 - the lease expires anyway
-                log.warning("could not release the worker lease", exc_info=True)
+                if self._ever_held:
+                    lease_sql.release(conn, self.holder)
+            except Exception as exc:  # noqa: BLE001 - the lease expires anyway
+                log.warning("could not release the worker lease: %s", exc)
             conn.close()
             if self.state.state != STOPPED:
                 self._set_state(STOPPED, "stopped")
@@ -277,13 +288,30 @@ class WorkerService:
     # -- main loop -----------------------------------------------------------------------
     def _main_loop(self, conn: Any) -> None:
         logged_standby: str | None = None
+        failing: str | None = None  # the lease check's error, said once
+        retry = self.standby_poll
         while not self._stop.is_set():
             try:
                 held = self._acquire_lease(conn)
-            except Exception as exc:  # noqa: BLE001 - busy database: try again shortly
-                log.warning("lease check failed: %s", exc)
-                self._stop.wait(self.standby_poll)
+            except sqlite3.Error as exc:
+                if error_code(exc) in (SQLITE_READONLY, SQLITE_CANTOPEN):
+                    # it will not get better by itself: stop with the reason
+                    raise PulseError(f"worker: {describe_error(exc, self.settings.db)}; it "
+                                     "imports and runs jobs only on a database it can write"
+                                     ) from exc
+                text = describe_error(exc, self.settings.db)
+                if text != failing:  # said once; then back off, up to LEASE_RETRY_MAX
+                    log.warning("lease check failed (retrying, less and less often): %s",
+                                text)
+                    failing, retry = text, self.standby_poll
+                self._set_state(STANDBY, f"database error: {text}")
+                self._stop.wait(retry)
+                retry = min(retry * 2, LEASE_RETRY_MAX)
                 continue
+            if failing is not None:
+                log.info("lease check works again")
+                failing, retry = None, self.standby_poll
+            self._ever_held = self._ever_held or held
             if not held and self._holder_is_dead(conn):
                 continue  # its lease was ended; take it on the next turn
             if not held:
@@ -588,17 +616,28 @@ class WorkerService:
             return
         except Exception as exc:  # noqa: BLE001 - one bad file never stops the worker
             changed = False
-            log.exception("importing %s failed", shown(path))
-            job = job_id or state.get("job_id")
-            if job is None:
-                job = uuid.uuid4().hex
-                jobs_sql.insert_failed_job(
-                    conn, job, kind=kind, site_id="", file_name=path.name,
-                    file_size=_size(path), source_path=str(path),
-                    message=f"import error: {exc}".splitlines()[0], now_ms=self.clock.now_ms())
+            if isinstance(exc, sqlite3.Error):  # disk full, locked ...: one line in our words
+                reason = describe_error(exc, self.settings.db)
+                log.error("importing %s failed: %s", shown(path), reason)
             else:
-                jobs_sql.mark_failed(conn, job, f"import error: {exc}".splitlines()[0],
-                                     self.clock.now_ms())
+                reason = str(exc)
+                log.exception("importing %s failed", shown(path))
+            message = " ".join(f"import error: {reason}".split())
+            job = job_id or state.get("job_id")
+            try:
+                if job is None:
+                    job = uuid.uuid4().hex
+                    jobs_sql.insert_failed_job(
+                        conn, job, kind=kind, site_id="", file_name=path.name,
+                        file_size=_size(path), source_path=str(path), message=message,
+                        now_ms=self.clock.now_ms())
+                else:
+                    jobs_sql.mark_failed(conn, job, message, self.clock.now_ms())
+            except sqlite3.Error as again:
+                # the job stays as it is and resumes from its checkpoint at the next start
+                log.error("could not record that failure either: %s",
+                          describe_error(again, self.settings.db))
+                return
         if job is None:
             return
         row = jobs_sql.get_job(conn, job)
@@ -784,8 +823,7 @@ class WorkerService:
                 resolve(hook)(ctx, finished)
             except Exception:  # noqa: BLE001 - hooks are isolated from each other
                 log.exception("after-import hook %r failed for job %s", hook, finished.job_id)
-                if conn.in_transaction:  # a hook that failed inside its transaction
-                    conn.execute("ROLLBACK")
+                rollback_quietly(conn)  # a hook that failed inside its transaction
 
 
 def _reason(exc: BaseException) -> str:
