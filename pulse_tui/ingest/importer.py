@@ -285,7 +285,7 @@ def _import_file(
         if job.checkpoint_rows > 0 or job.checkpoint_offset > 0:
             try:
                 src.seek(job.checkpoint_offset, job.checkpoint_line)
-            except (OSError, EOFError) as exc:
+            except FileRejected as exc:
                 store.fail_job(conn, job_id, f"cannot resume {path.name}: {exc}",
                                clock.now_ms())
                 return _finish(conn, job_id, path, started)
@@ -311,7 +311,7 @@ def _import_file(
                         tx = store.EventsTx(conn, job_id, now_ms)
                         tx_started = time.monotonic()
                     _add(tx, batch)
-                    more = batch.records >= chunk
+                    more = not batch.final
                     stop = should_stop is not None and should_stop()
                     if more and not stop and tx.records < tx_rows and (
                             time.monotonic() - tx_started < tx_seconds):
@@ -331,7 +331,7 @@ def _import_file(
                 else:
                     outcome = _write(conn, job_id, kind, batch, now_ms)
                     stop = should_stop is not None and should_stop()
-                    done = outcome, batch.records, batch.records >= batch_size
+                    done = outcome, batch.records, not batch.final
                 outcome, n_records, more = done
                 records += n_records
                 processed += outcome.processed
@@ -344,9 +344,10 @@ def _import_file(
                     result = _finish(conn, job_id, path, started)
                     result.unknown_columns = unknown
                     return result
-        except (OSError, EOFError) as exc:
-            # the file became unreadable mid-way (truncated gzip, I/O error): what was
-            # written so far is committed with its checkpoint, the job fails with the reason
+        except (OSError, EOFError, FileRejected) as exc:
+            # the file became unreadable mid-way (truncated gzip, I/O error) or passed a limit
+            # (line length, expansion): what was written so far is committed with its
+            # checkpoint, the job fails with the reason
             if tx is not None:
                 tx.commit()
                 tx = None
@@ -355,7 +356,9 @@ def _import_file(
                 result = _finish(conn, job_id, path, started)
                 result.changed = True
                 return result
-            store.fail_job(conn, job_id, f"cannot read {path.name}: {exc}", clock.now_ms())
+            reason = str(exc) if isinstance(exc, FileRejected) else (
+                f"cannot read {path.name}: {getattr(exc, 'strerror', None) or 'read error'}")
+            store.fail_job(conn, job_id, reason, clock.now_ms())
             return _finish(conn, job_id, path, started)
         finally:
             if tx is not None:
@@ -419,23 +422,17 @@ def _prefetch(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
     q: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def produce() -> None:
+        # blocking puts (no polling): the consumer drains the queue when it stops early
         try:
             for batch in batches:
-                if not put(batch):
+                q.put(batch)
+                if stop.is_set():
                     return
-            put(_END)
+            q.put(_END)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put(exc)
+            if not stop.is_set():
+                q.put(exc)
 
     thread = threading.Thread(target=produce, name="pulse-import-parse", daemon=True)
     thread.start()
@@ -449,7 +446,13 @@ def _prefetch(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
             yield item  # type: ignore[misc]
     finally:
         stop.set()
-        thread.join()
+        while thread.is_alive():  # it ends after the batch it is parsing
+            try:
+                while True:
+                    q.get_nowait()
+            except queue.Empty:
+                pass
+            thread.join(0.05)
 
 
 def _add(tx: store.EventsTx, batch: Batch) -> None:

@@ -173,6 +173,14 @@ class SettleTracker:
         watch = self._files.get(path)
         return None if watch is None else watch.size
 
+    def next_due(self) -> float | None:
+        """Seconds until the first waiting file may have settled (0: look now); None when no
+        file waits. The worker sleeps this long instead of polling."""
+        if not self._files:
+            return None
+        first = min(w.since for w in self._files.values()) + self.settle_seconds
+        return max(0.0, first - self._monotonic())
+
     def pending(self) -> list[Path]:
         return sorted(self._files)
 

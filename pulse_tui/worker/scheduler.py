@@ -97,8 +97,8 @@ class JobContext:
 class Scheduler:
     """Runs due jobs on a small thread pool; one run per job at a time.
 
-    Call :meth:`run_due` periodically (the worker does, about 4 times a second); tests call it
-    directly with an injected ``time_fn``.
+    Call :meth:`run_due` when a job may be due (the worker sleeps :meth:`seconds_until_due`
+    between calls); tests call it directly with an injected ``time_fn``.
     """
 
     def __init__(
@@ -161,6 +161,15 @@ class Scheduler:
 
     def next_run_at(self, name: str) -> int | None:
         return self._next.get(name)
+
+    def seconds_until_due(self) -> float | None:
+        """Seconds until the next job not running now is due (0 or less: due); None when
+        nothing is scheduled (or before the first :meth:`run_due`)."""
+        with self._lock:
+            pending = [due for name, due in self._next.items() if name not in self._running]
+        if not pending:
+            return None
+        return (min(pending) - self._now_ms()) / 1000
 
     def is_running(self, name: str) -> bool:
         with self._lock:

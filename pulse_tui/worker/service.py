@@ -91,6 +91,13 @@ WORKER_TX_PAUSE = 0.12
 WORKER_TX_ROWS = 100_000
 LEASE_RETRY_MAX = 10.0  # seconds between lease checks while the database keeps failing
 
+# No loop polls in a spin: the import loop sleeps until a file event, a stop, the next rescan or
+# the moment a waiting file may have settled; the scheduler until its next job is due.
+SCHEDULER_MIN_SLEEP = 0.05
+SCHEDULER_MAX_SLEEP = 5.0
+WATCH_DEBOUNCE_MS = 200
+WATCH_STEP_MS = 250
+
 
 def _real_ms() -> int:
     return time.time_ns() // 1_000_000
@@ -143,7 +150,9 @@ class WorkerService:
         self._stop = threading.Event()
         self._lease_lost = threading.Event()
         self._serving = threading.Event()
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # the import loop: a file event, stop, lease lost
+        self._sched_wake = threading.Event()  # the scheduler loop: run now, a job ended, stop
+        self._watch_stop = threading.Event()  # ends the file watcher
         self._changes: queue.SimpleQueue[Path] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = inbox.InboxLock(self.import_dir, settings.db)
@@ -180,6 +189,12 @@ class WorkerService:
     def request_stop(self) -> None:
         """Ask the worker to finish the current batch and stop (safe from a signal handler)."""
         self._stop.set()
+        self._halt_helpers()
+
+    def _halt_helpers(self) -> None:
+        """Wake every waiting loop so that it sees the stop / lost lease at once."""
+        self._watch_stop.set()
+        self._sched_wake.set()
         self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> bool:
@@ -202,7 +217,10 @@ class WorkerService:
     def run_job_now(self, name: str) -> bool:
         """Make a periodic job due at once (Jobs pane); False when not running or unknown."""
         sched = self._scheduler
-        return sched is not None and sched.run_now(name)
+        if sched is None or not sched.run_now(name):
+            return False
+        self._sched_wake.set()
+        return True
 
     def run(self) -> None:
         """Run until :meth:`request_stop` (blocking). Raises PulseError on a fatal problem."""
@@ -354,6 +372,7 @@ class WorkerService:
 
     def _serve(self, conn: Any) -> None:
         self._serving.set()
+        self._watch_stop.clear()
         threads = [threading.Thread(target=self._renew_loop, name="pulse-lease", daemon=True),
                    threading.Thread(target=self._scheduler_loop, name="pulse-scheduler",
                                     daemon=True)]
@@ -372,7 +391,8 @@ class WorkerService:
                     self._rescan()
                     next_rescan = time.monotonic() + self.rescan_interval
                 ready = self._tracker.settled()
-                if ready and not self._folders_usable():
+                held_back = bool(ready) and not self._folders_usable()
+                if held_back:
                     ready = []  # imports wait until the folders are fixed (said once)
                 for path, kind in ready:
                     if self._should_stop_import():
@@ -382,11 +402,18 @@ class WorkerService:
                     if self._was_unmoved(conn, path):
                         continue  # imported already; its move failed (said once)
                     self._import(conn, path, kind)
-                self._wake.wait(self.tick)
+                # sleep until a file event, a stop, the next rescan or the moment the first
+                # waiting file may have settled; idle means idle (no polling while nothing waits)
+                delay = next_rescan - time.monotonic()
+                due = None if held_back else self._tracker.next_due()
+                if due is not None:  # (folders to fix: look again at the rescan or an event)
+                    delay = min(delay, max(self.tick, due))
+                if delay > 0:
+                    self._wake.wait(delay)
                 self._wake.clear()
         finally:
             self._serving.clear()
-            self._wake.set()
+            self._halt_helpers()
             for t in threads:
                 t.join(2.0)
 
@@ -463,24 +490,28 @@ class WorkerService:
                         continue
                     log.warning("lease renewal failed for too long: %s", exc)
                 self._lease_lost.set()
-                self._wake.set()
+                self._halt_helpers()
                 return
         except Exception:  # noqa: BLE001
             log.exception("lease thread failed")
             self._lease_lost.set()
-            self._wake.set()
+            self._halt_helpers()
         finally:
             if conn is not None:
                 conn.close()
 
     def _scheduler_loop(self) -> None:
+        def ran(name: str, ok: bool, outcome: str, ms: int) -> None:
+            self._sched_wake.set()  # its next run time is known now
+            self._emit(ScheduledJobRan(name, ok, outcome, ms))
+
         sched = Scheduler(
             self.jobs,
             connect=lambda: connect(self.settings.db),
             clock=self.clock,
             settings=self.settings,
             time_fn=self.scheduler_time,
-            on_ran=lambda n, ok, out, ms: self._emit(ScheduledJobRan(n, ok, out, ms)),
+            on_ran=ran,
             should_stop=self._should_stop_import,
         )
         self._scheduler = sched
@@ -490,7 +521,13 @@ class WorkerService:
                     sched.run_due()
                 except Exception:  # noqa: BLE001
                     log.exception("scheduler tick failed")
-                self._stop.wait(0.25)
+                # sleep until the next job is due (a job that ends, "run now" and stop wake
+                # it earlier); at most SCHEDULER_MAX_SLEEP so an injected clock is followed
+                delay = sched.seconds_until_due()  # None: no job, or the start failed
+                delay = 1.0 if delay is None else min(
+                    SCHEDULER_MAX_SLEEP, max(SCHEDULER_MIN_SLEEP, delay))
+                self._sched_wake.wait(delay)
+                self._sched_wake.clear()
         finally:
             self._scheduler = None
             if not sched.shutdown(timeout=2.0):
@@ -501,18 +538,12 @@ class WorkerService:
             import watchfiles
         except ImportError:  # pragma: no cover - a declared dependency
             return
-        stop = threading.Event()
-
-        def relay() -> None:
-            while self._serving.is_set() and not self._should_stop_import():
-                self._wake.wait(0.2)
-            stop.set()
-
-        relay_thread = threading.Thread(target=relay, daemon=True)
-        relay_thread.start()
         try:
-            for changes in watchfiles.watch(self.import_dir, stop_event=stop, debounce=200,
-                                            step=50, raise_interrupt=False, watch_filter=None,
+            # the watcher ends when _watch_stop is set (stop, lost lease, end of serving);
+            # watchfiles sleeps WATCH_STEP_MS between its looks at the queue of changes
+            for changes in watchfiles.watch(self.import_dir, stop_event=self._watch_stop,
+                                            debounce=WATCH_DEBOUNCE_MS, step=WATCH_STEP_MS,
+                                            raise_interrupt=False, watch_filter=None,
                                             recursive=True, ignore_permission_denied=True):
                 for change, raw in changes:
                     if change != watchfiles.Change.deleted:
@@ -520,8 +551,6 @@ class WorkerService:
                 self._wake.set()
         except Exception as exc:  # noqa: BLE001 - fall back to the periodic rescan
             log.warning("watching %s failed (%s); relying on rescans", self.import_dir, exc)
-        finally:
-            stop.set()
 
     # -- importing -----------------------------------------------------------------------
     def _in_inbox(self, raw: str | None) -> bool:
