@@ -17,6 +17,9 @@ if TYPE_CHECKING:  # annotations only: importing the package would import the co
     from pulse_tui.cohorts.criteria import Group, Problem
 
 
+SEARCH_SCAN = 200_000  # how many of the latest arrivals a Live filter searches
+
+
 @dataclass(frozen=True, slots=True)
 class Site:
     id: str

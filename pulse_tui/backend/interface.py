@@ -104,6 +104,12 @@ class EventsBackend(Protocol):
         start), newest first, of one site or all."""
         ...
 
+    def search(self, *, text: str = "", event_type: str | None = None,
+               site_id: str | None = None, limit: int = 300) -> list[Event]:
+        """The newest events among the latest ``models.SEARCH_SCAN`` arrivals whose fields
+        contain ``text`` (ASCII letters case-insensitive), optionally of one type."""
+        ...
+
     def change_token(self) -> ChangeToken:
         """A value that changes when another writer commits events (cheap when nothing did)."""
         ...

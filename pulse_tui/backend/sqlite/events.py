@@ -22,6 +22,7 @@ from pulse_tui.models import (
     Checkpoint,
     CleanupResult,
     CohortPreview,
+    Event,
     Member,
     RefreshResult,
     RetentionGrid,
@@ -60,6 +61,11 @@ class SqliteEvents:
         rows = events.tail_events(self.conn, after_seq=after_seq, site_id=site_id, limit=limit)
         newest = max(after_seq, rows[0].seq) if rows else after_seq
         return TailPage(rows, LiveCursor(newest))
+
+    def search(self, *, text: str = "", event_type: str | None = None,
+               site_id: str | None = None, limit: int = 300) -> list[Event]:
+        return events.search_events(self.conn, text=text, event_type=event_type,
+                                    site_id=site_id, limit=limit)
 
     def change_token(self) -> ChangeToken:
         # another connection's commit changes data_version; our own do not (Store counts them)
