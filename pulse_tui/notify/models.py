@@ -97,4 +97,11 @@ def check_url(url: object) -> str | None:
         return f"must start with http:// or https:// (not {parts.scheme or 'no scheme'})"
     if not parts.hostname:
         return "must name a host"
+    import httpx  # the client webhooks are sent with: what it cannot encode is no URL
+
+    try:
+        httpx.Request("POST", url)  # builds the Host header as the client will
+    except (httpx.InvalidURL, UnicodeError):
+        return "the host name is not valid (letters, digits and hyphens, or a valid " \
+               "international name)"
     return None

@@ -75,6 +75,8 @@ def _check_headers(headers: object, errors: dict[str, str]) -> dict[str, str]:
             errors["headers"] = f"the value of {name} must be text"
         elif any(c in value for c in "\r\n\0"):
             errors["headers"] = f"the value of {name} must not contain line breaks"
+        elif not value.isascii():  # HTTP header values are sent as ASCII
+            errors["headers"] = f"the value of {name} must be plain ASCII text"
         else:
             out[name] = value
     return out
