@@ -8,6 +8,11 @@ from datetime import date, timedelta
 NONE_LABEL = "(none)"
 
 
+# the longest --from .. --to of a report or export (a daily report prints every day:
+# 0001-01-01 .. 9999-12-31 was 3.6 million rows, and retention over it took 43 s and 1.9 GB)
+MAX_RANGE_DAYS = 73_050  # 200 years
+
+
 @dataclass(frozen=True, slots=True)
 class DateRange:
     """UTC days ``start`` .. ``end``, both included."""

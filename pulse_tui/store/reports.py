@@ -36,6 +36,7 @@ from pulse_tui.clock import Clock
 from pulse_tui.errors import UsageError
 from pulse_tui.models import Site
 from pulse_tui.report_models import (
+    MAX_RANGE_DAYS,
     NONE_LABEL,
     BreakdownRow,
     DailyRow,
@@ -118,6 +119,10 @@ def make_range(clock: Clock, start: str | date | None = None, end: str | date | 
         s = e - timedelta(days=DEFAULT_DAYS - 1)
     if s > e:
         raise UsageError(f"--from {s.isoformat()} is after --to {e.isoformat()}")
+    span = (e - s).days + 1
+    if span > MAX_RANGE_DAYS:
+        raise UsageError(f"--from {s.isoformat()} .. --to {e.isoformat()} spans {span:,} days; "
+                         f"a report covers at most {MAX_RANGE_DAYS:,} days")
     return DateRange(s, e)
 
 
