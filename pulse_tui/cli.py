@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
@@ -11,7 +12,8 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +108,8 @@ class PulseGroup(click.Group):
         for key in GLOBAL_KEYS:
             if probe.params.get(key) is not None:
                 obj[key] = probe.params[key]
+        if probe.params.get("demo"):
+            obj["demo"] = True
         return obj
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -119,7 +123,11 @@ class PulseGroup(click.Group):
             formatter.write_paragraph()
             formatter.write(f"{'':{formatter.current_indent}}(settings: {exc})\n")
             return
-        with formatter.section("Effective paths"):
+        title = "Effective paths"
+        if obj.get("demo"):  # `--demo --help`: the demo's own database and folders
+            settings = settings.with_demo()
+            title = "Effective paths (demo)"
+        with formatter.section(title):
             rows = settings.describe()
             width = max(len(name) for name, _ in rows)
             for name, value in rows:  # never wrapped: a path must stay copyable
@@ -132,9 +140,13 @@ class PulseGroup(click.Group):
 @click.option("--demo", is_flag=True, help="Open a demo database with 90 days of history "
               "and live simulated traffic.")
 @click.option("--no-worker", is_flag=True, help="Do not run the embedded import/job worker.")
+@click.option("--ascii", "ascii_only", is_flag=True,
+              help="Draw charts, sparklines, glyphs and borders with ASCII only (automatic "
+              "when TERM is linux or vt100-like; config key ascii = true).")
 @click.version_option(__version__, "-V", "--version", prog_name="pulse-tui")
 @click.pass_context
-def cli(ctx: click.Context, demo: bool, no_worker: bool, **kwargs: Any) -> None:
+def cli(ctx: click.Context, demo: bool, no_worker: bool, ascii_only: bool,
+        **kwargs: Any) -> None:
     """PULSE TUI: the operator's console for a PULSE analytics database.
 
     Without a command, opens the TUI on the configured database.
@@ -145,10 +157,40 @@ def cli(ctx: click.Context, demo: bool, no_worker: bool, **kwargs: Any) -> None:
     settings = settings_from(ctx)
     if demo:
         settings = settings.with_demo()
+    if ascii_only:
+        settings = replace(settings, ascii=True)
     from pulse_tui.logging_setup import setup_logging
 
     setup_logging(settings.log_file, debug=bool(ctx.obj.get("debug")))
     run_tui(settings, demo=demo, worker=not no_worker)
+
+
+@contextlib.contextmanager
+def _demo_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar saying what the demo build is doing (a line per step without a
+    terminal); nothing is drawn when the demo already exists."""
+    bar: Any = None
+    last: list[str] = [""]
+
+    def report(what: str, done: int, total: int) -> None:
+        nonlocal bar
+        if not sys.stderr.isatty():
+            if what.split(" ", 1)[0] != last[0] or done == total:
+                click.echo(f"  {what}", err=True)
+            last[0] = what.split(" ", 1)[0]
+            return
+        if bar is None:
+            bar = click.progressbar(length=total, file=sys.stderr, width=24,
+                                    show_eta=False, show_percent=True,
+                                    item_show_func=lambda item: item)
+            bar.__enter__()
+        bar.update(done - bar.pos, what)
+
+    try:
+        yield report
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
 
 
 def run_tui(settings: Settings, *, demo: bool, worker: bool) -> None:
@@ -158,8 +200,10 @@ def run_tui(settings: Settings, *, demo: bool, worker: bool) -> None:
     if demo:
         from pulse_tui.demo import ensure_demo_database
 
-        click.echo(f"Preparing the demo database at {settings.db} ...", err=True)
-        ensure_demo_database(settings.db, clock)
+        click.echo(f"Preparing the demo database at {settings.db} (first start only)",
+                   err=True)
+        with _demo_progress() as progress:
+            ensure_demo_database(settings.db, clock, progress=progress)
     else:
         # create or check it before the screen is taken; the TUI only reads until the
         # operator writes, so a file that needs upgrading is refused untouched (SPEC 10)

@@ -23,7 +23,7 @@ INT_KEYS = (
     "rollup_retention_days",
 )
 FLOAT_KEYS = ("settle_seconds",)
-BOOL_KEYS = ("cleanup_enabled", "webhook_allow_link_local")
+BOOL_KEYS = ("cleanup_enabled", "webhook_allow_link_local", "ascii")
 KNOWN_KEYS = PATH_KEYS + INT_KEYS + FLOAT_KEYS + BOOL_KEYS
 
 IMPORT_TYPES = ("events", "users", "cohort_members")
@@ -64,6 +64,7 @@ class Settings:
     rollup_retention_days: int = 400
     cleanup_enabled: bool = True
     webhook_allow_link_local: bool = False  # 169.254.0.0/16 and fe80::/10 targets (SPEC 10)
+    ascii: bool = False  # draw with ASCII only (automatic on TERM=linux / vt100-like)
     config_file: Path | None = None
     demo: bool = False
     sources: dict[str, str] = field(default_factory=dict, compare=False)
@@ -105,6 +106,7 @@ def _defaults() -> dict[str, Any]:
         "rollup_retention_days": 400,
         "cleanup_enabled": True,
         "webhook_allow_link_local": False,
+        "ascii": False,
     }
 
 

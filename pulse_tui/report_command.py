@@ -7,6 +7,7 @@ import io
 import json
 import sqlite3
 import sys
+import textwrap
 import unicodedata
 from datetime import date
 from typing import Any
@@ -102,8 +103,6 @@ def _parse_steps(text: str | None) -> tuple[str, ...]:
 @click.pass_context
 def report_cmd(ctx: click.Context, name: str, site: str | None, start: str | None,
                end: str | None, limit: int, steps: str | None, fmt: str, **_: Any) -> None:
-    """Print report NAME: daily, breakdown, top-urls, top-referrers, top-countries,
-    top-devices, funnel (and any report added to the registry)."""
     spec = reports.REPORTS.get(name)
     if spec is None:
         raise UsageError(f"unknown report {name!r} (reports: {', '.join(reports.REPORTS)})")
@@ -138,3 +137,12 @@ def report_notes(conn: sqlite3.Connection, name: str) -> list[str]:
     see pulse_tui/store/reports.py, so nothing needs saying about them.)"""
     line = derived.describe_unusable(derived.unusable_counts(conn))
     return [line] if line else []
+
+
+# the help lists the registry itself, so a report added there is never missing from it
+report_cmd.help = (
+    "Print report NAME.\n\n\b\n"  # \b: click keeps these lines as they are
+    + "\n".join(textwrap.wrap("Reports: " + ", ".join(reports.REPORTS) + ".", 74,
+                              break_on_hyphens=False, subsequent_indent="  "))
+    + "\n\nfunnel needs --steps a,b,c; retention shows the weekly acquisition cohorts of "
+    "the range.")

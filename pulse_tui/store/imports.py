@@ -389,7 +389,9 @@ def write_members_batch(conn: sqlite3.Connection, job_id: str, rows: Sequence[tu
         for row, line in zip(rows, lines, strict=True):
             found = cohorts.get(row[1])
             if found is None:
-                all_rejects.append((line, "cohort_id", row[1], f"unknown cohort {row[1]!r}"))
+                all_rejects.append((line, "cohort_id", row[1], (
+                    f"unknown cohort {row[1]!r}: create it first as a static cohort with "
+                    "that id (TUI: 3 Cohorts, N), then import this file again")))
             elif found[0] != "static":
                 all_rejects.append((line, "cohort_id", row[1],
                                     f"cohort {row[1]!r} is a criteria cohort: its members are "

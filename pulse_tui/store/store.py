@@ -81,6 +81,11 @@ class Store:
         return await self.run(events_sql.tail_events, after_seq=after_seq, site_id=site_id,
                               limit=limit)
 
+    async def search_events(self, *, text: str = "", event_type: str | None = None,
+                            site_id: str | None = None, limit: int = 300) -> list[Event]:
+        return await self.run(events_sql.search_events, text=text, event_type=event_type,
+                              site_id=site_id, limit=limit)
+
     async def sites(self) -> list[Site]:
         return await self.run(events_sql.list_sites)
 

@@ -20,9 +20,9 @@ from pulse_tui.tui.widgets.columns import Column, FittedTable
 COLUMNS = (
     Column("name", "name"),
     Column("site", "site", 12, min_total=100),
-    Column("kind", "kind", 9),
-    Column("status", "status", 10),
-    Column("members", "members", 10, justify="right"),
+    Column("kind", "kind", 9, keep=2),
+    Column("status", "status", 10, keep=2),
+    Column("members", "members", 10, justify="right", keep=5, grow=True),
     Column("updated", "updated", 18, min_total=90),
 )
 
@@ -41,13 +41,18 @@ class CohortsScreen(PaneScreen):
         Binding("x,delete", "delete", "Delete"),
     ]
 
+    TARGETS = {action: ("#cohorts-table", "cohort")
+               for action in ("edit", "duplicate", "archive", "delete")}
+
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[cohorts_sql.CohortSummary] = []
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="cohorts-title", classes="section-title")
-        yield FittedTable(COLUMNS, id="cohorts-table")
+        yield FittedTable(COLUMNS, id="cohorts-table",
+                          empty="no cohorts yet: n adds one (N a static one, filled by imports)",
+                          detail_title="Cohort")
 
     def on_mount(self) -> None:
         self.query_one("#cohorts-table", FittedTable).focus()

@@ -17,6 +17,7 @@ from pulse_tui.exports import FORMATS, FREQUENCIES, TYPES, ExportDefinition
 from pulse_tui.store import cohorts as cohorts_sql
 from pulse_tui.store.reports import REPORTS
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.forms import FieldChecks
 from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
 from pulse_tui.tui.widgets.field_error import FieldError
 
@@ -37,7 +38,20 @@ def field_for(key: str) -> str:
     return "name"
 
 
-class ExportFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
+def name_problem(text: str) -> str | None:
+    return None if text.strip() else "required: a name to tell this export apart"
+
+
+def days_problem(text: str) -> str | None:
+    from pulse_tui.exports.definitions import MAX_DAYS
+
+    text = text.strip()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_DAYS:
+        return f"a whole number of days from 1 to {MAX_DAYS}"
+    return None
+
+
+class ExportFormScreen(FieldChecks, ReportsWorkerErrors, ModalScreen[bool]):
     """Create or edit an export definition; dismisses True when saved."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
@@ -82,7 +96,10 @@ class ExportFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
                                                     value=ex.frequency if ex else "daily",
                                                     allow_blank=False, id="ex-frequency",
                                                     compact=True), "frequency")
-            yield Static(Text("ctrl+s saves · escape cancels", style="dim"))
+            yield Static(Text("enter or ctrl+s saves · escape cancels", style="dim"))
+
+    def field_checks(self) -> dict[str, Any]:
+        return {"ex-name": name_problem, "ex-days": days_problem}
 
     def _row(self, label: str, widget: Any, field: str) -> Any:
         with Horizontal(classes="form-row", id=f"ex-row-{field}"):
@@ -128,9 +145,11 @@ class ExportFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
 
         store = self.app.store  # type: ignore[attr-defined]
         clock = self.app.clock  # type: ignore[attr-defined]
-        values = self._values()
         for field in FIELDS:
             self.query_one(f"#ex-{field}-error", FieldError).show(None)
+        if self.check_all():
+            return
+        values = self._values()
         try:
             if self.export is None:
                 await store.write(create_export, clock, site_id=self.site_id, **values)

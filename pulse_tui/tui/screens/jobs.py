@@ -22,6 +22,7 @@ from pulse_tui.tui.guards import one_at_a_time
 from pulse_tui.tui.messages import BackgroundWorkerEvent
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.confirm import ConfirmScreen
+from pulse_tui.tui.screens.detail import DetailScreen
 from pulse_tui.tui.screens.export_form import ExportFormScreen
 from pulse_tui.tui.screens.rejects import RejectsScreen
 from pulse_tui.tui.widgets.columns import Column, FittedTable
@@ -29,30 +30,30 @@ from pulse_tui.tui.widgets.share_table import share_bar
 
 EXPORT_COLUMNS = (
     Column("name", "name"),
-    Column("what", "what", 18),
-    Column("format", "fmt", 5),
-    Column("schedule", "every", 7),
+    Column("what", "what", 18, keep=2),
+    Column("format", "fmt", 5, keep=3),
+    Column("schedule", "every", 7, keep=3),
     Column("next", "next run", 17, min_total=90),
-    Column("status", "status", 10),
-    Column("last", "last file", 24, min_total=110),
+    Column("status", "status", 10, keep=4),
+    Column("last", "last file", 24, min_total=110, keep=0),
 )
 
 IMPORT_COLUMNS = (
-    Column("status", "status", 11),
-    Column("file", "file", 26),
+    Column("status", "status", 11, keep=4),
+    Column("file", "file", 20, keep=3, grow=True, max_width=40),
     Column("note", "note", min_total=120),
     Column("type", "type", 8, min_total=100),
-    Column("progress", "progress", 15),
-    Column("ok", "imported", 9, justify="right"),
-    Column("dup", "dups", 7, justify="right"),
-    Column("bad", "rejected", 9, justify="right"),
+    Column("progress", "progress", 15, keep=0, min_width=9),
+    Column("ok", "imported", 9, justify="right", keep=5, grow=True),
+    Column("dup", "dups", 5, justify="right", keep=5, grow=True),
+    Column("bad", "rejected", 9, justify="right", keep=5, grow=True),
     Column("started", "started", 20, min_total=110),
     Column("took", "took", 7, min_total=90),
 )
 SCHEDULER_COLUMNS = (
-    Column("name", "job", 20),
-    Column("last", "last run", 20),
-    Column("took", "took", 9),
+    Column("name", "job", 20, keep=3, grow=True),
+    Column("last", "last run", 20, keep=2, min_width=12),
+    Column("took", "took", 9, keep=1),
     Column("outcome", "outcome"),
     Column("next", "next run", 20, min_total=110),
 )
@@ -93,6 +94,16 @@ class JobsScreen(PaneScreen):
         Binding("tab", "app.focus_next", "Next table", show=False),
     ]
 
+    TARGETS = {
+        "open_rejects": ("#imports-table", "import"),
+        "retry": ("#imports-table", "import"),
+        "edit_export": ("#exports-table", "export"),
+        "delete_export": ("#exports-table", "export"),
+        "show_file": ("#exports-table", "export"),
+        "run_export": ("#exports-table", "export"),
+    }
+    PALETTE_ONLY = (("run_export", "Run export now"),)
+
     def compose_body(self) -> ComposeResult:
         # rows of events another program wrote that PULSE cannot use (shown only when any)
         unusable = Static(id="jobs-unusable", classes="section-title")
@@ -100,16 +111,29 @@ class JobsScreen(PaneScreen):
         yield unusable
         with Vertical(id="jobs-imports", classes="jobs-section"):
             yield Static(id="jobs-imports-title", classes="section-title")
-            yield FittedTable(IMPORT_COLUMNS, id="imports-table")
+            yield FittedTable(IMPORT_COLUMNS, id="imports-table", empty="no imports yet",
+                              detail_title="Import job")
         with Vertical(id="jobs-scheduler", classes="jobs-section"):
             yield Static(Text("Periodic jobs (worker scheduler)", style="bold"),
                          classes="section-title")
-            yield FittedTable(SCHEDULER_COLUMNS, id="scheduler-table")
+            yield FittedTable(SCHEDULER_COLUMNS, id="scheduler-table",
+                              empty="no periodic job has run yet",
+                              detail_title="Periodic job")
         with Vertical(id="jobs-exports", classes="jobs-section"):
             yield Static(id="jobs-exports-title", classes="section-title")
-            yield FittedTable(EXPORT_COLUMNS, id="exports-table")
+            yield FittedTable(EXPORT_COLUMNS, id="exports-table",
+                              empty="no exports yet: n adds one",
+                              detail_title="Export")
 
     def on_mount(self) -> None:
+        settings = self.app.settings  # type: ignore[attr-defined]
+        self.query_one("#imports-table", FittedTable).empty_text = (
+            f"no imports yet: drop CSV files into {settings.import_dir}"
+            f"{'/' if not str(settings.import_dir).endswith('/') else ''}events/, users/ "
+            "or cohort_members/ (or run pulse-tui import FILE)")
+        if not self.app.worker_enabled:  # type: ignore[attr-defined]
+            self.query_one("#scheduler-table", FittedTable).empty_text = (
+                "the worker is off here (--no-worker): pulse-tui worker runs these jobs")
         self.query_one("#imports-table", FittedTable).focus()
         self.reload()
 
@@ -274,10 +298,11 @@ class JobsScreen(PaneScreen):
         result = await self.app.store.write(  # type: ignore[attr-defined]
             run_export, ex.id, self.app.settings, self.app.clock)  # type: ignore[attr-defined]
         if result.ok:
-            self.notify(f"Wrote {result.rows or 0:,} rows to {visible(result.file_path)}",
-                        timeout=10)
+            self.notify(f"Export {visible(ex.name)}: {result.rows or 0:,} rows written "
+                        "(o shows the file)", timeout=6)
         else:
-            self.notify(f"Export failed: {visible(result.error)}", severity="error", timeout=10)
+            self.notify(f"Export {visible(ex.name)} failed (o shows why)", severity="error",
+                        timeout=8)
         self.reload()
 
     @work(exclusive=True, group="jobs-export", exit_on_error=False)
@@ -298,11 +323,15 @@ class JobsScreen(PaneScreen):
         ex = self._selected_export()
         if ex is None:
             return
-        if not ex.last_file:
-            self.notify("This export has not written a file yet.", severity="warning")
-            return
-        self.notify(f"{visible(ex.last_file)}\n{visible(ex.definition.file_url or '')}",
-                    title="Latest file", timeout=20)
+        d = ex.definition
+        fields: list[tuple[str, object]] = [("export", d.name), ("status", d.status)]
+        if d.error:
+            fields.append(("error", d.error))
+        fields.append(("latest file", ex.last_file or "(none yet: enter runs it now)"))
+        if d.file_url and d.file_url != ex.last_file:
+            fields.append(("file url", d.file_url))
+        # a dialog, not a toast: the path is read and copied, and it stays until closed
+        self.app.push_screen(DetailScreen("Latest export file", fields))
 
     @work(exclusive=True, group="jobs-rejects", exit_on_error=False)
     async def action_open_rejects(self) -> None:
@@ -315,10 +344,18 @@ class JobsScreen(PaneScreen):
         if job is None:
             return
         if not total:
-            note = f"{job.file_name}: no rejected rows"
+            # the job in full, with the whole failure reason, in a dialog that stays
+            fields: list[tuple[str, object]] = [
+                ("file", job.file_name), ("status", job.status), ("type", job.type),
+                ("rows", f"{job.processed_records:,} imported, {job.duplicate_records:,} "
+                         "duplicate, 0 rejected"),
+                ("started", format_ms(job.started_at or job.created_at)),
+                ("took", _duration(job.started_at, job.completed_at))]
             if job.message:
-                note += f" ({job.message})"
-            self.notify(visible(note), timeout=5)
+                fields.append(("reason" if job.status == "failed" else "note", job.message))
+            hint = "r moves the file back into the inbox to try again" \
+                if job.status == "failed" else ""
+            await self.app.push_screen(DetailScreen("Import job", fields, note=hint))
             return
         await self.app.push_screen(RejectsScreen(visible(job.file_name), rows, total))
 

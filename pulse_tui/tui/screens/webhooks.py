@@ -11,33 +11,35 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Checkbox, Footer, Input, Label, SelectionList, Static
+from textual.widgets import Checkbox, Input, Label, SelectionList, Static
 
 from pulse_tui.clock import format_ms
 from pulse_tui.errors import PulseError, ValidationError
 from pulse_tui.notify.models import WEBHOOK_EVENTS, WebhookEndpoint
 from pulse_tui.store import webhooks as webhooks_sql
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.forms import FieldChecks
 from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.widgets.columns import Column, FittedTable
 from pulse_tui.tui.widgets.field_error import FieldError
+from pulse_tui.tui.widgets.footer import PulseFooter
 from pulse_tui.tui.widgets.header import PulseHeader
 
 ENDPOINT_COLUMNS = (
     Column("url", "url"),
     Column("events", "events", 62, min_total=130),
-    Column("active", "active", 7),
-    Column("last", "last delivery", 15),
-    Column("secret", "secret", 15),
+    Column("active", "active", 7, keep=3),
+    Column("last", "last delivery", 15, keep=2),
+    Column("secret", "secret", 15, keep=1),
 )
 DELIVERY_COLUMNS = (
-    Column("created", "queued", 20),
-    Column("type", "event", 17),
-    Column("status", "status", 10),
-    Column("code", "HTTP", 5, justify="right"),
-    Column("attempts", "tries", 6, justify="right"),
-    Column("error", "error", min_total=90),
+    Column("created", "queued", 20, keep=2, min_width=12),
+    Column("type", "event", 15, keep=3, grow=True),
+    Column("status", "status", 10, keep=4),
+    Column("code", "HTTP", 5, justify="right", keep=5),
+    Column("attempts", "tries", 6, justify="right", keep=5),
+    Column("error", "error"),
 )
 
 
@@ -60,7 +62,19 @@ class SecretScreen(ModalScreen[None]):
                               "shown masked. enter closes.", style="dim"))
 
 
-class EndpointFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
+def headers_problem(text: str) -> str | None:
+    if not text.strip():
+        return None
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return 'not JSON: write an object like {"X-Team": "ops"}'
+    if not isinstance(parsed, dict):
+        return 'must be a JSON object like {"X-Team": "ops"}'
+    return None
+
+
+class EndpointFormScreen(FieldChecks, ReportsWorkerErrors, ModalScreen[bool]):
     """Create or edit an endpoint; dismisses True when saved."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
@@ -92,10 +106,14 @@ class EndpointFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
             yield FieldError(id="ep-headers-error")
             yield Checkbox("active (deliveries are sent)", ep.active if ep else True,
                            id="ep-active", compact=True)
-            yield Static(Text("ctrl+s saves · escape cancels", style="dim"))
+            yield Static(Text("enter or ctrl+s saves · escape cancels", style="dim"))
 
     def on_mount(self) -> None:
         self.query_one("#ep-url", Input).focus()
+
+    def field_checks(self) -> dict[str, Any]:
+        return {"ep-url": lambda text: webhooks_sql.check_url(text.strip()),
+                "ep-headers": headers_problem}
 
     def action_cancel(self) -> None:
         self.dismiss(False)
@@ -112,6 +130,8 @@ class EndpointFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
         headers: Any = None
         for field in ("url", "events", "headers"):
             self.query_one(f"#ep-{field}-error", FieldError).show(None)
+        if self.check_all():
+            return
         if raw_headers:
             try:
                 headers = json.loads(raw_headers)
@@ -164,11 +184,14 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
     def compose(self) -> ComposeResult:
         yield PulseHeader("alerts")
         yield Static(id="webhooks-title", classes="section-title")
-        yield FittedTable(ENDPOINT_COLUMNS, id="endpoints-table")
+        yield FittedTable(ENDPOINT_COLUMNS, id="endpoints-table",
+                          empty="no endpoints yet: n adds one", detail_title="Endpoint")
         yield Static(Text("Recent deliveries of the selected endpoint", style="bold"),
                      classes="section-title")
-        yield FittedTable(DELIVERY_COLUMNS, id="deliveries-table")
-        yield Footer()
+        yield FittedTable(DELIVERY_COLUMNS, id="deliveries-table",
+                          empty="no deliveries yet: t sends a test",
+                          detail_title="Delivery")
+        yield PulseFooter()
 
     def on_mount(self) -> None:
         self.query_one("#endpoints-table", FittedTable).focus()

@@ -50,7 +50,8 @@ class PulseHeader(Vertical):
             tabs.append(f"{key} {label}", style=style)
         firing = getattr(app, "firing_alerts", 0)
         if firing:
-            tabs.append(f"  ▲ {firing} firing", style="bold red")
+            tabs.append("  ")
+            tabs.append(f" ▲ {firing} firing ", style="bold reverse red")
         self.query_one("#header-tabs", Static).update(tabs)
 
         status = Text(no_wrap=True, overflow="ellipsis")
