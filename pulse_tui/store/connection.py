@@ -182,7 +182,7 @@ def upgrade_message(path: Path, version: int) -> str:
 
 
 def connect(path: str | Path, *, create: bool = True, bulk: bool = False,
-            migrate: bool = True) -> sqlite3.Connection:
+            migrate: bool = True, keep_journal_mode: bool = False) -> sqlite3.Connection:
     """Open ``path`` as a PULSE database, creating or adopting the schema as needed.
 
     Refuses (DatabaseError, one line) a file that is not SQLite, a SQLite file that is neither
@@ -192,7 +192,8 @@ def connect(path: str | Path, *, create: bool = True, bulk: bool = False,
     ``migrate=False`` is for the commands that only read: a new or empty file still gets the
     schema, but a file holding data at an older schema is refused untouched (DatabaseError
     naming ``pulse-tui migrate``), and a file the process cannot write is read in the journal
-    mode it has.
+    mode it has. ``keep_journal_mode`` (``report``, the TUI's first look) leaves a file that
+    holds data in its journal mode (rollback journal stays) instead of switching it to WAL.
     """
     path = Path(path)
     exists = path.exists()
@@ -222,9 +223,8 @@ def connect(path: str | Path, *, create: bool = True, bulk: bool = False,
         if state.needs_migration:
             # before the switch to WAL: a file that cannot be adopted is left as it was
             migrate_schema(conn, path, allow_data=migrate)
-        # commands that only read leave the journal mode of a file holding data as it is
         apply_pragmas(conn, bulk=bulk, require_wal=migrate,
-                      set_wal=migrate or not exists or state.empty)
+                      set_wal=not (keep_journal_mode and exists and not state.empty))
     except sqlite3.Error as exc:
         conn.close()
         raise DatabaseError(describe_error(exc, path)) from exc
