@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from pulse_tui.clock import Clock
+from pulse_tui.errors import UsageError
+
 NONE_LABEL = "(none)"
+DEFAULT_DAYS = 30
+
+
+# the longest --from .. --to of a report or export (a daily report prints every day:
+# 0001-01-01 .. 9999-12-31 was 3.6 million rows, and retention over it took 43 s and 1.9 GB)
+MAX_RANGE_DAYS = 73_050  # 200 years
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,3 +115,41 @@ class RangeTotals:
         if before == 0:
             return None
         return (now - before) * 100.0 / before
+
+
+# ------------------------------------------------------------------ dates and ranges
+def parse_day(text: str, option: str = "date") -> date:
+    """A ``YYYY-MM-DD`` date, or a UsageError naming the option."""
+    try:
+        if len(text.strip()) != 10:
+            raise ValueError(text)
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"{option}: not a date: {text!r} (use YYYY-MM-DD)") from None
+
+
+def default_range(clock: Clock, days: int = DEFAULT_DAYS) -> DateRange:
+    """today-(days-1) .. today, today from the clock (PULSE_NOW)."""
+    today = clock.today()
+    return DateRange(today - timedelta(days=days - 1), today)
+
+
+def make_range(clock: Clock, start: str | date | None = None, end: str | date | None = None
+               ) -> DateRange:
+    """--from/--to as given (dates or text), defaults today-29 .. today; from > to is an error.
+
+    Only --from: from .. today; only --to: (to-29) .. to.
+    """
+    s = parse_day(start, "--from") if isinstance(start, str) else start
+    e = parse_day(end, "--to") if isinstance(end, str) else end
+    if e is None:
+        e = clock.today()
+    if s is None:
+        s = e - timedelta(days=DEFAULT_DAYS - 1)
+    if s > e:
+        raise UsageError(f"--from {s.isoformat()} is after --to {e.isoformat()}")
+    span = (e - s).days + 1
+    if span > MAX_RANGE_DAYS:
+        raise UsageError(f"--from {s.isoformat()} .. --to {e.isoformat()} spans {span:,} days; "
+                         f"a report covers at most {MAX_RANGE_DAYS:,} days")
+    return DateRange(s, e)

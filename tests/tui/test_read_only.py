@@ -128,7 +128,7 @@ async def test_read_only_refuses_a_write_reached_by_key_or_palette(seeded: Setti
         (cohort_id,) = check.execute("SELECT cohort_id FROM cohorts").fetchone()
         check.close()
         with pytest.raises(ReadOnlyError, match="read-only session"):
-            await app.store.write(cohorts_sql.delete_cohort, cohort_id)
+            await app.store.write(lambda d: d.control.delete_cohort(cohort_id))
         assert _count(seeded.db, "SELECT COUNT(*) FROM cohorts") == 1
 
 
