@@ -168,6 +168,25 @@ async def test_form_label_of_the_focused_field_is_reversed(seeded: Settings) -> 
         assert "reverse" not in str(labels[1].styles.text_style)
 
 
+async def test_palette_highlighted_command_is_reversed_not_only_shaded(seeded: Settings) -> None:
+    """The palette's list never has focus (the search input has), so the focus rule for option
+    lists missed it: with NO_COLOR the highlighted command looked like every other one."""
+    from textual.command import CommandList, CommandPalette
+
+    app = make_app(seeded, clock=CLOCK, worker=False, watch_changes=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await press_until(pilot, JobsScreen, "6")
+        await pilot.press("ctrl+p")
+        palette = await until(pilot, lambda: isinstance(app.screen, CommandPalette) and app.screen)
+        await pilot.press(*"mute")
+        commands = palette.query_one(CommandList)
+        await until(pilot, lambda: commands.option_count > 0)
+        await pilot.press("down")
+        await until(pilot, lambda: commands.highlighted is not None)
+        style = commands.get_component_styles("option-list--option-highlighted")
+        assert "reverse" in str(style.text_style)
+
+
 # ---------------------------------------------------------------------------- item 3: palette
 async def test_palette_offers_every_pane_action_from_every_pane(seeded: Settings) -> None:
     app = make_app(seeded, clock=CLOCK, worker=False, watch_changes=False)
