@@ -226,7 +226,7 @@ class AlertEditorScreen(FieldChecks, ReportsWorkerErrors, Screen[bool]):
             value, fires = await store.run(engine.preview_value, self.site_id, condition, clock)
         except ValidationError as exc:
             self._show_errors(exc.errors)
-            out.update(Text("fix the fields marked in red to see values", style="dim"))
+            out.update(Text("fix the fields with a message under them to see values", style="dim"))
             return
         self._show_errors({})
         text = Text()
@@ -277,7 +277,7 @@ class AlertEditorScreen(FieldChecks, ReportsWorkerErrors, Screen[bool]):
                                   expected_updated_at=self.rule.updated_at, now_ms=now)
         except ValidationError as exc:
             self._show_errors(exc.errors, saving=True)
-            self.notify("Not saved: see the fields marked in red.", severity="error")
+            self.notify("Not saved: see the messages under the fields.", severity="error")
             return
         except (ConflictError, PulseError) as exc:
             self.notify(f"Not saved: {exc}", severity="error", timeout=10)
