@@ -168,26 +168,45 @@ async def test_form_label_of_the_focused_field_is_reversed(seeded: Settings) -> 
         assert "reverse" not in str(labels[1].styles.text_style)
 
 
-async def test_palette_highlighted_command_is_reversed_not_only_shaded(seeded: Settings) -> None:
-    """The palette's list never has focus (the search input has), so the focus rule for option
-    lists missed it: with NO_COLOR the highlighted command looked like every other one."""
-    from textual.command import CommandList, CommandPalette
+def _marked(strip) -> bool:
+    """A line drawn highlighted without colour: its blank padding is reversed or underlined
+    (search matches underline letters, never the padding)."""
+    return any(not seg.text.strip() and seg.style
+               and (seg.style.reverse or seg.style.underline) for seg in strip)
 
+
+async def test_highlighted_option_reads_without_colour(seeded: Settings, monkeypatch) -> None:
+    """Option lists render `reverse` by swapping colours, which NO_COLOR then drops: the
+    highlighted command in the palette (a list that never has focus) and the highlighted site in
+    the site picker looked like every other line."""
+    from textual.command import CommandList, CommandPalette
+    from textual.widgets import OptionList
+
+    monkeypatch.setenv("NO_COLOR", "1")
     app = make_app(seeded, clock=CLOCK, worker=False, watch_changes=False)
     async with app.run_test(size=(80, 24)) as pilot:
+        assert app.no_color
         await press_until(pilot, JobsScreen, "6")
         await pilot.press("ctrl+p")
         palette = await until(pilot, lambda: isinstance(app.screen, CommandPalette) and app.screen)
         await pilot.press(*"mute")
         commands = palette.query_one(CommandList)
-        await until(pilot, lambda: commands.option_count > 0)
+        await until(pilot, lambda: commands.option_count > 1)
         await pilot.press("down")
         await until(pilot, lambda: commands.highlighted is not None)
-        style = commands.get_component_styles("option-list--option-highlighted")
-        assert "reverse" in str(style.text_style)
+        await pilot.pause()
+        marked = [y for y in range(commands.size.height) if _marked(commands.render_line(y))]
+        assert 1 <= len(marked) <= 2, marked  # the highlighted command's title and help lines
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, JobsScreen))
+        await pilot.press("s")
+        picker = await until(pilot, lambda: app.screen.query(OptionList) and app.screen)
+        options = picker.query_one(OptionList)
+        await until(pilot, lambda: options.highlighted is not None and options.has_focus)
+        marked = [y for y in range(options.option_count) if _marked(options.render_line(y))]
+        assert marked == [options.highlighted]
 
 
-# ---------------------------------------------------------------------------- item 3: palette
 async def test_palette_offers_every_pane_action_from_every_pane(seeded: Settings) -> None:
     app = make_app(seeded, clock=CLOCK, worker=False, watch_changes=False)
     async with app.run_test(size=(80, 24)) as pilot:
