@@ -536,3 +536,26 @@ async def test_retention_view_without_rows_says_what_to_do(pulse_settings: Setti
         await pilot.press("t", "t")  # the saved cohorts view: there are none
         await until(pilot, lambda: "no saved cohort on this site: 3 Cohorts, n adds one"
                     in table.empty_message)
+
+
+async def test_import_type_is_whole_when_the_jobs_table_has_room(seeded: Settings,
+                                                                 tmp_path: Path) -> None:
+    """At 160 columns the Jobs pane showed `cohort…` for a member import while the empty note
+    column took 50 cells: the type is a short name and keeps its full width when there is room."""
+    from pulse_tui.ingest.importer import import_file
+    from pulse_tui.store.connection import connect
+
+    members = tmp_path / "members.csv"
+    members.write_text("cohort_id,user_id\nnobody,u1\n", encoding="utf-8")
+    conn = connect(seeded.db)
+    import_file(conn, members, kind="cohort_members", clock=CLOCK, job_id="job-members")
+    conn.close()
+    app = make_app(seeded, clock=CLOCK, worker=False, watch_changes=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await press_until(pilot, JobsScreen, "6")
+        table = screen.query_one("#imports-table", FittedTable)
+        await until(pilot, lambda: table.row_count == 1)
+        keys = [str(c.key.value) for c in table.columns.values()]
+        assert "type" in keys
+        cell = table.get_row_at(0)[keys.index("type")]
+        assert "cohort_members" in str(getattr(cell, "plain", cell)), cell
