@@ -126,6 +126,7 @@ def import_file(
     max_tx_seconds: float = MAX_TX_SECONDS,
     pause_between_tx: float = 0.0,
     follow_symlinks: bool = True,
+    inside: Path | None = None,
 ) -> ImportResult:
     """Import one CSV / .csv.gz file of ``kind`` (events, users, cohort_members) as a job.
 
@@ -154,7 +155,8 @@ def import_file(
       connection stored events during the pauses of the last QUIET_AFTER_SECONDS (no live
       traffic is waiting).
 
-    - ``follow_symlinks`` False: a symbolic link at ``path`` is refused (the worker's rule).
+    - ``follow_symlinks`` False: a symbolic link at ``path`` is refused (the worker's rule);
+      ``inside`` (the import folder): a subfolder of it holding ``path`` is never a link.
     - The file is read through one descriptor; when its size, modification or change time
       moved while it was read (overwritten in place, truncated, appended), the job fails and
       the result has ``changed`` True (rows already stored stay; importing the file again
@@ -175,7 +177,8 @@ def import_file(
                             job_id=job_id, progress=progress, should_stop=should_stop,
                             batch_size=batch_size, max_tx_seconds=max_tx_seconds,
                             pause_between_tx=pause_between_tx,
-                            follow_symlinks=follow_symlinks, created=created)
+                            follow_symlinks=follow_symlinks, inside=inside,
+                            created=created)
     except sqlite3.Error as exc:
         if "job_id" in created:
             _fail_after_error(conn, created["job_id"], exc, clock)
@@ -212,6 +215,7 @@ def _import_file(
     max_tx_seconds: float,
     pause_between_tx: float,
     follow_symlinks: bool,
+    inside: Path | None,
     created: dict[str, str],
 ) -> ImportResult:
     started = time.monotonic()
@@ -227,7 +231,7 @@ def _import_file(
         kind = job.type if job.type in KINDS else kind
     rejected: FileRejected | None = None
     try:
-        src: CsvFile | None = CsvFile(path, follow_symlinks=follow_symlinks)
+        src: CsvFile | None = CsvFile(path, follow_symlinks=follow_symlinks, inside=inside)
     except FileRejected as exc:
         src, rejected = None, exc
     opened = src.fstat() if src is not None else None

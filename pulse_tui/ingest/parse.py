@@ -440,10 +440,12 @@ class CsvFile:
     then ``batches(...)``.
     """
 
-    def __init__(self, path: Path, *, follow_symlinks: bool = True) -> None:
+    def __init__(self, path: Path, *, follow_symlinks: bool = True,
+                 inside: Path | None = None) -> None:
         self.path = path
         try:
-            self._raw: IO[bytes] = open_input(path, follow_symlinks=follow_symlinks)
+            self._raw: IO[bytes] = open_input(path, follow_symlinks=follow_symlinks,
+                                              inside=inside)
         except OSError as exc:
             raise FileRejected(f"cannot read {path.name}: {exc.strerror or exc}") from exc
         compressed = is_gzip(path)

@@ -49,6 +49,13 @@ def check_url(url: object) -> str | None:
         return f"must start with http:// or https:// (not {parts.scheme or 'no scheme'})"
     if not parts.hostname:
         return "must name a host"
+    import httpx  # the client webhooks are sent with: what it cannot encode is no URL
+
+    try:
+        httpx.Request("POST", url)  # builds the Host header as the client will
+    except (httpx.InvalidURL, UnicodeError):
+        return "the host name is not valid (letters, digits and hyphens, or a valid " \
+               "international name)"
     return None
 
 
@@ -96,6 +103,8 @@ def _check_headers(headers: object, errors: dict[str, str]) -> dict[str, str]:
             errors["headers"] = f"the value of {name} must be text"
         elif any(c in value for c in "\r\n\0"):
             errors["headers"] = f"the value of {name} must not contain line breaks"
+        elif not value.isascii():  # HTTP header values are sent as ASCII
+            errors["headers"] = f"the value of {name} must be plain ASCII text"
         else:
             out[name] = value
     return out

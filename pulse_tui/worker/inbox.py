@@ -111,9 +111,18 @@ def kind_of(import_dir: Path, path: Path) -> str | None:
     return None
 
 
+def candidate(path: Path) -> bool:
+    """Anything but a folder (a link is judged as itself): regular files are imported;
+    links, pipes, sockets and devices are refused later, with the reason."""
+    try:
+        return not stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def scan(import_dir: Path) -> dict[Path, str]:
-    """Every candidate in the inbox (regular files, and symbolic links, which are refused
-    later), with its type. An inbox subfolder that is itself a link is not looked into."""
+    """Every candidate in the inbox (see :func:`candidate`), with its type. An inbox
+    subfolder that is itself a link is not looked into."""
     found: dict[Path, str] = {}
     dirs = [import_dir, *inbox_dirs(import_dir).values()]
     for folder in dirs:
@@ -125,7 +134,7 @@ def scan(import_dir: Path) -> dict[Path, str]:
             continue
         for entry in entries:
             try:
-                if not (entry.is_symlink() or entry.is_file(follow_symlinks=False)):
+                if entry.is_dir(follow_symlinks=False):
                     continue
             except OSError:
                 continue

@@ -74,6 +74,7 @@ log = logging.getLogger("pulse_tui.worker")
 EventCallback = Callable[[WorkerEvent], None]
 
 LINK_REASON = "symbolic links are not imported"
+SPECIAL_REASON = "not a regular file (a pipe, socket or device); not imported"
 REPLACED_NOTE = ("the file was replaced while it was imported; the new file is imported as a "
                  "new job")
 REMOVED_NOTE = "the file was removed from the import folder while it was imported"
@@ -149,6 +150,7 @@ class WorkerService:
         self._lease_lost = threading.Event()
         self._serving = threading.Event()
         self._wake = threading.Event()  # the import loop: a file event, stop, lease lost
+        self._rescan_soon = threading.Event()  # the watcher lost a batch of changes
         self._sched_wake = threading.Event()  # the scheduler loop: run now, a job ended, stop
         self._watch_stop = threading.Event()  # ends the file watcher
         self._changes: queue.SimpleQueue[Path] = queue.SimpleQueue()
@@ -385,7 +387,8 @@ class WorkerService:
             next_rescan = time.monotonic() + self.rescan_interval
             while not self._should_stop_import():
                 self._drain_changes()
-                if time.monotonic() >= next_rescan:
+                if time.monotonic() >= next_rescan or self._rescan_soon.is_set():
+                    self._rescan_soon.clear()
                     self._rescan()
                     next_rescan = time.monotonic() + self.rescan_interval
                 ready = self._tracker.settled()
@@ -422,7 +425,7 @@ class WorkerService:
             except queue.Empty:
                 return
             kind = inbox.kind_of(self.import_dir, path)
-            if kind is not None and (path.is_symlink() or path.is_file()):
+            if kind is not None and inbox.candidate(path):
                 self._track(path, kind)
 
     def _folders_usable(self) -> bool:
@@ -536,19 +539,34 @@ class WorkerService:
             import watchfiles
         except ImportError:  # pragma: no cover - a declared dependency
             return
-        try:
-            # the watcher ends when _watch_stop is set (stop, lost lease, end of serving);
-            # watchfiles sleeps WATCH_STEP_MS between its looks at the queue of changes
-            for changes in watchfiles.watch(self.import_dir, stop_event=self._watch_stop,
-                                            debounce=WATCH_DEBOUNCE_MS, step=WATCH_STEP_MS,
-                                            raise_interrupt=False, watch_filter=None,
-                                            recursive=True, ignore_permission_denied=True):
-                for change, raw in changes:
-                    if change != watchfiles.Change.deleted:
-                        self._changes.put(Path(raw))
+        stop = self._watch_stop  # set on stop, a lost lease and the end of serving
+        failures = 0
+        while not stop.is_set():
+            try:
+                # watchfiles sleeps WATCH_STEP_MS between its looks at the queue of changes
+                for changes in watchfiles.watch(self.import_dir, stop_event=stop,
+                                                debounce=WATCH_DEBOUNCE_MS, step=WATCH_STEP_MS,
+                                                raise_interrupt=False, watch_filter=None,
+                                                recursive=True, ignore_permission_denied=True):
+                    failures = 0
+                    for change, raw in changes:
+                        if change != watchfiles.Change.deleted:
+                            self._changes.put(Path(raw))
+                    self._wake.set()
+                return  # stopped
+            except Exception as exc:  # noqa: BLE001 - e.g. a name that is not UTF-8
+                # the batch of changes is lost: rescan at once, then watch again (after a
+                # pause growing to 1 s while it keeps failing: a name that is not UTF-8
+                # being written to, or the folder gone)
+                failures += 1
+                (log.warning if failures == 1 else log.debug)(
+                    "watching %s was interrupted (%s); rescanning and watching again",
+                    shown(self.import_dir), shown(str(exc)))
+                self._rescan_soon.set()
                 self._wake.set()
-        except Exception as exc:  # noqa: BLE001 - fall back to the periodic rescan
-            log.warning("watching %s failed (%s); relying on rescans", self.import_dir, exc)
+                stop.wait(min(1.0, self.rescan_interval, 0.05 * 2 ** min(failures, 5)))
+                self._rescan_soon.set()  # and what arrived while nothing watched
+                self._wake.set()
 
     # -- importing -----------------------------------------------------------------------
     def _in_inbox(self, raw: str | None) -> bool:
@@ -618,7 +636,10 @@ class WorkerService:
         if stat.S_ISLNK(st.st_mode):
             self._refuse_link(conn, path, kind, job_id)
             return
-        if not stat.S_ISREG(st.st_mode):
+        if stat.S_ISDIR(st.st_mode):
+            return  # a folder named like an input is left alone
+        if not stat.S_ISREG(st.st_mode):  # never opened: a pipe would block
+            self._refuse_link(conn, path, kind, job_id, SPECIAL_REASON)
             return
         state: dict[str, Any] = {"job_id": job_id}
 
@@ -635,7 +656,7 @@ class WorkerService:
                                         max_tx_seconds=WORKER_TX_SECONDS,
                                         pause_between_tx=WORKER_TX_PAUSE,
                                         progress=progress, should_stop=self._should_stop_import,
-                                        follow_symlinks=False)
+                                        follow_symlinks=False, inside=self.import_dir)
             job = getattr(result, "job_id", None) or state.get("job_id")
             changed = bool(getattr(result, "changed", False))
         except FileNotFoundError:
@@ -686,16 +707,17 @@ class WorkerService:
             return
         self._place(conn, row, fallback=path)
 
-    def _refuse_link(self, conn: Any, path: Path, kind: str, job_id: str | None) -> None:
-        """A symbolic link in the inbox is never followed: it goes to failed/ as itself."""
-        log.warning("%s is a symbolic link: %s; moving the link to failed/", shown(path),
-                    LINK_REASON)
+    def _refuse_link(self, conn: Any, path: Path, kind: str, job_id: str | None,
+                     reason: str = LINK_REASON) -> None:
+        """A symbolic link (or a pipe, socket or device) in the inbox is never followed nor
+        opened: it goes to failed/ as itself."""
+        log.warning("%s: %s; moving it to failed/", shown(path), reason)
         if job_id is not None and jobs_sql.get_job(conn, job_id) is not None:
-            jobs_sql.mark_failed(conn, job_id, LINK_REASON, self.clock.now_ms())
+            jobs_sql.mark_failed(conn, job_id, reason, self.clock.now_ms())
         else:
             job_id = uuid.uuid4().hex
             jobs_sql.insert_failed_job(conn, job_id, kind=kind, site_id="", file_name=path.name,
-                                       file_size=0, source_path=str(path), message=LINK_REASON,
+                                       file_size=0, source_path=str(path), message=reason,
                                        now_ms=self.clock.now_ms())
         row = jobs_sql.get_job(conn, job_id)
         if row is not None:
@@ -746,6 +768,13 @@ class WorkerService:
             try:
                 errors_path = self._move(conn, row, src, dest)
                 moved = True
+            except _Replaced:
+                log.warning("job %s: %s was replaced before it could be moved; the new file "
+                            "is imported as a new job", row.id, shown(src))
+                jobs_sql.set_not_moved(conn, row.id,
+                                       REPLACED_NOTE if row.status == "completed" else None)
+                dest = None
+                self._track(src, inbox.kind_of(self.import_dir, src) or row.type)
             except (OSError, PulseError) as exc:
                 problem = _reason(exc)
         if problem is not None and src is not None and os.path.lexists(src):
@@ -792,6 +821,16 @@ class WorkerService:
         finally:
             if fd is not None:
                 os.close(fd)
+        # the file may have been replaced meanwhile (writing the errors file takes a while):
+        # never move a file that was not read as this job's
+        stored = jobs_sql.source_identity(conn, row.id)
+        if stored is not None and not os.path.lexists(dest):
+            try:
+                now = identity(os.lstat(src))
+            except OSError:
+                now = stored
+            if now != stored:
+                raise _Replaced(f"{shown(src)} was replaced")
         if not inbox.finish_move(src, dest, self.import_dir):
             raise FileNotFoundError(f"{shown(src)} is gone")
         return errors_path
@@ -853,6 +892,10 @@ class WorkerService:
                 rollback_quietly(conn)  # a hook that failed inside its transaction
 
 
+class _Replaced(PulseError):
+    """The job's file is not under its name any more (another file is)."""
+
+
 def _reason(exc: BaseException) -> str:
     """One line in our words for a file-system error."""
     if isinstance(exc, PulseError):
@@ -898,9 +941,17 @@ def retry_failed_file(conn: Any, import_dir: Path, path: Path) -> Path:
         name = path.name
     dest = inbox.unique_destination(import_dir / kind, name)
     inbox.move_no_overwrite(path, dest, import_dir)
-    stale = path.parent / inbox.errors_name(path.name)
-    if os.path.lexists(stale):
-        stale.unlink()
+    try:  # the stale errors file, in failed/ opened without following a link
+        fd = inbox.open_subfolder(import_dir, inbox.FAILED)
+    except UnsafePathError as exc:
+        log.warning("the errors file of %s stays: %s", shown(path.name), exc)
+    else:
+        try:
+            os.unlink(inbox.errors_name(path.name), dir_fd=fd)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)
     for job in jobs:
         jobs_sql.set_retried(conn, job.id, str(dest))
     return dest
