@@ -559,3 +559,28 @@ async def test_import_type_is_whole_when_the_jobs_table_has_room(seeded: Setting
         assert "type" in keys
         cell = table.get_row_at(0)[keys.index("type")]
         assert "cohort_members" in str(getattr(cell, "plain", cell)), cell
+
+
+async def test_enter_on_an_alert_history_row_shows_it_in_full(seeded: Settings,
+                                                             conn: sqlite3.Connection) -> None:
+    """The history's message column is cut at 80 columns; `enter` on a history row did nothing
+    visible (only `i` opened the row)."""
+    rule = next(r for r in alerts_sql.list_rules(conn) if r.name == "Quiet")
+    message = "events = 0 in the last 5 min; events < 1 in 5 min holds, and then some more words"
+    alerts_sql.add_history(conn, rule.rule_id, at=FIXED_NOW_MS - 1000, state="firing", value=0,
+                           threshold=1, message=message)
+    conn.commit()
+    app = make_app(seeded, clock=CLOCK, worker=False, watch_changes=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await press_until(pilot, AlertsScreen, "5")
+        rules = screen.query_one("#rules-table", DataTable)
+        await until(pilot, lambda: rules.row_count == 2)
+        history = screen.query_one("#history-table", FittedTable)
+        while history.row_count == 0:  # the rules are listed by name: Quiet is the second
+            await pilot.press("down")
+            await until(pilot, lambda: rules.cursor_row == 1)
+            await until(pilot, lambda: history.row_count == 1, timeout=5)
+        history.focus()
+        detail = await press_until(pilot, DetailScreen, "enter")
+        assert ("message", message) in detail.fields
+        assert isinstance(app.screen_stack[-2], AlertsScreen)  # not the rule editor
