@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,7 +139,7 @@ def gaps(samples: list[tuple[float, int]], start: float, end: float) -> list[flo
             marks.append(t)
         prev = v
     marks.append(end)
-    return [b - a for a, b in zip(marks, marks[1:]) if b > a]
+    return [b - a for a, b in pairwise(marks) if b > a]
 
 
 def p95(values: list[float]) -> float:
@@ -314,7 +315,7 @@ def main() -> int:
     end = trace.done_at
     seq_gaps = gaps([(t, s) for t, s, _ in trace.samples], start, end)
     sim_gaps = gaps([(t, s) for t, _, s in trace.samples], start, end)
-    ticks = [b[0] - a[0] for a, b in zip(trace.samples, trace.samples[1:])
+    ticks = [b[0] - a[0] for a, b in pairwise(trace.samples)
              if start <= a[0] <= end]
 
     # ------------------------------------------------------------------ report

@@ -67,9 +67,8 @@ def build_history(conn: sqlite3.Connection, now_ms: int, *, days: int, seed: int
     say("importing samples, example cohorts", days + 1)
     seed_examples(conn, Clock(now_ms))
     say("done", steps)
-    conn.execute("BEGIN IMMEDIATE")
-    derived.set_meta(conn, DEMO_MARK, now_ms)
-    conn.execute("COMMIT")
+    with write_transaction(conn):
+        derived.set_meta(conn, DEMO_MARK, now_ms)
     log.info("demo database built: %d events, %d users", total, len(sim.users()))
     return total
 

@@ -29,3 +29,15 @@ class ValidationError(UsageError):
 
 class ConflictError(PulseError):
     """Someone else changed the row since it was read (optimistic check on ``updated_at``)."""
+
+
+class NameTaken(PulseError):
+    """A name or id that must be unique is already in use (nothing was saved)."""
+
+
+class RowVanished(PulseError):
+    """The row the operator acted on is gone (deleted by someone else?)."""
+
+
+class CohortNotFound(RowVanished):
+    """No cohort with that id (deleted by someone else?)."""

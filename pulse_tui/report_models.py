@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, timedelta
 
+from pulse_tui.clock import Clock
+from pulse_tui.errors import UsageError
+
 NONE_LABEL = "(none)"
+DEFAULT_DAYS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,3 +110,37 @@ class RangeTotals:
         if before == 0:
             return None
         return (now - before) * 100.0 / before
+
+
+# ------------------------------------------------------------------ dates and ranges
+def parse_day(text: str, option: str = "date") -> date:
+    """A ``YYYY-MM-DD`` date, or a UsageError naming the option."""
+    try:
+        if len(text.strip()) != 10:
+            raise ValueError(text)
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"{option}: not a date: {text!r} (use YYYY-MM-DD)") from None
+
+
+def default_range(clock: Clock, days: int = DEFAULT_DAYS) -> DateRange:
+    """today-(days-1) .. today, today from the clock (PULSE_NOW)."""
+    today = clock.today()
+    return DateRange(today - timedelta(days=days - 1), today)
+
+
+def make_range(clock: Clock, start: str | date | None = None, end: str | date | None = None
+               ) -> DateRange:
+    """--from/--to as given (dates or text), defaults today-29 .. today; from > to is an error.
+
+    Only --from: from .. today; only --to: (to-29) .. to.
+    """
+    s = parse_day(start, "--from") if isinstance(start, str) else start
+    e = parse_day(end, "--to") if isinstance(end, str) else end
+    if e is None:
+        e = clock.today()
+    if s is None:
+        s = e - timedelta(days=DEFAULT_DAYS - 1)
+    if s > e:
+        raise UsageError(f"--from {s.isoformat()} is after --to {e.isoformat()}")
+    return DateRange(s, e)

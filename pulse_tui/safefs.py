@@ -104,6 +104,10 @@ def fit_name(stem: str, suffix: str, limit: int = NAME_MAX) -> str:
     raw = os.fsencode(name)
     if len(raw) <= limit:
         return name
+    if len(os.fsencode(suffix)) > limit // 2:
+        # an "extension" that long (a name with a dot near its start) leaves no room for the
+        # stem: cut the whole name instead; the hash still tells suffixes apart
+        return fit_name(stem + suffix, "", limit)
     digest = hashlib.sha256(os.fsencode(stem)).hexdigest()[:8]
     if len(os.fsencode(suffix)) > limit // 2:
         # an "extension" this long (a name with an early dot) is no extension: the whole

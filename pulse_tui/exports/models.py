@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pulse_tui.clock import DAY_MS, HOUR_MS, WEEK_MS
-from pulse_tui.store.exports import ExportRun
+from pulse_tui.models import ExportRun
 
 TYPES = ("report", "metrics", "audience")
 FORMATS = ("csv", "json")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import gzip
-import hashlib
 import io
 import os
 import re
@@ -18,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
+from pulse_tui.models import member_id_for
 from pulse_tui.safefs import open_input
 
 KINDS = ("events", "users", "cohort_members")
@@ -171,12 +171,6 @@ def kind_from_header(names: list[str]) -> str | None:
     if "user_id" in cols:
         return "users"
     return None
-
-
-def member_id_for(cohort_id: str, user_id: str) -> str:
-    """The stable default member_id: a hash of cohort_id and user_id."""
-    digest = hashlib.sha256(f"{cohort_id}\x1f{user_id}".encode("utf-8", "surrogatepass"))
-    return "m_" + digest.hexdigest()[:32]
 
 
 def printable_value(value: str) -> str:

@@ -25,12 +25,12 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pulse_tui.clock import DAY_MS, Clock
 from pulse_tui.config import Settings
+from pulse_tui.models import CleanupResult
 from pulse_tui.store import derived
 from pulse_tui.store import exports as export_store
 from pulse_tui.store.tx import write_transaction
@@ -39,39 +39,6 @@ log = logging.getLogger("pulse_tui.cleanup")
 
 BATCH_ROWS = 5_000
 PROTECTED_TABLES = frozenset({"user_first_seen", "acquisition_retention"})
-
-
-@dataclass(frozen=True, slots=True)
-class CleanupResult:
-    """Counts of one cleanup pass (``enabled`` False: nothing was done)."""
-
-    enabled: bool = True
-    events: int = 0
-    sessions_deleted: int = 0
-    sessions_updated: int = 0
-    rollup_rows: int = 0
-    export_runs: int = 0
-    export_files: int = 0
-    one_off_exports: int = 0
-    deliveries: int = 0
-    temp_files: int = 0
-    cohorts_refreshed: int = 0
-    events_cutoff_ms: int | None = None
-    rollup_cutoff_day: int | None = None
-    exports_cutoff_ms: int | None = None
-
-    def describe(self) -> str:
-        if not self.enabled:
-            return "cleanup disabled (cleanup_enabled = false)"
-        text = (f"deleted {self.events} events, {self.sessions_deleted} sessions "
-                f"({self.sessions_updated} recomputed), {self.rollup_rows} rollup rows, "
-                f"{self.export_runs} export runs ({self.export_files} files), "
-                f"{self.one_off_exports} one-off exports, {self.deliveries} webhook deliveries")
-        if self.temp_files:
-            text += f", {self.temp_files} stale temp files"
-        if self.cohorts_refreshed:
-            text += f"; {self.cohorts_refreshed} cohorts refreshed"
-        return text
 
 
 # ---------------------------------------------------------------- events and sessions

@@ -27,7 +27,6 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from pulse_tui.clock import DAY_MS, Clock
@@ -40,8 +39,15 @@ from pulse_tui.cohorts.criteria import (
     parse,
     validate,
 )
-from pulse_tui.errors import ConflictError, PulseError, ValidationError
-from pulse_tui.ingest.parse import member_id_for
+from pulse_tui.errors import CohortNotFound, ConflictError, NameTaken, ValidationError
+from pulse_tui.models import (
+    Cohort,
+    CohortPreview,
+    CohortSummary,
+    Member,
+    RefreshResult,
+    member_id_for,
+)
 from pulse_tui.store import derived
 from pulse_tui.store.tx import write_transaction as _write
 
@@ -64,75 +70,7 @@ MEMBERSHIP_CHANGED_HOOKS: list[MembershipHook] = [
 ]
 
 
-class CohortNotFound(PulseError):
-    """No cohort with that id (deleted by someone else?)."""
-
-
 # ---------------------------------------------------------------------------- dataclasses
-@dataclass(frozen=True, slots=True)
-class Cohort:
-    """One cohort row; ``criteria`` is None (and ``problems`` says why) when the stored JSON
-    is invalid (written by another program)."""
-
-    cohort_id: str
-    site_id: str
-    name: str
-    description: str | None
-    criteria_text: str
-    criteria: Group | None
-    problems: tuple[Problem, ...]
-    status: str
-    kind: str
-    created_at: int
-    updated_at: int
-
-
-@dataclass(frozen=True, slots=True)
-class CohortSummary:
-    """A cohort for lists: member count = active rows of cohort_members."""
-
-    cohort_id: str
-    site_id: str
-    name: str
-    status: str
-    kind: str
-    members: int
-    updated_at: int
-    problem: str | None = None  # why its stored criteria cannot be used (written elsewhere)
-
-
-@dataclass(frozen=True, slots=True)
-class Member:
-    user_id: str | None
-    joined_at: int
-    last_seen_at: int
-    is_active: bool
-
-
-@dataclass(frozen=True, slots=True)
-class CohortPreview:
-    """What saving criteria would give, computed without writing: count and a sample."""
-
-    count: int
-    sample: tuple[Member, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class RefreshResult:
-    """Outcome of one cohort's refresh (``error`` set when its stored criteria are invalid)."""
-
-    cohort_id: str
-    matched: int = 0
-    added: int = 0
-    updated: int = 0
-    deactivated: int = 0
-    skipped: str | None = None  # why nothing was computed (static, invalid criteria, gone)
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.added or self.updated or self.deactivated)
-
-
 # ---------------------------------------------------------------------------- helpers
 def member_id(cohort_id: str, user_id: str) -> str:
     """The stable cohort_members.member_id of (cohort, user): the importer's default
@@ -200,6 +138,12 @@ def get_cohort(conn: sqlite3.Connection, cohort_id: str) -> Cohort:
     if row is None:
         raise CohortNotFound(f"cohort {cohort_id!r} does not exist (deleted by someone else?)")
     return _cohort(row)
+
+
+def site_of(conn: sqlite3.Connection, cohort_id: str) -> str | None:
+    """The site of a cohort, None when there is no such cohort."""
+    row = conn.execute("SELECT site_id FROM cohorts WHERE cohort_id = ?", (cohort_id,)).fetchone()
+    return None if row is None else row[0]
 
 
 def list_cohorts(conn: sqlite3.Connection, site_id: str | None = None, *,
@@ -295,6 +239,21 @@ def report_rows(conn: sqlite3.Connection, params: Any) -> list[dict[str, object]
 
 
 # ---------------------------------------------------------------------------- writes
+def insert_cohort(conn: sqlite3.Connection, *, cohort_id: str, site_id: str, name: str,
+                  description: str | None, criteria_text: str, status: str, kind: str,
+                  now_ms: int) -> None:
+    """The one statement that adds a cohorts row (inside the caller's transaction); NameTaken
+    when the cohort_id is already in use."""
+    try:
+        conn.execute(
+            "INSERT INTO cohorts (cohort_id, site_id, name, description, criteria, status, "
+            "created_at, updated_at, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (cohort_id, site_id, name, description, criteria_text, status, now_ms, now_ms, kind),
+        )
+    except sqlite3.IntegrityError as exc:
+        raise NameTaken(f"a cohort with id {cohort_id!r} already exists") from exc
+
+
 def create_cohort(conn: sqlite3.Connection, clock: Clock, *, site_id: str, name: str,
                   criteria: object = None, description: str | None = None,
                   kind: str = "criteria", status: str = "active",
@@ -309,11 +268,9 @@ def create_cohort(conn: sqlite3.Connection, clock: Clock, *, site_id: str, name:
     cid = cohort_id or uuid.uuid4().hex
     now = clock.now_ms()
     with _write(conn):
-        conn.execute(
-            "INSERT INTO cohorts (cohort_id, site_id, name, description, criteria, status, "
-            "created_at, updated_at, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (cid, site_id, name.strip(), description, text, status, now, now, kind),
-        )
+        insert_cohort(conn, cohort_id=cid, site_id=site_id, name=name.strip(),
+                      description=description, criteria_text=text, status=status, kind=kind,
+                      now_ms=now)
     if refresh and kind == "criteria":
         refresh_cohort(conn, clock, cid)
     return get_cohort(conn, cid)
@@ -389,12 +346,9 @@ def duplicate_cohort(conn: sqlite3.Connection, clock: Clock, cohort_id: str, *,
     cid = uuid.uuid4().hex
     now = clock.now_ms()
     with _write(conn):
-        conn.execute(
-            "INSERT INTO cohorts (cohort_id, site_id, name, description, criteria, status, "
-            "created_at, updated_at, kind) VALUES (?, ?, ?, ?, ?, 'active', ?, ?, ?)",
-            (cid, src.site_id, new_name.strip(), src.description, src.criteria_text, now, now,
-             src.kind),
-        )
+        insert_cohort(conn, cohort_id=cid, site_id=src.site_id, name=new_name.strip(),
+                      description=src.description, criteria_text=src.criteria_text,
+                      status="active", kind=src.kind, now_ms=now)
         if src.kind == "static":
             _register_member_id(conn)
             conn.execute(

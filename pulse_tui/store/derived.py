@@ -25,6 +25,7 @@ import logging
 import sqlite3
 import time
 
+from pulse_tui.models import describe_unusable as describe_unusable
 from pulse_tui.store.tx import write_transaction
 
 log = logging.getLogger(__name__)
@@ -452,18 +453,6 @@ def unusable_counts(conn: sqlite3.Connection) -> dict[str, int]:
     out = {"total": int(row[0])}
     out.update({c: int(n) for c, n in zip(cols, row[1:], strict=True) if n})
     return out
-
-
-def describe_unusable(counts: dict[str, int]) -> str:
-    """One line for an operator, '' when there is nothing to say."""
-    total = counts.get("total", 0)
-    if not total:
-        return ""
-    cols = ", ".join(f"{c} {n}" for c, n in counts.items() if c != "total")
-    rows = "row" if total == 1 else "rows"
-    return (f"{total} {rows} of events cannot be used (wrong type, empty or out-of-range value: "
-            f"{cols}); they are left out of every report and derived table until fixed or "
-            "deleted")
 
 
 ROLLUP_TABLES = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 
-from pulse_tui.models import Event, NewEvent, Site
+from pulse_tui.models import SEARCH_SCAN, Event, NewEvent, Site
 from pulse_tui.store.derived import VALID_EVENT
 
 EVENT_COLUMNS = (
@@ -70,7 +70,6 @@ def tail_events(
     return [_event(r) for r in conn.execute(sql, params)]
 
 
-SEARCH_SCAN = 200_000  # how many of the latest arrivals a Live filter searches
 
 _SEARCH_HAY = " || ' ' || ".join(
     f"coalesce({c}, '')" for c in ("event_type", "site_id", "user_id", "url", "referrer",
@@ -114,3 +113,37 @@ def list_sites(conn: sqlite3.Connection) -> list[Site]:
     return [Site(*r) for r in conn.execute(
         "SELECT id, name, domain, created_at FROM sites ORDER BY id"
     )]
+
+
+def upsert_sites(conn: sqlite3.Connection, rows: Sequence[tuple[str, str | None, str | None]],
+                 now_ms: int) -> None:
+    """(id, name, domain) sites: new ones inserted, existing ones keep a name/domain they have."""
+    conn.executemany(
+        "INSERT INTO sites (id, name, domain, created_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(id) DO UPDATE SET name = coalesce(sites.name, excluded.name), "
+        "domain = coalesce(sites.domain, excluded.domain)",
+        [(s, n, d, now_ms) for s, n, d in rows],
+    )
+
+
+def insert_new_users(conn: sqlite3.Connection, rows: Sequence[tuple[object, ...]]) -> None:
+    """users rows (user_id, site_id, name, email, company, plan, created_at, updated_at); a
+    user_id already stored is left as it is."""
+    conn.executemany(
+        """
+        INSERT INTO users (user_id, site_id, name, email, company, plan, created_at, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT(user_id) DO NOTHING
+        """,
+        rows,
+    )
+
+
+def newest_seq(conn: sqlite3.Connection) -> int:
+    """The newest arrival number (rowid; never reused: cleanup keeps the top row)."""
+    return conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
+
+
+def data_version(conn: sqlite3.Connection) -> int:
+    """SQLite's PRAGMA data_version: changes when another connection commits (cheap)."""
+    return conn.execute("PRAGMA data_version").fetchone()[0]

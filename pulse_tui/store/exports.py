@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from pulse_tui.models import ExportJobRow, ExportRun
 from pulse_tui.store.tx import write_transaction
 
 JOB_COLUMNS = ("id", "site_id", "type", "name", "format", "filters", "status", "file_url",
@@ -14,38 +14,6 @@ JOB_COLUMNS = ("id", "site_id", "type", "name", "format", "filters", "status", "
 RUN_COLUMNS = ("id", "export_id", "started_at", "finished_at", "status", "file_path", "rows",
                "error")
 _UPDATABLE = frozenset(JOB_COLUMNS) - {"id", "created_at"}
-
-
-@dataclass(frozen=True, slots=True)
-class ExportJobRow:
-    """One export_jobs row as stored (JSON columns still text; other programs may write any)."""
-
-    id: str
-    site_id: str
-    type: str
-    name: str
-    format: str | None
-    filters: str | None
-    status: str | None
-    file_url: str | None
-    scheduled: str | None
-    created_at: int
-    completed_at: int | None
-    error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class ExportRun:
-    """One export_runs row: a single run of an export (status running | completed | failed)."""
-
-    id: int
-    export_id: str
-    started_at: int
-    finished_at: int | None
-    status: str
-    file_path: str | None
-    rows: int | None
-    error: str | None
 
 
 _JOB_SELECT = f"SELECT {', '.join(JOB_COLUMNS)} FROM export_jobs"

@@ -6,9 +6,9 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from pulse_tui.models import BatchOutcome, Checkpoint, ImportJob
 from pulse_tui.store import derived
 from pulse_tui.store.events import ensure_sites
 from pulse_tui.store.tx import rollback_quietly, write_transaction
@@ -18,52 +18,12 @@ ERRORS_SAMPLE = 20  # rejects kept in import_jobs.errors (the rest live in impor
 RejectRow = tuple[int, str | None, str | None, str]  # line, column, value, reason
 
 
-@dataclass(frozen=True, slots=True)
-class ImportJob:
-    """One row of ``import_jobs`` (the fields the importer and the Jobs pane use)."""
-
-    id: str
-    site_id: str
-    type: str
-    status: str
-    file_name: str
-    file_size: int
-    total_records: int | None
-    processed_records: int
-    failed_records: int
-    duplicate_records: int
-    errors: str | None
-    created_at: int
-    started_at: int | None
-    completed_at: int | None
-    source_path: str | None
-    result_path: str | None
-    checkpoint_rows: int
-    checkpoint_offset: int
-    checkpoint_line: int
-    message: str | None
-
-
 JOB_COLUMNS = (  # in ImportJob's field order; rows other programs wrote may hold NULLs
     "id, site_id, type, coalesce(status, 'uploading'), file_name, file_size, total_records, "
     "coalesce(processed_records, 0), coalesce(failed_records, 0), "
     "coalesce(duplicate_records, 0), errors, created_at, started_at, completed_at, "
     "source_path, result_path, checkpoint_rows, checkpoint_offset, checkpoint_line, message"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    rows: int  # data records consumed in this batch
-    offset: int  # byte offset after them
-    line: int  # physical lines consumed
-
-
-@dataclass(frozen=True, slots=True)
-class BatchOutcome:
-    processed: int
-    duplicates: int
-    failed: int
 
 
 # ------------------------------------------------------------------ file names and paths

@@ -16,25 +16,24 @@ a row is a frozen dataclass whose fields are the report's columns in order (or a
 in column order), then add ONE entry at the end of this module, e.g.::
 
     register_report(ReportSpec("cohorts", ("cohort_id", "name", "status", "members"),
-                               lazy("pulse_tui.store.cohorts", "cohorts_report"),
-                               "every cohort of the site"))
+                               cohorts.report_rows, "every cohort of the site"))
 
-``lazy`` imports the module on first use, so there are no import cycles. ``pulse-tui report``
-(pulse_tui/report_command.py) picks it up from ``REPORTS`` with its json/csv/table output.
+The store modules it names are imported directly (none of them imports this one). ``pulse-tui
+report``, the exports and the events interface pick it up from ``REPORTS``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import timedelta
 
 from pulse_tui.clock import Clock
 from pulse_tui.errors import UsageError
 from pulse_tui.models import Site
+from pulse_tui.report_models import DEFAULT_DAYS as DEFAULT_DAYS
 from pulse_tui.report_models import (
     NONE_LABEL,
     BreakdownRow,
@@ -45,7 +44,10 @@ from pulse_tui.report_models import (
     TopRow,
     Totals,
 )
-from pulse_tui.store import derived
+from pulse_tui.report_models import default_range as default_range
+from pulse_tui.report_models import make_range as make_range
+from pulse_tui.report_models import parse_day as parse_day
+from pulse_tui.store import cohorts, derived, retention
 from pulse_tui.store.derived import (
     CLEANUP_KEY,
     DAY_MS,
@@ -56,7 +58,6 @@ from pulse_tui.store.derived import (
 )
 from pulse_tui.store.events import list_sites
 
-DEFAULT_DAYS = 30
 DEFAULT_LIMIT = 10
 # top-* report name -> events column / rollup dimension
 TOP_DIMENSIONS: dict[str, str] = {
@@ -86,39 +87,6 @@ def resolve_site(conn: sqlite3.Connection, site_id: str | None) -> str:
     if len(ids) > 1:
         raise UsageError(f"several sites ({', '.join(ids)}); choose one with --site")
     return ids[0]
-
-
-def parse_day(text: str, option: str = "date") -> date:
-    """A ``YYYY-MM-DD`` date, or a UsageError naming the option."""
-    try:
-        if len(text.strip()) != 10:
-            raise ValueError(text)
-        return date.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(f"{option}: not a date: {text!r} (use YYYY-MM-DD)") from None
-
-
-def default_range(clock: Clock, days: int = DEFAULT_DAYS) -> DateRange:
-    """today-(days-1) .. today, today from the clock (PULSE_NOW)."""
-    today = clock.today()
-    return DateRange(today - timedelta(days=days - 1), today)
-
-
-def make_range(clock: Clock, start: str | date | None = None, end: str | date | None = None
-               ) -> DateRange:
-    """--from/--to as given (dates or text), defaults today-29 .. today; from > to is an error.
-
-    Only --from: from .. today; only --to: (to-29) .. to.
-    """
-    s = parse_day(start, "--from") if isinstance(start, str) else start
-    e = parse_day(end, "--to") if isinstance(end, str) else end
-    if e is None:
-        e = clock.today()
-    if s is None:
-        s = e - timedelta(days=DEFAULT_DAYS - 1)
-    if s > e:
-        raise UsageError(f"--from {s.isoformat()} is after --to {e.isoformat()}")
-    return DateRange(s, e)
 
 
 # ------------------------------------------------------------------ counts from rollups
@@ -399,16 +367,6 @@ def register_report(spec: ReportSpec) -> ReportSpec:
     return spec
 
 
-def lazy(module: str, attr: str) -> ReportFn:
-    """A report function imported from ``module`` on first call (avoids import cycles)."""
-
-    def run(conn: sqlite3.Connection, params: ReportParams) -> Sequence[object]:
-        fn: ReportFn = getattr(importlib.import_module(module), attr)
-        return fn(conn, params)
-
-    return run
-
-
 def row_values(spec: ReportSpec, row: object) -> tuple[object, ...]:
     """A row's cells in column order (dataclass fields, Mapping keys or a plain sequence)."""
     if dataclasses.is_dataclass(row):
@@ -454,8 +412,8 @@ register_report(ReportSpec("funnel", ("step", "event_type", "users"),
                            frozenset({"steps"})))
 # cohorts / retention: one register_report(...) line each below (see the module docstring).
 register_report(ReportSpec("cohorts", ("cohort_id", "name", "status", "members"),
-                           lazy("pulse_tui.store.cohorts", "report_rows"),
+                           cohorts.report_rows,
                            "every cohort of the site (archived too); members = active rows"))
 register_report(ReportSpec("retention", ("cohort", "size", *(f"week_{k}" for k in range(13))),
-                           lazy("pulse_tui.store.retention", "retention_report"),
+                           retention.retention_report,
                            "weekly acquisition cohorts: share returning in weeks 0..12"))

@@ -36,100 +36,35 @@ import logging
 import sqlite3
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
 from pulse_tui.clock import DAY_MS, WEEK_MS, Clock
 from pulse_tui.errors import ValidationError
+from pulse_tui.models import (
+    _EPOCH,
+    ACQUISITION,
+    SAVED,
+    WEEKS,
+    RetentionCell,
+    RetentionGrid,
+    RetentionRow,
+    _day_date,
+)
 from pulse_tui.store import derived
+from pulse_tui.store.cohorts import insert_cohort, member_id
 from pulse_tui.store.tx import write_transaction as _write
 
 log = logging.getLogger(__name__)
 
-WEEKS = 13  # week_0 .. week_12
 SNAPSHOT_WEEKS = 26  # acquisition weeks (ending with the current one) kept in snapshots
 MAX_NAME = 200
 STATIC_CRITERIA = json.dumps({"type": "and", "conditions": []})
-_EPOCH = date(1970, 1, 1)
 
-ACQUISITION = "acquisition"
-SAVED = "cohort"
 
 
 # ---------------------------------------------------------------------------- dataclasses
-@dataclass(frozen=True, slots=True)
-class RetentionCell:
-    """One cell: week ``week_number`` of a row.
-
-    ``base`` is the denominator (acquisition: cohort size; saved cohort: eligible members);
-    ``returning`` is None where the week has not ended (no eligible member). ``start_ms`` /
-    ``end_ms`` (exclusive) are the window: the calendar week for acquisition cohorts, the span
-    from the earliest member's window start to the latest member's window end for saved ones.
-    """
-
-    week_number: int
-    start_ms: int
-    end_ms: int
-    returning: int | None
-    base: int
-    complete: bool = True  # saved cohorts: every member's window k has ended
-
-    @property
-    def rate(self) -> float | None:
-        """Share 0..1, None where the week has not ended."""
-        if self.returning is None:
-            return None
-        return self.returning / self.base if self.base else 0.0
-
-    @property
-    def start(self) -> date:
-        return _day_date(self.start_ms // DAY_MS)
-
-    @property
-    def last_day(self) -> date:
-        """The last UTC date the window touches."""
-        return _day_date((self.end_ms - 1) // DAY_MS)
-
-
-@dataclass(frozen=True, slots=True)
-class RetentionRow:
-    """One grid row: an acquisition week (``key`` = label = its Monday) or a saved cohort
-    (``key`` = cohort_id, ``label`` = its name). ``size``: cohort users / active members."""
-
-    kind: str  # ACQUISITION | SAVED
-    key: str
-    label: str
-    site_id: str
-    size: int
-    cells: tuple[RetentionCell, ...]
-    captured_at: int | None = None  # when read from a snapshot
-
-    def rates(self) -> list[float | None]:
-        return [c.rate for c in self.cells]
-
-
-@dataclass(frozen=True, slots=True)
-class RetentionGrid:
-    """What the retention pane shows: acquisition weeks of the range, then saved cohorts."""
-
-    site_id: str
-    start: date
-    end: date
-    acquisition: tuple[RetentionRow, ...]
-    cohorts: tuple[RetentionRow, ...]
-    captured_at: int | None  # oldest snapshot time among the rows; None when computed live
-
-    @property
-    def rows(self) -> tuple[RetentionRow, ...]:
-        return self.cohorts + self.acquisition
-
-
 # ---------------------------------------------------------------------------- week helpers
-def _day_date(day: int) -> date:
-    return _EPOCH + timedelta(days=day)
-
-
 def _day_number(d: date) -> int:
     return (d - _EPOCH).days
 
@@ -688,8 +623,6 @@ def save_cell_as_static_cohort(conn: sqlite3.Connection, site_id: str, name: str
     ``joined_at`` = the user's first event on the site (import time ``now_ms`` when unknown),
     ``last_seen_at`` = the latest event (or joined_at), active.
     """
-    from pulse_tui.store.cohorts import member_id
-
     errors: dict[str, str] = {}
     if not name or not name.strip():
         errors["name"] = "a name is required"
@@ -702,10 +635,9 @@ def save_cell_as_static_cohort(conn: sqlite3.Connection, site_id: str, name: str
     cid = uuid.uuid4().hex
     users = sorted({u for u in user_ids if u})
     with _write(conn):
-        conn.execute(
-            "INSERT INTO cohorts (cohort_id, site_id, name, description, criteria, status, "
-            "created_at, updated_at, kind) VALUES (?, ?, ?, NULL, ?, 'active', ?, ?, 'static')",
-            (cid, site_id, name.strip(), STATIC_CRITERIA, now_ms, now_ms))
+        insert_cohort(conn, cohort_id=cid, site_id=site_id, name=name.strip(), description=None,
+                      criteria_text=STATIC_CRITERIA, status="active", kind="static",
+                      now_ms=now_ms)
         seen = {
             u: (f, s) for u, f, s in conn.execute(
                 "SELECT user_id, first_seen_ms, last_seen_ms FROM user_first_seen "

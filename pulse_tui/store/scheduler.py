@@ -3,18 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
-class SchedulerJobRow:
-    """One row of ``scheduler_jobs`` (times are real epoch ms)."""
-
-    name: str
-    last_run_at: int | None
-    last_duration_ms: int | None
-    last_outcome: str | None
-    next_run_at: int | None
+from pulse_tui.models import SchedulerJobRow
 
 
 def list_jobs(conn: sqlite3.Connection) -> list[SchedulerJobRow]:

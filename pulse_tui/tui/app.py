@@ -5,24 +5,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, timedelta
 from pathlib import Path
 
-from textual import work
+from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.filter import Monochrome, NoColor
+from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.screen import Screen
 
+from pulse_tui.backend.access import Store
 from pulse_tui.clock import Clock
 from pulse_tui.config import Settings
 from pulse_tui.errors import PulseError
-from pulse_tui.report_models import DateRange
-from pulse_tui.store.reports import make_range
-from pulse_tui.store.store import Store
+from pulse_tui.report_models import DateRange, make_range
 from pulse_tui.textsafe import visible
 from pulse_tui.tui.ascii import AsciiFilter, term_is_plain
 from pulse_tui.tui.guards import ReportsWorkerErrors
@@ -151,7 +151,7 @@ class PulseApp(ReportsWorkerErrors, App[None]):
 
     @work(exclusive=True, group="change-watch", exit_on_error=False)
     async def _watch_for_changes(self) -> None:
-        """Polls PRAGMA data_version (cheap); panes reload only when data changed."""
+        """Polls the events backend's change token (cheap); panes reload only on a change."""
         while True:
             try:
                 if await self.store.changed():
@@ -162,17 +162,32 @@ class PulseApp(ReportsWorkerErrors, App[None]):
 
     def notify_data_changed(self) -> None:
         self._check_alerts()
+        self.broadcast(DataChanged)
+
+    # ------------------------------------------------------------------ panes
+    def open_panes(self) -> list[Screen]:
+        """The panes opened so far (each is the bottom screen of its mode's stack)."""
+        panes = []
         for mode in self._panes:
-            screen = self._screen_for_mode(mode)
-            if screen is not None:
-                screen.post_message(DataChanged())
+            try:
+                stack = self.get_screen_stack(mode)
+            except KeyError:  # never switched to yet
+                continue
+            if stack:
+                panes.append(stack[0])
+        return panes
+
+    def broadcast(self, make: Callable[[], Message], *,
+                  skip: type[Screen] | None = None) -> None:
+        """Post a fresh ``make()`` message to every open pane (but those of type ``skip``)."""
+        for screen in self.open_panes():
+            if skip is None or not isinstance(screen, skip):
+                screen.post_message(make())
 
     @work(exclusive=True, group="alert-watch", exit_on_error=False)
     async def _check_alerts(self) -> None:
         """Firing rules show in the header; a rule that starts firing also pops a notification."""
-        from pulse_tui.store import alerts as alerts_sql
-
-        rules = await self.store.run(alerts_sql.list_rules, None)
+        rules = await self.store.read(lambda d: d.control.list_rules(None))
         firing = {r.rule_id: r for r in rules if r.state == "firing" and not r.muted}
         if self._firing_seen is not None:
             for rule_id, rule in firing.items():
@@ -182,11 +197,6 @@ class PulseApp(ReportsWorkerErrors, App[None]):
         self._firing_seen = set(firing)
         self.firing_alerts = len(firing)
 
-    def _screen_for_mode(self, mode: str) -> Screen | None:
-        stack = self._screen_stacks.get(mode)
-        if not stack:
-            return None
-        return stack[0]
 
     def on_background_worker_state(self, message: BackgroundWorkerState) -> None:
         detail = message.detail if message.state != "running" else ""
@@ -194,11 +204,9 @@ class PulseApp(ReportsWorkerErrors, App[None]):
         if message.state == "stopped" and detail and detail != "stopped":
             self.notify(f"worker stopped: {detail}", severity="error", timeout=10)
 
-    def on_background_worker_event(self, message: BackgroundWorkerEvent) -> None:
-        for mode in self._panes:
-            screen = self._screen_for_mode(mode)
-            if screen is not None:
-                screen.post_message(BackgroundWorkerEvent(message.event))
+    @on(BackgroundWorkerEvent)
+    def _forward_worker_event(self, message: BackgroundWorkerEvent) -> None:
+        self.broadcast(lambda: type(message)(message.event))
 
     def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
                timeout: float | None = None, markup: bool = False) -> None:
@@ -221,12 +229,10 @@ class PulseApp(ReportsWorkerErrors, App[None]):
             self.site_id = new
 
     def watch_site_id(self, old: str | None, new: str | None) -> None:
-        for mode in self._panes:
-            screen = self._screen_for_mode(mode)
+        for screen in self.open_panes():
             if isinstance(screen, LiveScreen):
                 screen.restart()
-            elif screen is not None:
-                screen.post_message(DataChanged())
+        self.broadcast(DataChanged, skip=LiveScreen)
 
     # ------------------------------------------------------------------ date range
     def current_range(self) -> DateRange:
@@ -244,10 +250,7 @@ class PulseApp(ReportsWorkerErrors, App[None]):
             self.range_label = f"{custom[0].isoformat()}..{custom[1].isoformat()}"
         else:
             self.range_label = preset
-        for mode in self._panes:
-            screen = self._screen_for_mode(mode)
-            if screen is not None and not isinstance(screen, LiveScreen):
-                screen.post_message(DataChanged())
+        self.broadcast(DataChanged, skip=LiveScreen)
 
     def step_range(self, step: int) -> None:
         names = [name for name, _ in RANGE_PRESETS]

@@ -1,4 +1,11 @@
-"""Guards for actions that write: a second key press while the first write runs is ignored."""
+"""Guards for actions that write: one decorator, ``write_action``, that every write action uses.
+
+A write action runs as a Textual worker that is never exclusive (cancelling it would not stop
+the write already queued on the database thread, so an exclusive second key press would write
+twice), one at a time per screen (a second press while the first runs is ignored), and its write
+counts as a change even when it fails or is cancelled (``Store.write`` counts in ``finally``).
+Reads keep their exclusive groups: a newer read makes the older one useless.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +37,18 @@ def one_at_a_time(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitabl
             setattr(self, flag, False)
 
     return wrapper
+
+
+def write_action(group: str) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Any]]:
+    """Decorate an async action that writes: ``@write_action("cohorts-write")``."""
+    from textual import work
+
+    def decorate(method: Callable[..., Awaitable[T]]) -> Callable[..., Any]:
+        guarded = one_at_a_time(method)
+        guarded.__pulse_write_action__ = True  # type: ignore[attr-defined]
+        return work(guarded, exclusive=False, group=group, exit_on_error=False)
+
+    return decorate
 
 
 class ReportsWorkerErrors:

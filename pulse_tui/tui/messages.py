@@ -6,6 +6,15 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
+from pulse_tui.worker.events import (
+    FileWaiting,
+    ImportCommitted,
+    ImportFinished,
+    ImportStarted,
+    ScheduledJobRan,
+    WorkerEvent,
+)
+
 
 class DataChanged(Message, bubble=False):
     """The database changed (another connection committed, or we wrote). Panes reload.
@@ -27,24 +36,50 @@ class BackgroundWorkerState(Message):
 
 @dataclass
 class BackgroundWorkerEvent(Message, bubble=False):
-    """Anything else the worker reports (import progress and results), forwarded as is.
+    """Base of the messages the worker's events become (one subclass per event, mapped once in
+    pulse_tui/tui/worker_bridge.py). Handle one with ``@on(WorkerImportFinished)``, or all with
+    ``@on(BackgroundWorkerEvent)``.
 
-    The app receives it from the worker thread and re-posts it to each pane; it must not bubble
-    (a pane's copy would climb back to the app and be forwarded again, forever).
+    The app receives them from the worker thread and re-posts each to every open pane; they must
+    not bubble (a pane's copy would climb back to the app and be forwarded again, forever).
     """
 
-    event: object
+    event: WorkerEvent
+
+
+@dataclass
+class WorkerFileWaiting(BackgroundWorkerEvent, bubble=False):
+    """A file appeared in the inbox and waits to hold still."""
+
+    event: FileWaiting
+
+
+@dataclass
+class WorkerImportStarted(BackgroundWorkerEvent, bubble=False):
+    event: ImportStarted
+
+
+@dataclass
+class WorkerImportCommitted(BackgroundWorkerEvent, bubble=False):
+    """A batch of an import committed (progress). Bursts for the same job merge."""
+
+    event: ImportCommitted
 
     def can_replace(self, message: Message) -> bool:
-        # bursts of progress for the same job merge; results never do
-        other = getattr(message, "event", None)
-        mine = self.event
-        return (
-            isinstance(message, BackgroundWorkerEvent)
-            and type(other).__name__ == type(mine).__name__
-            and type(mine).__name__.endswith("Progress")
-            and getattr(other, "job_id", None) == getattr(mine, "job_id", None)
-        )
+        return (isinstance(message, WorkerImportCommitted)
+                and message.event.job_id == self.event.job_id)
+
+
+@dataclass
+class WorkerImportFinished(BackgroundWorkerEvent, bubble=False):
+    event: ImportFinished
+
+
+@dataclass
+class WorkerJobRan(BackgroundWorkerEvent, bubble=False):
+    """A periodic job finished."""
+
+    event: ScheduledJobRan
 
 
 @dataclass

@@ -7,8 +7,8 @@ from pulse_tui.worker.events import (
     STANDBY,
     STOPPED,
     FileWaiting,
+    ImportCommitted,
     ImportFinished,
-    ImportProgress,
     ImportStarted,
     ScheduledJobRan,
     WorkerEvent,
@@ -16,12 +16,16 @@ from pulse_tui.worker.events import (
 )
 from pulse_tui.worker.service import WorkerService, retry_failed_file, retry_failed_job
 
+# the name this event had before (one class: the importer's own ImportProgress is another thing)
+ImportProgress = ImportCommitted
+
 __all__ = [
     "RUNNING",
     "STANDBY",
     "STOPPED",
     "FileWaiting",
     "ImportFinished",
+    "ImportCommitted",
     "ImportProgress",
     "ImportStarted",
     "ScheduledJobRan",

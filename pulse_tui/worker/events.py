@@ -34,7 +34,7 @@ class ImportStarted:
 
 
 @dataclass(frozen=True, slots=True)
-class ImportProgress:
+class ImportCommitted:
     """After each committed batch: rows done so far and bytes read of the file."""
 
     job_id: str
@@ -74,5 +74,5 @@ class ScheduledJobRan:
     duration_ms: int
 
 
-WorkerEvent = (WorkerState | FileWaiting | ImportStarted | ImportProgress | ImportFinished
+WorkerEvent = (WorkerState | FileWaiting | ImportStarted | ImportCommitted | ImportFinished
                | ScheduledJobRan)

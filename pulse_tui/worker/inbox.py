@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
+import sqlite3
 import stat
 import time
 from collections.abc import Callable, Iterable
@@ -15,8 +17,11 @@ from pulse_tui import safefs
 from pulse_tui.config import IMPORT_TYPES
 from pulse_tui.errors import PulseError
 from pulse_tui.safefs import UnsafePathError, shown
+from pulse_tui.store import worker_jobs as jobs_sql
 
 PROCESSED = "processed"
+log = logging.getLogger("pulse_tui.worker")
+
 FAILED = "failed"
 LOCK_NAME = ".pulse-worker.lock"
 IGNORED_SUFFIXES = (".tmp", ".part", ".partial", "~", ".errors.csv")
@@ -424,3 +429,50 @@ class InboxLock:
         finally:
             os.close(self._fd)
             self._fd = None
+
+
+# ---------------------------------------------------------------- retrying a failed file
+def retry_failed_file(conn: sqlite3.Connection, import_dir: Path, path: Path) -> Path:
+    """Move ``failed/NAME`` back into its inbox so the worker imports it again."""
+    import_dir = Path(import_dir).absolute()
+    path = Path(path)
+    if not path.is_absolute():
+        path = import_dir / FAILED / path
+    if path.parent != import_dir / FAILED:
+        raise PulseError(f"{shown(path)} is not in {shown(import_dir / FAILED)}")
+    if not os.path.lexists(path):
+        raise PulseError(f"{shown(path)} does not exist")
+    jobs = jobs_sql.jobs_with_result(conn, str(path))
+    kind = jobs[0].type if jobs else None
+    name = Path(jobs[0].source_path).name if jobs and jobs[0].source_path else path.name
+    if kind is None:
+        kind = kind_of(import_dir, import_dir / path.name)
+    if kind is None:
+        raise PulseError(f"cannot tell the type of {shown(path.name)}; move it into "
+                         f"{import_dir}/events, users or cohort_members yourself")
+    if ignored_name(name):
+        name = path.name
+    dest = unique_destination(import_dir / kind, name)
+    move_no_overwrite(path, dest, import_dir)
+    try:  # the stale errors file, in failed/ opened without following a link
+        fd = open_subfolder(import_dir, FAILED)
+    except UnsafePathError as exc:
+        log.warning("the errors file of %s stays: %s", shown(path.name), exc)
+    else:
+        try:
+            os.unlink(errors_name(path.name), dir_fd=fd)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)
+    for job in jobs:
+        jobs_sql.set_retried(conn, job.id, str(dest))
+    return dest
+
+
+def retry_failed_job(conn: sqlite3.Connection, import_dir: Path, job_id: str) -> Path:
+    """Retry the failed file of ``job_id`` (the Jobs pane works with job ids)."""
+    row = jobs_sql.get_job(conn, job_id)
+    if row is None or row.status != "failed" or not row.result_path:
+        raise PulseError(f"job {job_id} has no failed file to retry")
+    return retry_failed_file(conn, import_dir, Path(row.result_path))

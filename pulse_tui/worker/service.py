@@ -54,13 +54,15 @@ from pulse_tui.worker.events import (
     STANDBY,
     STOPPED,
     FileWaiting,
+    ImportCommitted,
     ImportFinished,
-    ImportProgress,
     ImportStarted,
     ScheduledJobRan,
     WorkerEvent,
     WorkerState,
 )
+from pulse_tui.worker.inbox import retry_failed_file as retry_failed_file
+from pulse_tui.worker.inbox import retry_failed_job as retry_failed_job
 from pulse_tui.worker.scheduler import (
     JobContext,
     PeriodicJob,
@@ -645,7 +647,7 @@ class WorkerService:
 
         def progress(p: ingest.ImportProgress) -> None:
             state["job_id"] = p.job_id
-            self._emit(ImportProgress(job_id=p.job_id, file=str(path), rows=p.records,
+            self._emit(ImportCommitted(job_id=p.job_id, file=str(path), rows=p.records,
                                       bytes_done=p.bytes_done, total_bytes=p.bytes_total,
                                       processed=p.processed, duplicates=p.duplicates,
                                       failed=p.failed))
@@ -917,52 +919,6 @@ def _write_errors(conn: Any, row: jobs_sql.ImportJob, target: Path) -> Path | No
     from pulse_tui import ingest
 
     return ingest.write_errors_csv(conn, row.id, target.parent, target.name)
-
-
-def retry_failed_file(conn: Any, import_dir: Path, path: Path) -> Path:
-    """Move ``failed/NAME`` back into its inbox so the worker imports it again."""
-    import_dir = Path(import_dir).absolute()
-    path = Path(path)
-    if not path.is_absolute():
-        path = import_dir / inbox.FAILED / path
-    if path.parent != import_dir / inbox.FAILED:
-        raise PulseError(f"{shown(path)} is not in {shown(import_dir / inbox.FAILED)}")
-    if not os.path.lexists(path):
-        raise PulseError(f"{shown(path)} does not exist")
-    jobs = jobs_sql.jobs_with_result(conn, str(path))
-    kind = jobs[0].type if jobs else None
-    name = Path(jobs[0].source_path).name if jobs and jobs[0].source_path else path.name
-    if kind is None:
-        kind = inbox.kind_of(import_dir, import_dir / path.name)
-    if kind is None:
-        raise PulseError(f"cannot tell the type of {shown(path.name)}; move it into "
-                         f"{import_dir}/events, users or cohort_members yourself")
-    if inbox.ignored_name(name):
-        name = path.name
-    dest = inbox.unique_destination(import_dir / kind, name)
-    inbox.move_no_overwrite(path, dest, import_dir)
-    try:  # the stale errors file, in failed/ opened without following a link
-        fd = inbox.open_subfolder(import_dir, inbox.FAILED)
-    except UnsafePathError as exc:
-        log.warning("the errors file of %s stays: %s", shown(path.name), exc)
-    else:
-        try:
-            os.unlink(inbox.errors_name(path.name), dir_fd=fd)
-        except FileNotFoundError:
-            pass
-        finally:
-            os.close(fd)
-    for job in jobs:
-        jobs_sql.set_retried(conn, job.id, str(dest))
-    return dest
-
-
-def retry_failed_job(conn: Any, import_dir: Path, job_id: str) -> Path:
-    """Retry the failed file of ``job_id`` (the Jobs pane works with job ids)."""
-    row = jobs_sql.get_job(conn, job_id)
-    if row is None or row.status != "failed" or not row.result_path:
-        raise PulseError(f"job {job_id} has no failed file to retry")
-    return retry_failed_file(conn, import_dir, Path(row.result_path))
 
 
 __all__ = [

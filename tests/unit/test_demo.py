@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 from conftest import FIXED_NOW_MS
+
 from pulse_tui.demo import build_history
 
 

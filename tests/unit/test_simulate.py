@@ -7,10 +7,10 @@ import sqlite3
 from collections import Counter, defaultdict
 
 import pytest
+from conftest import FIXED_NOW_MS
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import FIXED_NOW_MS
 from pulse_tui.simulate import Simulator, write_batch, write_sites, write_users
 from pulse_tui.textsafe import visible
 

@@ -13,10 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import async_wait_until
 from pulse_tui.config import Settings
 from pulse_tui.tui.app import make_app
 from pulse_tui.tui.screens.live import LiveScreen
+from tests.conftest import async_wait_until
 from tests.worker.conftest import write_events
 
 ROWS = 60_000

@@ -20,10 +20,9 @@ from pulse_tui.clock import format_ms
 from pulse_tui.cohorts.criteria import Problem, validate
 from pulse_tui.errors import ConflictError, PulseError, ValidationError
 from pulse_tui.notify.models import WebhookEndpoint
-from pulse_tui.store import alerts as alerts_sql
 from pulse_tui.textsafe import visible
 from pulse_tui.tui.forms import FieldChecks
-from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
+from pulse_tui.tui.guards import ReportsWorkerErrors, write_action
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.widgets.criteria_tree import CriteriaTree
 from pulse_tui.tui.widgets.field_error import FieldError
@@ -216,14 +215,14 @@ class AlertEditorScreen(FieldChecks, ReportsWorkerErrors, Screen[bool]):
 
     @work(exclusive=True, group="alert-preview", exit_on_error=False)
     async def _preview(self) -> None:
-        from pulse_tui.alerts import engine
-
         out = self.query_one("#alert-preview", Static)
         store = self.app.store  # type: ignore[attr-defined]
         clock = self.app.clock  # type: ignore[attr-defined]
         condition = self.condition()
+        site_id = self.site_id
         try:
-            value, fires = await store.run(engine.preview_value, self.site_id, condition, clock)
+            value, fires = await store.read(
+                lambda d: d.events.alert_value(site_id, condition, clock))
         except ValidationError as exc:
             self._show_errors(exc.errors)
             out.update(Text("fix the fields with a message under them to see values", style="dim"))
@@ -238,7 +237,8 @@ class AlertEditorScreen(FieldChecks, ReportsWorkerErrors, Screen[bool]):
                         style="bold red" if fires else "green")
         text.append("\n\n")
         out.update(text)
-        result = await store.run(engine.backtest, condition, self.site_id, clock, 30)
+        result = await store.read(
+            lambda d: d.events.alert_backtest(condition, site_id, clock, 30))
         text.append("backtest  ", style="dim")
         text.append(result.summary())
         text.append(f"\n({result.method})\n", style="dim")
@@ -253,8 +253,7 @@ class AlertEditorScreen(FieldChecks, ReportsWorkerErrors, Screen[bool]):
     def _submitted(self) -> None:
         self.action_save()
 
-    @work(exclusive=False, group="alert-save", exit_on_error=False)
-    @one_at_a_time
+    @write_action("alert-save")
     async def action_save(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
         now = self.app.clock.now_ms()  # type: ignore[attr-defined]
@@ -265,16 +264,17 @@ class AlertEditorScreen(FieldChecks, ReportsWorkerErrors, Screen[bool]):
         if self.query_one("#alert-filter", CriteriaTree).validate_now():
             self.query_one("#alert-filter-error", FieldError).show("fix the filter conditions")
             return
+        condition, site_id, rule = self.condition(), self.site_id, self.rule
         try:
-            if self.rule is None:
-                await store.write(alerts_sql.create_rule, site_id=self.site_id, name=name,
-                                  condition=self.condition(), notification_type=ntype,
-                                  notification_config=ncfg, now_ms=now)
+            if rule is None:
+                await store.write(lambda d: d.control.create_rule(
+                    site_id=site_id, name=name, condition=condition, notification_type=ntype,
+                    notification_config=ncfg, now_ms=now))
             else:
-                await store.write(alerts_sql.update_rule, self.rule.rule_id, name=name,
-                                  condition=self.condition(), notification_type=ntype,
-                                  notification_config=ncfg,
-                                  expected_updated_at=self.rule.updated_at, now_ms=now)
+                await store.write(lambda d: d.control.update_rule(
+                    rule.rule_id, name=name, condition=condition, notification_type=ntype,
+                    notification_config=ncfg, expected_updated_at=rule.updated_at,
+                    now_ms=now))
         except ValidationError as exc:
             self._show_errors(exc.errors, saving=True)
             self.notify("Not saved: see the messages under the fields.", severity="error")

@@ -13,9 +13,8 @@ from textual.widgets import DataTable, Static
 from pulse_tui.alerts.models import AlertRule
 from pulse_tui.clock import format_ms
 from pulse_tui.errors import PulseError
-from pulse_tui.store import alerts as alerts_sql
-from pulse_tui.store import webhooks as webhooks_sql
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.guards import write_action
 from pulse_tui.tui.screens.alert_editor import AlertEditorScreen
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.confirm import ConfirmScreen
@@ -91,8 +90,9 @@ class AlertsScreen(PaneScreen):
     async def _load(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
         site = self.app.site_id  # type: ignore[attr-defined]
-        self.rules = await store.run(alerts_sql.list_rules, site)
-        endpoints = {ep.id: ep for ep in await store.run(webhooks_sql.list_endpoints, site)}
+        self.rules = await store.read(lambda d: d.control.list_rules(site))
+        endpoints = {ep.id: ep
+                     for ep in await store.read(lambda d: d.control.list_endpoints(site))}
         firing = sum(1 for r in self.rules if r.state == "firing" and not r.muted)
         muted = sum(1 for r in self.rules if r.muted)
         title = Text(f"{len(self.rules)} rule(s)", style="bold")
@@ -131,8 +131,8 @@ class AlertsScreen(PaneScreen):
         history.empty_text = ("not evaluated yet: v evaluates it now"
                               if rule.last_evaluated_at is None else
                               "no change of state yet")
-        entries = await self.app.store.run(  # type: ignore[attr-defined]
-            alerts_sql.history, rule.rule_id, limit=100)
+        entries = await self.app.store.read(  # type: ignore[attr-defined]
+            lambda d: d.control.rule_history(rule.rule_id, limit=100))
         head = Text(f"History of {visible(rule.name)}", style="bold")
         if rule.condition is None:  # written by another program: fix (e) or delete (x) it
             head.append(f"   ✖ unusable rule: {visible(rule.condition_error or '')}",
@@ -171,7 +171,8 @@ class AlertsScreen(PaneScreen):
         site = await self.site_for_new()
         if site is None:
             return
-        endpoints = await self.app.store.run(webhooks_sql.list_endpoints, site)  # type: ignore[attr-defined]
+        endpoints = await self.app.store.read(  # type: ignore[attr-defined]
+            lambda d: d.control.list_endpoints(site))
         if await self.app.push_screen_wait(AlertEditorScreen(site_id=site, endpoints=endpoints)):
             self.reload()
 
@@ -180,33 +181,33 @@ class AlertsScreen(PaneScreen):
         rule = self._selected()
         if rule is None:
             return
-        endpoints = await self.app.store.run(  # type: ignore[attr-defined]
-            webhooks_sql.list_endpoints, rule.site_id)
+        endpoints = await self.app.store.read(  # type: ignore[attr-defined]
+            lambda d: d.control.list_endpoints(rule.site_id))
         if await self.app.push_screen_wait(
                 AlertEditorScreen(site_id=rule.site_id, endpoints=endpoints, rule=rule)):
             self.reload()
 
-    @work(exclusive=True, group="alerts-action", exit_on_error=False)
+    @write_action("alerts-write")
     async def action_mute(self) -> None:
         rule = self._selected()
         if rule is None:
             return
         now = self.app.clock.now_ms()  # type: ignore[attr-defined]
-        fn = alerts_sql.unmute_rule if rule.muted else alerts_sql.mute_rule
-        await self.app.store.write(fn, rule.rule_id, now_ms=now)  # type: ignore[attr-defined]
+        mute = not rule.muted
+        await self.app.store.write(  # type: ignore[attr-defined]
+            lambda d: d.control.set_rule_muted(rule.rule_id, mute, now_ms=now))
         self.notify(f"{'Unmuted' if rule.muted else 'Muted'} {visible(rule.name)}")
         self.reload()
 
-    @work(exclusive=True, group="alerts-action", exit_on_error=False)
+    @write_action("alerts-write")
     async def action_evaluate(self) -> None:
-        from pulse_tui.alerts import engine
-
         rule = self._selected()
         if rule is None:
             return
+        clock = self.app.clock  # type: ignore[attr-defined]
         try:
             result = await self.app.store.write(  # type: ignore[attr-defined]
-                engine.evaluate_rule, rule.rule_id, self.app.clock)  # type: ignore[attr-defined]
+                lambda d: d.control.evaluate_rule(rule.rule_id, clock))
         except PulseError as exc:
             self.notify(str(exc), severity="error")
             return
@@ -214,14 +215,15 @@ class AlertsScreen(PaneScreen):
         self.notify(f"{visible(rule.name)}: {value} → {result.state_after}", timeout=6)
         self.reload()
 
-    @work(exclusive=True, group="alerts-action", exit_on_error=False)
+    @write_action("alerts-write")
     async def action_delete(self) -> None:
         rule = self._selected()
         if rule is None or not await self.app.push_screen_wait(ConfirmScreen(
                 f"Delete alert rule {visible(rule.name)}?", "Its history goes too.",
                 yes="delete")):
             return
-        await self.app.store.write(alerts_sql.delete_rule, rule.rule_id)  # type: ignore[attr-defined]
+        await self.app.store.write(  # type: ignore[attr-defined]
+            lambda d: d.control.delete_rule(rule.rule_id))
         self.notify(f"Deleted {visible(rule.name)}")
         self.reload()
 

@@ -17,7 +17,6 @@ from textual_plotext import PlotextPlot
 
 from pulse_tui.clock import format_ms
 from pulse_tui.report_models import BreakdownRow, DailyRow, DateRange, RangeTotals, TopRow
-from pulse_tui.store import reports
 from pulse_tui.textsafe import visible
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.widgets.share_table import ShareTable
@@ -162,11 +161,11 @@ class ChartsScreen(PaneScreen):
         site_id = app.site_id or sites[0].id  # type: ignore[attr-defined]
         rng: DateRange = app.current_range()  # type: ignore[attr-defined]
         dim = TOP_DIMS[self.dim_index][0]
-        totals = await store.run(reports.range_totals, site_id, rng,
-                                 app.clock.now_ms())  # type: ignore[attr-defined]
-        daily = await store.run(reports.daily, site_id, rng)
-        breakdown = await store.run(reports.breakdown, site_id, rng)
-        top = await store.run(reports.top, site_id, rng, dim, 10)
+        now = app.clock.now_ms()  # type: ignore[attr-defined]
+        totals = await store.read(lambda d: d.events.range_totals(site_id, rng, now))
+        daily = await store.read(lambda d: d.events.daily(site_id, rng))
+        breakdown = await store.read(lambda d: d.events.breakdown(site_id, rng))
+        top = await store.read(lambda d: d.events.top(site_id, rng, dim, 10))
         self.data = ChartData(site_id, rng, totals, daily, breakdown, top)
         self.call_after_refresh(self._show, self.data)  # after layout: sizes are final
 

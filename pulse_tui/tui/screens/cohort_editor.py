@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from rich.text import Text
@@ -19,11 +18,11 @@ from pulse_tui.clock import format_ms
 from pulse_tui.cohorts import editing
 from pulse_tui.cohorts.criteria import MAX_DEPTH, Problem, group_depth, validate
 from pulse_tui.cohorts.editing import JSON, Path
-from pulse_tui.errors import ConflictError, PulseError, ValidationError
-from pulse_tui.store import cohorts as cohorts_sql
+from pulse_tui.errors import ConflictError, NameTaken, PulseError, ValidationError
+from pulse_tui.models import Cohort, Member
 from pulse_tui.textsafe import visible
 from pulse_tui.tui.forms import FieldChecks
-from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
+from pulse_tui.tui.guards import ReportsWorkerErrors, write_action
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.widgets.criteria_tree import CriteriaTree
 from pulse_tui.tui.widgets.field_error import FieldError
@@ -44,7 +43,7 @@ class CohortEditorScreen(FieldChecks, ReportsWorkerErrors, Screen[bool]):
         Binding("ctrl+e", "toggle_json", "JSON view", priority=True),
     ]
 
-    def __init__(self, *, site_id: str, cohort: cohorts_sql.Cohort | None = None,
+    def __init__(self, *, site_id: str, cohort: Cohort | None = None,
                  static: bool = False) -> None:
         super().__init__()
         self.site_id = site_id
@@ -170,9 +169,10 @@ class CohortEditorScreen(FieldChecks, ReportsWorkerErrors, Screen[bool]):
         store = self.app.store  # type: ignore[attr-defined]
         if self.static:
             if self.cohort is not None:
-                members = await store.run(cohorts_sql.list_members, self.cohort.cohort_id,
-                                          limit=10)
-                total = await store.run(_active_count, self.cohort.cohort_id)
+                cohort_id = self.cohort.cohort_id
+                members = await store.read(
+                    lambda d: d.events.cohort_members(cohort_id, limit=10))
+                total = await store.read(lambda d: d.control.active_member_count(cohort_id))
                 count.update(Text(f"{total:,} members (static)", style="bold"))
                 sample.update(_sample_text(members))
             return
@@ -183,7 +183,8 @@ class CohortEditorScreen(FieldChecks, ReportsWorkerErrors, Screen[bool]):
             return
         count.update(Text("counting…", style="dim"))
         clock = self.app.clock  # type: ignore[attr-defined]
-        result = await store.run(cohorts_sql.preview, clock, self.site_id, self.criteria)
+        site_id, criteria = self.site_id, self.criteria
+        result = await store.read(lambda d: d.events.cohort_preview(clock, site_id, criteria))
         self.preview_count = result.count
         count.update(Text(f"{result.count:,} members would match", style="bold green"))
         sample.update(_sample_text(list(result.sample)))
@@ -220,8 +221,7 @@ class CohortEditorScreen(FieldChecks, ReportsWorkerErrors, Screen[bool]):
         tree.set_criteria(parsed)
 
     # ------------------------------------------------------------------ save / close
-    @work(exclusive=False, group="cohort-save", exit_on_error=False)
-    @one_at_a_time
+    @write_action("cohort-save")
     async def action_save(self) -> None:
         area = self.query_one("#criteria-json", TextArea)
         if area.display:
@@ -241,22 +241,22 @@ class CohortEditorScreen(FieldChecks, ReportsWorkerErrors, Screen[bool]):
             return
         store = self.app.store  # type: ignore[attr-defined]
         clock = self.app.clock  # type: ignore[attr-defined]
+        site_id, criteria, static = self.site_id, self.criteria, self.static
         try:
             if self.cohort is None and self.static:
                 chosen_id = self.query_one("#cohort-id", Input).value.strip() or None
-                saved = await store.write(
-                    cohorts_sql.create_cohort, clock, site_id=self.site_id, name=name,
-                    kind="static", cohort_id=chosen_id, description=description)
+                saved = await store.write(lambda d: d.control.create_cohort(
+                    clock, site_id=site_id, name=name, kind="static", cohort_id=chosen_id,
+                    description=description))
             elif self.cohort is None:
-                saved = await store.write(
-                    cohorts_sql.create_cohort, clock, site_id=self.site_id, name=name,
-                    criteria=self.criteria, description=description)
+                saved = await store.write(lambda d: d.control.create_cohort(
+                    clock, site_id=site_id, name=name, criteria=criteria,
+                    description=description))
             else:
-                saved = await store.write(
-                    cohorts_sql.update_cohort, clock, self.cohort.cohort_id,
-                    expected_updated_at=self.cohort.updated_at, name=name,
-                    description=description,
-                    criteria=None if self.static else self.criteria)
+                cohort = self.cohort
+                saved = await store.write(lambda d: d.control.update_cohort(
+                    clock, cohort.cohort_id, expected_updated_at=cohort.updated_at, name=name,
+                    description=description, criteria=None if static else criteria))
         except ValidationError as exc:
             for field, message in exc.errors.items():
                 if field == "name":
@@ -266,7 +266,7 @@ class CohortEditorScreen(FieldChecks, ReportsWorkerErrors, Screen[bool]):
         except ConflictError as exc:
             self.notify(str(exc), severity="error", timeout=10)
             return
-        except sqlite3.IntegrityError:
+        except NameTaken:
             self.notify("Not saved: a cohort with that id already exists.", severity="error",
                         timeout=8)
             return
@@ -291,13 +291,7 @@ class CohortEditorScreen(FieldChecks, ReportsWorkerErrors, Screen[bool]):
         self.dismiss(False)
 
 
-def _active_count(conn: Any, cohort_id: str) -> int:
-    site = cohorts_sql.get_cohort(conn, cohort_id).site_id
-    return next((c.members for c in cohorts_sql.list_cohorts(conn, site)
-                 if c.cohort_id == cohort_id), 0)
-
-
-def _sample_text(members: list[cohorts_sql.Member]) -> Text:
+def _sample_text(members: list[Member]) -> Text:
     text = Text()
     if not members:
         return text

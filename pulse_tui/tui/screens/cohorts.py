@@ -10,8 +10,9 @@ from textual.widgets import DataTable, Static
 
 from pulse_tui.clock import format_ms
 from pulse_tui.errors import PulseError
-from pulse_tui.store import cohorts as cohorts_sql
+from pulse_tui.models import CohortSummary
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.guards import write_action
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.cohort_editor import CohortEditorScreen
 from pulse_tui.tui.screens.confirm import ConfirmScreen
@@ -46,7 +47,7 @@ class CohortsScreen(PaneScreen):
 
     def __init__(self) -> None:
         super().__init__()
-        self.rows: list[cohorts_sql.CohortSummary] = []
+        self.rows: list[CohortSummary] = []
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="cohorts-title", classes="section-title")
@@ -65,7 +66,7 @@ class CohortsScreen(PaneScreen):
     async def _load(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
         site = self.app.site_id  # type: ignore[attr-defined]
-        self.rows = await store.run(cohorts_sql.list_cohorts, site)
+        self.rows = await store.read(lambda d: d.control.list_cohorts(site))
         title = self.query_one("#cohorts-title", Static)
         where = f"site {visible(site)}" if site else "all sites"
         head = Text(f"{len(self.rows)} cohort(s), {where}", no_wrap=True, overflow="ellipsis")
@@ -86,7 +87,7 @@ class CohortsScreen(PaneScreen):
               "dim" if c.status == "archived" else "green",
               "kind": "yellow" if c.kind == "static" else ""} for c in self.rows])
 
-    def _selected(self) -> cohorts_sql.CohortSummary | None:
+    def _selected(self) -> CohortSummary | None:
         key = self.query_one("#cohorts-table", FittedTable).selected_key()
         return next((c for c in self.rows if c.cohort_id == key), None)
 
@@ -119,7 +120,7 @@ class CohortsScreen(PaneScreen):
             return
         store = self.app.store  # type: ignore[attr-defined]
         try:
-            cohort = await store.run(cohorts_sql.get_cohort, summary.cohort_id)
+            cohort = await store.read(lambda d: d.control.get_cohort(summary.cohort_id))
         except PulseError as exc:
             self.notify(str(exc), severity="error")
             self.reload()
@@ -128,33 +129,34 @@ class CohortsScreen(PaneScreen):
                 CohortEditorScreen(site_id=cohort.site_id, cohort=cohort)):
             self.reload()
 
-    @work(exclusive=True, group="cohorts-action", exit_on_error=False)
+    @write_action("cohorts-write")
     async def action_duplicate(self) -> None:
         summary = self._selected()
         if summary is None:
             return
         store = self.app.store  # type: ignore[attr-defined]
-        copy = await store.write(cohorts_sql.duplicate_cohort, self.app.clock,  # type: ignore[attr-defined]
-                                 summary.cohort_id)
+        clock = self.app.clock  # type: ignore[attr-defined]
+        copy = await store.write(lambda d: d.control.duplicate_cohort(clock, summary.cohort_id))
         self.notify(f"Duplicated as {visible(copy.name)}")
         self.reload()
 
-    @work(exclusive=True, group="cohorts-action", exit_on_error=False)
+    @write_action("cohorts-write")
     async def action_archive(self) -> None:
         summary = self._selected()
         if summary is None:
             return
         store = self.app.store  # type: ignore[attr-defined]
         clock = self.app.clock  # type: ignore[attr-defined]
-        if summary.status == "archived":
-            await store.write(cohorts_sql.restore_cohort, clock, summary.cohort_id)
-            self.notify(f"Restored {visible(summary.name)}")
-        else:
-            await store.write(cohorts_sql.archive_cohort, clock, summary.cohort_id)
+        archive = summary.status != "archived"
+        await store.write(
+            lambda d: d.control.set_cohort_archived(clock, summary.cohort_id, archive))
+        if archive:
             self.notify(f"Archived {visible(summary.name)}")
+        else:
+            self.notify(f"Restored {visible(summary.name)}")
         self.reload()
 
-    @work(exclusive=True, group="cohorts-action", exit_on_error=False)
+    @write_action("cohorts-write")
     async def action_delete(self) -> None:
         summary = self._selected()
         if summary is None:
@@ -166,7 +168,7 @@ class CohortsScreen(PaneScreen):
         if not sure:
             return
         store = self.app.store  # type: ignore[attr-defined]
-        await store.write(cohorts_sql.delete_cohort, summary.cohort_id,
-                          expected_updated_at=summary.updated_at)
+        await store.write(lambda d: d.control.delete_cohort(
+            summary.cohort_id, expected_updated_at=summary.updated_at))
         self.notify(f"Deleted {visible(summary.name)}")
         self.reload()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -14,11 +15,10 @@ from textual.widgets import Input, Label, Select, Static
 
 from pulse_tui.errors import PulseError, ValidationError
 from pulse_tui.exports import FORMATS, FREQUENCIES, TYPES, ExportDefinition
-from pulse_tui.store import cohorts as cohorts_sql
-from pulse_tui.store.reports import REPORTS
+from pulse_tui.models import CohortSummary
 from pulse_tui.textsafe import visible
 from pulse_tui.tui.forms import FieldChecks
-from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
+from pulse_tui.tui.guards import ReportsWorkerErrors, write_action
 from pulse_tui.tui.widgets.field_error import FieldError
 
 FIELDS = ("name", "type", "report", "days", "cohort", "format", "frequency")
@@ -56,12 +56,13 @@ class ExportFormScreen(FieldChecks, ReportsWorkerErrors, ModalScreen[bool]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
 
-    def __init__(self, site_id: str, cohorts: list[cohorts_sql.CohortSummary],
-                 export: ExportDefinition | None = None) -> None:
+    def __init__(self, site_id: str, cohorts: list[CohortSummary],
+                 export: ExportDefinition | None = None, *, reports: Sequence[str]) -> None:
         super().__init__()
         self.site_id = site_id
         self.cohorts = cohorts
         self.export = export
+        self.reports = list(reports)
 
     def compose(self) -> ComposeResult:
         ex = self.export
@@ -79,7 +80,7 @@ class ExportFormScreen(FieldChecks, ReportsWorkerErrors, ModalScreen[bool]):
                                                 allow_blank=False, id="ex-type", compact=True),
                                  "type")
             yield from self._row("Report", Select(
-                [(name, name) for name in REPORTS], value=filters.get("report", "daily"),
+                [(name, name) for name in self.reports], value=filters.get("report", "daily"),
                 allow_blank=False, id="ex-report", compact=True), "report")
             yield from self._row("Last N days", Input(str(filters.get("days", 30)), id="ex-days",
                                                       compact=True), "days")
@@ -138,11 +139,8 @@ class ExportFormScreen(FieldChecks, ReportsWorkerErrors, ModalScreen[bool]):
         self.dismiss(False)
 
     @on(Input.Submitted)
-    @work(exclusive=False, group="export-save", exit_on_error=False)
-    @one_at_a_time
+    @write_action("export-save")
     async def action_save(self) -> None:
-        from pulse_tui.exports import create_export, update_export
-
         store = self.app.store  # type: ignore[attr-defined]
         clock = self.app.clock  # type: ignore[attr-defined]
         for field in FIELDS:
@@ -150,11 +148,14 @@ class ExportFormScreen(FieldChecks, ReportsWorkerErrors, ModalScreen[bool]):
         if self.check_all():
             return
         values = self._values()
+        site_id, export = self.site_id, self.export
         try:
-            if self.export is None:
-                await store.write(create_export, clock, site_id=self.site_id, **values)
+            if export is None:
+                await store.write(
+                    lambda d: d.control.create_export(clock, site_id=site_id, **values))
             else:
-                await store.write(update_export, clock, self.export.id, **values)
+                await store.write(
+                    lambda d: d.control.update_export(clock, export.id, **values))
         except ValidationError as exc:
             for key, message in exc.errors.items():
                 self.query_one(f"#ex-{field_for(key)}-error", FieldError).show(message)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from itertools import islice
 from pathlib import Path
 
 from rich.text import Text
@@ -13,13 +12,15 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from pulse_tui.clock import format_ms
-from pulse_tui.store import cohorts as cohorts_sql
-from pulse_tui.store import derived
-from pulse_tui.store import imports as imports_sql
-from pulse_tui.store import scheduler as scheduler_sql
+from pulse_tui.models import ImportJob, SchedulerJobRow, describe_unusable
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import one_at_a_time
-from pulse_tui.tui.messages import BackgroundWorkerEvent
+from pulse_tui.tui.guards import write_action
+from pulse_tui.tui.messages import (
+    WorkerImportCommitted,
+    WorkerImportFinished,
+    WorkerImportStarted,
+    WorkerJobRan,
+)
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.screens.detail import DetailScreen
@@ -65,11 +66,6 @@ STATUS_STYLE = {
     "uploading": "yellow",
 }
 MAX_REJECTS_SHOWN = 2000
-
-
-def _list_rejects(conn: object, job_id: str) -> tuple[list, int]:
-    rows = list(islice(imports_sql.iter_rejects(conn, job_id), MAX_REJECTS_SHOWN))  # type: ignore[arg-type]
-    return rows, imports_sql.reject_count(conn, job_id)  # type: ignore[arg-type]
 
 
 def _duration(start: int | None, end: int | None) -> str:
@@ -143,19 +139,18 @@ class JobsScreen(PaneScreen):
     @work(exclusive=True, group="jobs-load", exit_on_error=False)
     async def _load(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
-        from pulse_tui.exports import list_exports
-
-        jobs = await store.run(imports_sql.list_jobs, limit=200)
-        scheduled = await store.run(scheduler_sql.list_jobs)
-        self.exports = await store.run(list_exports, self.app.site_id)  # type: ignore[attr-defined]
-        unusable = await store.run(derived.unusable_counts)
+        site = self.app.site_id  # type: ignore[attr-defined]
+        jobs = await store.read(lambda d: d.control.list_import_jobs(limit=200))
+        scheduled = await store.read(lambda d: d.control.scheduler_jobs())
+        self.exports = await store.read(lambda d: d.control.list_exports(site))
+        unusable = await store.read(lambda d: d.events.unusable_counts())
         self._show_unusable(unusable)
         self._show_imports(jobs)
         self._show_exports(self.exports)
         self._show_scheduler(scheduled)
 
     def _show_unusable(self, counts: dict[str, int]) -> None:
-        line = derived.describe_unusable(counts)
+        line = describe_unusable(counts)
         widget = self.query_one("#jobs-unusable", Static)
         widget.display = bool(line)
         if line:
@@ -163,7 +158,7 @@ class JobsScreen(PaneScreen):
             text.append(line)
             widget.update(text)
 
-    def _show_imports(self, jobs: list[imports_sql.ImportJob]) -> None:
+    def _show_imports(self, jobs: list[ImportJob]) -> None:
         running = sum(1 for j in jobs if j.status in ("processing", "uploading"))
         failed = sum(1 for j in jobs if j.status == "failed")
         title = Text("Imports", style="bold")
@@ -180,7 +175,7 @@ class JobsScreen(PaneScreen):
               job.status == "failed" else "dim", "bad": "red" if job.failed_records else ""}
              for job in jobs])
 
-    def _import_values(self, job: imports_sql.ImportJob) -> dict[str, object]:
+    def _import_values(self, job: ImportJob) -> dict[str, object]:
         if job.status in ("processing", "uploading") and job.file_size:
             share = min(1.0, job.checkpoint_offset / job.file_size)
             progress: object = Text(f"{share_bar(share, 8)} {share:4.0%}", style="yellow")
@@ -230,7 +225,7 @@ class JobsScreen(PaneScreen):
                            "last": "red" if d.status == "failed" or d.problem else ""})
         self.query_one("#exports-table", FittedTable).set_rows(rows, styles)
 
-    def _show_scheduler(self, rows: list[scheduler_sql.SchedulerJobRow]) -> None:
+    def _show_scheduler(self, rows: list[SchedulerJobRow]) -> None:
         self.query_one("#scheduler-table", FittedTable).set_rows([
             (row.name, {
                 "name": row.name, "last": format_ms(row.last_run_at),
@@ -239,14 +234,16 @@ class JobsScreen(PaneScreen):
             }) for row in rows
         ])
 
-    def on_background_worker_event(self, message: BackgroundWorkerEvent) -> None:
+    @on(WorkerImportStarted)
+    @on(WorkerImportCommitted)
+    @on(WorkerImportFinished)
+    @on(WorkerJobRan)
+    def _worker_progress(self) -> None:
         """Import progress arrives between commits too: refresh now, not on a timer."""
-        if type(message.event).__name__ in ("ImportProgress", "ImportStarted", "ImportFinished",
-                                            "ScheduledJobRan"):
-            if self.is_current:
-                self.reload()
-            else:
-                self._stale = True
+        if self.is_current:
+            self.reload()
+        else:
+            self._stale = True
 
     # ------------------------------------------------------------------ actions
     def _selected_job(self) -> str | None:
@@ -270,8 +267,9 @@ class JobsScreen(PaneScreen):
         site = await self.site_for_new()
         if site is None:
             return
-        cohorts = await self.app.store.run(cohorts_sql.list_cohorts, site)  # type: ignore[attr-defined]
-        if await self.app.push_screen_wait(ExportFormScreen(site, cohorts)):
+        cohorts, reports = await self.app.store.read(  # type: ignore[attr-defined]
+            lambda d: (d.control.list_cohorts(site), d.events.report_names()))
+        if await self.app.push_screen_wait(ExportFormScreen(site, cohorts, reports=reports)):
             self.notify("Export saved; it runs when due (enter runs it now).")
             self.query_one("#exports-table", FittedTable).focus()
             self.reload()
@@ -282,21 +280,21 @@ class JobsScreen(PaneScreen):
         if ex is None:
             return
         d = ex.definition
-        cohorts = await self.app.store.run(cohorts_sql.list_cohorts, d.site_id)  # type: ignore[attr-defined]
-        if await self.app.push_screen_wait(ExportFormScreen(d.site_id, cohorts, d)):
+        cohorts, reports = await self.app.store.read(  # type: ignore[attr-defined]
+            lambda b: (b.control.list_cohorts(d.site_id), b.events.report_names()))
+        if await self.app.push_screen_wait(
+                ExportFormScreen(d.site_id, cohorts, d, reports=reports)):
             self.reload()
 
-    @work(exclusive=False, group="jobs-export", exit_on_error=False)
-    @one_at_a_time
+    @write_action("jobs-export-write")
     async def action_run_export(self) -> None:
-        from pulse_tui.exports import run_export
-
         ex = self._selected_export()
         if ex is None:
             return
         self.notify(f"Running export {visible(ex.name)} …", timeout=3)
+        settings, clock = self.app.settings, self.app.clock  # type: ignore[attr-defined]
         result = await self.app.store.write(  # type: ignore[attr-defined]
-            run_export, ex.id, self.app.settings, self.app.clock)  # type: ignore[attr-defined]
+            lambda d: d.control.run_export(ex.id, settings, clock))
         if result.ok:
             self.notify(f"Export {visible(ex.name)}: {result.rows or 0:,} rows written "
                         "(o shows the file)", timeout=6)
@@ -305,17 +303,16 @@ class JobsScreen(PaneScreen):
                         timeout=8)
         self.reload()
 
-    @work(exclusive=True, group="jobs-export", exit_on_error=False)
+    @write_action("jobs-export-write")
     async def action_delete_export(self) -> None:
-        from pulse_tui.exports import delete_export
-
         ex = self._selected_export()
         if ex is None or not await self.app.push_screen_wait(ConfirmScreen(
                 f"Delete export {visible(ex.name)}?",
                 "The definition and its run history go; files already written stay.",
                 yes="delete")):
             return
-        await self.app.store.write(delete_export, ex.id)  # type: ignore[attr-defined]
+        await self.app.store.write(  # type: ignore[attr-defined]
+            lambda d: d.control.delete_export(ex.id))
         self.notify(f"Deleted export {visible(ex.name)}")
         self.reload()
 
@@ -339,8 +336,9 @@ class JobsScreen(PaneScreen):
         if job_id is None:
             return
         store = self.app.store  # type: ignore[attr-defined]
-        job = await store.run(imports_sql.get_job, job_id)
-        rows, total = await store.run(_list_rejects, job_id)
+        job = await store.read(lambda d: d.control.get_import_job(job_id))
+        rows, total = await store.read(
+            lambda d: d.control.import_rejects(job_id, MAX_REJECTS_SHOWN))
         if job is None:
             return
         if not total:
@@ -359,17 +357,16 @@ class JobsScreen(PaneScreen):
             return
         await self.app.push_screen(RejectsScreen(visible(job.file_name), rows, total))
 
-    @work(exclusive=True, group="jobs-retry", exit_on_error=False)
+    @write_action("jobs-retry")
     async def action_retry(self) -> None:
-        from pulse_tui.worker.service import retry_failed_job
-
         job_id = self._selected_job()
         if job_id is None:
             return
         store = self.app.store  # type: ignore[attr-defined]
         settings = self.app.settings  # type: ignore[attr-defined]
         try:
-            path = await store.write(retry_failed_job, settings.import_dir, job_id)
+            path = await store.write(
+                lambda d: d.control.retry_failed_import(settings.import_dir, job_id))
         except Exception as exc:  # noqa: BLE001 - shown to the operator in one line
             self.notify(str(exc), severity="warning", timeout=6)
             return

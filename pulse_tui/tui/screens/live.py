@@ -13,8 +13,8 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import DataTable, Input, Select, Sparkline, Static
 
-from pulse_tui.models import Event
-from pulse_tui.store import events as events_sql
+from pulse_tui.backend.interface import LiveCursor
+from pulse_tui.models import SEARCH_SCAN, Event
 from pulse_tui.textsafe import visible
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.event_detail import EventDetailScreen
@@ -22,7 +22,6 @@ from pulse_tui.tui.widgets.columns import NavTable, cell
 
 MAX_KEPT = 1000      # events kept in memory (bounded, whatever the rate)
 MAX_SHOWN = 300      # rows in the table
-SEARCH_SCAN = events_sql.SEARCH_SCAN
 RATE_SECONDS = 60    # sparkline span
 ALL_TYPES = "__all__"
 
@@ -66,7 +65,8 @@ class LiveScreen(PaneScreen):
     def __init__(self) -> None:
         super().__init__()
         self.kept: deque[Event] = deque(maxlen=MAX_KEPT)
-        self.last_seq = 0
+        self.cursor: LiveCursor | None = None  # where the tail stands (opaque, the backend's)
+        self.last_seq = 0  # the newest arrival shown (Event.seq)
         self.missed = 0
         self.buckets: deque[int] = deque([0] * RATE_SECONDS, maxlen=RATE_SECONDS)
         self.filter_type: str | None = None
@@ -137,7 +137,10 @@ class LiveScreen(PaneScreen):
     async def _fetch(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
         site = self.app.site_id  # type: ignore[attr-defined]
-        new = await store.tail_events(after_seq=self.last_seq, site_id=site, limit=MAX_KEPT)
+        after = self.cursor
+        page = await store.read(lambda d: d.events.tail(after=after, site_id=site, limit=MAX_KEPT))
+        new = page.events
+        self.cursor = page.cursor
         if new and not self._loaded:
             self._rate_seq = new[0].seq  # what was there before we looked is not a rate
         if not new:
@@ -166,6 +169,7 @@ class LiveScreen(PaneScreen):
     def restart(self) -> None:
         """Start over (the site changed)."""
         self.kept.clear()
+        self.cursor = None
         self.last_seq = 0
         self._loaded = False
         self.missed = 0
@@ -256,9 +260,10 @@ class LiveScreen(PaneScreen):
             return
         await asyncio.sleep(0.25)  # typing: search once the text holds still
         store = self.app.store  # type: ignore[attr-defined]
-        found = await store.search_events(text=self.filter_text, event_type=self.filter_type,
-                                          site_id=self.app.site_id,  # type: ignore[attr-defined]
-                                          limit=MAX_SHOWN)
+        text, event_type = self.filter_text, self.filter_type
+        site = self.app.site_id  # type: ignore[attr-defined]
+        found = await store.read(lambda d: d.events.search(
+            text=text, event_type=event_type, site_id=site, limit=MAX_SHOWN))
         if wanted == (self.filter_type, self.filter_text):
             self.found, self.searched = found, wanted
             self._render_rows()
@@ -293,7 +298,9 @@ class LiveScreen(PaneScreen):
     async def _count_missed(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
         site = self.app.site_id  # type: ignore[attr-defined]
-        newer = await store.tail_events(after_seq=self.last_seq, site_id=site, limit=MAX_KEPT)
+        after = self.cursor
+        page = await store.read(lambda d: d.events.tail(after=after, site_id=site, limit=MAX_KEPT))
+        newer = page.events
         self.missed = len(newer)
         self._count_rate(newer)
         self._update_state()

@@ -9,9 +9,9 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
 from pulse_tui.clock import format_ms
-from pulse_tui.store import retention as retention_sql
-from pulse_tui.store.retention import ACQUISITION, WEEKS, RetentionCell, RetentionGrid, RetentionRow
+from pulse_tui.models import ACQUISITION, WEEKS, RetentionCell, RetentionGrid, RetentionRow
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.guards import write_action
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.retention_cell import RetentionCellScreen
 from pulse_tui.tui.widgets.columns import NavTable, distinct_labels
@@ -102,15 +102,16 @@ class RetentionScreen(PaneScreen):
             title.update(Text("No events yet: nothing to measure.", style="yellow"))
             return
         rng = self.app.current_range()  # type: ignore[attr-defined]
-        grid = await store.run(retention_sql.load_grid, site, rng.start, rng.end)
+        grid = await store.read(lambda d: d.events.retention_grid(site, rng.start, rng.end))
         key = (site, rng.start.isoformat(), rng.end.isoformat())
         missing = any(r.captured_at is None for r in (*grid.acquisition, *grid.cohorts))
         if missing and key not in self._auto_computed:
             # never snapshotted for this site and range: compute once, then read snapshots
             self._auto_computed.add(key)
             title.update(Text("computing retention…", style="yellow"))
-            grid = await store.write(retention_sql.refresh_site, site,
-                                     self.app.clock, rng.start, rng.end)  # type: ignore[attr-defined]
+            clock = self.app.clock  # type: ignore[attr-defined]
+            grid = await store.write(
+                lambda d: d.events.refresh_retention(site, clock, rng.start, rng.end))
         self.grid = grid
         self._show()
 
@@ -166,7 +167,7 @@ class RetentionScreen(PaneScreen):
     def action_longer_range(self) -> None:
         self.app.step_range(+1)  # type: ignore[attr-defined]
 
-    @work(exclusive=True, group="retention-load", exit_on_error=False)
+    @write_action("retention-write")
     async def action_recompute(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
         site = await self._site()
@@ -175,8 +176,9 @@ class RetentionScreen(PaneScreen):
         rng = self.app.current_range()  # type: ignore[attr-defined]
         self.query_one("#retention-title", Static).update(
             Text("recomputing retention for every cohort of the site…", style="yellow"))
-        self.grid = await store.write(retention_sql.refresh_site, site,
-                                      self.app.clock, rng.start, rng.end)  # type: ignore[attr-defined]
+        clock = self.app.clock  # type: ignore[attr-defined]
+        self.grid = await store.write(
+            lambda d: d.events.refresh_retention(site, clock, rng.start, rng.end))
         self._show()
         self.notify("Retention recomputed.")
 
@@ -198,7 +200,7 @@ class RetentionScreen(PaneScreen):
     def _cell_chosen(self) -> None:
         self.action_open_cell()
 
-    @work(exclusive=True, group="retention-cell", exit_on_error=False)
+    @write_action("retention-write")
     async def action_open_cell(self) -> None:
         chosen = self._selected_cell()
         if chosen is None:
@@ -209,11 +211,12 @@ class RetentionScreen(PaneScreen):
             return
         store = self.app.store  # type: ignore[attr-defined]
         now = self.app.clock.now_ms()  # type: ignore[attr-defined]
-        users = await store.run(retention_sql.cell_users, row, cell.week_number, now)
+        users = await store.read(
+            lambda d: d.events.retention_cell_users(row, cell.week_number, now))
         if not users:
             self.notify("No users in this cell.", severity="warning")
             return
-        await store.write(retention_sql.save_cell_as_static_cohort, row.site_id, name,
-                          users, now)
+        await store.write(
+            lambda d: d.events.save_users_as_static_cohort(row.site_id, name, users, now))
         self.notify(f"Saved {len(users):,} users as static cohort {visible(name)}.")
         self.reload()

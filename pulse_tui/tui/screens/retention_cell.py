@@ -13,7 +13,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from pulse_tui.store.retention import ACQUISITION, RetentionCell, RetentionRow
+from pulse_tui.models import ACQUISITION, RetentionCell, RetentionRow
 from pulse_tui.textsafe import visible
 from pulse_tui.tui.forms import FieldChecks
 from pulse_tui.tui.widgets.field_error import FieldError

@@ -15,11 +15,10 @@ from textual.widgets import Checkbox, Input, Label, SelectionList, Static
 
 from pulse_tui.clock import format_ms
 from pulse_tui.errors import PulseError, ValidationError
-from pulse_tui.notify.models import WEBHOOK_EVENTS, WebhookEndpoint
-from pulse_tui.store import webhooks as webhooks_sql
+from pulse_tui.notify.models import WEBHOOK_EVENTS, WebhookEndpoint, check_url
 from pulse_tui.textsafe import visible
 from pulse_tui.tui.forms import FieldChecks
-from pulse_tui.tui.guards import ReportsWorkerErrors, one_at_a_time
+from pulse_tui.tui.guards import ReportsWorkerErrors, write_action
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.widgets.columns import Column, FittedTable
 from pulse_tui.tui.widgets.field_error import FieldError
@@ -112,15 +111,14 @@ class EndpointFormScreen(FieldChecks, ReportsWorkerErrors, ModalScreen[bool]):
         self.query_one("#ep-url", Input).focus()
 
     def field_checks(self) -> dict[str, Any]:
-        return {"ep-url": lambda text: webhooks_sql.check_url(text.strip()),
+        return {"ep-url": lambda text: check_url(text.strip()),
                 "ep-headers": headers_problem}
 
     def action_cancel(self) -> None:
         self.dismiss(False)
 
     @on(Input.Submitted)
-    @work(exclusive=False, group="endpoint-save", exit_on_error=False)
-    @one_at_a_time
+    @write_action("endpoint-save")
     async def action_save(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
         now = self.app.clock.now_ms()  # type: ignore[attr-defined]
@@ -140,18 +138,19 @@ class EndpointFormScreen(FieldChecks, ReportsWorkerErrors, ModalScreen[bool]):
                     'not JSON: write an object like {"X-Team": "ops"}')
                 return
         active = self.query_one("#ep-active", Checkbox).value
+        site_id, endpoint = self.site_id, self.endpoint
         allow = self.app.settings.webhook_allow_link_local  # type: ignore[attr-defined]
         try:
-            if self.endpoint is None:
-                created = await store.write(webhooks_sql.create_endpoint, site_id=self.site_id,
-                                            url=url, events=events, headers=headers,
-                                            active=active, now_ms=now, allow_link_local=allow)
+            if endpoint is None:
+                created = await store.write(lambda d: d.control.create_endpoint(
+                    site_id=site_id, url=url, events=events, headers=headers, active=active,
+                    now_ms=now, allow_link_local=allow))
                 await self.app.push_screen_wait(SecretScreen(created.endpoint.url,
                                                              created.secret))
             else:
-                await store.write(webhooks_sql.update_endpoint, self.endpoint.id, url=url,
-                                  events=events, headers=headers or {}, active=active,
-                                  now_ms=now, allow_link_local=allow)
+                await store.write(lambda d: d.control.update_endpoint(
+                    endpoint.id, url=url, events=events, headers=headers or {}, active=active,
+                    now_ms=now, allow_link_local=allow))
         except ValidationError as exc:
             for key, message in exc.errors.items():
                 field = "url" if "url" in key else "events" if "event" in key else "headers"
@@ -206,10 +205,12 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
     @work(exclusive=True, group="webhooks-load", exit_on_error=False)
     async def _load(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
-        self.endpoints = await store.run(webhooks_sql.list_endpoints, self.site_id)
+        site_id = self.site_id
+        self.endpoints = await store.read(lambda d: d.control.list_endpoints(site_id))
         last: dict[str, str] = {}
         for ep in self.endpoints:
-            deliveries = await store.run(webhooks_sql.recent_deliveries, ep.id, 1)
+            deliveries = await store.read(
+                lambda d, ep_id=ep.id: d.control.recent_deliveries(ep_id, 1))
             if deliveries:
                 d = deliveries[0]
                 last[ep.id] = f"{d.status} {d.last_status_code or ''}".strip()
@@ -237,8 +238,8 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
         ep = self._selected()
         rows = []
         if ep is not None:
-            rows = await self.app.store.run(  # type: ignore[attr-defined]
-                webhooks_sql.recent_deliveries, ep.id, 50)
+            rows = await self.app.store.read(  # type: ignore[attr-defined]
+                lambda d: d.control.recent_deliveries(ep.id, 50))
         self.query_one("#deliveries-table", FittedTable).set_rows(
             [(d.id, {"created": format_ms(d.created_at), "type": d.event_type,
                      "status": d.status, "code": d.last_status_code or "–",
@@ -266,7 +267,7 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
         if ep and await self.app.push_screen_wait(EndpointFormScreen(self.site_id, ep)):
             self.reload()
 
-    @work(exclusive=True, group="webhooks-action", exit_on_error=False)
+    @write_action("webhooks-write")
     async def action_delete(self) -> None:
         ep = self._selected()
         if ep is None or not await self.app.push_screen_wait(ConfirmScreen(
@@ -274,14 +275,15 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
                 yes="delete")):
             return
         try:
-            await self.app.store.write(webhooks_sql.delete_endpoint, ep.id)  # type: ignore[attr-defined]
+            await self.app.store.write(  # type: ignore[attr-defined]
+                lambda d: d.control.delete_endpoint(ep.id))
         except PulseError as exc:
             self.notify(str(exc), severity="error", timeout=8)
             return
         self.notify(f"Deleted {visible(ep.url)}")
         self.reload()
 
-    @work(exclusive=True, group="webhooks-test", exit_on_error=False, thread=False)
+    @write_action("webhooks-test")
     async def action_test(self) -> None:
         from pulse_tui.notify import delivery
 
@@ -292,22 +294,23 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
         store, clock = self.app.store, self.app.clock  # type: ignore[attr-defined]
         # the request runs here, not on the store's write lane, so a slow endpoint never
         # holds other writes (or quitting); it is bounded and cancelled when the app exits
-        test = await store.write(delivery.prepare_test, ep.id, clock=clock)
+        test = await store.write(lambda d: d.control.prepare_test(ep.id, clock=clock))
         result = await delivery.send_prepared(
             test, allow_link_local=self.app.settings.webhook_allow_link_local)  # type: ignore[attr-defined]
-        await store.write(delivery.record_test, test, result, clock=clock)
+        await store.write(lambda d: d.control.record_test(test, result, clock=clock))
         self.notify(f"Test: {visible(result.text())}",
                     severity="information" if result.ok else "error", timeout=8)
         self.reload()
 
-    @work(exclusive=True, group="webhooks-action", exit_on_error=False)
+    @write_action("webhooks-write")
     async def action_rotate(self) -> None:
         ep = self._selected()
         if ep is None or not await self.app.push_screen_wait(ConfirmScreen(
                 f"Give {visible(ep.url)} a new secret?",
                 "The receiver must be updated with the new secret.", yes="rotate")):
             return
+        now = self.app.clock.now_ms()  # type: ignore[attr-defined]
         created = await self.app.store.write(  # type: ignore[attr-defined]
-            webhooks_sql.rotate_secret, ep.id, now_ms=self.app.clock.now_ms())  # type: ignore[attr-defined]
+            lambda d: d.control.rotate_secret(ep.id, now_ms=now))
         await self.app.push_screen_wait(SecretScreen(created.endpoint.url, created.secret))
         self.reload()

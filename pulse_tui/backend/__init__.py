@@ -1,0 +1,1 @@
+"""The data interfaces between the panes, the CLI, the worker and the stores."""

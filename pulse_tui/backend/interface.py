@@ -1,0 +1,380 @@
+"""The two data interfaces everything above the store talks to: events, and control data.
+
+``EventsBackend`` is where the events live and every read of them runs: sites, the live tail,
+change detection, the reports, cohort evaluation and membership, retention, alert metrics, the
+rows behind exports, the import batch writer, cleanup and the rollup rebuild. SQLite (the
+default, pulse_tui.backend.sqlite) is one implementation; a ClickHouse one fits the same shape:
+
+* the live tail's position is an opaque :class:`LiveCursor` (a rowid here, an ingestion sequence
+  there); callers only hand back the cursor they were given;
+* change detection is an opaque :data:`ChangeToken` the caller compares for equality (SQLite's
+  ``PRAGMA data_version`` here; a cheap max-sequence or parts counter there);
+* nothing here names a ``sqlite3`` type: arguments and results are the neutral dataclasses of
+  :mod:`pulse_tui.models` and :mod:`pulse_tui.report_models`, and failures are PULSE errors.
+
+``ControlStore`` is the data that always stays in the SQLite file, whatever holds the events:
+cohort definitions, alert rules, webhook endpoints and deliveries, import and export jobs, the
+scheduler's rows and the worker lease. Its write methods that need events (saving a cohort
+recomputes its membership, "evaluate now" reads the rule's metric) are given them by the
+implementation, never by the caller.
+
+Both are synchronous: the CLI and the worker call them on their own thread; the TUI calls them
+through :class:`pulse_tui.backend.access.Store`, which runs each call on one database thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from pulse_tui.models import (
+    BatchOutcome,
+    Checkpoint,
+    CleanupResult,
+    Cohort,
+    CohortPreview,
+    CohortSummary,
+    Event,
+    ImportJob,
+    LeaseInfo,
+    Member,
+    RefreshResult,
+    RetentionGrid,
+    RetentionRow,
+    SchedulerJobRow,
+    Site,
+)
+from pulse_tui.report_models import (
+    BreakdownRow,
+    DailyRow,
+    DateRange,
+    FunnelRow,
+    RangeTotals,
+    TopRow,
+)
+
+if TYPE_CHECKING:  # types only: the domain layer does not import the services
+    from pulse_tui.alerts.models import AlertHistoryEntry, AlertRule, BacktestResult, Evaluation
+    from pulse_tui.clock import Clock
+    from pulse_tui.cohorts.criteria import Group
+    from pulse_tui.config import Settings
+    from pulse_tui.exports.models import ExportDefinition, ExportRunResult, ExportSummary
+    from pulse_tui.notify.delivery import PreparedTest
+    from pulse_tui.notify.models import (
+        CreatedEndpoint,
+        SendResult,
+        WebhookDelivery,
+        WebhookEndpoint,
+    )
+
+RejectRow = tuple[int, str | None, str | None, str]  # line, column, value, reason
+ChangeToken = Hashable  # opaque: equal tokens mean "nothing another writer committed since"
+
+
+@dataclass(frozen=True, slots=True)
+class LiveCursor:
+    """Where the live tail stands. Opaque: only the backend that made it reads ``position``."""
+
+    position: Any = field(default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class TailPage:
+    """Events that arrived after a cursor, newest first, and the cursor to ask from next."""
+
+    events: list[Event]
+    cursor: LiveCursor
+
+
+@runtime_checkable
+class EventsBackend(Protocol):
+    """Every read and write of events and of what is derived from them."""
+
+    # ---------------------------------------------------------------- sites and the live tail
+    def sites(self) -> list[Site]:
+        """Every site, by id."""
+        ...
+
+    def tail(self, *, after: LiveCursor | None = None, site_id: str | None = None,
+             limit: int = 500) -> TailPage:
+        """Up to ``limit`` newest events by arrival that arrived after ``after`` (None: from the
+        start), newest first, of one site or all."""
+        ...
+
+    def search(self, *, text: str = "", event_type: str | None = None,
+               site_id: str | None = None, limit: int = 300) -> list[Event]:
+        """The newest events among the latest ``models.SEARCH_SCAN`` arrivals whose fields
+        contain ``text`` (ASCII letters case-insensitive), optionally of one type."""
+        ...
+
+    def change_token(self) -> ChangeToken:
+        """A value that changes when another writer commits events (cheap when nothing did)."""
+        ...
+
+    # ---------------------------------------------------------------- reports (SPEC 8)
+    def range_totals(self, site_id: str, rng: DateRange, now_ms: int | None = None
+                     ) -> RangeTotals:
+        """Events, users and sessions of the range, against the previous range of the same
+        length measured to the same time of day when the range ends today."""
+        ...
+
+    def daily(self, site_id: str, rng: DateRange) -> list[DailyRow]:
+        ...
+
+    def breakdown(self, site_id: str, rng: DateRange) -> list[BreakdownRow]:
+        ...
+
+    def top(self, site_id: str, rng: DateRange, dim: str, limit: int = 10) -> list[TopRow]:
+        ...
+
+    def funnel(self, site_id: str, rng: DateRange, steps: Sequence[str]) -> list[FunnelRow]:
+        ...
+
+    def report_names(self) -> list[str]:
+        """The reports ``report`` runs, in the order they were registered."""
+        ...
+
+    def report(self, name: str, site_id: str, rng: DateRange, *, now_ms: int | None = None,
+               limit: int = 10, steps: Sequence[str] = ()) -> list[tuple[object, ...]]:
+        """Any registered report's rows in its columns' order (``pulse-tui report``, exports)."""
+        ...
+
+    # ---------------------------------------------------------------- cohorts
+    def cohort_preview(self, clock: Clock, site_id: str, criteria: object, *,
+                       sample: int = 10) -> CohortPreview:
+        """What saving ``criteria`` would give (count and a sample), writing nothing."""
+        ...
+
+    def cohort_evaluate(self, site_id: str, criteria: Group, now_ms: int
+                        ) -> list[tuple[str, int, int]]:
+        """Matching users as (user_id, joined_at, last_seen_at)."""
+        ...
+
+    def cohort_members(self, cohort_id: str, *, active_only: bool = True,
+                       limit: int | None = None, offset: int = 0) -> list[Member]:
+        ...
+
+    def refresh_cohort(self, clock: Clock, cohort_id: str) -> RefreshResult:
+        """Recompute one cohort's membership."""
+        ...
+
+    def refresh_all_cohorts(self, clock: Clock) -> list[RefreshResult]:
+        ...
+
+    def refresh_changed_cohorts(self, clock: Clock) -> list[RefreshResult]:
+        """Cohorts other programs changed, and all of them when the data moved."""
+        ...
+
+    # ---------------------------------------------------------------- retention
+    def retention_grid(self, site_id: str, start: date, end: date) -> RetentionGrid:
+        """The grid from the stored snapshots (rows never computed have captured_at None)."""
+        ...
+
+    def refresh_retention(self, site_id: str, clock: Clock, start: date, end: date
+                          ) -> RetentionGrid:
+        """Recompute the snapshots of the site and return the grid."""
+        ...
+
+    def retention_cell_users(self, row: RetentionRow, week_number: int, now_ms: int
+                             ) -> list[str]:
+        """The users counted as returning in one cell."""
+        ...
+
+    def save_users_as_static_cohort(self, site_id: str, name: str, user_ids: Sequence[str],
+                                    now_ms: int) -> str:
+        """A new static cohort holding ``user_ids``; returns its id."""
+        ...
+
+    # ---------------------------------------------------------------- alerts
+    def alert_value(self, site_id: str, condition: object, clock: Clock
+                    ) -> tuple[float | None, bool | None]:
+        """(value now, whether it would fire) for an unsaved condition; ValidationError if bad."""
+        ...
+
+    def alert_backtest(self, condition: object, site_id: str, clock: Clock, days: int = 30
+                       ) -> BacktestResult:
+        ...
+
+    # ---------------------------------------------------------------- exports, import, upkeep
+    def users_rows(self, site_id: str, user_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+        """The users rows of an audience export, by user_id."""
+        ...
+
+    def write_import_batch(self, kind: str, job_id: str, rows: Sequence[tuple[Any, ...]],
+                           rejects: Sequence[RejectRow], checkpoint: Checkpoint, now_ms: int,
+                           lines: Sequence[int] = ()) -> BatchOutcome:
+        """Store one validated batch of an import of ``kind`` with its checkpoint, atomically."""
+        ...
+
+    def unusable_counts(self) -> dict[str, int]:
+        """Stored event rows PULSE cannot use: {"total": n, column: rows breaking it, ...}."""
+        ...
+
+    def catch_up(self, now_ms: int) -> int:
+        """Fold events other programs wrote into sessions and rollups; rows folded."""
+        ...
+
+    def cleanup(self, settings: Settings, clock: Clock) -> CleanupResult:
+        ...
+
+    def rebuild(self, now_ms: int) -> int:
+        """Recompute every derived table from the events; events read."""
+        ...
+
+
+@runtime_checkable
+class ControlStore(Protocol):
+    """Definitions, jobs and state that always live in the SQLite file."""
+
+    # ---------------------------------------------------------------- cohort definitions
+    def list_cohorts(self, site_id: str | None = None) -> list[CohortSummary]:
+        ...
+
+    def get_cohort(self, cohort_id: str) -> Cohort:
+        """RowVanished (CohortNotFound) when it is gone."""
+        ...
+
+    def create_cohort(self, clock: Clock, *, site_id: str, name: str, criteria: object = None,
+                      description: str | None = None, kind: str = "criteria",
+                      cohort_id: str | None = None) -> Cohort:
+        """ValidationError, CriteriaError or NameTaken; membership computed when saved."""
+        ...
+
+    def update_cohort(self, clock: Clock, cohort_id: str, *, expected_updated_at: int,
+                      name: str | None = None, description: str | None = None,
+                      criteria: object = None) -> Cohort:
+        """ConflictError when someone else saved it since ``expected_updated_at``."""
+        ...
+
+    def duplicate_cohort(self, clock: Clock, cohort_id: str) -> Cohort:
+        ...
+
+    def set_cohort_archived(self, clock: Clock, cohort_id: str, archived: bool) -> Cohort:
+        ...
+
+    def delete_cohort(self, cohort_id: str, *, expected_updated_at: int | None = None) -> bool:
+        ...
+
+    def active_member_count(self, cohort_id: str) -> int:
+        ...
+
+    # ---------------------------------------------------------------- alert rules
+    def list_rules(self, site_id: str | None = None) -> list[AlertRule]:
+        ...
+
+    def create_rule(self, *, site_id: str, name: str, condition: object,
+                    notification_type: str, notification_config: object, now_ms: int
+                    ) -> AlertRule:
+        ...
+
+    def update_rule(self, rule_id: str, *, name: str, condition: object,
+                    notification_type: str, notification_config: object,
+                    expected_updated_at: int, now_ms: int) -> AlertRule:
+        ...
+
+    def set_rule_muted(self, rule_id: str, muted: bool, *, now_ms: int) -> AlertRule:
+        ...
+
+    def delete_rule(self, rule_id: str) -> bool:
+        ...
+
+    def rule_history(self, rule_id: str, *, limit: int = 100) -> list[AlertHistoryEntry]:
+        ...
+
+    def evaluate_rule(self, rule_id: str, clock: Clock) -> Evaluation:
+        """Evaluate one rule now, record its state and queue its notification."""
+        ...
+
+    # ---------------------------------------------------------------- webhooks
+    def list_endpoints(self, site_id: str | None = None) -> list[WebhookEndpoint]:
+        ...
+
+    def create_endpoint(self, *, site_id: str, url: str, events: object, headers: object,
+                        active: bool, now_ms: int, allow_link_local: bool = False
+                        ) -> CreatedEndpoint:
+        ...
+
+    def update_endpoint(self, endpoint_id: str, *, url: str, events: object, headers: object,
+                        active: bool, now_ms: int, allow_link_local: bool = False
+                        ) -> WebhookEndpoint:
+        ...
+
+    def rotate_secret(self, endpoint_id: str, *, now_ms: int) -> CreatedEndpoint:
+        ...
+
+    def delete_endpoint(self, endpoint_id: str) -> bool:
+        ...
+
+    def recent_deliveries(self, endpoint_id: str, limit: int = 20) -> list[WebhookDelivery]:
+        ...
+
+    def send_test(self, endpoint_id: str, *, clock: Clock) -> SendResult:
+        """Send a test ping now and record it (blocks for the request: CLI and worker)."""
+        ...
+
+    def prepare_test(self, endpoint_id: str, *, clock: Clock) -> PreparedTest:
+        """The first half of a test ping: record the delivery; the caller sends it."""
+        ...
+
+    def record_test(self, test: PreparedTest, result: SendResult, *, clock: Clock) -> None:
+        """The second half: record the answer."""
+        ...
+
+    # ---------------------------------------------------------------- imports
+    def create_import_job(self, *, job_id: str, kind: str, site_id: str, file_name: str,
+                          file_size: int, source_path: str | None, now_ms: int) -> None:
+        ...
+
+    def list_import_jobs(self, *, limit: int = 100) -> list[ImportJob]:
+        ...
+
+    def get_import_job(self, job_id: str) -> ImportJob | None:
+        ...
+
+    def import_rejects(self, job_id: str, limit: int) -> tuple[list[RejectRow], int]:
+        """The first ``limit`` rejected rows of a job, and how many there are."""
+        ...
+
+    def retry_failed_import(self, import_dir: Path, job_id: str) -> Path:
+        """Move a failed file back into the inbox; its new path."""
+        ...
+
+    # ---------------------------------------------------------------- exports
+    def list_exports(self, site_id: str | None = None) -> list[ExportSummary]:
+        ...
+
+    def create_export(self, clock: Clock, *, site_id: str, **values: Any) -> ExportDefinition:
+        ...
+
+    def update_export(self, clock: Clock, export_id: str, **values: Any) -> ExportDefinition:
+        ...
+
+    def delete_export(self, export_id: str) -> bool:
+        ...
+
+    def run_export(self, export_id: str, settings: Settings, clock: Clock) -> ExportRunResult:
+        ...
+
+    # ---------------------------------------------------------------- scheduler and lease
+    def scheduler_jobs(self) -> list[SchedulerJobRow]:
+        ...
+
+    def lease(self, now_ms: int) -> LeaseInfo | None:
+        ...
+
+
+@dataclass(slots=True)
+class Backends:
+    """What the wiring opened: the events backend, the control store, and how to close them."""
+
+    events: EventsBackend
+    control: ControlStore
+    closers: list[Any] = field(default_factory=list)
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            close()
+        self.closers.clear()

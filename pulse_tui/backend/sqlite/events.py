@@ -1,0 +1,169 @@
+"""The events interface over the PULSE SQLite file: each method wraps today's store function.
+
+No query lives here: every method hands its connection to the function in pulse_tui/store (or
+the service built on it) that has always answered that question.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+from pulse_tui.alerts import engine
+from pulse_tui.alerts.models import BacktestResult
+from pulse_tui.backend.interface import ChangeToken, LiveCursor, RejectRow, TailPage
+from pulse_tui.clock import Clock
+from pulse_tui.cohorts.criteria import Group
+from pulse_tui.config import Settings
+from pulse_tui.models import (
+    BatchOutcome,
+    Checkpoint,
+    CleanupResult,
+    CohortPreview,
+    Event,
+    Member,
+    RefreshResult,
+    RetentionGrid,
+    RetentionRow,
+    Site,
+)
+from pulse_tui.report_models import (
+    BreakdownRow,
+    DailyRow,
+    DateRange,
+    FunnelRow,
+    RangeTotals,
+    TopRow,
+)
+from pulse_tui.store import cleanup, cohorts, derived, events, exports, imports, reports, retention
+
+IMPORT_WRITERS = {
+    "events": imports.write_events_batch,
+    "users": imports.write_users_batch,
+}
+
+
+class SqliteEvents:
+    """Events kept in the PULSE SQLite file (the default ``events_store``)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    # ---------------------------------------------------------------- sites and the live tail
+    def sites(self) -> list[Site]:
+        return events.list_sites(self.conn)
+
+    def tail(self, *, after: LiveCursor | None = None, site_id: str | None = None,
+             limit: int = 500) -> TailPage:
+        after_seq = int(after.position) if after is not None and after.position else 0
+        rows = events.tail_events(self.conn, after_seq=after_seq, site_id=site_id, limit=limit)
+        newest = max(after_seq, rows[0].seq) if rows else after_seq
+        return TailPage(rows, LiveCursor(newest))
+
+    def search(self, *, text: str = "", event_type: str | None = None,
+               site_id: str | None = None, limit: int = 300) -> list[Event]:
+        return events.search_events(self.conn, text=text, event_type=event_type,
+                                    site_id=site_id, limit=limit)
+
+    def change_token(self) -> ChangeToken:
+        # another connection's commit changes data_version; our own do not (Store counts them)
+        return events.data_version(self.conn)
+
+    # ---------------------------------------------------------------- reports
+    def range_totals(self, site_id: str, rng: DateRange, now_ms: int | None = None
+                     ) -> RangeTotals:
+        return reports.range_totals(self.conn, site_id, rng, now_ms)
+
+    def daily(self, site_id: str, rng: DateRange) -> list[DailyRow]:
+        return reports.daily(self.conn, site_id, rng)
+
+    def breakdown(self, site_id: str, rng: DateRange) -> list[BreakdownRow]:
+        return reports.breakdown(self.conn, site_id, rng)
+
+    def top(self, site_id: str, rng: DateRange, dim: str, limit: int = 10) -> list[TopRow]:
+        return reports.top(self.conn, site_id, rng, dim, limit)
+
+    def funnel(self, site_id: str, rng: DateRange, steps: Sequence[str]) -> list[FunnelRow]:
+        return reports.funnel(self.conn, site_id, rng, steps)
+
+    def report_names(self) -> list[str]:
+        return list(reports.REPORTS)
+
+    def report(self, name: str, site_id: str, rng: DateRange, *, now_ms: int | None = None,
+               limit: int = 10, steps: Sequence[str] = ()) -> list[tuple[object, ...]]:
+        return reports.run_report(self.conn, name, site_id, rng, now_ms=now_ms, limit=limit,
+                                  steps=steps)
+
+    # ---------------------------------------------------------------- cohorts
+    def cohort_preview(self, clock: Clock, site_id: str, criteria: object, *,
+                       sample: int = 10) -> CohortPreview:
+        return cohorts.preview(self.conn, clock, site_id, criteria, sample=sample)
+
+    def cohort_evaluate(self, site_id: str, criteria: Group, now_ms: int
+                        ) -> list[tuple[str, int, int]]:
+        return cohorts.evaluate(self.conn, site_id, criteria, now_ms)
+
+    def cohort_members(self, cohort_id: str, *, active_only: bool = True,
+                       limit: int | None = None, offset: int = 0) -> list[Member]:
+        return cohorts.list_members(self.conn, cohort_id, active_only=active_only, limit=limit,
+                                    offset=offset)
+
+    def refresh_cohort(self, clock: Clock, cohort_id: str) -> RefreshResult:
+        return cohorts.refresh_cohort(self.conn, clock, cohort_id)
+
+    def refresh_all_cohorts(self, clock: Clock) -> list[RefreshResult]:
+        return cohorts.refresh_all(self.conn, clock)
+
+    def refresh_changed_cohorts(self, clock: Clock) -> list[RefreshResult]:
+        return cohorts.refresh_changed_results(self.conn, clock)
+
+    # ---------------------------------------------------------------- retention
+    def retention_grid(self, site_id: str, start: date, end: date) -> RetentionGrid:
+        return retention.load_grid(self.conn, site_id, start, end)
+
+    def refresh_retention(self, site_id: str, clock: Clock, start: date, end: date
+                          ) -> RetentionGrid:
+        return retention.refresh_site(self.conn, site_id, clock, start, end)
+
+    def retention_cell_users(self, row: RetentionRow, week_number: int, now_ms: int
+                             ) -> list[str]:
+        return retention.cell_users(self.conn, row, week_number, now_ms)
+
+    def save_users_as_static_cohort(self, site_id: str, name: str, user_ids: Sequence[str],
+                                    now_ms: int) -> str:
+        return retention.save_cell_as_static_cohort(self.conn, site_id, name, user_ids, now_ms)
+
+    # ---------------------------------------------------------------- alerts
+    def alert_value(self, site_id: str, condition: object, clock: Clock
+                    ) -> tuple[float | None, bool | None]:
+        return engine.preview_value(self.conn, site_id, condition, clock)
+
+    def alert_backtest(self, condition: object, site_id: str, clock: Clock, days: int = 30
+                       ) -> BacktestResult:
+        return engine.backtest(self.conn, condition, site_id, clock, days)
+
+    # ---------------------------------------------------------------- exports, import, upkeep
+    def users_rows(self, site_id: str, user_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+        return exports.users_rows(self.conn, site_id, user_ids)
+
+    def write_import_batch(self, kind: str, job_id: str, rows: Sequence[tuple[Any, ...]],
+                           rejects: Sequence[RejectRow], checkpoint: Checkpoint, now_ms: int,
+                           lines: Sequence[int] = ()) -> BatchOutcome:
+        if kind == "cohort_members":
+            return imports.write_members_batch(self.conn, job_id, rows, rejects, checkpoint,
+                                               now_ms, lines)
+        return IMPORT_WRITERS[kind](self.conn, job_id, rows, rejects, checkpoint, now_ms)
+
+    def unusable_counts(self) -> dict[str, int]:
+        return derived.unusable_counts(self.conn)
+
+    def catch_up(self, now_ms: int) -> int:
+        return derived.catch_up_tx(self.conn, now_ms)
+
+    def cleanup(self, settings: Settings, clock: Clock) -> CleanupResult:
+        return cleanup.run_cleanup(self.conn, settings, clock)
+
+    def rebuild(self, now_ms: int) -> int:
+        return derived.rebuild(self.conn, now_ms)
