@@ -207,7 +207,7 @@ def run_tui(settings: Settings, *, demo: bool, worker: bool) -> None:
     else:
         # create or check it before the screen is taken; the TUI only reads until the
         # operator writes, so a file that needs upgrading is refused untouched (SPEC 10)
-        connect(settings.db, migrate=False).close()
+        connect(settings.db, migrate=False, keep_journal_mode=True).close()
     for sub in ("events", "users", "cohort_members"):
         try:
             (settings.import_dir / sub).mkdir(parents=True, exist_ok=True)

@@ -117,7 +117,7 @@ def report_cmd(ctx: click.Context, name: str, site: str | None, start: str | Non
         raise UsageError(f"report {name} needs --steps a,b,c")
     clock = Clock.from_env()
     rng = reports.make_range(clock, start, end)
-    conn = connect(settings_from(ctx).db, migrate=False)  # reads only (SPEC 10)
+    conn = connect(settings_from(ctx).db, migrate=False, keep_journal_mode=True)  # reads only (SPEC 10)
     try:
         site_id = reports.resolve_site(conn, site)
         rows = reports.run_report(conn, name, site_id, rng, now_ms=clock.now_ms(),

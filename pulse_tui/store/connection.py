@@ -20,6 +20,16 @@ BUSY_TIMEOUT_MS = 10_000
 SEED_EVENTS_COLUMNS = ("event_id", "site_id", "event_type", "timestamp_ms", "session_id",
                        "user_id", "url", "referrer", "country", "device_type", "created_at")
 
+# tables every PULSE file at SCHEMA_VERSION holds (those of schema version 1; later rollups are
+# added by IF NOT EXISTS where they are used): a file whose user_version another program set
+# without them still needs migrating
+CORE_TABLES = frozenset((
+    "sites", "events", "sessions", "users", "cohorts", "cohort_members",
+    "cohort_retention_snapshots", "alert_rules", "webhook_endpoints", "import_jobs",
+    "import_rejects", "export_jobs", "export_runs", "alert_history", "webhook_deliveries",
+    "worker_lease", "scheduler_jobs", "pulse_meta", "user_first_seen", "rollup_daily",
+    "rollup_hourly", "rollup_daily_users", "rollup_daily_sessions", "rollup_daily_dims"))
+
 # the one command that upgrades a file for the commands that only read
 UPGRADE_COMMAND = "pulse-tui migrate"
 
@@ -35,6 +45,7 @@ class FileState:
     tables: frozenset[str]
     objects: int  # tables, indexes, views and triggers (0: an empty database)
     events_columns: frozenset[str]  # lower-case column names of `events` (empty: no table)
+    events_shape: str = ""  # why `events` is not an ordinary table ("" when it is)
 
     @property
     def empty(self) -> bool:
@@ -47,11 +58,14 @@ class FileState:
     @property
     def is_pulse(self) -> bool:
         """Empty, or the seed's events table with all of the seed's columns."""
-        return self.empty or (bool(self.events_columns) and not self.missing_events_columns)
+        return self.empty or (bool(self.events_columns) and not self.missing_events_columns
+                              and not self.events_shape)
 
     @property
     def needs_migration(self) -> bool:
-        return self.version < SCHEMA_VERSION
+        """An older schema, or a user_version without PULSE's tables (set by another program)."""
+        return (self.version < SCHEMA_VERSION
+                or not CORE_TABLES <= {t.lower() for t in self.tables})
 
 
 def schema_sql() -> str:
@@ -59,15 +73,17 @@ def schema_sql() -> str:
 
 
 def apply_pragmas(conn: sqlite3.Connection, *, bulk: bool = False,
-                  require_wal: bool = True) -> None:
+                  require_wal: bool = True, set_wal: bool = True) -> None:
     """WAL, a busy timeout and foreign keys on every connection; bigger cache for bulk loads.
 
     ``require_wal=False`` (commands that only read): a file that cannot be switched to WAL
-    (read-only file or folder) is read in the journal mode it has.
+    (read-only file or folder) is read in the journal mode it has; ``set_wal=False`` leaves
+    the journal mode as it is (a read-only command on a file in rollback-journal mode).
     """
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     try:
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = conn.execute("PRAGMA journal_mode = WAL" if set_wal
+                            else "PRAGMA journal_mode").fetchone()[0]
     except sqlite3.OperationalError:
         if require_wal:
             raise
@@ -98,15 +114,27 @@ def inspect(path: Path) -> FileState:
     if not os.access(path, os.R_OK):
         raise DatabaseError(f"{path}: permission denied")
     uri = f"{path.resolve().as_uri()}?mode=ro"
-    try:
-        conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    if not Path(f"{path}-wal").exists():
+        # nothing in a -wal: the file alone holds every page. A first look without locks, so a
+        # WAL file gets no -wal/-shm created beside it by a look that must change nothing (a
+        # writer changing the file meanwhile can make it fail: then the plain look below)
         try:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            return _file_state(conn)
-        finally:
-            conn.close()
+            return _inspect_uri(f"{uri}&immutable=1")
+        except sqlite3.Error:
+            pass
+    try:
+        return _inspect_uri(uri)
     except sqlite3.Error as exc:
         raise DatabaseError(describe_error(exc, path)) from exc
+
+
+def _inspect_uri(uri: str) -> FileState:
+    conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        return _file_state(conn)
+    finally:
+        conn.close()
 
 
 def _file_state(conn: sqlite3.Connection) -> FileState:
@@ -116,10 +144,17 @@ def _file_state(conn: sqlite3.Connection) -> FileState:
     tables = frozenset(name for kind, name in names if kind == "table")
     events = next((t for t in tables if t.lower() == "events"), None)
     columns: frozenset[str] = frozenset()
+    shape = ""
     if events is not None:
         columns = frozenset(str(r[1]).lower()
                             for r in conn.execute(f'PRAGMA table_info("{events}")'))
-    return FileState(version, tables, len(names), columns)
+        listed = conn.execute("SELECT type, wr FROM pragma_table_list WHERE schema = 'main' "
+                              "AND name = ?", (events,)).fetchone()
+        if listed and listed[0] == "virtual":
+            shape = "a virtual table"
+        elif listed and listed[1]:
+            shape = "a WITHOUT ROWID table"
+    return FileState(version, tables, len(names), columns, shape)
 
 
 def _refuse_foreign(path: Path, state: FileState) -> None:
@@ -129,19 +164,25 @@ def _refuse_foreign(path: Path, state: FileState) -> None:
     if not state.events_columns:
         raise DatabaseError(f"{path} is a SQLite database of another program (no PULSE events "
                             "table); refusing to touch it")
+    if state.events_shape:
+        raise DatabaseError(f"{path} is a SQLite database of another program (its events table "
+                            f"is {state.events_shape}, not the seed's); refusing to touch it")
     raise DatabaseError(
         f"{path} is a SQLite database of another program (its events table lacks the PULSE "
         f"columns {', '.join(state.missing_events_columns)}); refusing to touch it")
 
 
 def upgrade_message(path: Path, version: int) -> str:
-    return (f"{path} needs upgrading from schema {version} to {SCHEMA_VERSION}, and this "
+    what = (f"needs upgrading from schema {version} to {SCHEMA_VERSION}"
+            if version < SCHEMA_VERSION else
+            f"lacks PULSE's tables (its user_version {version} was set by another program)")
+    return (f"{path} {what}, and this "
             f"command only reads: run `{UPGRADE_COMMAND} --db {path}` once (it changes the "
             "file; `pulse-tui backup` copies it first), then run this again")
 
 
 def connect(path: str | Path, *, create: bool = True, bulk: bool = False,
-            migrate: bool = True) -> sqlite3.Connection:
+            migrate: bool = True, keep_journal_mode: bool = False) -> sqlite3.Connection:
     """Open ``path`` as a PULSE database, creating or adopting the schema as needed.
 
     Refuses (DatabaseError, one line) a file that is not SQLite, a SQLite file that is neither
@@ -151,7 +192,8 @@ def connect(path: str | Path, *, create: bool = True, bulk: bool = False,
     ``migrate=False`` is for the commands that only read: a new or empty file still gets the
     schema, but a file holding data at an older schema is refused untouched (DatabaseError
     naming ``pulse-tui migrate``), and a file the process cannot write is read in the journal
-    mode it has.
+    mode it has. ``keep_journal_mode`` (``report``, the TUI's first look) leaves a file that
+    holds data in its journal mode (rollback journal stays) instead of switching it to WAL.
     """
     path = Path(path)
     exists = path.exists()
@@ -181,7 +223,8 @@ def connect(path: str | Path, *, create: bool = True, bulk: bool = False,
         if state.needs_migration:
             # before the switch to WAL: a file that cannot be adopted is left as it was
             migrate_schema(conn, path, allow_data=migrate)
-        apply_pragmas(conn, bulk=bulk, require_wal=migrate)
+        apply_pragmas(conn, bulk=bulk, require_wal=migrate,
+                      set_wal=not (keep_journal_mode and exists and not state.empty))
     except sqlite3.Error as exc:
         conn.close()
         raise DatabaseError(describe_error(exc, path)) from exc
@@ -274,7 +317,7 @@ def migrate_schema(conn: sqlite3.Connection, path: Path, *, allow_data: bool = T
     conn.execute("BEGIN IMMEDIATE")
     try:
         state = _file_state(conn)
-        if state.version >= SCHEMA_VERSION:  # another process migrated while we waited
+        if not state.needs_migration:  # another process migrated while we waited
             conn.execute("COMMIT")
             return
         _refuse_foreign(path, state)

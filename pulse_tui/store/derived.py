@@ -63,6 +63,15 @@ def valid_event_sql(alias: str = "") -> str:
     return "(" + " AND ".join(parts) + ")"
 
 
+def valid_member_sql(alias: str = "") -> str:
+    """The SQL condition "this cohort_members row can be used for retention": user_id a
+    non-empty TEXT and joined_at an INTEGER within MIN_TS .. MAX_TS (another program may
+    store anything there; such a row is left out of retention instead of failing it)."""
+    a = f"{alias}." if alias else ""
+    return (f"(typeof({a}user_id) = 'text' AND {a}user_id <> '' "
+            f"AND typeof({a}joined_at) = 'integer' AND {a}joined_at BETWEEN {MIN_TS} AND {MAX_TS})")
+
+
 VALID_EVENT = valid_event_sql()
 # the rowids of unusable rows, read through the partial index (a handful, normally none): a
 # query that keeps to a covering index excludes them with ``rowid NOT IN UNUSABLE_ROWIDS``
