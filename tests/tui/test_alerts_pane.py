@@ -83,6 +83,23 @@ async def test_bad_threshold_is_shown_and_nothing_saved(seeded: Settings, db_pat
     assert sqlite3.connect(db_path).execute("SELECT count(*) FROM alert_rules").fetchone() == (0,)
 
 
+async def test_field_errors_read_without_colour(seeded: Settings) -> None:
+    """With NO_COLOR a field's error must not rely on red: it is bold, and the preview does not
+    send the user looking for red fields."""
+    app = make_app(seeded, clock=Clock(FIXED_NOW_MS), worker=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await press_until(pilot, AlertsScreen, "5", timeout=5)
+        await press_until(pilot, AlertEditorScreen, "n", timeout=5)
+        editor = app.screen
+        await pilot.press("tab", "tab", "tab", "tab", *"lots", "tab")
+        error = editor.query_one("#alert-threshold-error")
+        await async_wait_until(lambda: error.message != "", timeout=5)
+        assert "bold" in str(error.styles.text_style)
+        preview = editor.query_one("#alert-preview", Static)
+        await async_wait_until(lambda: "fix the fields" in str(preview.render()), timeout=5)
+        assert "red" not in str(preview.render())
+
+
 async def test_endpoint_create_secret_once_and_delete(seeded: Settings, db_path) -> None:
     check = sqlite3.connect(db_path)
     app = make_app(seeded, clock=Clock(FIXED_NOW_MS), worker=False)

@@ -168,7 +168,45 @@ async def test_form_label_of_the_focused_field_is_reversed(seeded: Settings) -> 
         assert "reverse" not in str(labels[1].styles.text_style)
 
 
-# ---------------------------------------------------------------------------- item 3: palette
+def _marked(strip) -> bool:
+    """A line drawn highlighted without colour: its blank padding is reversed or underlined
+    (search matches underline letters, never the padding)."""
+    return any(not seg.text.strip() and seg.style
+               and (seg.style.reverse or seg.style.underline) for seg in strip)
+
+
+async def test_highlighted_option_reads_without_colour(seeded: Settings, monkeypatch) -> None:
+    """Option lists render `reverse` by swapping colours, which NO_COLOR then drops: the
+    highlighted command in the palette (a list that never has focus) and the highlighted site in
+    the site picker looked like every other line."""
+    from textual.command import CommandList, CommandPalette
+    from textual.widgets import OptionList
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = make_app(seeded, clock=CLOCK, worker=False, watch_changes=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert app.no_color
+        await press_until(pilot, JobsScreen, "6")
+        await pilot.press("ctrl+p")
+        palette = await until(pilot, lambda: isinstance(app.screen, CommandPalette) and app.screen)
+        await pilot.press(*"mute")
+        commands = palette.query_one(CommandList)
+        await until(pilot, lambda: commands.option_count > 1)
+        await pilot.press("down")
+        await until(pilot, lambda: commands.highlighted is not None)
+        await pilot.pause()
+        marked = [y for y in range(commands.size.height) if _marked(commands.render_line(y))]
+        assert 1 <= len(marked) <= 2, marked  # the highlighted command's title and help lines
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, JobsScreen))
+        await pilot.press("s")
+        picker = await until(pilot, lambda: app.screen.query(OptionList) and app.screen)
+        options = picker.query_one(OptionList)
+        await until(pilot, lambda: options.highlighted is not None and options.has_focus)
+        marked = [y for y in range(options.option_count) if _marked(options.render_line(y))]
+        assert marked == [options.highlighted]
+
+
 async def test_palette_offers_every_pane_action_from_every_pane(seeded: Settings) -> None:
     app = make_app(seeded, clock=CLOCK, worker=False, watch_changes=False)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -498,3 +536,51 @@ async def test_retention_view_without_rows_says_what_to_do(pulse_settings: Setti
         await pilot.press("t", "t")  # the saved cohorts view: there are none
         await until(pilot, lambda: "no saved cohort on this site: 3 Cohorts, n adds one"
                     in table.empty_message)
+
+
+async def test_import_type_is_whole_when_the_jobs_table_has_room(seeded: Settings,
+                                                                 tmp_path: Path) -> None:
+    """At 160 columns the Jobs pane showed `cohort…` for a member import while the empty note
+    column took 50 cells: the type is a short name and keeps its full width when there is room."""
+    from pulse_tui.ingest.importer import import_file
+    from pulse_tui.store.connection import connect
+
+    members = tmp_path / "members.csv"
+    members.write_text("cohort_id,user_id\nnobody,u1\n", encoding="utf-8")
+    conn = connect(seeded.db)
+    import_file(conn, members, kind="cohort_members", clock=CLOCK, job_id="job-members")
+    conn.close()
+    app = make_app(seeded, clock=CLOCK, worker=False, watch_changes=False)
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await press_until(pilot, JobsScreen, "6")
+        table = screen.query_one("#imports-table", FittedTable)
+        await until(pilot, lambda: table.row_count == 1)
+        keys = [str(c.key.value) for c in table.columns.values()]
+        assert "type" in keys
+        cell = table.get_row_at(0)[keys.index("type")]
+        assert "cohort_members" in str(getattr(cell, "plain", cell)), cell
+
+
+async def test_enter_on_an_alert_history_row_shows_it_in_full(seeded: Settings,
+                                                             conn: sqlite3.Connection) -> None:
+    """The history's message column is cut at 80 columns; `enter` on a history row did nothing
+    visible (only `i` opened the row)."""
+    rule = next(r for r in alerts_sql.list_rules(conn) if r.name == "Quiet")
+    message = "events = 0 in the last 5 min; events < 1 in 5 min holds, and then some more words"
+    alerts_sql.add_history(conn, rule.rule_id, at=FIXED_NOW_MS - 1000, state="firing", value=0,
+                           threshold=1, message=message)
+    conn.commit()
+    app = make_app(seeded, clock=CLOCK, worker=False, watch_changes=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await press_until(pilot, AlertsScreen, "5")
+        rules = screen.query_one("#rules-table", DataTable)
+        await until(pilot, lambda: rules.row_count == 2)
+        history = screen.query_one("#history-table", FittedTable)
+        while history.row_count == 0:  # the rules are listed by name: Quiet is the second
+            await pilot.press("down")
+            await until(pilot, lambda: rules.cursor_row == 1)
+            await until(pilot, lambda: history.row_count == 1, timeout=5)
+        history.focus()
+        detail = await press_until(pilot, DetailScreen, "enter")
+        assert ("message", message) in detail.fields
+        assert isinstance(app.screen_stack[-2], AlertsScreen)  # not the rule editor

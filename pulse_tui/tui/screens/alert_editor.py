@@ -225,7 +225,7 @@ class AlertEditorScreen(WriteGuard, FieldChecks, ReportsWorkerErrors, Screen[boo
                 lambda d: d.events.alert_value(site_id, condition, clock))
         except ValidationError as exc:
             self._show_errors(exc.errors)
-            out.update(Text("fix the fields marked in red to see values", style="dim"))
+            out.update(Text("fix the fields with a message under them to see values", style="dim"))
             return
         self._show_errors({})
         text = Text()
@@ -278,7 +278,7 @@ class AlertEditorScreen(WriteGuard, FieldChecks, ReportsWorkerErrors, Screen[boo
                     now_ms=now))
         except ValidationError as exc:
             self._show_errors(exc.errors, saving=True)
-            self.notify("Not saved: see the fields marked in red.", severity="error")
+            self.notify("Not saved: see the messages under the fields.", severity="error")
             return
         except (ConflictError, PulseError) as exc:
             self.notify(f"Not saved: {exc}", severity="error", timeout=10)

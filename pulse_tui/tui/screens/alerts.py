@@ -156,6 +156,11 @@ class AlertsScreen(PaneScreen):
     def _rule_chosen(self) -> None:
         self.action_edit()
 
+    @on(DataTable.RowSelected, "#history-table")
+    def _history_chosen(self) -> None:
+        # the message is cut at 80 columns: enter shows the change of state in full (as `i`)
+        self.query_one("#history-table", FittedTable).action_row_details()
+
     def _selected(self) -> AlertRule | None:
         key = self.query_one("#rules-table", FittedTable).selected_key()
         return next((r for r in self.rules if r.rule_id == key), None)

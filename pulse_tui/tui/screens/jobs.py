@@ -43,7 +43,7 @@ IMPORT_COLUMNS = (
     Column("status", "status", 11, keep=4),
     Column("file", "file", 20, keep=3, grow=True, max_width=40),
     Column("note", "note", min_total=120),
-    Column("type", "type", 8, min_total=100),
+    Column("type", "type", 8, min_total=100, grow=True, max_width=15),
     Column("progress", "progress", 15, keep=0, min_width=9),
     Column("ok", "imported", 9, justify="right", keep=5, grow=True),
     Column("dup", "dups", 5, justify="right", keep=5, grow=True),
