@@ -20,7 +20,7 @@ from pulse_tui.errors import PulseError, UsageError
 
 log = logging.getLogger("pulse_tui")
 
-GLOBAL_KEYS = ("db", "import_dir", "export_dir", "config", "debug")
+GLOBAL_KEYS = ("db", "import_dir", "export_dir", "config", "events_store", "debug")
 
 
 def global_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -34,6 +34,10 @@ def global_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Folder for exported files (env PULSE_EXPORT_DIR)."),
         click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
                      help="TOML config file (default: config.toml in the user config dir)."),
+        click.option("--events-store", "events_store", metavar="STORE",
+                     help="Where events live: sqlite (default), clickhouse://user:password@"
+                          "host:8123/db, clickhouses://... or chdb:///dir "
+                          "(env PULSE_EVENTS_STORE)."),
         click.option("--debug", is_flag=True, default=None,
                      help="Show tracebacks and log debug detail."),
     ]
@@ -57,6 +61,7 @@ def settings_from(ctx: click.Context) -> Settings:
         import_dir=obj.get("import_dir"),
         export_dir=obj.get("export_dir"),
         config_file=obj.get("config"),
+        events_store=obj.get("events_store"),
     )
 
 
@@ -104,7 +109,8 @@ class PulseGroup(click.Group):
         try:
             settings = load_settings(db=obj.get("db"), import_dir=obj.get("import_dir"),
                                      export_dir=obj.get("export_dir"),
-                                     config_file=obj.get("config"))
+                                     config_file=obj.get("config"),
+                                     events_store=obj.get("events_store"))
         except PulseError as exc:
             formatter.write_paragraph()
             formatter.write(f"{'':{formatter.current_indent}}(settings: {exc})\n")

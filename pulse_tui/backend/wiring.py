@@ -7,18 +7,28 @@ from pathlib import Path
 
 from pulse_tui.backend.interface import Backends
 from pulse_tui.backend.sqlite import open_sqlite
+from pulse_tui.config import redact_url
 from pulse_tui.errors import UsageError
 
-# events_store name -> opener(database path); control data is always in the SQLite file
-BACKENDS: dict[str, Callable[[Path], Backends]] = {
-    "sqlite": open_sqlite,
+
+def _clickhouse(path: Path, url: str) -> Backends:
+    from pulse_tui.backend.clickhouse import open_clickhouse  # the optional extra
+
+    return open_clickhouse(path, url)
+
+
+# events_store scheme -> opener(database path, events_store); control data is always in the
+# SQLite file
+BACKENDS: dict[str, Callable[[Path, str], Backends]] = {
+    "sqlite": lambda path, _store: open_sqlite(path),
+    "chdb": _clickhouse, "clickhouse": _clickhouse, "clickhouses": _clickhouse,
 }
 
 
 def open_backends(db_path: Path, events_store: str = "sqlite") -> Backends:
     """The events backend and the control store for one PULSE database."""
-    opener = BACKENDS.get(events_store.split(":", 1)[0])
+    opener = BACKENDS.get(events_store.split(":", 1)[0].lower())
     if opener is None:
-        raise UsageError(f"unknown events store {events_store!r} "
+        raise UsageError(f"unknown events store {redact_url(events_store)!r} "
                          f"(known: {', '.join(sorted(BACKENDS))})")
-    return opener(Path(db_path))
+    return opener(Path(db_path), events_store)

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 from pulse_tui.clock import Clock
 from pulse_tui.ingest.parse import (
@@ -30,6 +31,14 @@ from pulse_tui.ingest.parse import (
 from pulse_tui.store import imports as store
 
 log = logging.getLogger("pulse_tui.ingest")
+
+
+class EventsWriter(Protocol):
+    """The import batch writer of an events backend kept outside the SQLite file."""
+
+    def write_import_batch(self, kind: str, job_id: str, rows: Any, rejects: Any,
+                           checkpoint: Any, now_ms: int, lines: Any = ()) -> store.BatchOutcome:
+        ...
 
 DEFAULT_BATCH_SIZE = 100_000  # rows per write transaction (PULSE_IMPORT_BATCH_ROWS)
 BATCH_ROWS_ENV = "PULSE_IMPORT_BATCH_ROWS"
@@ -112,6 +121,7 @@ def import_file(
     batch_size: int | None = None,
     max_tx_seconds: float = MAX_TX_SECONDS,
     pause_between_tx: float = 0.0,
+    events: EventsWriter | None = None,
 ) -> ImportResult:
     """Import one CSV / .csv.gz file of ``kind`` (events, users, cohort_members) as a job.
 
@@ -139,6 +149,10 @@ def import_file(
       the machine's speed (:func:`next_tx_rows`); QUIET_TX_FACTOR times that once no other
       connection stored events during the pauses of the last QUIET_AFTER_SECONDS (no live
       traffic is waiting).
+
+    - ``events``: where the rows go when the events do not live in ``conn`` (ClickHouse): each
+      parsed batch is handed to ``events.write_import_batch`` (which moves the job's checkpoint
+      in ``conn`` after storing the rows); ``conn`` keeps the job, its rejects and checkpoint.
 
     Returns an ImportResult; a file that cannot be imported at all gives status 'failed' with
     ``message`` (no exception). ``conn`` must be in autocommit mode (store.connection.connect).
@@ -200,7 +214,7 @@ def import_file(
         processed, dups, failed = job.processed_records, job.duplicate_records, job.failed_records
         sharing = pause_between_tx > 0
         chunk = batch_size
-        if kind == "events":
+        if kind == "events" and events is None:
             chunk = min(batch_size, SHARED_CHUNK_ROWS if sharing else PARSE_CHUNK_ROWS)
         tx_rows = min(batch_size, SHARED_FIRST_TX_ROWS) if sharing else batch_size
         tx_seconds = max_tx_seconds
@@ -210,7 +224,7 @@ def import_file(
         tx_started = 0.0
         try:
             for batch in batches:
-                if kind == "events":
+                if kind == "events" and events is None:
                     # parsed in chunks, written in transactions of batch_size rows (or
                     # MAX_TX_SECONDS of writing): the checkpoint is the last chunk's
                     if tx is None:
@@ -235,7 +249,7 @@ def import_file(
                         tx_rows = next_tx_rows(n_tx, held, tx_seconds, chunk, batch_size)
                     done = outcome, n_tx, more
                 else:
-                    outcome = _write(conn, job_id, kind, batch, now_ms)
+                    outcome = _write(conn, job_id, kind, batch, now_ms, events)
                     stop = should_stop is not None and should_stop()
                     done = outcome, batch.records, batch.records >= batch_size
                 outcome, n_records, more = done
@@ -336,10 +350,13 @@ def _add(tx: store.EventsTx, batch: Batch) -> None:
            store.Checkpoint(batch.records, batch.end_offset, batch.end_line))
 
 
-def _write(conn: sqlite3.Connection, job_id: str, kind: str, batch: Batch, now_ms: int
-           ) -> store.BatchOutcome:
+def _write(conn: sqlite3.Connection, job_id: str, kind: str, batch: Batch, now_ms: int,
+           events: EventsWriter | None = None) -> store.BatchOutcome:
     cp = store.Checkpoint(batch.records, batch.end_offset, batch.end_line)
     rejects = [(r.line, r.column, r.value, r.reason) for r in batch.rejects]
+    if events is not None:
+        return events.write_import_batch(kind, job_id, batch.rows, rejects, cp, now_ms,
+                                         batch.lines)
     if kind == "events":
         return store.write_events_batch(conn, job_id, batch.rows, rejects, cp, now_ms)
     if kind == "users":

@@ -168,9 +168,19 @@ def list_members(conn: sqlite3.Connection, cohort_id: str, *, active_only: bool 
     return [Member(u, j, s, bool(a)) for u, j, s, a in rows]
 
 
+# id(conn) -> evaluator(site_id, criteria, now_ms) for a PULSE file whose events live in another
+# store (ClickHouse): membership rows stay here with the cohorts, the matching users come from
+# the events store. Registered by that backend for its connection, removed when it closes.
+Evaluator = Callable[[str, Group, int], list[tuple[str, int, int]]]
+EVENT_EVALUATORS: dict[int, Evaluator] = {}
+
+
 def evaluate(conn: sqlite3.Connection, site_id: str, criteria: Group, now_ms: int
              ) -> list[tuple[str, int, int]]:
     """The (user_id, joined_at, last_seen_at) matching ``criteria`` on the site right now."""
+    elsewhere = EVENT_EVALUATORS.get(id(conn))
+    if elsewhere is not None:
+        return elsewhere(site_id, criteria, now_ms)
     sql, params = compile_members(criteria, site_id, now_ms,
                                   full_scan=_site_is_large(conn, site_id))
     return conn.execute(sql, params).fetchall()
@@ -390,12 +400,17 @@ def refresh_cohort(conn: sqlite3.Connection, clock: Clock, cohort_id: str, *,
             derived.set_meta(conn, FP_PREFIX + cohort_id, fp)
         return RefreshResult(cohort_id, skipped=f"invalid criteria: {why}")
     # 1. evaluate into a temp table: reads only, no write lock on the database
-    sql, params = compile_members(cohort.criteria, cohort.site_id, now,
-                                  full_scan=_site_is_large(conn, cohort.site_id))
     conn.execute(_MATCH_TABLE)
     conn.execute("DELETE FROM temp.cohort_match")
-    conn.execute("INSERT INTO temp.cohort_match (user_id, joined_at, last_seen_at) " + sql,
-                 params)
+    elsewhere = EVENT_EVALUATORS.get(id(conn))
+    if elsewhere is not None:
+        conn.executemany("INSERT INTO temp.cohort_match (user_id, joined_at, last_seen_at) "
+                         "VALUES (?, ?, ?)", elsewhere(cohort.site_id, cohort.criteria, now))
+    else:
+        sql, params = compile_members(cohort.criteria, cohort.site_id, now,
+                                      full_scan=_site_is_large(conn, cohort.site_id))
+        conn.execute("INSERT INTO temp.cohort_match (user_id, joined_at, last_seen_at) " + sql,
+                     params)
     matched = conn.execute("SELECT count(*) FROM temp.cohort_match").fetchone()[0]
     # 2. apply in one short write transaction, unless the definition changed meanwhile
     _register_member_id(conn)

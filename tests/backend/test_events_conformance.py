@@ -88,8 +88,77 @@ def _open_sqlite(db: Path) -> Backends:
     return open_backends(db, "sqlite")
 
 
+def _ch_import(b: Backends, db: Path, path: Path) -> None:
+    from pulse_tui.ingest import import_file
+
+    result = import_file(_sqlite_conn(b), path, kind="events", clock=CLOCK, events=b.events)
+    assert result.status == "completed" and result.failed == 0, result.message
+
+
+def _ch_simulate(b: Backends, db: Path, events: list[NewEvent]) -> None:
+    b.events.insert_events(events, NOW)  # type: ignore[attr-defined]
+
+
+def _ch_foreign(b: Backends, db: Path, events: list[NewEvent]) -> None:
+    # another program: a plain INSERT of the seed's columns (ingest_seq from its DEFAULT)
+    ch = b.events.ch  # type: ignore[attr-defined]
+    cols = ("event_id", "site_id", "event_type", "timestamp_ms", "session_id", "user_id", "url",
+            "referrer", "country", "device_type")
+    arrays = ", ".join(f"{{{c}:Array(Nullable(String))}}" if c != "timestamp_ms"
+                       else f"{{{c}:Array(Int64)}}" for c in cols)
+    ch.command(
+        f"INSERT INTO `{ch.database}`.events ({', '.join(cols)}, created_at) "
+        f"SELECT t.1, t.2, t.3, t.4, t.5, t.6, t.7, t.8, t.9, t.10, {NOW} "
+        f"FROM (SELECT arrayJoin(arrayZip({arrays})) AS t)",
+        {c: [getattr(e, c) for e in events] for c in cols})
+
+
+_CHDB_DIR: list[Path] = []
+
+
+def _open_chdb(db: Path) -> Backends:
+    """chdb runs one embedded engine on one directory per process: one directory for the
+    whole run (removed at exit), a fresh database in it for each test."""
+    import atexit
+    import shutil
+    import tempfile
+    import uuid
+
+    from pulse_tui.backend.wiring import open_backends
+
+    pytest.importorskip("chdb")
+    if not _CHDB_DIR:
+        _CHDB_DIR.append(Path(tempfile.mkdtemp(prefix="pulse-chdb-")))
+        atexit.register(shutil.rmtree, _CHDB_DIR[0], True)
+    return open_backends(db, f"chdb://{_CHDB_DIR[0]}?database=t{uuid.uuid4().hex[:12]}")
+
+
+def _open_server(db: Path) -> Backends:
+    import os
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    from pulse_tui.backend.wiring import open_backends
+
+    url = os.environ.get("PULSE_TEST_CLICKHOUSE_URL", "")
+    if not url:
+        pytest.skip("PULSE_TEST_CLICKHOUSE_URL is not set: no ClickHouse server to test against")
+    parts = urlsplit(url)  # a fresh database per test on that server
+    return open_backends(db, urlunsplit(parts._replace(path=f"/t{uuid.uuid4().hex[:12]}")))
+
+
 IMPLEMENTATIONS: dict[str, Implementation] = {
     "sqlite": Implementation(_open_sqlite, _sqlite_import, _sqlite_simulate, _sqlite_foreign),
+    "chdb": Implementation(_open_chdb, _ch_import, _ch_simulate, _ch_foreign),
+    "clickhouse-server": Implementation(_open_server, _ch_import, _ch_simulate, _ch_foreign),
+}
+
+
+# checks the ClickHouse store does not pass yet, with what is missing (shown as skips)
+NOT_YET_ON_CLICKHOUSE = {
+    "test_acquisition_retention_grid_and_a_cells_members": "acquisition and saved-cohort "
+                                                           "retention",
+    "test_alert_values_and_the_backtest": "alert metrics and the backtest",
 }
 
 
@@ -139,6 +208,10 @@ class World:
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     impl = IMPLEMENTATIONS[request.param]
+    if request.param != "sqlite":
+        left = NOT_YET_ON_CLICKHOUSE.get(request.node.originalname)
+        if left:
+            pytest.skip(f"not yet on ClickHouse (issue 13, left): {left}")
     db = tmp_path / "pulse.db"
     b = impl.open(db)
     rng = random.Random(12)
