@@ -325,6 +325,7 @@ def main(argv: list[str] | None = None) -> None:
 # Subcommands defined in their own modules register themselves on import (one line each).
 # They import `cli`, `pulse_command` and `settings_from` from this module.
 # ---------------------------------------------------------------------------------------------
+from pulse_tui import clickhouse_command as _clickhouse_command  # noqa: E402,F401
 from pulse_tui import report_command as _report_command  # noqa: E402,F401
 from pulse_tui.ingest import command as _import_command  # noqa: E402,F401
 from pulse_tui.worker import command as _worker_command  # noqa: E402,F401

@@ -12,12 +12,12 @@ from typing import Any
 
 import click
 
+from pulse_tui.backend.wiring import open_backends
 from pulse_tui.cli import cli, pulse_command, settings_from
 from pulse_tui.clock import Clock
 from pulse_tui.csvsafe import neutralise_row
 from pulse_tui.errors import UsageError
 from pulse_tui.store import reports
-from pulse_tui.store.connection import connect
 
 FORMATS = ("table", "csv", "json")
 
@@ -111,12 +111,13 @@ def report_cmd(ctx: click.Context, name: str, site: str | None, start: str | Non
         raise UsageError(f"report {name} needs --steps a,b,c")
     clock = Clock.from_env()
     rng = reports.make_range(clock, start, end)
-    conn = connect(settings_from(ctx).db)
+    settings = settings_from(ctx)
+    backends = open_backends(settings.db, settings.events_store)
     try:
-        site_id = reports.resolve_site(conn, site)
-        rows = reports.run_report(conn, name, site_id, rng, now_ms=clock.now_ms(),
-                                  limit=limit, steps=step_list)
+        site_id = reports.pick_site([s.id for s in backends.events.sites()], site)
+        rows = backends.events.report(name, site_id, rng, now_ms=clock.now_ms(), limit=limit,
+                                      steps=step_list)
     finally:
-        conn.close()
+        backends.close()
     render = {"json": render_json, "csv": render_csv, "table": render_table}[fmt]
     sys.stdout.write(render(spec.columns, rows))

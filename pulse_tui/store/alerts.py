@@ -17,6 +17,7 @@ from pulse_tui.alerts.conditions import (
 )
 from pulse_tui.alerts.models import AlertHistoryEntry, AlertRule
 from pulse_tui.errors import ConflictError, UsageError, ValidationError
+from pulse_tui.store.elsewhere import events_of
 from pulse_tui.store.tx import write_transaction
 
 HOUR_MS = 3_600_000
@@ -376,6 +377,9 @@ def window_metric(conn: sqlite3.Connection, site_id: str, metric: str, start_ms:
                   end_ms: int, flt: dict[str, Any] | None = None) -> int:
     """The metric over the site's events with start_ms <= timestamp_ms < end_ms, read through
     the (site_id, timestamp_ms) index."""
+    elsewhere = events_of(conn)
+    if elsewhere is not None:
+        return elsewhere.window_metric(site_id, metric, start_ms, end_ms, flt)
     where, params = event_filter_sql(flt)
     row = conn.execute(
         f"SELECT {_metric_expr(metric)} FROM events INDEXED BY idx_events_site_timestamp "
@@ -387,12 +391,20 @@ def window_metric(conn: sqlite3.Connection, site_id: str, metric: str, start_ms:
 def hourly_events(conn: sqlite3.Connection, site_id: str, from_hour: int, to_hour: int
                   ) -> dict[int, int]:
     """{hour number: events} from rollup_hourly for from_hour <= hour < to_hour."""
+    elsewhere = events_of(conn)
+    if elsewhere is not None:
+        return dict(elsewhere.hourly_raw(site_id, "events", from_hour * HOUR_MS,
+                                         to_hour * HOUR_MS, None))
     return dict(conn.execute(
         "SELECT hour, events FROM rollup_hourly WHERE site_id = ? AND hour >= ? AND hour < ?",
         (site_id, from_hour, to_hour)))
 
 
 def first_rollup_hour(conn: sqlite3.Connection, site_id: str) -> int | None:
+    elsewhere = events_of(conn)
+    if elsewhere is not None:
+        first = elsewhere.first_event_ms(site_id)
+        return None if first is None else first // HOUR_MS
     return conn.execute("SELECT min(hour) FROM rollup_hourly WHERE site_id = ?",
                         (site_id,)).fetchone()[0]
 
@@ -401,6 +413,10 @@ def hourly_raw(conn: sqlite3.Connection, site_id: str, metric: str, start_ms: in
                flt: dict[str, Any] | None = None) -> Iterator[tuple[int, object]]:
     """For raw-event backtests: (hour, 1) per event for ``events``, or distinct
     (hour, user_id | session_id) pairs for ``users`` / ``sessions``."""
+    elsewhere = events_of(conn)
+    if elsewhere is not None:
+        yield from elsewhere.hourly_raw(site_id, metric, start_ms, end_ms, flt)
+        return
     where, params = event_filter_sql(flt)
     if metric == "events":
         sql = (f"SELECT timestamp_ms / {HOUR_MS} AS h, count(*) FROM events "
@@ -417,6 +433,9 @@ def hourly_raw(conn: sqlite3.Connection, site_id: str, metric: str, start_ms: in
 
 
 def first_event_ms(conn: sqlite3.Connection, site_id: str) -> int | None:
+    elsewhere = events_of(conn)
+    if elsewhere is not None:
+        return elsewhere.first_event_ms(site_id)
     return conn.execute(
         "SELECT min(timestamp_ms) FROM events INDEXED BY idx_events_site_timestamp "
         "WHERE site_id = ?", (site_id,)).fetchone()[0]

@@ -48,6 +48,7 @@ from pulse_tui.models import (
     member_id_for,
 )
 from pulse_tui.store import derived
+from pulse_tui.store.elsewhere import events_of
 from pulse_tui.store.tx import write_transaction as _write
 
 log = logging.getLogger(__name__)
@@ -168,19 +169,12 @@ def list_members(conn: sqlite3.Connection, cohort_id: str, *, active_only: bool 
     return [Member(u, j, s, bool(a)) for u, j, s, a in rows]
 
 
-# id(conn) -> evaluator(site_id, criteria, now_ms) for a PULSE file whose events live in another
-# store (ClickHouse): membership rows stay here with the cohorts, the matching users come from
-# the events store. Registered by that backend for its connection, removed when it closes.
-Evaluator = Callable[[str, Group, int], list[tuple[str, int, int]]]
-EVENT_EVALUATORS: dict[int, Evaluator] = {}
-
-
 def evaluate(conn: sqlite3.Connection, site_id: str, criteria: Group, now_ms: int
              ) -> list[tuple[str, int, int]]:
     """The (user_id, joined_at, last_seen_at) matching ``criteria`` on the site right now."""
-    elsewhere = EVENT_EVALUATORS.get(id(conn))
+    elsewhere = events_of(conn)  # events in ClickHouse: membership rows stay here
     if elsewhere is not None:
-        return elsewhere(site_id, criteria, now_ms)
+        return elsewhere.cohort_evaluate(site_id, criteria, now_ms)
     sql, params = compile_members(criteria, site_id, now_ms,
                                   full_scan=_site_is_large(conn, site_id))
     return conn.execute(sql, params).fetchall()
@@ -402,10 +396,11 @@ def refresh_cohort(conn: sqlite3.Connection, clock: Clock, cohort_id: str, *,
     # 1. evaluate into a temp table: reads only, no write lock on the database
     conn.execute(_MATCH_TABLE)
     conn.execute("DELETE FROM temp.cohort_match")
-    elsewhere = EVENT_EVALUATORS.get(id(conn))
+    elsewhere = events_of(conn)
     if elsewhere is not None:
         conn.executemany("INSERT INTO temp.cohort_match (user_id, joined_at, last_seen_at) "
-                         "VALUES (?, ?, ?)", elsewhere(cohort.site_id, cohort.criteria, now))
+                         "VALUES (?, ?, ?)",
+                         elsewhere.cohort_evaluate(cohort.site_id, cohort.criteria, now))
     else:
         sql, params = compile_members(cohort.criteria, cohort.site_id, now,
                                       full_scan=_site_is_large(conn, cohort.site_id))

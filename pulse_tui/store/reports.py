@@ -64,7 +64,11 @@ def sites(conn: sqlite3.Connection) -> list[Site]:
 
 def resolve_site(conn: sqlite3.Connection, site_id: str | None) -> str:
     """The site a report is about: ``site_id`` if known, else the only site (UsageError)."""
-    ids = [s.id for s in sites(conn)]
+    return pick_site([s.id for s in sites(conn)], site_id)
+
+
+def pick_site(ids: list[str], site_id: str | None) -> str:
+    """``site_id`` if it is one of ``ids``, else the only one (UsageError otherwise)."""
     if not ids:
         raise UsageError("no site in the database yet; import or simulate some events first")
     if site_id is not None:

@@ -2,8 +2,9 @@
 
 Parametrised by implementation: ``IMPLEMENTATIONS`` maps a name to how to open it and how its
 three writers store events (the importer, the simulator, and another connection writing rows
-behind PULSE's back). Only "sqlite" exists today; a ClickHouse implementation ("chdb") adds one
-entry and must pass the same checks. Every expected value is computed in plain Python from the
+behind PULSE's back): "sqlite", "chdb" (embedded ClickHouse, one directory per test process and a
+fresh database per test, see chdb_support.py) and "clickhouse-server" (the server named by
+PULSE_TEST_CLICKHOUSE_URL; skipped, visibly, when it is not set), all held to the same checks. Every expected value is computed in plain Python from the
 events the writers were given, never from PULSE's own queries.
 """
 
@@ -113,24 +114,11 @@ def _ch_foreign(b: Backends, db: Path, events: list[NewEvent]) -> None:
         {c: [getattr(e, c) for e in events] for c in cols})
 
 
-_CHDB_DIR: list[Path] = []
-
-
 def _open_chdb(db: Path) -> Backends:
-    """chdb runs one embedded engine on one directory per process: one directory for the
-    whole run (removed at exit), a fresh database in it for each test."""
-    import atexit
-    import shutil
-    import tempfile
-    import uuid
-
     from pulse_tui.backend.wiring import open_backends
+    from tests.backend.chdb_support import fresh_chdb_url
 
-    pytest.importorskip("chdb")
-    if not _CHDB_DIR:
-        _CHDB_DIR.append(Path(tempfile.mkdtemp(prefix="pulse-chdb-")))
-        atexit.register(shutil.rmtree, _CHDB_DIR[0], True)
-    return open_backends(db, f"chdb://{_CHDB_DIR[0]}?database=t{uuid.uuid4().hex[:12]}")
+    return open_backends(db, fresh_chdb_url())
 
 
 def _open_server(db: Path) -> Backends:
@@ -151,14 +139,6 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
     "sqlite": Implementation(_open_sqlite, _sqlite_import, _sqlite_simulate, _sqlite_foreign),
     "chdb": Implementation(_open_chdb, _ch_import, _ch_simulate, _ch_foreign),
     "clickhouse-server": Implementation(_open_server, _ch_import, _ch_simulate, _ch_foreign),
-}
-
-
-# checks the ClickHouse store does not pass yet, with what is missing (shown as skips)
-NOT_YET_ON_CLICKHOUSE = {
-    "test_acquisition_retention_grid_and_a_cells_members": "acquisition and saved-cohort "
-                                                           "retention",
-    "test_alert_values_and_the_backtest": "alert metrics and the backtest",
 }
 
 
@@ -208,10 +188,6 @@ class World:
 @pytest.fixture(params=sorted(IMPLEMENTATIONS))
 def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
     impl = IMPLEMENTATIONS[request.param]
-    if request.param != "sqlite":
-        left = NOT_YET_ON_CLICKHOUSE.get(request.node.originalname)
-        if left:
-            pytest.skip(f"not yet on ClickHouse (issue 13, left): {left}")
     db = tmp_path / "pulse.db"
     b = impl.open(db)
     rng = random.Random(12)

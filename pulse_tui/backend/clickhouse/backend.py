@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
+from pulse_tui.alerts import engine
 from pulse_tui.backend.clickhouse.connection import CHConn
 from pulse_tui.backend.interface import ChangeToken, LiveCursor, RejectRow, TailPage
 from pulse_tui.clock import DAY_MS, Clock
@@ -51,9 +53,12 @@ from pulse_tui.report_models import (
     TopRow,
     Totals,
 )
+from pulse_tui.store import cleanup as sqlite_cleanup
 from pulse_tui.store import cohorts as sqlite_cohorts
+from pulse_tui.store import elsewhere
 from pulse_tui.store import events as sqlite_events
 from pulse_tui.store import imports as sqlite_imports
+from pulse_tui.store import retention as sqlite_retention
 from pulse_tui.store.tx import write_transaction
 
 EVENT_COLS = ("event_id", "site_id", "event_type", "timestamp_ms", "session_id", "user_id",
@@ -81,10 +86,10 @@ class ClickHouseEvents:
         self.conn = conn
         self.ch = ch
         self.db = f"`{ch.database}`"
-        sqlite_cohorts.EVENT_EVALUATORS[id(conn)] = self.cohort_evaluate
+        elsewhere.register(conn, self)  # store functions on any connection read the events here
 
     def close(self) -> None:
-        sqlite_cohorts.EVENT_EVALUATORS.pop(id(self.conn), None)
+        elsewhere.unregister(self.conn, self)
         self.ch.close()
 
     def t(self, name: str) -> str:
@@ -256,30 +261,169 @@ class ClickHouseEvents:
     def refresh_changed_cohorts(self, clock: Clock) -> list[RefreshResult]:
         return sqlite_cohorts.refresh_changed_results(self.conn, clock)
 
-    # ---------------------------------------------------------------- retention (left)
+    # ---------------------------------------------------------------- retention
+    # The grid, its snapshots and the cohorts' members stay in the SQLite file: the store's
+    # retention functions ask the events here (pulse_tui.store.elsewhere) for the counts.
     def retention_grid(self, site_id: str, start: date, end: date) -> RetentionGrid:
-        raise _not_yet("the retention grid")
+        return sqlite_retention.load_grid(self.conn, site_id, start, end)
 
     def refresh_retention(self, site_id: str, clock: Clock, start: date, end: date
                           ) -> RetentionGrid:
-        raise _not_yet("the retention grid")
+        return sqlite_retention.refresh_site(self.conn, site_id, clock, start, end)
 
     def retention_cell_users(self, row: RetentionRow, week_number: int, now_ms: int
                              ) -> list[str]:
-        raise _not_yet("the retention grid")
+        return sqlite_retention.cell_users(self.conn, row, week_number, now_ms)
 
     def save_users_as_static_cohort(self, site_id: str, name: str, user_ids: Sequence[str],
                                     now_ms: int) -> str:
-        raise _not_yet("saving a retention cell as a cohort")
+        return sqlite_retention.save_cell_as_static_cohort(self.conn, site_id, name, user_ids,
+                                                           now_ms)
 
-    # ---------------------------------------------------------------- alerts (left)
+    _FIRST = ("SELECT assumeNotNull(user_id) AS uid, min(timestamp_ms) AS f "
+              "FROM {events} WHERE site_id = {{site:String}} AND user_id IS NOT NULL "
+              "GROUP BY uid HAVING f >= {{fs_lo:Int64}} AND f < {{fs_hi:Int64}}")
+
+    def acquisition_counts(self, p: dict[str, Any], weeks: int) -> list[tuple[int, int, int]]:
+        """(week, -1, cohort size) and (week, k, returning users) of the acquisition weeks
+        (first events in [fs_lo, fs_hi), activity days day_lo..day_hi); weeks are
+        (day number + 3) // 7, Monday start, as on SQLite."""
+        first = self._FIRST.format(events=self.t("events"))
+        week = f"intDiv(intDiv(f, {DAY_MS}) + 3, 7)"
+        sql = f"""
+WITH c AS (SELECT uid, {week} AS w FROM ({first}))
+SELECT w, -1, count() FROM c GROUP BY w
+UNION ALL
+SELECT c.w, intDiv(intDiv(e.timestamp_ms, {DAY_MS}) + 3, 7) - c.w AS k, uniqExact(e.user_id)
+FROM {self.t('events')} AS e INNER JOIN c ON c.uid = e.user_id
+WHERE e.site_id = {{site:String}} AND e.timestamp_ms >= {{lo:Int64}}
+  AND e.timestamp_ms < {{hi:Int64}}
+GROUP BY c.w, k HAVING k BETWEEN 1 AND {weeks - 1}"""
+        params = {"site": p["site"], "fs_lo": p["fs_lo"], "fs_hi": p["fs_hi"],
+                  "lo": p["day_lo"] * DAY_MS, "hi": (p["day_hi"] + 1) * DAY_MS}
+        return [(int(w), int(k), int(n)) for w, k, n in self.ch.rows(sql, params)]
+
+    def acquisition_cell_users(self, site_id: str, fs: tuple[int, int], week_number: int
+                               ) -> list[str]:
+        first = self._FIRST.format(events=self.t("events"))
+        params = {"site": site_id, "fs_lo": fs[0], "fs_hi": fs[1]}
+        if week_number == 0:
+            return [r[0] for r in self.ch.rows(f"SELECT uid FROM ({first}) ORDER BY uid",
+                                               params)]
+        day = fs[0] // DAY_MS + 7 * week_number
+        params.update(lo=day * DAY_MS, hi=(day + 7) * DAY_MS)
+        return [r[0] for r in self.ch.rows(
+            f"SELECT DISTINCT assumeNotNull(user_id) AS u FROM {self.t('events')} "
+            "WHERE site_id = {site:String} AND timestamp_ms >= {lo:Int64} "
+            f"AND timestamp_ms < {{hi:Int64}} AND user_id IN (SELECT uid FROM ({first})) "
+            "ORDER BY u", params)]
+
+    def _hits(self, members: list[tuple[str, str, int]], weeks: int) -> tuple[str, dict]:
+        """Per member and window k (events in [j + k weeks, j + (k+1) weeks)): the hits."""
+        sql = f"""
+WITH m AS (SELECT t.1 AS cid, t.2 AS uid, t.3 AS j FROM (
+    SELECT arrayJoin(arrayZip({{c:Array(String)}}, {{u:Array(String)}}, {{j:Array(Int64)}})) AS t))
+SELECT m.cid AS cid, m.uid AS uid, m.j AS j, intDiv(e.timestamp_ms - m.j, {7 * DAY_MS}) AS k
+FROM {self.t('events')} AS e INNER JOIN m ON m.uid = e.user_id
+WHERE e.site_id = {{site:String}} AND e.user_id IN {{u:Array(String)}}
+  AND e.timestamp_ms >= m.j AND e.timestamp_ms < m.j + {weeks * 7 * DAY_MS}"""
+        return sql, {"c": [m[0] for m in members], "u": [m[1] for m in members],
+                     "j": [int(m[2]) for m in members]}
+
+    def saved_retention(self, site_id: str, members: list[tuple[str, str, int]], now_ms: int,
+                        weeks: int) -> list[tuple[str, str, int, int]]:
+        """The tagged rows of store.retention's saved-cohort statement: ('r', cohort, k,
+        returning), ('e', cohort, k, eligible), ('j', cohort, min j, max j), ('n', cohort, n)."""
+        out: list[tuple[str, str, int, int]] = []
+        if not members:
+            return out
+        hits, params = self._hits(members, weeks)
+        for cid, k, n in self.ch.rows(
+                f"SELECT cid, k, uniqExact(uid) FROM ({hits}) "
+                f"WHERE j + (k + 1) * {7 * DAY_MS} <= {{now:Int64}} GROUP BY cid, k",
+                {**params, "site": site_id, "now": now_ms}):
+            out.append(("r", cid, int(k), int(n)))
+        by_cohort: dict[str, list[int]] = {}
+        for cid, _u, j in members:
+            by_cohort.setdefault(cid, []).append(int(j))
+        for cid, js in by_cohort.items():
+            for k in range(weeks):
+                n = sum(1 for j in js if j + (k + 1) * 7 * DAY_MS <= now_ms)
+                if n:
+                    out.append(("e", cid, k, n))
+            out.append(("j", cid, min(js), max(js)))
+            out.append(("n", cid, len(js), 0))
+        return out
+
+    def saved_cell_users(self, site_id: str, members: list[tuple[str, str, int]], now_ms: int,
+                         week_number: int, weeks: int) -> list[str]:
+        if not members:
+            return []
+        hits, params = self._hits(members, weeks)
+        return [r[0] for r in self.ch.rows(
+            f"SELECT DISTINCT uid FROM ({hits}) WHERE k = {{k:Int64}} "
+            f"AND j + (k + 1) * {7 * DAY_MS} <= {{now:Int64}} ORDER BY uid",
+            {**params, "site": site_id, "now": now_ms, "k": week_number})]
+
+    def first_last_seen(self, site_id: str, user_ids: list[str]) -> dict[str, tuple[int, int]]:
+        return {u: (int(f), int(s)) for u, f, s in self.ch.rows(
+            f"SELECT assumeNotNull(user_id) AS u, min(timestamp_ms), max(timestamp_ms) "
+            f"FROM {self.t('events')} WHERE site_id = {{site:String}} "
+            "AND user_id IN {ids:Array(String)} GROUP BY u",
+            {"site": site_id, "ids": list(user_ids)})}
+
+    # ---------------------------------------------------------------- alerts
     def alert_value(self, site_id: str, condition: object, clock: Clock
                     ) -> tuple[float | None, bool | None]:
-        raise _not_yet("alert metrics")
+        return engine.preview_value(self.conn, site_id, condition, clock)  # reads back here
 
     def alert_backtest(self, condition: object, site_id: str, clock: Clock, days: int = 30
                        ) -> Any:
-        raise _not_yet("the alert backtest")
+        return engine.backtest(self.conn, condition, site_id, clock, days)
+
+    # the event reads of pulse_tui.store.alerts, answered here (see pulse_tui.store.elsewhere)
+    _METRIC = {"events": "count()", "users": "uniqExact(user_id)",
+               "sessions": "uniqExact(session_id)"}
+
+    def _window_where(self, b: _CHBuilder, flt: dict[str, Any] | None) -> str:
+        where = ("site_id = {site:String} AND timestamp_ms >= {lo:Int64} "
+                 "AND timestamp_ms < {hi:Int64} "
+                 "AND day BETWEEN toDate(intDiv({lo:Int64}, 1000)) "
+                 "AND toDate(intDiv({hi:Int64}, 1000))")
+        if flt:
+            where += " AND " + b.filter_group(flt)
+        return where
+
+    def window_metric(self, site_id: str, metric: str, start_ms: int, end_ms: int,
+                      flt: dict[str, Any] | None = None) -> int:
+        if metric not in self._METRIC:
+            raise UsageError(f"unknown metric {metric!r}")
+        b = _CHBuilder()
+        where = self._window_where(b, flt)
+        rows = self.ch.rows(f"SELECT {self._METRIC[metric]} FROM {self.t('events')} "
+                            f"WHERE {where}",
+                            {**b.params, "site": site_id, "lo": start_ms, "hi": end_ms})
+        return int(rows[0][0])
+
+    def hourly_raw(self, site_id: str, metric: str, start_ms: int, end_ms: int,
+                   flt: dict[str, Any] | None = None) -> list[tuple[int, object]]:
+        b = _CHBuilder()
+        where = self._window_where(b, flt)
+        params = {**b.params, "site": site_id, "lo": start_ms, "hi": end_ms}
+        hour = f"intDiv(timestamp_ms, {3_600_000})"
+        if metric == "events":
+            sql = (f"SELECT {hour} AS h, count() FROM {self.t('events')} WHERE {where} "
+                   "GROUP BY h")
+        else:
+            col = "user_id" if metric == "users" else "session_id"
+            sql = (f"SELECT DISTINCT {hour}, {col} FROM {self.t('events')} WHERE {where} "
+                   f"AND {col} IS NOT NULL")
+        return [(int(h), v) for h, v in self.ch.rows(sql, params)]
+
+    def first_event_ms(self, site_id: str) -> int | None:
+        rows = self.ch.rows(f"SELECT min(timestamp_ms), count() FROM {self.t('events')} "
+                            "WHERE site_id = {site:String}", {"site": site_id})
+        return int(rows[0][0]) if rows and int(rows[0][1]) else None
 
     # ---------------------------------------------------------------- exports, import, upkeep
     def users_rows(self, site_id: str, user_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
@@ -339,11 +483,37 @@ class ClickHouseEvents:
             self.ch.insert(self.t("events"), cols)
         return len(fresh), ours
 
+    def store_rows(self, rows: Sequence[tuple[Any, ...]], *, job: str, line: int
+                   ) -> tuple[int, int]:
+        """Rows in the seed's column order whose ids are not stored yet (copy-events)."""
+        return self._store_new(rows, job, line)
+
+    def meta_get(self, key: str) -> str | None:
+        got = self.ch.rows(f"SELECT argMax(value, updated_at), count() FROM {self.t('pulse_meta')} "
+                           "WHERE key = {key:String}", {"key": key})
+        return got[0][0] if got and int(got[0][1]) else None
+
+    def meta_set(self, key: str, value: str) -> None:
+        self.ch.command(f"INSERT INTO {self.t('pulse_meta')} (key, value, updated_at) VALUES "
+                        "({key:String}, {value:String}, "
+                        "toUInt64(toUnixTimestamp64Nano(now64(9))))",
+                        {"key": key, "value": value})
+
     def _write_users(self, job_id: str, rows: Sequence[tuple[Any, ...]],
                      rejects: Sequence[RejectRow], cp: Checkpoint, now_ms: int
                      ) -> BatchOutcome:
-        # a newer updated_at wins (ReplacingMergeTree(updated_at), read with FINAL); an older
-        # or equal one is a duplicate, as on SQLite
+        changed = self.upsert_users(rows)
+        outcome = BatchOutcome(changed, len(rows) - changed, len(rejects))
+        with write_transaction(self.conn):
+            sqlite_events.ensure_sites(self.conn, {r[1] for r in rows if r[1]}, now_ms)
+            sqlite_imports._record(self.conn, job_id, rejects, outcome, cp,
+                                   next((r[1] for r in rows if r[1]), None))
+        return outcome
+
+    def upsert_users(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Store users rows (seed order) whose user_id is new or whose updated_at is newer
+        than the stored one; returns how many. ReplacingMergeTree(updated_at) read with FINAL:
+        the newest version wins; an older or equal one is a duplicate, as on SQLite."""
         newest: dict[str, tuple[Any, ...]] = {}
         for r in rows:
             if r[0] not in newest or r[7] > newest[r[0]][7]:
@@ -357,12 +527,7 @@ class ClickHouseEvents:
             self.ch.insert(self.t("users"), {
                 c: (t, [r[k] for r in changed])
                 for k, (c, t) in enumerate(zip(USER_COLS, types, strict=True))})
-        outcome = BatchOutcome(len(changed), len(rows) - len(changed), len(rejects))
-        with write_transaction(self.conn):
-            sqlite_events.ensure_sites(self.conn, {r[1] for r in rows if r[1]}, now_ms)
-            sqlite_imports._record(self.conn, job_id, rejects, outcome, cp,
-                                   next((r[1] for r in rows if r[1]), None))
-        return outcome
+        return len(changed)
 
     def insert_events(self, events: Sequence[Any], now_ms: int, *, job: str = "") -> int:
         """Store events (NewEvent) whose ids are not stored yet (simulate, the demo,
@@ -379,8 +544,13 @@ class ClickHouseEvents:
         runs, cleanup reports how many events it removed, and the newest event is never
         removed (SPEC 9), none of which a table TTL can do. The delete is a synchronous
         mutation, so counts are exact as soon as it returns."""
-        if not settings.cleanup_enabled or settings.events_retention_days <= 0:
-            return CleanupResult(enabled=settings.cleanup_enabled)
+        if not settings.cleanup_enabled:
+            return CleanupResult(enabled=False)
+        # rollups, export runs and deliveries of the SQLite file: the usual pass, minus events
+        rest = sqlite_cleanup.run_cleanup(self.conn, replace(settings, events_retention_days=0),
+                                          clock)
+        if settings.events_retention_days <= 0:
+            return rest
         cutoff = clock.now_ms() - settings.events_retention_days * DAY_MS
         params = {"cutoff": cutoff}
         newest = self.ch.rows(f"SELECT max(ingest_seq) FROM {self.t('events')}")[0][0] or 0
@@ -391,7 +561,8 @@ class ClickHouseEvents:
             self.ch.command(f"ALTER TABLE {self.t('events')} DELETE WHERE timestamp_ms < "
                             "{cutoff:Int64} AND ingest_seq != {newest:UInt64} "
                             "SETTINGS mutations_sync = 2", params)
-        return CleanupResult(events=int(n))
+            sqlite_cohorts.refresh_all(self.conn, clock)  # members who lost their events
+        return replace(rest, events=int(n))
 
     def rebuild(self, now_ms: int) -> int:
         # no rollups to rebuild: the reports read the events; the sessions view is
@@ -450,6 +621,24 @@ class _CHBuilder:
         if op == "is_set":
             return f"({expr} IS NOT NULL AND {expr} != '')"
         raise ValueError(f"operator {op} cannot be compiled positively")
+
+    def filter_group(self, group: dict[str, Any]) -> str:
+        """A validated alert filter (dicts, event properties only) as a 0/1 predicate."""
+        joiner = " AND " if group["type"] == "and" else " OR "
+        parts = []
+        for cond in group["conditions"]:
+            if "conditions" in cond:
+                parts.append(self.filter_group(cond))
+                continue
+            prop, op = cond["property"], cond["operator"]
+            if prop not in _EVENT:
+                raise UsageError(f"unknown event property {prop!r}")
+            value = cond.get("value")
+            value = tuple(value) if isinstance(value, list) else value
+            positive = NEGATIONS.get(op)
+            pred = self.pred(prop, positive or op, value)
+            parts.append(f"(NOT ({pred}))" if positive else f"({pred})")
+        return "(" + joiner.join(parts) + ")"
 
     def leaf(self, prop: str, op: str, value: object) -> str:
         if prop in _EVENT:
