@@ -4,8 +4,9 @@ Parametrised by implementation: ``IMPLEMENTATIONS`` maps a name to how to open i
 three writers store events (the importer, the simulator, and another connection writing rows
 behind PULSE's back): "sqlite", "chdb" (embedded ClickHouse, one directory per test process and a
 fresh database per test, see chdb_support.py) and "clickhouse-server" (the server named by
-PULSE_TEST_CLICKHOUSE_URL; skipped, visibly, when it is not set), all held to the same checks. Every expected value is computed in plain Python from the
-events the writers were given, never from PULSE's own queries.
+PULSE_TEST_CLICKHOUSE_URL; skipped, visibly, when it is not set), all held to the same checks.
+Every expected value is computed in plain Python from the events the writers were given, never
+from PULSE's own queries.
 """
 
 from __future__ import annotations
