@@ -186,6 +186,7 @@ def simulate_cmd(ctx: click.Context, rate: float, duration: float | None, sites:
     """Write realistic synthetic events into the database (demo, load tests)."""
     from pulse_tui.simulate import Simulator, write_batch, write_sites, write_users
     from pulse_tui.store.connection import connect
+    from pulse_tui.store.tx import write_transaction
 
     settings = settings_from(ctx)
     conn = connect(settings.db)
@@ -195,9 +196,8 @@ def simulate_cmd(ctx: click.Context, rate: float, duration: float | None, sites:
     written = 0
     tick = 0.2 if rate >= 5 else 1.0
     carry = 0.0
-    conn.execute("BEGIN IMMEDIATE")
-    write_sites(conn, sim, int(time.time() * 1000))
-    conn.execute("COMMIT")
+    with write_transaction(conn):
+        write_sites(conn, sim, int(time.time() * 1000))
     click.echo(f"simulating {rate:g} events/s into {settings.db} (ctrl+c to stop)", err=True)
     next_at = start
     while not stop["now"]:
@@ -214,9 +214,8 @@ def simulate_cmd(ctx: click.Context, rate: float, duration: float | None, sites:
         time.sleep(max(0.0, next_at - time.monotonic()))
     users = sim.users()
     if users:
-        conn.execute("BEGIN IMMEDIATE")
-        write_users(conn, users, int(time.time() * 1000))
-        conn.execute("COMMIT")
+        with write_transaction(conn):
+            write_users(conn, users, int(time.time() * 1000))
     conn.close()
     click.echo(f"wrote {written} events in {time.monotonic() - start:.1f}s", err=True)
 

@@ -50,9 +50,8 @@ def build_history(conn: sqlite3.Connection, now_ms: int, *, days: int, seed: int
         write_users(conn, sim.users(), now_ms)
     derived.rebuild(conn, now_ms)
     seed_examples(conn, Clock(now_ms))
-    conn.execute("BEGIN IMMEDIATE")
-    derived.set_meta(conn, DEMO_MARK, now_ms)
-    conn.execute("COMMIT")
+    with write_transaction(conn):
+        derived.set_meta(conn, DEMO_MARK, now_ms)
     log.info("demo database built: %d events, %d users", total, len(sim.users()))
     return total
 

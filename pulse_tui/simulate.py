@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from pulse_tui.models import NewEvent
 from pulse_tui.store import derived
-from pulse_tui.store.events import ensure_sites, insert_events
+from pulse_tui.store.events import ensure_sites, insert_events, insert_new_users, upsert_sites
 from pulse_tui.store.tx import write_transaction
 
 DAY_MS = 86_400_000
@@ -301,22 +301,10 @@ def write_batch(conn: sqlite3.Connection, events: list[NewEvent], now_ms: int) -
 
 
 def write_sites(conn: sqlite3.Connection, sim: Simulator, now_ms: int) -> None:
-    conn.executemany(
-        "INSERT INTO sites (id, name, domain, created_at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT(id) DO UPDATE SET name = coalesce(sites.name, excluded.name), "
-        "domain = coalesce(sites.domain, excluded.domain)",
-        [(s, n, d, now_ms) for s, n, d in sim.site_rows()],
-    )
+    upsert_sites(conn, sim.site_rows(), now_ms)
 
 
 def write_users(conn: sqlite3.Connection, users: list[SimUser], now_ms: int) -> None:
     """Upsert the simulated users' ``users`` rows (plans, companies)."""
-    conn.executemany(
-        """
-        INSERT INTO users (user_id, site_id, name, email, company, plan, created_at, updated_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-        ON CONFLICT(user_id) DO NOTHING
-        """,
-        [(u.user_id, u.site_id, u.name, u.email, u.company, u.plan,
-          u.first_day * DAY_MS, now_ms) for u in users],
-    )
+    insert_new_users(conn, [(u.user_id, u.site_id, u.name, u.email, u.company, u.plan,
+                             u.first_day * DAY_MS, now_ms) for u in users])

@@ -34,6 +34,7 @@ from pulse_tui.exports.models import (
     ExportSummary,
 )
 from pulse_tui.store import exports as store
+from pulse_tui.store.cohorts import site_of as cohort_site_of
 from pulse_tui.store.exports import ExportJobRow, ExportRun
 
 MAX_NAME = 200
@@ -158,12 +159,11 @@ def check_filters(conn: sqlite3.Connection, export_type: str, site_id: str | Non
         if not isinstance(cid, str) or not cid.strip():
             errors["filters.cohort_id"] = "choose a cohort"
         else:
-            row = conn.execute("SELECT site_id FROM cohorts WHERE cohort_id = ?",
-                               (cid,)).fetchone()
-            if row is None:
+            cohort_site = cohort_site_of(conn, cid)
+            if cohort_site is None:
                 errors["filters.cohort_id"] = f"unknown cohort {cid!r}"
-            elif site_id is not None and row[0] != site_id:
-                errors["filters.cohort_id"] = f"cohort {cid!r} belongs to site {row[0]!r}"
+            elif site_id is not None and cohort_site != site_id:
+                errors["filters.cohort_id"] = f"cohort {cid!r} belongs to site {cohort_site!r}"
             else:
                 out["cohort_id"] = cid
     else:

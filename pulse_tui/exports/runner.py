@@ -28,6 +28,7 @@ from pulse_tui.exports import files
 from pulse_tui.exports.models import STALE_RUN_MS, ExportDefinition, ExportRunResult
 from pulse_tui.report_models import DateRange
 from pulse_tui.store import exports as store
+from pulse_tui.store.connection import database_file
 from pulse_tui.store.tx import write_transaction
 
 log = logging.getLogger("pulse_tui.exports")
@@ -234,8 +235,7 @@ _recovered: set[str] = set()
 
 
 def _db_key(conn: sqlite3.Connection) -> str:
-    row = conn.execute("PRAGMA database_list").fetchone()
-    return str(row[2]) if row else ""
+    return database_file(conn)
 
 
 def exports_job(ctx: Any) -> str:

@@ -29,6 +29,7 @@ from pulse_tui.ingest.parse import (
     normalise_name,
 )
 from pulse_tui.store import imports as store
+from pulse_tui.store.events import newest_seq
 
 log = logging.getLogger("pulse_tui.ingest")
 
@@ -285,10 +286,9 @@ def import_file(
 def _events_written_during(conn: sqlite3.Connection, pause: float) -> bool:
     """Sleep ``pause`` seconds outside any transaction; True when another connection stored
     events meanwhile (rowids are never reused: cleanup keeps the top row)."""
-    top = "SELECT coalesce(max(rowid), 0) FROM events"
-    before = conn.execute(top).fetchone()[0]
+    before = newest_seq(conn)
     time.sleep(pause)
-    return bool(conn.execute(top).fetchone()[0] != before)
+    return newest_seq(conn) != before
 
 
 def next_tx_rows(rows: int, held: float, target: float, lowest: int, highest: int) -> int:

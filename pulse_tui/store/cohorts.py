@@ -140,6 +140,12 @@ def get_cohort(conn: sqlite3.Connection, cohort_id: str) -> Cohort:
     return _cohort(row)
 
 
+def site_of(conn: sqlite3.Connection, cohort_id: str) -> str | None:
+    """The site of a cohort, None when there is no such cohort."""
+    row = conn.execute("SELECT site_id FROM cohorts WHERE cohort_id = ?", (cohort_id,)).fetchone()
+    return None if row is None else row[0]
+
+
 def list_cohorts(conn: sqlite3.Connection, site_id: str | None = None, *,
                  include_archived: bool = True) -> list[CohortSummary]:
     """Cohorts (of one site, or all) by name then id, with their active member counts."""

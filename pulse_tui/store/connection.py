@@ -189,3 +189,9 @@ def _statements(script: str) -> list[str]:
     """Split the schema script into statements (it has no semicolons inside literals)."""
     lines = [line.split("--", 1)[0] for line in script.splitlines()]
     return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+
+
+def database_file(conn: sqlite3.Connection) -> str:
+    """The path of the connection's main database file ("" for an in-memory one)."""
+    row = conn.execute("PRAGMA database_list").fetchone()
+    return str(row[2]) if row else ""

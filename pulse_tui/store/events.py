@@ -90,3 +90,37 @@ def all_users(conn: sqlite3.Connection) -> list[tuple[object, ...]]:
     """Every users row in the seed's column order (copy-events)."""
     return conn.execute("SELECT user_id, site_id, name, email, company, plan, created_at, "
                         "updated_at FROM users ORDER BY user_id").fetchall()
+
+
+def upsert_sites(conn: sqlite3.Connection, rows: Sequence[tuple[str, str | None, str | None]],
+                 now_ms: int) -> None:
+    """(id, name, domain) sites: new ones inserted, existing ones keep a name/domain they have."""
+    conn.executemany(
+        "INSERT INTO sites (id, name, domain, created_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT(id) DO UPDATE SET name = coalesce(sites.name, excluded.name), "
+        "domain = coalesce(sites.domain, excluded.domain)",
+        [(s, n, d, now_ms) for s, n, d in rows],
+    )
+
+
+def insert_new_users(conn: sqlite3.Connection, rows: Sequence[tuple[object, ...]]) -> None:
+    """users rows (user_id, site_id, name, email, company, plan, created_at, updated_at); a
+    user_id already stored is left as it is."""
+    conn.executemany(
+        """
+        INSERT INTO users (user_id, site_id, name, email, company, plan, created_at, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT(user_id) DO NOTHING
+        """,
+        rows,
+    )
+
+
+def newest_seq(conn: sqlite3.Connection) -> int:
+    """The newest arrival number (rowid; never reused: cleanup keeps the top row)."""
+    return conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
+
+
+def data_version(conn: sqlite3.Connection) -> int:
+    """SQLite's PRAGMA data_version: changes when another connection commits (cheap)."""
+    return conn.execute("PRAGMA data_version").fetchone()[0]

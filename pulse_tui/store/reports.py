@@ -9,17 +9,15 @@ a row is a frozen dataclass whose fields are the report's columns in order (or a
 in column order), then add ONE entry at the end of this module, e.g.::
 
     register_report(ReportSpec("cohorts", ("cohort_id", "name", "status", "members"),
-                               lazy("pulse_tui.store.cohorts", "cohorts_report"),
-                               "every cohort of the site"))
+                               cohorts.report_rows, "every cohort of the site"))
 
-``lazy`` imports the module on first use, so there are no import cycles. ``pulse-tui report``
-(pulse_tui/report_command.py) picks it up from ``REPORTS`` with its json/csv/table output.
+The store modules it names are imported directly (none of them imports this one). ``pulse-tui
+report``, the exports and the events interface pick it up from ``REPORTS``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +40,7 @@ from pulse_tui.report_models import (
 from pulse_tui.report_models import default_range as default_range
 from pulse_tui.report_models import make_range as make_range
 from pulse_tui.report_models import parse_day as parse_day
+from pulse_tui.store import cohorts, retention
 from pulse_tui.store.derived import CLEANUP_KEY, DAY_MS, DISTINCT_SESSIONS, DISTINCT_USERS, get_meta
 from pulse_tui.store.events import list_sites
 
@@ -280,16 +279,6 @@ def register_report(spec: ReportSpec) -> ReportSpec:
     return spec
 
 
-def lazy(module: str, attr: str) -> ReportFn:
-    """A report function imported from ``module`` on first call (avoids import cycles)."""
-
-    def run(conn: sqlite3.Connection, params: ReportParams) -> Sequence[object]:
-        fn: ReportFn = getattr(importlib.import_module(module), attr)
-        return fn(conn, params)
-
-    return run
-
-
 def row_values(spec: ReportSpec, row: object) -> tuple[object, ...]:
     """A row's cells in column order (dataclass fields, Mapping keys or a plain sequence)."""
     if dataclasses.is_dataclass(row):
@@ -335,8 +324,8 @@ register_report(ReportSpec("funnel", ("step", "event_type", "users"),
                            frozenset({"steps"})))
 # cohorts / retention: one register_report(...) line each below (see the module docstring).
 register_report(ReportSpec("cohorts", ("cohort_id", "name", "status", "members"),
-                           lazy("pulse_tui.store.cohorts", "report_rows"),
+                           cohorts.report_rows,
                            "every cohort of the site (archived too); members = active rows"))
 register_report(ReportSpec("retention", ("cohort", "size", *(f"week_{k}" for k in range(13))),
-                           lazy("pulse_tui.store.retention", "retention_report"),
+                           retention.retention_report,
                            "weekly acquisition cohorts: share returning in weeks 0..12"))

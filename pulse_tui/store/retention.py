@@ -51,6 +51,7 @@ from pulse_tui.models import (
     RetentionRow,
     _day_date,
 )
+from pulse_tui.store.cohorts import insert_cohort, member_id
 from pulse_tui.store.elsewhere import events_of
 from pulse_tui.store.tx import write_transaction as _write
 
@@ -619,8 +620,6 @@ def save_cell_as_static_cohort(conn: sqlite3.Connection, site_id: str, name: str
     ``joined_at`` = the user's first event on the site (import time ``now_ms`` when unknown),
     ``last_seen_at`` = the latest event (or joined_at), active.
     """
-    from pulse_tui.store.cohorts import insert_cohort, member_id
-
     errors: dict[str, str] = {}
     if not name or not name.strip():
         errors["name"] = "a name is required"

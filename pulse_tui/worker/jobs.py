@@ -2,8 +2,8 @@
 
 Periodic job: ``PeriodicJob(name, interval_seconds, fn)`` where ``fn(ctx: JobContext) -> str``
 returns the outcome text shown in the Jobs pane (``None`` means "ok"); raise to record an error.
-``fn`` may be ``"package.module:function"`` (imported lazily: no import cycles, and a broken
-module only breaks its own job). Jobs run on their own connection (``ctx.conn``, autocommit: use
+``fn`` is imported directly (the scheduler still accepts ``"package.module:function"`` for jobs
+added from outside the package). Jobs run on their own connection (``ctx.conn``, autocommit: use
 BEGIN IMMEDIATE/COMMIT), never overlap themselves, and read business now from ``ctx.now_ms()``.
 
 After-import hook: ``fn(ctx: JobContext, finished: ImportFinished) -> None``, called once per
@@ -15,7 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from pulse_tui.store import derived
+from pulse_tui.alerts import jobs as alert_jobs
+from pulse_tui.cohorts import jobs as cohort_jobs
+from pulse_tui.exports import runner as exports_runner
+from pulse_tui.notify import jobs as webhook_jobs
+from pulse_tui.store import cleanup, derived, retention
 from pulse_tui.worker.events import ImportFinished
 from pulse_tui.worker.scheduler import JobContext, PeriodicJob
 
@@ -29,23 +33,23 @@ def derived_catch_up(ctx: JobContext) -> str:
 JOBS: list[PeriodicJob] = [
     PeriodicJob("derived-catch-up", 2.0, derived_catch_up,
                 description="sessions and rollups for events other programs wrote"),
-    # e.g. PeriodicJob("alerts-evaluate", 60.0, "pulse_tui.alerts.jobs:evaluate"),
-    PeriodicJob("cohorts-refresh", 10.0, "pulse_tui.cohorts.jobs:refresh_changed",
+    PeriodicJob("cohorts-refresh", 10.0, cohort_jobs.refresh_changed,
                 description="cohort membership: cohorts other programs changed, new data"),
-    PeriodicJob("alerts", 60.0, "pulse_tui.alerts.jobs:evaluate",
+    PeriodicJob("alerts", 60.0, alert_jobs.evaluate,
                 description="evaluate alert rules; notify on changes of state"),
-    PeriodicJob("webhook-deliveries", 5.0, "pulse_tui.notify.jobs:deliver",
+    PeriodicJob("webhook-deliveries", 5.0, webhook_jobs.deliver,
                 description="send due webhook deliveries, retrying with backoff"),
-    PeriodicJob("retention-snapshots", 86_400.0, "pulse_tui.store.retention:snapshot_job",
+    PeriodicJob("retention-snapshots", 86_400.0, retention.snapshot_job,
                 description="retention snapshots: saved cohorts and acquisition weeks"),
-    PeriodicJob("exports", 30.0, "pulse_tui.exports.runner:exports_job",
+    PeriodicJob("exports", 30.0, exports_runner.exports_job,
                 description="run due exports (report, metrics, audience files)"),
-    PeriodicJob("cleanup", 3600.0, "pulse_tui.store.cleanup:cleanup_job", run_at_start=False,
+    PeriodicJob("cleanup", 3600.0, cleanup.cleanup_job, run_at_start=False,
                 description="data retention: old events, rollups, export runs, deliveries"),
 ]
 
 AfterImportHook = Callable[[JobContext, ImportFinished], None] | str
 
+# named by string: these names are part of the worker's documented registry (and its tests)
 AFTER_IMPORT: list[AfterImportHook] = [
     "pulse_tui.cohorts.jobs:after_import",
     "pulse_tui.notify.jobs:after_import",

@@ -51,3 +51,22 @@ def test_widgets_and_screens_hold_no_sql() -> None:
                     and SQL_WORDS.search(node.value):
                 offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
     assert offenders == []
+
+
+SQL_STATEMENT = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|PRAGMA|WITH)\b")
+# the store layer: pulse_tui/store and the criteria compiler (it emits the cohort SQL); the
+# worker's hook runner rolls back a transaction a failed hook left open
+SQL_ALLOWED = ("store", "cohorts/compiler.py")
+
+
+def test_sql_statements_live_in_the_store_layer_only() -> None:
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if rel.startswith(SQL_ALLOWED):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and SQL_STATEMENT.search(node.value):
+                offenders.append(f"{rel}:{node.lineno}")
+    assert offenders == []

@@ -63,7 +63,7 @@ class SqliteEvents:
 
     def change_token(self) -> ChangeToken:
         # another connection's commit changes data_version; our own do not (Store counts them)
-        return self.conn.execute("PRAGMA data_version").fetchone()[0]
+        return events.data_version(self.conn)
 
     # ---------------------------------------------------------------- reports
     def range_totals(self, site_id: str, rng: DateRange, now_ms: int | None = None
