@@ -106,6 +106,7 @@ class CohortSummary:
     kind: str
     members: int
     updated_at: int
+    problem: str | None = None  # why its stored criteria cannot be used (written elsewhere)
 
 
 @dataclass(frozen=True, slots=True)
