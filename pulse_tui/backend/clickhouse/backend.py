@@ -142,6 +142,9 @@ class ClickHouseEvents:
             {"site": site_id, "d0": rng.start, "d1": rng.end, "lo": rng.start_ms, "hi": hi})
         return Totals(rng, int(n), int(users), int(sessions))
 
+    def totals(self, site_id: str, rng: DateRange) -> Totals:
+        return self._totals(site_id, rng)
+
     def range_totals(self, site_id: str, rng: DateRange, now_ms: int | None = None
                      ) -> RangeTotals:
         previous = rng.previous()
@@ -228,10 +231,11 @@ class ClickHouseEvents:
             rows = self.top(site_id, rng, reports.TOP_DIMENSIONS[name], limit)
         elif name == "funnel":
             rows = self.funnel(site_id, rng, steps)
-        elif name == "cohorts":  # membership rows live in the SQLite file with the cohorts
-            rows = sqlite_cohorts.cohorts_report(self.conn, site_id)
-        else:
-            raise _not_yet(f"the {name} report")
+        else:  # cohorts, retention: the store's report over the SQLite file, whose event
+            # reads come back here (pulse_tui.store.elsewhere)
+            rows = spec.run(self.conn, reports.ReportParams(
+                site_id, rng, Clock.from_env().now_ms() if now_ms is None else now_ms, limit,
+                tuple(steps)))
         return [reports.row_values(spec, r) for r in rows]
 
     # ---------------------------------------------------------------- cohorts
@@ -434,7 +438,8 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN {{u:Array(String)}}
             "WHERE has({ids:Array(String)}, user_id) "
             "AND (site_id = {site:String} OR site_id IS NULL)",
             {"ids": list(user_ids), "site": site_id})
-        return {r[0]: tuple(r) for r in rows}
+        return {r[0]: tuple(r[2:]) for r in rows}  # (name, email, company, plan, created,
+        # updated), as on SQLite
 
     def write_import_batch(self, kind: str, job_id: str, rows: Sequence[tuple[Any, ...]],
                            rejects: Sequence[RejectRow], checkpoint: Checkpoint, now_ms: int,
