@@ -148,7 +148,7 @@ def cli(ctx: click.Context, demo: bool, no_worker: bool, **kwargs: Any) -> None:
 
 
 def run_tui(settings: Settings, *, demo: bool, worker: bool) -> None:
-    from pulse_tui.store.connection import connect
+    from pulse_tui.backend.wiring import open_backends
 
     clock = Clock.from_env()
     if demo:
@@ -156,8 +156,8 @@ def run_tui(settings: Settings, *, demo: bool, worker: bool) -> None:
 
         click.echo(f"Preparing the demo database at {settings.db} ...", err=True)
         ensure_demo_database(settings.db, clock)
-    else:
-        connect(settings.db).close()  # create or check it before the screen is taken
+    else:  # create or check it (and the events store) before the screen is taken
+        open_backends(settings.db, settings.events_store).close()
     for sub in ("events", "users", "cohort_members"):
         try:
             (settings.import_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -184,12 +184,13 @@ def run_tui(settings: Settings, *, demo: bool, worker: bool) -> None:
 def simulate_cmd(ctx: click.Context, rate: float, duration: float | None, sites: int,
                  seed: int | None) -> None:
     """Write realistic synthetic events into the database (demo, load tests)."""
+    from pulse_tui.backend.wiring import open_backends
     from pulse_tui.simulate import Simulator, write_batch, write_sites, write_users
-    from pulse_tui.store.connection import connect
     from pulse_tui.store.tx import write_transaction
 
     settings = settings_from(ctx)
-    conn = connect(settings.db)
+    backends = open_backends(settings.db, settings.events_store)  # events: SQLite or ClickHouse
+    conn = backends.events.conn  # type: ignore[attr-defined]
     sim = Simulator(seed=seed if seed is not None else time.time_ns() % 1_000_000, sites=sites)
     stop = _stop_on_signals()
     start = time.monotonic()
@@ -216,7 +217,7 @@ def simulate_cmd(ctx: click.Context, rate: float, duration: float | None, sites:
     if users:
         with write_transaction(conn):
             write_users(conn, users, int(time.time() * 1000))
-    conn.close()
+    backends.close()
     click.echo(f"wrote {written} events in {time.monotonic() - start:.1f}s", err=True)
 
 

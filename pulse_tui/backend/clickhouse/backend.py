@@ -125,12 +125,13 @@ class ClickHouseEvents:
 
     def change_token(self) -> ChangeToken:
         # metadata only (system.parts): rows and the newest block number of the active parts
-        # change with every insert or delete; nothing is read from the table itself
+        # change with every insert or delete; nothing is read from the tables themselves. The
+        # SQLite file's data_version joins it: cohorts, rules and jobs other programs changed.
         rows = self.ch.rows(
             "SELECT sum(rows), max(max_block_number), count() FROM system.parts "
             "WHERE database = {db:String} AND table IN ('events', 'users') AND active",
             {"db": self.ch.database})
-        return tuple(rows[0]) if rows else ()
+        return (tuple(rows[0]) if rows else (), sqlite_events.data_version(self.conn))
 
     # ---------------------------------------------------------------- reports
     def _totals(self, site_id: str, rng: DateRange, until_ms: int | None = None) -> Totals:
@@ -514,6 +515,14 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN {{u:Array(String)}}
             sqlite_imports._record(self.conn, job_id, rejects, outcome, cp,
                                    next((r[1] for r in rows if r[1]), None))
         return outcome
+
+    def insert_new_users(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        """users rows (seed order) whose user_id is not stored yet; existing ones are left."""
+        have = {r[0] for r in self.ch.rows(
+            f"SELECT DISTINCT user_id FROM {self.t('users')} WHERE has({{ids:Array(String)}}, "
+            "user_id)", {"ids": [r[0] for r in rows]})}
+        new = list({r[0]: r for r in rows if r[0] not in have}.values())
+        return self.upsert_users(new) if new else 0
 
     def upsert_users(self, rows: Sequence[tuple[Any, ...]]) -> int:
         """Store users rows (seed order) whose user_id is new or whose updated_at is newer
