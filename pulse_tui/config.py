@@ -24,7 +24,7 @@ INT_KEYS = (
     "rollup_retention_days",
 )
 FLOAT_KEYS = ("settle_seconds",)
-BOOL_KEYS = ("cleanup_enabled",)
+BOOL_KEYS = ("cleanup_enabled", "webhook_allow_link_local")
 STR_KEYS = ("events_store", "clickhouse_cluster")
 KNOWN_KEYS = PATH_KEYS + INT_KEYS + FLOAT_KEYS + BOOL_KEYS + STR_KEYS
 
@@ -62,6 +62,7 @@ class Settings:
     cleanup_enabled: bool = True
     events_store: str = "sqlite"  # sqlite | clickhouse[s]://user:pw@host:port/db | chdb:///dir
     clickhouse_cluster: str | None = None  # ON CLUSTER name for the ClickHouse DDL
+    webhook_allow_link_local: bool = False  # 169.254.0.0/16 and fe80::/10 targets (SPEC 10)
     config_file: Path | None = None
     demo: bool = False
     sources: dict[str, str] = field(default_factory=dict, compare=False)
@@ -104,6 +105,7 @@ def _defaults() -> dict[str, Any]:
         "exports_retention_days": 30,
         "rollup_retention_days": 400,
         "cleanup_enabled": True,
+        "webhook_allow_link_local": False,
     }
 
 

@@ -24,7 +24,7 @@ NUMERIC_OPERATORS = ("gt", "gte", "lt", "lte")  # cohort-only (computed properti
 FILTER_OPERATORS = TEXT_OPERATORS + LIST_OPERATORS + PRESENCE_OPERATORS
 
 MAX_WINDOW_MINUTES = 7 * 24 * 60
-MAX_FILTER_DEPTH = 8
+MAX_FILTER_DEPTH = 32  # groups, the root included (SPEC 10)
 MAX_VALUE_CHARS = 8192
 
 _COMPARISON_SIGNS = {"gt": ">", "gte": "≥", "lt": "<", "lte": "≤",
@@ -95,11 +95,20 @@ def format_window(minutes: int) -> str:
 
 
 def _load_json(raw: object, field: str, errors: dict[str, str]) -> object:
-    if isinstance(raw, (str, bytes)):
+    if isinstance(raw, (str, bytes, bytearray)):
         try:
             return json.loads(raw)
+        except RecursionError:
+            errors[field] = f"nested too deeply (groups nest at most {MAX_FILTER_DEPTH} levels)"
+            return None
+        except UnicodeDecodeError:
+            errors[field] = "not valid JSON (not UTF-8 text)"
+            return None
         except ValueError as exc:
-            errors[field] = f"not valid JSON ({exc.msg} at position {exc.pos})"
+            msg = getattr(exc, "msg", str(exc))
+            pos = getattr(exc, "pos", None)
+            errors[field] = f"not valid JSON ({msg} at position {pos})" if pos is not None \
+                else f"not valid JSON ({msg})"
             return None
     return raw
 
@@ -162,8 +171,12 @@ def parse_condition(raw: object) -> AlertCondition:
                           filter=flt)
 
 
-def validate_filter(group: object, path: str, errors: dict[str, str], depth: int = 0) -> None:
-    """Check a criteria group over event properties; messages go to ``errors[path...]``."""
+def validate_filter(group: object, path: str, errors: dict[str, str], depth: int = 1) -> None:
+    """Check a criteria group over event properties; messages go to ``errors[path...]``.
+
+    ``depth`` is the group's level (the root is 1); a group below level
+    :data:`MAX_FILTER_DEPTH` is an error and is not descended into, so a hostile tree never
+    recurses deeper than the limit."""
     if depth > MAX_FILTER_DEPTH:
         errors[path] = f"groups nest deeper than {MAX_FILTER_DEPTH} levels"
         return

@@ -72,6 +72,9 @@ def _value_of(conn: sqlite3.Connection, rule: AlertRule, now_ms: int) -> _Value:
         value, current, previous = compute_value(conn, rule.site_id, rule.condition, now_ms)
     except sqlite3.Error as exc:
         return _Value(None, 0, None, f"query failed: {exc}")
+    except Exception as exc:  # noqa: BLE001 - one broken rule never stops the others
+        log.exception("alert rule %s could not be evaluated", rule.rule_id)
+        return _Value(None, 0, None, f"cannot evaluate: {type(exc).__name__}: {exc}"[:300])
     return _Value(value, current, previous)
 
 

@@ -62,6 +62,7 @@ if TYPE_CHECKING:  # types only: the domain layer does not import the services
     from pulse_tui.cohorts.criteria import Group
     from pulse_tui.config import Settings
     from pulse_tui.exports.models import ExportDefinition, ExportRunResult, ExportSummary
+    from pulse_tui.notify.delivery import PreparedTest
     from pulse_tui.notify.models import (
         CreatedEndpoint,
         SendResult,
@@ -282,11 +283,13 @@ class ControlStore(Protocol):
         ...
 
     def create_endpoint(self, *, site_id: str, url: str, events: object, headers: object,
-                        active: bool, now_ms: int) -> CreatedEndpoint:
+                        active: bool, now_ms: int, allow_link_local: bool = False
+                        ) -> CreatedEndpoint:
         ...
 
     def update_endpoint(self, endpoint_id: str, *, url: str, events: object, headers: object,
-                        active: bool, now_ms: int) -> WebhookEndpoint:
+                        active: bool, now_ms: int, allow_link_local: bool = False
+                        ) -> WebhookEndpoint:
         ...
 
     def rotate_secret(self, endpoint_id: str, *, now_ms: int) -> CreatedEndpoint:
@@ -299,6 +302,15 @@ class ControlStore(Protocol):
         ...
 
     def send_test(self, endpoint_id: str, *, clock: Clock) -> SendResult:
+        """Send a test ping now and record it (blocks for the request: CLI and worker)."""
+        ...
+
+    def prepare_test(self, endpoint_id: str, *, clock: Clock) -> PreparedTest:
+        """The first half of a test ping: record the delivery; the caller sends it."""
+        ...
+
+    def record_test(self, test: PreparedTest, result: SendResult, *, clock: Clock) -> None:
+        """The second half: record the answer."""
         ...
 
     # ---------------------------------------------------------------- imports

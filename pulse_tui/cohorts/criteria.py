@@ -325,12 +325,28 @@ def _parse_node(raw: object, path: str, problems: list[Problem], depth: int) -> 
     if not isinstance(raw, dict):
         problems.append(Problem(path, f"expected a condition or a group, got {_describe(raw)}"))
         return None
-    if depth > MAX_DEPTH:
-        problems.append(Problem(path, f"groups nest deeper than {MAX_DEPTH} levels"))
-        return None
     if "conditions" in raw or ("type" in raw and "property" not in raw):
+        if depth > MAX_DEPTH:  # checked before descending: no recursion past the limit
+            problems.append(Problem(path, f"groups nest deeper than {MAX_DEPTH} levels"))
+            return None
         return _parse_group(raw, path, problems, depth, allow_empty=False)
     return _parse_condition(raw, path, problems)
+
+
+def group_depth(raw: object) -> int:
+    """How many groups deep a decoded criteria value nests (0 for a non-group), counted
+    without recursion so any input is safe; stops counting past :data:`MAX_DEPTH` + 1."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(raw, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, dict) or not isinstance(node.get("conditions"), list):
+            continue
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            break
+        stack.extend((child, depth + 1) for child in node["conditions"])
+    return deepest
 
 
 def validate(raw: object, *, allow_empty: bool = False) -> list[Problem]:
@@ -345,7 +361,10 @@ def _parse(raw: object, allow_empty: bool) -> tuple[Group | None, list[Problem]]
     if isinstance(raw, str | bytes):
         try:
             raw = json.loads(raw)
-        except (ValueError, RecursionError) as exc:
+        except RecursionError:
+            return None, [Problem("", f"nested too deeply (groups nest at most {MAX_DEPTH} "
+                                      "levels)")]
+        except ValueError as exc:
             return None, [Problem("", f"not valid JSON: {exc}")]
     if not isinstance(raw, dict) or "property" in raw and "conditions" not in raw:
         return None, [Problem("", "criteria must be a group: "

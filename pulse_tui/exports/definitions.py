@@ -54,6 +54,9 @@ def _json_object(value: object, field: str, errors: dict[str, str]) -> dict[str,
     if isinstance(value, str):
         try:
             value = json.loads(value) if value.strip() else None
+        except RecursionError:
+            errors[field] = "nested too deeply"
+            return None
         except ValueError as exc:
             errors[field] = f"not valid JSON ({exc.msg})"
             return None
@@ -243,8 +246,8 @@ def parse_row(row: ExportJobRow) -> ExportDefinition:
     filters = _json_object(row.filters, "filters", errors) or {}
     sched: dict[str, Any] = {}
     if row.scheduled is None:
-        frequency, next_run = "once", (row.created_at if (row.status or "pending") == "pending"
-                                      else None)
+        frequency, next_run = "once", (_int(row.created_at) if (row.status or "pending") ==
+                                      "pending" else None)
     else:
         sched = _json_object(row.scheduled, "scheduled", errors) or {}
         frequency = sched.get("frequency", "once")
@@ -267,7 +270,8 @@ def parse_row(row: ExportJobRow) -> ExportDefinition:
         id=row.id, site_id=row.site_id, type=row.type, name=row.name, format=fmt,
         filters=filters, frequency=frequency, next_run=next_run,
         status=row.status or "pending", file_url=row.file_url, error=row.error,
-        created_at=row.created_at, completed_at=row.completed_at, scheduled_extra=extra,
+        created_at=_int(row.created_at) or 0, completed_at=_int(row.completed_at),
+        scheduled_extra=extra,
         problem="; ".join(problems) or None)
 
 

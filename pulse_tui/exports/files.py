@@ -8,12 +8,12 @@ import json
 import logging
 import os
 import re
-import secrets
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from pulse_tui import safefs
 from pulse_tui.csvsafe import neutralise_row
 
 log = logging.getLogger(__name__)
@@ -82,60 +82,64 @@ def write_atomic(export_dir: Path, name: str, content: str) -> Path:
         raise ExportWriteError(f"cannot create export dir {export_dir}: {_why(exc)}") from exc
     if not export_dir.is_dir():
         raise ExportWriteError(f"export dir {export_dir} is not a folder")
-    temp = export_dir / f"{TEMP_PREFIX}{secrets.token_hex(6)}{TEMP_SUFFIX}"
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        dir_fd = os.open(export_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError as exc:
-        raise ExportWriteError(f"cannot write to export dir {export_dir}: {_why(exc)}") from exc
+        raise ExportWriteError(f"cannot open export dir {export_dir}: {_why(exc)}") from exc
     try:
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(content.encode("utf-8"))
-                fh.flush()
-                os.fsync(fh.fileno())
+        try:  # a new file under an unpredictable name, never through a link
+            fd, temp = safefs.create_temp(dir_fd, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
         except OSError as exc:
-            raise ExportWriteError(f"cannot write {temp.name} in {export_dir}: "
+            raise ExportWriteError(f"cannot write to export dir {export_dir}: "
                                    f"{_why(exc)}") from exc
-        final = _place(temp, export_dir, name)
+        try:
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(content.encode("utf-8"))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                raise ExportWriteError(f"cannot write {temp} in {export_dir}: "
+                                       f"{_why(exc)}") from exc
+            final = _place(dir_fd, temp, export_dir, name)
+        finally:
+            try:
+                os.unlink(temp, dir_fd=dir_fd)
+            except FileNotFoundError:
+                pass
+        try:
+            os.fsync(dir_fd)
+        except OSError:
+            pass
     finally:
-        temp.unlink(missing_ok=True)
-    _fsync_dir(export_dir)
+        os.close(dir_fd)
     return final
 
 
-def _place(temp: Path, export_dir: Path, name: str) -> Path:
+def _place(dir_fd: int, temp: str, export_dir: Path, name: str) -> Path:
+    """Link the temp file to ``name`` (or ``name-1`` ...) in the folder, never replacing a
+    file and never through a link."""
     stem, dot, ext = name.rpartition(".")
     if not dot:
         stem, ext = name, ""
     for n in range(1000):
-        candidate = export_dir / (name if n == 0 else f"{stem}-{n}{dot}{ext}")
+        candidate = name if n == 0 else f"{stem}-{n}{dot}{ext}"
         try:
-            os.link(temp, candidate)
-            return candidate
+            os.link(temp, candidate, src_dir_fd=dir_fd, dst_dir_fd=dir_fd,
+                    follow_symlinks=False)
+            return export_dir / candidate
         except FileExistsError:
             continue
         except OSError as exc:  # a file system without hard links: rename if still free
-            if candidate.exists():
+            if safefs.lexists(candidate, dir_fd):
                 continue
             try:
-                os.replace(temp, candidate)
+                os.rename(temp, candidate, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             except OSError as exc2:
-                raise ExportWriteError(f"cannot create {candidate}: {_why(exc2)}") from exc
-            return candidate
+                raise ExportWriteError(f"cannot create {export_dir / candidate}: "
+                                       f"{_why(exc2)}") from exc
+            return export_dir / candidate
     raise ExportWriteError(f"too many files named {name} in {export_dir}")
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def inside(path: Path, folder: Path) -> bool:

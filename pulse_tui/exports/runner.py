@@ -131,6 +131,10 @@ def _claim(conn: sqlite3.Connection, export_id: str, now: int, *, only_if_due: b
 
 
 def _due(defn: ExportDefinition, now: int) -> bool:
+    """Due by its schedule, or a definition another program wrote that cannot be used and
+    is not marked failed yet (it runs once to say so, instead of staying pending silently)."""
+    if defn.problem is not None:
+        return defn.status != "failed"
     return defs.is_due(defn, now)
 
 
@@ -159,13 +163,17 @@ def run_export(conn: sqlite3.Connection, export_id: str, settings: Settings, clo
     finished = clock.now_ms()
     ok = error is None
     next_run = defs.next_run_after(defn, now, ok=ok, was_due=was_due)
+    scheduled: object = defs.scheduled_json(defn, next_run)
+    if defn.problem:  # keep what the other program wrote; it is not run again until fixed
+        stored = store.get_job(conn, defn.id)
+        scheduled, next_run = (stored.scheduled if stored else None), None
     file_url = path.resolve().as_uri() if path is not None else None
     status = "completed" if ok else "failed"
     try:
         store.finish_run(conn, run_id, defn.id, status=status, finished_at=finished,
                          file_path=str(path) if path else None, file_url=file_url,
                          rows=rows if ok else None, error=error,
-                         scheduled=defs.scheduled_json(defn, next_run))
+                         scheduled=scheduled)  # type: ignore[arg-type]
     except sqlite3.Error:
         # the file stays; the run stays 'running' and is recovered as interrupted later
         log.exception("cannot record the end of export run %s", run_id)
@@ -188,7 +196,7 @@ def due_export_ids(conn: sqlite3.Connection, now_ms: int) -> list[str]:
     """Exports whose next_run has come, oldest next_run first (running ones included: the
     claim skips or recovers them)."""
     due = [d for d in (defs.parse_row(r) for r in store.list_jobs(conn)) if _due(d, now_ms)]
-    due.sort(key=lambda d: (d.next_run or 0, d.id))
+    due.sort(key=lambda d: (d.next_run or 0, str(d.id)))
     return [d.id for d in due]
 
 

@@ -14,6 +14,7 @@ from pulse_tui.clock import Clock
 from pulse_tui.errors import PulseError
 from pulse_tui.ingest.importer import ImportProgress, ImportResult, import_file, write_errors_csv
 from pulse_tui.ingest.parse import KINDS
+from pulse_tui.safefs import shown
 
 PLAIN_PROGRESS_EVERY = 2.0  # seconds between progress lines when stderr is not a terminal
 
@@ -22,7 +23,7 @@ class _Progress:
     """A progress bar with rows/s on a terminal, a line every few seconds otherwise."""
 
     def __init__(self, path: Path, size: int) -> None:
-        self.name = path.name
+        self.name = shown(path.name)
         self.size = max(size, 1)
         self.start = time.monotonic()
         self.last_line = self.start
@@ -54,9 +55,9 @@ class _Progress:
 
 def _summary(result: ImportResult) -> str:
     if result.status == "failed":
-        return f"{result.path.name}: failed: {result.message}"
+        return f"{shown(result.path.name)}: failed: {shown(result.message)}"
     rate = result.total / result.elapsed if result.elapsed > 0 else 0.0
-    return (f"{result.path.name}: {result.processed:,} imported, {result.duplicates:,} "
+    return (f"{shown(result.path.name)}: {result.processed:,} imported, {result.duplicates:,} "
             f"duplicates, {result.failed:,} rejected in {result.elapsed:.1f}s "
             f"({rate:,.0f} rows/s) [{result.kind}, job {result.job_id}]")
 
@@ -78,6 +79,7 @@ def import_cmd(ctx: click.Context, files: tuple[Path, ...], kind: str | None,
     static cohorts only.
     """
     from pulse_tui.backend.wiring import open_backends
+    from pulse_tui.store import imports as imports_sql
     from pulse_tui.store.connection import connect
 
     settings = settings_from(ctx)
@@ -101,9 +103,11 @@ def import_cmd(ctx: click.Context, files: tuple[Path, ...], kind: str | None,
                                      clock=clock, progress=progress, events=events)
             finally:
                 progress.close()
+            imports_sql.clear_source_identity(conn, result.job_id)  # only the worker moves
             click.echo(_summary(result))
             if result.unknown_columns:
-                click.echo(f"  unknown columns ignored: {', '.join(result.unknown_columns)}")
+                click.echo("  unknown columns ignored: "
+                           + shown(", ".join(result.unknown_columns)))
             if result.status == "failed":
                 bad += 1
                 continue
@@ -112,11 +116,11 @@ def import_cmd(ctx: click.Context, files: tuple[Path, ...], kind: str | None,
                 try:
                     written = write_errors_csv(conn, result.job_id, path.parent, path.name)
                 except OSError as exc:
-                    click.echo(f"  cannot write the errors file beside {path.name}: "
+                    click.echo(f"  cannot write the errors file beside {shown(path.name)}: "
                                f"{exc.strerror or exc}", err=True)
                 else:
                     if written is not None:
-                        click.echo(f"  rejected rows: {written}")
+                        click.echo(f"  rejected rows: {shown(written)}")
     finally:
         close()
     if bad:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import logging
 import os
 import queue
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pulse_tui import safefs
 from pulse_tui.clock import Clock
 from pulse_tui.ingest.parse import (
     KINDS,
@@ -54,6 +56,10 @@ QUIET_TX_FACTOR = 3
 QUIET_AFTER_SECONDS = 10.0  # ... that is, none stored during the pauses of the last 10 s
 
 
+CHANGED_MESSAGE = ("the file changed while it was imported; it stays in the import folder "
+                   "and is imported again as a new job")
+
+
 def batch_rows_setting(default: int = DEFAULT_BATCH_SIZE) -> int:
     """Rows per import transaction: PULSE_IMPORT_BATCH_ROWS when set to a positive integer."""
     raw = os.environ.get(BATCH_ROWS_ENV, "").strip()
@@ -88,6 +94,10 @@ class ImportResult:
     message: str | None = None
     unknown_columns: list[str] = field(default_factory=list)
     elapsed: float = 0.0
+    # the file under ``path`` is no longer what the job read: replaced (the job read the old
+    # file to its end) or changed while read (the job failed); either way the file now there
+    # is a new one, to be imported by a new job, and must not be moved as this job's
+    changed: bool = False
 
     @property
     def total(self) -> int:
@@ -123,6 +133,7 @@ def import_file(
     max_tx_seconds: float = MAX_TX_SECONDS,
     pause_between_tx: float = 0.0,
     events: EventsWriter | None = None,
+    follow_symlinks: bool = True,
 ) -> ImportResult:
     """Import one CSV / .csv.gz file of ``kind`` (events, users, cohort_members) as a job.
 
@@ -154,6 +165,13 @@ def import_file(
     - ``events``: where the rows go when the events do not live in ``conn`` (ClickHouse): each
       parsed batch is handed to ``events.write_import_batch`` (which moves the job's checkpoint
       in ``conn`` after storing the rows); ``conn`` keeps the job, its rejects and checkpoint.
+    - ``follow_symlinks`` False: a symbolic link at ``path`` is refused (the worker's rule).
+    - The file is read through one descriptor; when its size, modification or change time
+      moved while it was read (overwritten in place, truncated, appended), the job fails and
+      the result has ``changed`` True (rows already stored stay; importing the file again
+      counts them as duplicates). When the path names another file at the end (replaced by a
+      rename), the job completes with what it read and ``changed`` is True. A resumed job
+      whose file is not the one it started on fails with ``changed`` True.
 
     Returns an ImportResult; a file that cannot be imported at all gives status 'failed' with
     ``message`` (no exception). ``conn`` must be in autocommit mode (store.connection.connect).
@@ -169,25 +187,45 @@ def import_file(
         return _result_from_job(job, path, time.monotonic() - started)
     if job is not None:
         kind = job.type if job.type in KINDS else kind
+    rejected: FileRejected | None = None
     try:
-        file_size = path.stat().st_size
-    except OSError:
-        file_size = 0
+        src: CsvFile | None = CsvFile(path, follow_symlinks=follow_symlinks)
+    except FileRejected as exc:
+        src, rejected = None, exc
+    opened = src.fstat() if src is not None else None
+    if opened is not None:
+        file_size = opened.st_size
+    else:
+        try:
+            file_size = os.lstat(path).st_size
+        except OSError:
+            file_size = 0
+    identity = safefs.identity(opened) if opened is not None else None
     guessed = kind or kind_from_path(path)
     if job is None:
         job_id = job_id or uuid.uuid4().hex
         store.create_job(conn, job_id=job_id, kind=guessed or "", site_id=site_id or "",
                          file_name=path.name, file_size=file_size,
-                         source_path=str(path), now_ms=now_ms)
+                         source_path=str(path), now_ms=now_ms, identity=identity)
         job = store.get_job(conn, job_id)
         assert job is not None
+    elif identity is not None:
+        started_on = store.source_identity(conn, job.id)
+        if started_on is not None and started_on != identity:
+            assert src is not None
+            src.close()
+            store.fail_job(conn, job.id, "the file changed before its import finished; "
+                           "the new file is imported as a new job", clock.now_ms())
+            result = _finish(conn, job.id, path, started)
+            result.changed = True
+            return result
     assert job_id is not None
 
-    try:
-        src = CsvFile(path)
-    except FileRejected as exc:
-        store.fail_job(conn, job_id, str(exc), clock.now_ms())
+    if src is None:
+        assert rejected is not None
+        store.fail_job(conn, job_id, str(rejected), clock.now_ms())
         return _finish(conn, job_id, path, started)
+    assert opened is not None
     with src:
         try:
             kind, names = src.read_header(guessed)
@@ -201,7 +239,8 @@ def import_file(
         unknown = header.unknown + header.ignored_duplicates
         note = f"unknown columns ignored: {', '.join(unknown)}" if unknown else None
         if unknown and job.checkpoint_rows == 0:
-            log.info("%s: unknown columns ignored: %s", path.name, ", ".join(unknown))
+            log.info("%s: unknown columns ignored: %s", safefs.shown(path.name),
+                     safefs.shown(", ".join(unknown)))
         store.start_job(conn, job_id, kind=kind, now_ms=now_ms, note=note)
         if job.checkpoint_rows > 0 or job.checkpoint_offset > 0:
             try:
@@ -271,16 +310,44 @@ def import_file(
             if tx is not None:
                 tx.commit()
                 tx = None
+            if _changed_while_read(src.fstat(), opened):  # e.g. a .gz truncated mid-way
+                store.fail_job(conn, job_id, CHANGED_MESSAGE, clock.now_ms())
+                result = _finish(conn, job_id, path, started)
+                result.changed = True
+                return result
             store.fail_job(conn, job_id, f"cannot read {path.name}: {exc}", clock.now_ms())
             return _finish(conn, job_id, path, started)
         finally:
             if tx is not None:
                 tx.rollback()
             batches.close()
+        if _changed_while_read(src.fstat(), opened):
+            store.fail_job(conn, job_id, CHANGED_MESSAGE, clock.now_ms())
+            result = _finish(conn, job_id, path, started)
+            result.changed = True
+            return result
         store.finish_job(conn, job_id, clock.now_ms())
     result = _finish(conn, job_id, path, started)
     result.unknown_columns = unknown
+    result.changed = not _same_file(path, opened)
     return result
+
+
+def _changed_while_read(now: os.stat_result, then: os.stat_result) -> bool:
+    """Size or modification time moved, or the change time did without the file being
+    linked or unlinked (a rename over it unlinks the file read, which is no change of it)."""
+    if (now.st_size, now.st_mtime_ns) != (then.st_size, then.st_mtime_ns):
+        return True
+    return now.st_nlink == then.st_nlink and now.st_ctime_ns != then.st_ctime_ns
+
+
+def _same_file(path: Path, opened: os.stat_result) -> bool:
+    """Whether ``path`` still names the file that was read (not replaced by a rename)."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == (opened.st_dev, opened.st_ino)
 
 
 def _events_written_during(conn: sqlite3.Connection, pause: float) -> bool:
@@ -385,26 +452,57 @@ def neutralise(cell: object) -> str:
 
 
 def errors_file_name(path: str | Path) -> str:
-    """``<name without extension>.errors.csv`` (events.csv.gz -> events.errors.csv)."""
-    return f"{base_name(Path(path))}.errors.csv"
+    """``<name without extension>.errors.csv`` (events.csv.gz -> events.errors.csv); a name
+    that would be too long for the file system is cut and given a short hash
+    (:func:`pulse_tui.safefs.fit_name`)."""
+    return safefs.fit_name(base_name(Path(path)), ".errors.csv")
 
 
 def write_errors_csv(conn: sqlite3.Connection, job_id: str, folder: str | Path,
-                     source_name: str | Path) -> Path | None:
+                     source_name: str | Path, *, dir_fd: int | None = None,
+                     replace: bool = True) -> Path | None:
     """Write the job's rejected rows to ``folder/<name>.errors.csv``; None when there are none.
 
-    Header ``line,column,value,reason``; cells are neutralised. Replaces an existing file of
-    that name atomically.
+    Header ``line,column,value,reason``; cells are neutralised. Written to a new file under an
+    unpredictable name (never through a link), then renamed over an existing file of that
+    name (``replace``) or linked to the name, never replacing (FileExistsError when taken).
+    ``dir_fd``: the folder already opened (the worker opens it without following links).
     """
     if store.reject_count(conn, job_id) == 0:
         return None
     folder = Path(folder)
-    target = folder / errors_file_name(source_name)
-    tmp = folder / f".{target.name}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["line", "column", "value", "reason"])
-        for line, column, value, reason in store.iter_rejects(conn, job_id):
-            writer.writerow([line, neutralise(column), neutralise(value), neutralise(reason)])
-    os.replace(tmp, target)
-    return target
+    name = errors_file_name(source_name)
+    own = dir_fd is None
+    at = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if dir_fd is None \
+        else dir_fd
+    try:
+        fd, tmp = safefs.create_temp(at)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(["line", "column", "value", "reason"])
+                for line, column, value, reason in store.iter_rejects(conn, job_id):
+                    writer.writerow([line, neutralise(column), neutralise(value),
+                                     neutralise(reason)])
+                fh.flush()
+                os.fsync(fh.fileno())
+            if replace:
+                os.replace(tmp, name, src_dir_fd=at, dst_dir_fd=at)
+            else:
+                try:
+                    os.link(tmp, name, src_dir_fd=at, dst_dir_fd=at, follow_symlinks=False)
+                except FileExistsError:
+                    raise
+                except OSError:  # a file system without hard links: rename if still free
+                    if safefs.lexists(name, at):
+                        raise FileExistsError(errno.EEXIST, "exists", name) from None
+                    os.rename(tmp, name, src_dir_fd=at, dst_dir_fd=at)
+        finally:
+            try:
+                os.unlink(tmp, dir_fd=at)
+            except FileNotFoundError:
+                pass
+    finally:
+        if own:
+            os.close(at)
+    return folder / name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import os
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pulse_tui.models import member_id_for
+from pulse_tui.safefs import open_input
 
 KINDS = ("events", "users", "cohort_members")
 
@@ -230,10 +232,10 @@ class CsvFile:
     then ``batches(...)``.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, follow_symlinks: bool = True) -> None:
         self.path = path
         try:
-            self._raw: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed in close()
+            self._raw: IO[bytes] = open_input(path, follow_symlinks=follow_symlinks)
         except OSError as exc:
             raise FileRejected(f"cannot read {path.name}: {exc.strerror or exc}") from exc
         self._stream: IO[bytes] = (
@@ -281,6 +283,10 @@ class CsvFile:
 
     def bytes_read(self) -> int:
         return self._raw.tell()
+
+    def fstat(self) -> os.stat_result:
+        """The open file's status (it may differ from what the path names now)."""
+        return os.fstat(self._raw.fileno())
 
     def read_header(self, kind: str | None) -> tuple[str, list[str]]:
         """The header's raw names and the import kind (given, or told from the header)."""

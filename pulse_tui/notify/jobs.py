@@ -10,12 +10,14 @@ if TYPE_CHECKING:
     from pulse_tui.worker.events import ImportFinished
     from pulse_tui.worker.scheduler import JobContext
 
-BATCH = 20  # per run, so one slow receiver never holds the job for long
+BATCH = 20  # per run; endpoints are sent to side by side, each request bounded
 
 
 def deliver(ctx: JobContext) -> str:
     """Send due webhook deliveries (retries with backoff come from the queue table)."""
-    return deliver_due(ctx.conn, ctx.clock, limit=BATCH, should_stop=ctx.should_stop)
+    allow = bool(ctx.settings is not None and ctx.settings.webhook_allow_link_local)
+    return deliver_due(ctx.conn, ctx.clock, limit=BATCH, should_stop=ctx.should_stop,
+                       allow_link_local=allow)
 
 
 def after_import(ctx: JobContext, finished: ImportFinished) -> None:

@@ -22,6 +22,7 @@ class WebhookEndpoint:
     headers: dict[str, str] = field(default_factory=dict, repr=False)  # may hold tokens
     created_at: int = 0
     updated_at: int = 0
+    problem: str | None = None  # why this row cannot be used (written by another program)
 
     def __repr__(self) -> str:  # no headers, no path or query (tokens live there too)
         from urllib.parse import urlsplit
@@ -66,6 +67,7 @@ class SendResult:
     ok: bool
     status_code: int | None
     error: str | None
+    permanent: bool = False  # retrying cannot help (bad URL or secret, most 4xx, refused)
 
     def text(self) -> str:
         if self.ok:

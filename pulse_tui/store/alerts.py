@@ -10,6 +10,7 @@ from typing import Any
 
 from pulse_tui.alerts.conditions import (
     METRICS,
+    STATES,
     STATUSES,
     AlertCondition,
     parse_condition,
@@ -88,27 +89,56 @@ def _condition_sql(cond: dict[str, Any], alias: str, params: list[object]) -> st
 
 
 # ---------------------------------------------------------------- rules
+def _as_int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _as_text(value: object, default: str = "") -> str:
+    if value is None:
+        return default
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
 def _rule(row: Sequence[Any]) -> AlertRule:
+    """A stored row as a rule; never raises. Whatever another program wrote that breaks the
+    rule (invalid or too deeply nested JSON, unknown metric, wrong types, a bad notification)
+    leaves ``condition`` None with the reason in ``condition_error``, so the rule is listed,
+    evaluated to ``error`` with that reason, and can be fixed or deleted."""
     (rule_id, site_id, name, cond_json, ntype, ncfg, status, state, last_value,
      last_eval, last_error, created_at, updated_at) = row
     condition: AlertCondition | None = None
-    cond_error: str | None = None
+    problems: list[str] = []
     try:
         condition = parse_condition(cond_json)
     except ValidationError as exc:
-        cond_error = str(exc)
+        problems.append(str(exc))
+    except Exception as exc:  # noqa: BLE001 - a foreign row never breaks the list
+        problems.append(f"condition: unreadable ({type(exc).__name__})")
+    cfg: dict[str, Any] = {}
+    kind = _as_text(ntype, "log")
     try:
-        cfg = json.loads(ncfg) if ncfg else {}
-        if not isinstance(cfg, dict):
-            cfg = {}
-    except ValueError:
-        cfg = {}
+        kind, cfg = parse_notification(ntype if ntype is not None else "log",
+                                       ncfg if ncfg is not None else {})
+    except ValidationError as exc:
+        problems.append(str(exc))
+    except Exception as exc:  # noqa: BLE001
+        problems.append(f"notification_config: unreadable ({type(exc).__name__})")
+    if problems:
+        condition = None
+    value = last_value if isinstance(last_value, (int, float)) and not isinstance(
+        last_value, bool) else None
     return AlertRule(
-        rule_id=rule_id, site_id=site_id, name=name, condition=condition,
-        condition_json=cond_json or "", notification_type=ntype, notification_config=cfg,
-        status=status or "active", state=state or "ok", last_value=last_value,
-        last_evaluated_at=last_eval, last_error=last_error, created_at=created_at,
-        updated_at=updated_at, condition_error=cond_error,
+        rule_id=_as_text(rule_id), site_id=_as_text(site_id), name=_as_text(name, "(no name)"),
+        condition=condition, condition_json=_as_text(cond_json),
+        notification_type=kind, notification_config=cfg,
+        status=status if status in STATUSES else "active",
+        state=state if state in STATES else "ok", last_value=value,
+        last_evaluated_at=_as_int(last_eval),
+        last_error=None if last_error is None else _as_text(last_error),
+        created_at=_as_int(created_at) or 0, updated_at=_as_int(updated_at) or 0,
+        condition_error="; ".join(problems) or None,
     )
 
 
@@ -159,7 +189,7 @@ def _check_notification(conn: sqlite3.Connection, site_id: str, ntype: object, n
         else:
             try:
                 events = set(json.loads(row[1] or "[]"))
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, RecursionError):
                 events = set()
             if not events & {"alert.firing", "alert.resolved"}:
                 errors["notification_config.endpoint_id"] = (
@@ -268,11 +298,12 @@ def _apply_update(conn: sqlite3.Connection, rule_id: str, sets: dict[str, object
                            (rule_id,)).fetchone()
         if row is None:
             raise UsageError(f"no alert rule {rule_id!r}")
-        if expected_updated_at is not None and row[0] != expected_updated_at:
+        stored = _as_int(row[0]) or 0  # another program may have written any type
+        if expected_updated_at is not None and stored != expected_updated_at:
             raise ConflictError("this rule was changed by someone else since you opened it; "
                                 "reload it and try again")
         sets = dict(sets)
-        sets["updated_at"] = max(now_ms, row[0] + 1)
+        sets["updated_at"] = max(now_ms, stored + 1)
         assignments = ", ".join(f"{k} = ?" for k in sets)  # keys are our own column names
         conn.execute(f"UPDATE alert_rules SET {assignments} WHERE rule_id = ?",
                      (*sets.values(), rule_id))
@@ -336,7 +367,10 @@ def read_state(conn: sqlite3.Connection, rule_id: str
     row = conn.execute(
         "SELECT state, last_evaluated_at, status, site_id FROM alert_rules WHERE rule_id = ?",
         (rule_id,)).fetchone()
-    return (row[0] or "ok", row[1], row[2] or "active", row[3]) if row else None
+    if row is None:
+        return None
+    return (row[0] if row[0] in STATES else "ok", _as_int(row[1]),
+            row[2] if row[2] in STATUSES else "active", _as_text(row[3]))
 
 
 def last_notified_state(conn: sqlite3.Connection, rule_id: str) -> str:

@@ -37,6 +37,7 @@ from pulse_tui.cohorts.criteria import (
     Group,
     Problem,
     parse,
+    validate,
 )
 from pulse_tui.errors import CohortNotFound, ConflictError, NameTaken, ValidationError
 from pulse_tui.models import (
@@ -148,10 +149,11 @@ def site_of(conn: sqlite3.Connection, cohort_id: str) -> str | None:
 
 def list_cohorts(conn: sqlite3.Connection, site_id: str | None = None, *,
                  include_archived: bool = True) -> list[CohortSummary]:
-    """Cohorts (of one site, or all) by name then id, with their active member counts."""
+    """Cohorts (of one site, or all) by name then id, with their active member counts; a
+    cohort whose stored criteria are unusable is listed with ``problem`` saying why."""
     sql = ("SELECT c.cohort_id, c.site_id, c.name, coalesce(c.status, 'active'), "
            "coalesce(c.kind, 'criteria'), (SELECT count(*) FROM cohort_members m "
-           "WHERE m.cohort_id = c.cohort_id AND m.is_active = 1), c.updated_at "
+           "WHERE m.cohort_id = c.cohort_id AND m.is_active = 1), c.updated_at, c.criteria "
            "FROM cohorts c WHERE 1")
     params: list[object] = []
     if site_id is not None:
@@ -160,7 +162,26 @@ def list_cohorts(conn: sqlite3.Connection, site_id: str | None = None, *,
     if not include_archived:
         sql += " AND coalesce(c.status, 'active') <> 'archived'"
     sql += " ORDER BY c.name, c.cohort_id"
-    return [CohortSummary(*r) for r in conn.execute(sql, params)]
+    out = []
+    for cid, site, name, status, kind, members, updated, text in conn.execute(sql, params):
+        problem = None
+        if kind not in ("static", "criteria"):
+            problem = f"unknown kind {kind!r}"
+        elif kind == "criteria":
+            problems = validate(text)
+            problem = str(problems[0]) if problems else None
+        out.append(CohortSummary(_text(cid), _text(site), _text(name, "(no name)"),
+                                 _text(status), _text(kind), members,
+                                 updated if isinstance(updated, int) else 0, problem))
+    return out
+
+
+def _text(value: object, default: str = "") -> str:
+    if value is None:
+        return default
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
 
 
 def list_members(conn: sqlite3.Connection, cohort_id: str, *, active_only: bool = True,
@@ -357,7 +378,8 @@ def delete_cohort(conn: sqlite3.Connection, cohort_id: str, *,
                            (cohort_id,)).fetchone()
         if row is None:
             return False
-        if expected_updated_at is not None and row[0] != expected_updated_at:
+        stored = row[0] if isinstance(row[0], int) else 0  # as list_cohorts shows it
+        if expected_updated_at is not None and stored != expected_updated_at:
             raise ConflictError(f"cohort {cohort_id!r} was changed by someone else; "
                                 "reload it before deleting")
         conn.execute("DELETE FROM cohort_retention_snapshots WHERE cohort_id = ?", (cohort_id,))
@@ -499,7 +521,16 @@ def _refresh_many(conn: sqlite3.Connection, clock: Clock, ids: list[str]
     now = clock.now_ms()
     if not conn.in_transaction and derived.pending_rows(conn):
         derived.catch_up_tx(conn, now)
-    results = [refresh_cohort(conn, clock, cid, catch_up=False, notify=False) for cid in ids]
+    results = []
+    for cid in ids:
+        try:
+            results.append(refresh_cohort(conn, clock, cid, catch_up=False, notify=False))
+        except Exception as exc:  # noqa: BLE001 - one broken cohort never stops the others
+            if conn.in_transaction:
+                conn.rollback()
+            log.exception("cohort %s could not be refreshed", cid)
+            results.append(RefreshResult(
+                cid, skipped=f"invalid cohort: {type(exc).__name__}: {exc}"[:300]))
     changed = [r.cohort_id for r in results if r.changed]
     if changed:
         _notify(conn, clock, changed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -25,29 +26,92 @@ JOB_COLUMNS = (  # in ImportJob's field order; rows other programs wrote may hol
 )
 
 
+# ------------------------------------------------------------------ file names and paths
+# A file name may hold bytes that are not UTF-8 (Python keeps them as surrogates, which SQLite
+# text cannot hold). ``file_name`` stores the name as shown to people (such bytes as \xNN);
+# ``source_path`` / ``result_path`` store the path itself: text when it is UTF-8, else its
+# bytes as a BLOB, so it round-trips exactly (job_from_row turns it back into a str).
+SOURCE_IDENTITY_PREFIX = "import_source:"  # pulse_meta: the file a job reads (dev:ino:size:mtime)
+
+
+def path_value(path: str | os.PathLike[str] | None) -> str | bytes | None:
+    """A path as stored in import_jobs (text, or a BLOB of its bytes when it is not UTF-8)."""
+    if path is None:
+        return None
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+    return text
+
+
+def name_value(name: str) -> str:
+    """A file name as stored in ``file_name``: bytes that are not UTF-8 shown as \\xNN."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
+    return name
+
+
+def _path_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return os.fsdecode(value)
+    return str(value)
+
+
+def job_from_row(row: Sequence[Any]) -> ImportJob:
+    values = list(row)
+    values[14] = _path_text(values[14])  # source_path
+    values[15] = _path_text(values[15])  # result_path
+    if isinstance(values[4], bytes):  # file_name written by another program
+        values[4] = values[4].decode("utf-8", "backslashreplace")
+    return ImportJob(*values)
+
+
 def get_job(conn: sqlite3.Connection, job_id: str) -> ImportJob | None:
     row = conn.execute(f"SELECT {JOB_COLUMNS} FROM import_jobs WHERE id = ?",
                        (job_id,)).fetchone()
-    return ImportJob(*row) if row else None
+    return job_from_row(row) if row else None
+
+
+def source_identity(conn: sqlite3.Connection, job_id: str) -> str | None:
+    """What the job's file was when the job opened it (see pulse_tui.safefs.identity)."""
+    row = conn.execute("SELECT value FROM pulse_meta WHERE key = ?",
+                       (SOURCE_IDENTITY_PREFIX + job_id,)).fetchone()
+    return row[0] if row else None
+
+
+def clear_source_identity(conn: sqlite3.Connection, job_id: str) -> None:
+    conn.execute("DELETE FROM pulse_meta WHERE key = ?", (SOURCE_IDENTITY_PREFIX + job_id,))
 
 
 def list_jobs(conn: sqlite3.Connection, *, limit: int = 100) -> list[ImportJob]:
-    return [ImportJob(*r) for r in conn.execute(
+    return [job_from_row(r) for r in conn.execute(
         f"SELECT {JOB_COLUMNS} FROM import_jobs ORDER BY created_at DESC, rowid DESC LIMIT ?",
         (limit,),
     )]
 
 
 def create_job(conn: sqlite3.Connection, *, job_id: str, kind: str, site_id: str,
-               file_name: str, file_size: int, source_path: str | None, now_ms: int) -> None:
-    """A new job in state 'uploading' (its own short transaction)."""
+               file_name: str, file_size: int, source_path: str | None, now_ms: int,
+               identity: str | None = None) -> None:
+    """A new job in state 'uploading' (its own short transaction); ``identity`` records which
+    file it reads, so a resume can tell whether the file changed meanwhile."""
     with write_transaction(conn):
         conn.execute(
             "INSERT INTO import_jobs (id, site_id, type, status, file_name, file_size, "
             "total_records, processed_records, failed_records, created_at, source_path) "
             "VALUES (?, ?, ?, 'uploading', ?, ?, 0, 0, 0, ?, ?)",
-            (job_id, site_id, kind, file_name, file_size, now_ms, source_path),
+            (job_id, site_id, kind, name_value(file_name), file_size, now_ms,
+             path_value(source_path)),
         )
+        if identity is not None:
+            conn.execute("INSERT OR REPLACE INTO pulse_meta (key, value) VALUES (?, ?)",
+                         (SOURCE_IDENTITY_PREFIX + job_id, identity))
 
 
 def start_job(conn: sqlite3.Connection, job_id: str, *, kind: str, now_ms: int,
@@ -68,8 +132,9 @@ def fail_job(conn: sqlite3.Connection, job_id: str, message: str, now_ms: int,
         conn.execute(
             "UPDATE import_jobs SET status = 'failed', message = ?, completed_at = ?, "
             "type = coalesce(?, type), errors = ? WHERE id = ?",
-            (message, now_ms, kind, json.dumps([{"line": None, "column": None, "value": None,
-                                                 "reason": message}]), job_id),
+            (name_value(message), now_ms, kind, json.dumps(
+                [{"line": None, "column": None, "value": None,
+                  "reason": name_value(message)}]), job_id),
         )
 
 
@@ -315,7 +380,8 @@ def reject_count(conn: sqlite3.Connection, job_id: str) -> int:
                         (job_id,)).fetchone()[0]
 
 
-def set_result_path(conn: sqlite3.Connection, job_id: str, path: str) -> None:
+def set_result_path(conn: sqlite3.Connection, job_id: str, path: str | None) -> None:
     """Where the worker moved the file (processed/ or failed/)."""
     with write_transaction(conn):
-        conn.execute("UPDATE import_jobs SET result_path = ? WHERE id = ?", (path, job_id))
+        conn.execute("UPDATE import_jobs SET result_path = ? WHERE id = ?",
+                     (path_value(path), job_id))

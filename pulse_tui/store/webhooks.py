@@ -17,7 +17,8 @@ from pulse_tui.notify.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
-from pulse_tui.notify.signing import generate_secret, mask_secret
+from pulse_tui.notify.signing import generate_secret, mask_secret, secret_key
+from pulse_tui.notify.targets import literal_link_local_reason
 from pulse_tui.store.alerts import rules_using_endpoint
 from pulse_tui.store.tx import write_transaction
 
@@ -55,6 +56,9 @@ def _check_events(events: object, errors: dict[str, str]) -> tuple[str, ...]:
     if isinstance(events, str):
         try:
             events = json.loads(events)
+        except RecursionError:
+            errors["events"] = "nested too deeply"
+            return ()
         except ValueError:
             events = [e.strip() for e in events.split(",") if e.strip()]
     if not isinstance(events, (list, tuple)) or not events:
@@ -73,8 +77,11 @@ def _check_headers(headers: object, errors: dict[str, str]) -> dict[str, str]:
     if isinstance(headers, str):
         try:
             headers = json.loads(headers)
+        except RecursionError:
+            errors["headers"] = "nested too deeply"
+            return {}
         except ValueError as exc:
-            errors["headers"] = f"not valid JSON ({exc.msg})"
+            errors["headers"] = f"not valid JSON ({getattr(exc, 'msg', exc)})"
             return {}
     if not isinstance(headers, dict):
         errors["headers"] = 'must be a JSON object {"Header-Name": "value"}'
@@ -95,21 +102,71 @@ def _check_headers(headers: object, errors: dict[str, str]) -> dict[str, str]:
 
 
 # ---------------------------------------------------------------- endpoints
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _stored_events(raw: object) -> tuple[tuple[str, ...], str | None]:
+    """(events, problem) of a stored ``events`` column; any other program may have written it."""
+    try:
+        data = json.loads(raw) if isinstance(raw, str | bytes) else raw
+    except RecursionError:
+        return (), "events: nested too deeply"
+    except ValueError as exc:
+        return (), f"events: not valid JSON ({getattr(exc, 'msg', exc)})"
+    if not isinstance(data, list) or not all(isinstance(e, str) for e in data):
+        return (), "events: must be a JSON list of event names"
+    unknown = [e for e in data if e not in WEBHOOK_EVENTS]
+    if unknown:
+        return (), f"events: unknown event {unknown[0]!r}"
+    if not data:
+        return (), "events: subscribes to no event"
+    return tuple(e for e in WEBHOOK_EVENTS if e in data), None
+
+
+def _stored_headers(raw: object) -> tuple[dict[str, str], str | None]:
+    errors: dict[str, str] = {}
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    try:
+        headers = _check_headers(raw, errors)
+    except RecursionError:
+        return {}, "headers: nested too deeply"
+    return headers, (f"headers: {errors['headers']}" if errors else None)
+
+
+def _stored_secret(secret: object) -> str | None:
+    if secret is None or secret == "":
+        return None
+    if not isinstance(secret, str):
+        return "secret: not text"
+    try:
+        secret_key(secret)
+    except ValueError as exc:
+        return f"secret: {exc}"
+    return None
+
+
 def _endpoint(row: Sequence[Any]) -> WebhookEndpoint:
+    """A stored row as an endpoint; never raises. What another program wrote that makes the
+    endpoint unusable is in ``problem`` (shown as broken; nothing is delivered to it)."""
     eid, site_id, url, events, active, secret, headers, created_at, updated_at = row
-    try:
-        ev = tuple(e for e in json.loads(events or "[]") if isinstance(e, str))
-    except (ValueError, TypeError):
-        ev = ()
-    try:
-        hd = json.loads(headers) if headers else {}
-        hd = {str(k): str(v) for k, v in hd.items()} if isinstance(hd, dict) else {}
-    except (ValueError, TypeError):
-        hd = {}
-    return WebhookEndpoint(id=eid, site_id=site_id, url=url, events=ev,
+    ev, events_problem = _stored_events(events)
+    hd, headers_problem = _stored_headers(headers)
+    url_problem = check_url(url)
+    problems = [p for p in (None if url_problem is None else f"url: {url_problem}",
+                            events_problem, headers_problem, _stored_secret(secret)) if p]
+    return WebhookEndpoint(id=_text(eid), site_id=_text(site_id), url=_text(url), events=ev,
                            active=bool(active if active is not None else 1),
-                           secret_masked=mask_secret(secret), headers=hd,
-                           created_at=created_at, updated_at=updated_at)
+                           secret_masked=mask_secret(secret if isinstance(secret, str) else None),
+                           headers=hd,
+                           created_at=created_at if isinstance(created_at, int) else 0,
+                           updated_at=updated_at if isinstance(updated_at, int) else 0,
+                           problem="; ".join(problems) or None)
 
 
 def get_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> WebhookEndpoint | None:
@@ -128,15 +185,18 @@ def list_endpoints(conn: sqlite3.Connection, site_id: str | None = None) -> list
 
 
 def create_endpoint(conn: sqlite3.Connection, *, site_id: str, url: str, events: object,
-                    headers: object = None, active: bool = True, now_ms: int) -> CreatedEndpoint:
+                    headers: object = None, active: bool = True, now_ms: int,
+                    allow_link_local: bool = False) -> CreatedEndpoint:
     """Validate and insert an endpoint with a new secret; the only place (with
-    :func:`rotate_secret`) the full secret is returned."""
+    :func:`rotate_secret`) the full secret is returned. A URL whose host is a link-local
+    address is refused unless ``allow_link_local`` (the ``webhook_allow_link_local``
+    setting)."""
     errors: dict[str, str] = {}
     if not isinstance(site_id, str) or not site_id:
         errors["site_id"] = "required"
     elif not conn.execute("SELECT 1 FROM sites WHERE id = ?", (site_id,)).fetchone():
         errors["site_id"] = f"unknown site {site_id!r}"
-    url_error = check_url(url)
+    url_error = check_url(url) or (None if allow_link_local else literal_link_local_reason(url))
     if url_error:
         errors["url"] = url_error
     ev = _check_events(events, errors)
@@ -160,12 +220,13 @@ _UNSET: Any = object()
 
 def update_endpoint(conn: sqlite3.Connection, endpoint_id: str, *, url: str = _UNSET,
                     events: object = _UNSET, headers: object = _UNSET, active: bool = _UNSET,
-                    now_ms: int) -> WebhookEndpoint:
+                    now_ms: int, allow_link_local: bool = False) -> WebhookEndpoint:
     """Change the given fields (validated like create); the secret is kept."""
     errors: dict[str, str] = {}
     sets: dict[str, object] = {}
     if url is not _UNSET:
-        url_error = check_url(url)
+        url_error = check_url(url) or (None if allow_link_local
+                                       else literal_link_local_reason(url))
         if url_error:
             errors["url"] = url_error
         else:
@@ -218,18 +279,21 @@ def delete_endpoint(conn: sqlite3.Connection, endpoint_id: str) -> bool:
 
 
 def endpoint_for_sending(conn: sqlite3.Connection, endpoint_id: str
-                         ) -> tuple[str, str | None, dict[str, str], bool] | None:
-    """(url, secret, headers, active) for the sender only; never shown or logged."""
+                         ) -> tuple[str, str | None, dict[str, str], bool, str | None] | None:
+    """(url, secret, headers, active, problem) for the sender only; never shown or logged.
+    ``problem`` says why the row cannot be sent to (invalid URL, headers or secret)."""
     row = conn.execute("SELECT url, secret, headers, active FROM webhook_endpoints WHERE id = ?",
                        (endpoint_id,)).fetchone()
     if row is None:
         return None
-    try:
-        hd = json.loads(row[2]) if row[2] else {}
-        hd = {str(k): str(v) for k, v in hd.items()} if isinstance(hd, dict) else {}
-    except (ValueError, TypeError):
-        hd = {}
-    return row[0], row[1], hd, bool(row[3] if row[3] is not None else 1)
+    url, secret, headers, active = row
+    hd, headers_problem = _stored_headers(headers)
+    url_problem = check_url(url)
+    problems = [p for p in (None if url_problem is None else f"invalid URL: {url_problem}",
+                            headers_problem, _stored_secret(secret)) if p]
+    return (url if isinstance(url, str) else _text(url),
+            secret if isinstance(secret, str) and secret else None, hd,
+            bool(active if active is not None else 1), "; ".join(problems) or None)
 
 
 def subscribed_endpoints(conn: sqlite3.Connection, site_id: str, event_type: str,
@@ -245,11 +309,9 @@ def subscribed_endpoints(conn: sqlite3.Connection, site_id: str, event_type: str
         params.extend(endpoint_ids)
     out = []
     for eid, events in conn.execute(sql + " ORDER BY id", params):
-        try:
-            if event_type in json.loads(events or "[]"):
-                out.append(eid)
-        except (ValueError, TypeError):
-            continue
+        subscribed, problem = _stored_events(events)
+        if problem is None and event_type in subscribed:  # a broken row receives nothing
+            out.append(eid)
     return out
 
 
@@ -279,7 +341,10 @@ def claim_due(conn: sqlite3.Connection, now_ms: int, lease_ms: int, limit: int
         conn.executemany(
             "UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id = ? AND status = 'pending'",
             [(now_ms + lease_ms, r[0]) for r in rows])
-    return [(r[0], r[1], r[2], r[3]) for r in rows]
+    # another program may have written any type: the sender checks the payload, and a
+    # count that is not a number counts as no attempt yet
+    return [(r[0], r[1], r[2], r[3] if isinstance(r[3], int) and not isinstance(r[3], bool)
+             else 0) for r in rows]
 
 
 def release_claims(conn: sqlite3.Connection, delivery_ids: Sequence[str], now_ms: int) -> None:

@@ -5,7 +5,17 @@ from __future__ import annotations
 import sqlite3
 
 from pulse_tui.store.derived import set_meta
-from pulse_tui.store.imports import JOB_COLUMNS, ImportJob, get_job  # noqa: F401 (worker API)
+from pulse_tui.store.imports import (  # noqa: F401 (worker API)
+    JOB_COLUMNS,
+    ImportJob,
+    clear_source_identity,
+    get_job,
+    job_from_row,
+    name_value,
+    path_value,
+    set_result_path,
+    source_identity,
+)
 from pulse_tui.store.tx import write_transaction
 
 UNFINISHED = ("uploading", "processing")
@@ -20,7 +30,7 @@ def unfinished_jobs(conn: sqlite3.Connection) -> list[ImportJob]:
         "WHERE coalesce(status, 'uploading') IN ('uploading', 'processing') "
         "ORDER BY created_at, rowid"
     ).fetchall()
-    return [ImportJob(*r) for r in rows]
+    return [job_from_row(r) for r in rows]
 
 
 def unplaced_jobs(conn: sqlite3.Connection) -> list[ImportJob]:
@@ -30,21 +40,22 @@ def unplaced_jobs(conn: sqlite3.Connection) -> list[ImportJob]:
         "WHERE status IN ('completed', 'failed') AND result_path IS NULL "
         "AND source_path IS NOT NULL ORDER BY created_at, rowid"
     ).fetchall()
-    return [ImportJob(*r) for r in rows]
+    return [job_from_row(r) for r in rows]
 
 
 def jobs_with_result(conn: sqlite3.Connection, result_path: str) -> list[ImportJob]:
     rows = conn.execute(
         f"SELECT {JOB_COLUMNS} FROM import_jobs WHERE result_path = ? ORDER BY created_at DESC",
-        (result_path,),
+        (path_value(result_path),),
     ).fetchall()
-    return [ImportJob(*r) for r in rows]
+    return [job_from_row(r) for r in rows]
 
 
 def set_destination(conn: sqlite3.Connection, job_id: str, result_path: str) -> None:
     """Record where the file goes and that the after-import hooks are still due (one commit)."""
     with write_transaction(conn):
-        conn.execute("UPDATE import_jobs SET result_path = ? WHERE id = ?", (result_path, job_id))
+        conn.execute("UPDATE import_jobs SET result_path = ? WHERE id = ?",
+                     (path_value(result_path), job_id))
         set_meta(conn, HOOKS_PENDING_PREFIX + job_id, "1")
 
 
@@ -66,7 +77,7 @@ def mark_failed(conn: sqlite3.Connection, job_id: str, message: str, now_ms: int
     conn.execute(
         "UPDATE import_jobs SET status = 'failed', message = ?, "
         "completed_at = coalesce(completed_at, ?) WHERE id = ?",
-        (message[:500], now_ms, job_id),
+        (name_value(message)[:500], now_ms, job_id),
     )
 
 
@@ -87,8 +98,8 @@ def insert_failed_job(
         "INSERT INTO import_jobs (id, site_id, type, status, file_name, file_size, total_records, "
         "processed_records, failed_records, created_at, started_at, completed_at, source_path, "
         "message) VALUES (?, ?, ?, 'failed', ?, ?, 0, 0, 0, ?, ?, ?, ?, ?)",
-        (job_id, site_id, kind, file_name, file_size, now_ms, now_ms, now_ms, source_path,
-         message[:500]),
+        (job_id, site_id, kind, name_value(file_name), file_size, now_ms, now_ms, now_ms,
+         path_value(source_path), name_value(message)[:500]),
     )
 
 
@@ -96,7 +107,7 @@ def set_retried(conn: sqlite3.Connection, job_id: str, new_path: str) -> None:
     """Note on a failed job that its file went back into the inbox (as ``new_path``)."""
     conn.execute(
         "UPDATE import_jobs SET message = coalesce(message || ' ', '') || ? WHERE id = ?",
-        (f"(retried as {new_path})", job_id),
+        (name_value(f"(retried as {new_path})"), job_id),
     )
 
 
@@ -105,3 +116,44 @@ def expire_lease_of(conn: sqlite3.Connection, holder: str) -> bool:
     cur = conn.execute("UPDATE worker_lease SET expires_at = 0 WHERE name = 'worker' "
                        "AND holder = ?", (holder,))
     return cur.rowcount > 0
+
+
+UNMOVED_PREFIX = "import_unmoved:"
+
+
+def mark_unmoved(conn: sqlite3.Connection, job_id: str, identity: str, reason: str, *,
+                 result_path: str | None = None) -> None:
+    """The job's file was imported but could not leave the inbox: remember which file it is
+    (pulse_tui.safefs.identity) so that no later pass or restart imports it again, and say
+    why on the job (once). ``result_path``: where it is linked already, if anywhere."""
+    with write_transaction(conn):
+        set_meta(conn, UNMOVED_PREFIX + job_id, identity)
+        conn.execute("UPDATE import_jobs SET result_path = ?, "
+                     "message = substr(coalesce(message || '; ', '') || ?, 1, 500) "
+                     "WHERE id = ?", (path_value(result_path), name_value(reason), job_id))
+
+
+def unmoved(conn: sqlite3.Connection) -> dict[str, str]:
+    """job id -> identity of the file each unmoved job left in the inbox."""
+    rows = conn.execute(
+        "SELECT key, value FROM pulse_meta WHERE key >= ? AND key < ?",
+        (UNMOVED_PREFIX, UNMOVED_PREFIX + "\U0010ffff"),
+    ).fetchall()
+    return {r[0][len(UNMOVED_PREFIX):]: r[1] for r in rows}
+
+
+def clear_unmoved(conn: sqlite3.Connection, job_id: str) -> None:
+    conn.execute("DELETE FROM pulse_meta WHERE key = ?", (UNMOVED_PREFIX + job_id,))
+
+
+def set_not_moved(conn: sqlite3.Connection, job_id: str, note: str | None) -> None:
+    """Nothing of this job is left to move (its file was replaced or changed): result_path ''
+    so that recovery never moves the file now under that name, a note why, and the
+    after-import hooks still due (one commit, like set_destination)."""
+    with write_transaction(conn):
+        conn.execute("UPDATE import_jobs SET result_path = '' WHERE id = ?", (job_id,))
+        if note:
+            conn.execute("UPDATE import_jobs SET message = "
+                         "substr(coalesce(message || '; ', '') || ?, 1, 500) WHERE id = ?",
+                         (name_value(note), job_id))
+        set_meta(conn, HOOKS_PENDING_PREFIX + job_id, "1")

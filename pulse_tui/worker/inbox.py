@@ -6,13 +6,16 @@ import errno
 import fcntl
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from pulse_tui import safefs
 from pulse_tui.config import IMPORT_TYPES
 from pulse_tui.errors import PulseError
+from pulse_tui.safefs import UnsafePathError, shown
 from pulse_tui.store import worker_jobs as jobs_sql
 
 PROCESSED = "processed"
@@ -34,13 +37,61 @@ def inbox_dirs(import_dir: Path) -> dict[str, Path]:
 
 
 def ensure_folders(import_dir: Path) -> None:
-    """Create the inbox subfolders and the processed/failed folders."""
+    """Create the import folder, its inbox subfolders and the processed/failed folders.
+
+    Raises PulseError when the import folder itself cannot be created; a subfolder that is a
+    symbolic link or not a folder is reported by :func:`folder_problem` instead.
+    """
+    try:
+        import_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PulseError(f"cannot create import folder {shown(import_dir)}: "
+                         f"{exc.strerror or exc}") from exc
+    for sub in (*IMPORT_TYPES, PROCESSED, FAILED):
+        if not os.path.lexists(import_dir / sub):
+            try:
+                (import_dir / sub).mkdir(exist_ok=True)
+            except OSError as exc:
+                raise PulseError(f"cannot create import folder {shown(import_dir / sub)}: "
+                                 f"{exc.strerror or exc}") from exc
+
+
+def open_import_dir(import_dir: Path) -> int:
+    """A descriptor of the import folder (the configured path may itself be a link)."""
+    try:
+        return os.open(import_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise UnsafePathError(f"cannot open import folder {shown(import_dir)}: "
+                              f"{exc.strerror or exc}") from exc
+
+
+def open_subfolder(import_dir: Path, sub: str) -> int:
+    """A descriptor of ``<import_dir>/<sub>``, a real folder (created when missing, refused
+    with UnsafePathError when it is a symbolic link or not a folder)."""
+    top = open_import_dir(import_dir)
+    try:
+        return safefs.open_folder(Path(sub), dir_fd=top, create=True)
+    except UnsafePathError as exc:
+        raise UnsafePathError(str(exc).replace(shown(sub), shown(import_dir / sub), 1)) from exc
+    finally:
+        os.close(top)
+
+
+def folder_problem(import_dir: Path) -> str | None:
+    """Why files cannot be taken from or moved within the import folder now (None: fine).
+
+    Missing folders are created; a subfolder that is a symbolic link or not a folder, or
+    processed/failed not writable, is a problem: the worker imports nothing until it is fixed.
+    """
     for sub in (*IMPORT_TYPES, PROCESSED, FAILED):
         try:
-            (import_dir / sub).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise PulseError(f"cannot create import folder {import_dir / sub}: "
-                             f"{exc.strerror or exc}") from exc
+            fd = open_subfolder(import_dir, sub)
+        except UnsafePathError as exc:
+            return str(exc)
+        os.close(fd)
+        if sub in (PROCESSED, FAILED) and not os.access(import_dir / sub, os.W_OK | os.X_OK):
+            return f"{shown(import_dir / sub)} is not writable"
+    return None
 
 
 def kind_of(import_dir: Path, path: Path) -> str | None:
@@ -50,6 +101,8 @@ def kind_of(import_dir: Path, path: Path) -> str | None:
         return None
     parent = path.parent
     if parent == import_dir:
+        if name in (*IMPORT_TYPES, PROCESSED, FAILED):
+            return None  # the folders themselves (even when one is a link), never inputs
         # longest type name first, so a future type that prefixes another is not shadowed
         for kind in sorted(IMPORT_TYPES, key=len, reverse=True):
             if name.startswith(kind):
@@ -61,17 +114,20 @@ def kind_of(import_dir: Path, path: Path) -> str | None:
 
 
 def scan(import_dir: Path) -> dict[Path, str]:
-    """Every candidate file in the inbox (regular files only), with its type."""
+    """Every candidate in the inbox (regular files, and symbolic links, which are refused
+    later), with its type. An inbox subfolder that is itself a link is not looked into."""
     found: dict[Path, str] = {}
     dirs = [import_dir, *inbox_dirs(import_dir).values()]
     for folder in dirs:
+        if folder != import_dir and folder.is_symlink():
+            continue
         try:
             entries = list(os.scandir(folder))
         except OSError:
             continue
         for entry in entries:
             try:
-                if not entry.is_file(follow_symlinks=False):
+                if not (entry.is_symlink() or entry.is_file(follow_symlinks=False)):
                     continue
             except OSError:
                 continue
@@ -126,7 +182,7 @@ class SettleTracker:
         ready: list[tuple[float, Path, str]] = []
         for path, watch in list(self._files.items()):
             try:
-                st = path.stat()
+                st = os.lstat(path)  # a link is judged as itself, never by its target
             except FileNotFoundError:
                 del self._files[path]  # renamed away or deleted (e.g. a .part renamed later)
                 continue
@@ -160,59 +216,112 @@ def errors_name(name: str) -> str:
 
 def unique_destination(folder: Path, name: str, *, taken: Iterable[Path] = ()) -> Path:
     """``folder/name``, or ``name`` with ``.1``, ``.2`` ... before the extension, such that
-    neither the file nor its errors file exists yet."""
+    neither the file nor its errors file exists yet (names kept within the file system's
+    limit, see :func:`pulse_tui.safefs.fit_name`)."""
     stem, ext = split_ext(name)
     reserved = set(taken)
     n = 0
     while True:
-        candidate_name = name if n == 0 else f"{stem}.{n}{ext}"
+        candidate_name = name if n == 0 else safefs.fit_name(stem, f".{n}{ext}")
+        if n == 0 and len(os.fsencode(name)) > safefs.NAME_MAX:
+            candidate_name = safefs.fit_name(stem, ext)
         candidate = folder / candidate_name
         errors = folder / errors_name(candidate_name)
-        if (not candidate.exists() and not candidate.is_symlink() and not errors.exists()
+        if (not os.path.lexists(candidate) and not os.path.lexists(errors)
                 and candidate not in reserved):
             return candidate
         n += 1
 
 
-def move_no_overwrite(src: Path, dest: Path) -> None:
-    """Move ``src`` to ``dest`` without ever replacing an existing ``dest``.
+def _open_parent(path: Path, import_dir: Path | None, *, create: bool) -> int:
+    folder = path.parent
+    if import_dir is not None and folder == import_dir:
+        return open_import_dir(import_dir)
+    if import_dir is not None and folder.parent == import_dir:
+        top = open_import_dir(import_dir)
+        try:
+            return safefs.open_folder(Path(folder.name), dir_fd=top, create=create)
+        except UnsafePathError as exc:
+            raise UnsafePathError(str(exc).replace(shown(folder.name), shown(folder), 1)
+                                  ) from exc
+        finally:
+            os.close(top)
+    return safefs.open_folder(folder, create=create)
 
-    Hard link then unlink (a crash in between leaves both names of one file, which
-    :func:`finish_move` resolves); plain rename where links are not supported.
-    """
+
+class _Folders:
+    """Descriptors of the source and destination folders of a move (closed on exit).
+
+    Subfolders of ``import_dir`` are opened relative to it and must be real folders (the
+    destination is created when missing)."""
+
+    def __init__(self, src: Path, dest: Path, import_dir: Path | None) -> None:
+        self.src_fd = _open_parent(src, import_dir, create=False)
+        try:
+            self.dest_fd = _open_parent(dest, import_dir, create=True)
+        except BaseException:
+            os.close(self.src_fd)
+            raise
+
+    def __enter__(self) -> _Folders:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.src_fd)
+        os.close(self.dest_fd)
+
+
+def _move_at(folders: _Folders, src: str, dest: str) -> None:
     try:
-        os.link(src, dest)
+        os.link(src, dest, src_dir_fd=folders.src_fd, dst_dir_fd=folders.dest_fd,
+                follow_symlinks=False)  # a link is moved as itself
     except FileExistsError:
         raise
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP,
                              errno.EMLINK, errno.ENOSYS):
             raise
-        if dest.exists():
-            raise FileExistsError(errno.EEXIST, "destination exists", str(dest)) from exc
-        os.rename(src, dest)
+        if safefs.lexists(dest, folders.dest_fd):
+            raise FileExistsError(errno.EEXIST, "destination exists", dest) from exc
+        os.rename(src, dest, src_dir_fd=folders.src_fd, dst_dir_fd=folders.dest_fd)
         return
-    os.unlink(src)
+    os.unlink(src, dir_fd=folders.src_fd)
 
 
-def finish_move(src: Path, dest: Path) -> bool:
+def move_no_overwrite(src: Path, dest: Path, import_dir: Path | None = None) -> None:
+    """Move ``src`` to ``dest`` without ever replacing an existing ``dest``.
+
+    Both folders are opened without following a link in their last part and the move is done
+    relative to them; a link at ``src`` is moved as itself. Hard link then unlink (a crash in
+    between leaves both names of one file, which :func:`finish_move` resolves); plain rename
+    where links are not supported.
+    """
+    with _Folders(src, dest, import_dir) as folders:
+        _move_at(folders, src.name, dest.name)
+
+
+def _lstat_at(name: str, dir_fd: int) -> os.stat_result | None:
+    try:
+        return os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+
+
+def finish_move(src: Path, dest: Path, import_dir: Path | None = None) -> bool:
     """Complete an interrupted move of ``src`` to ``dest``; True when the file is at ``dest``."""
-    src_exists = src.exists()
-    dest_exists = dest.exists()
-    if dest_exists and src_exists:
-        try:
-            same = os.path.samefile(src, dest)
-        except OSError:
-            same = False
-        if same:
-            os.unlink(src)
-        return True  # otherwise src is a new file that arrived under the same name
-    if dest_exists:
-        return True
-    if src_exists:
-        move_no_overwrite(src, dest)
-        return True
-    return False
+    with _Folders(src, dest, import_dir) as folders:
+        s = _lstat_at(src.name, folders.src_fd)
+        d = _lstat_at(dest.name, folders.dest_fd)
+        if d is not None and s is not None:
+            if (s.st_dev, s.st_ino) == (d.st_dev, d.st_ino):
+                os.unlink(src.name, dir_fd=folders.src_fd)
+            return True  # otherwise src is a new file that arrived under the same name
+        if d is not None:
+            return True
+        if s is not None:
+            _move_at(folders, src.name, dest.name)
+            return True
+        return False
 
 
 class InboxLockedError(PulseError):
@@ -231,22 +340,55 @@ class InboxLock:
     def held(self) -> bool:
         return self._fd is not None
 
+    def _open(self, flags: int) -> int:
+        """The lock file, never through a link, and only when it is a plain file of its own
+        (a hard link to another file, e.g. the database, is refused: it would be truncated)."""
+        top = open_import_dir(self.path.parent)
+        try:
+            fd = os.open(LOCK_NAME, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                         0o644, dir_fd=top)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise UnsafePathError(
+                    f"the worker's lock file {shown(self.path)} is a symbolic link; PULSE "
+                    "never writes through links: remove it and start again") from exc
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise UnsafePathError(f"cannot open the worker's lock file {shown(self.path)}: "
+                                  f"{exc.strerror or exc}") from exc
+        finally:
+            os.close(top)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            os.close(fd)
+            what = ("is not a plain file" if not stat.S_ISREG(st.st_mode)
+                    else "is a hard link to another file")
+            raise UnsafePathError(f"the worker's lock file {shown(self.path)} {what}; "
+                                  "remove it and start again")
+        return fd
+
     def holder(self) -> dict[str, str]:
         """What the lock file says (pid, host, db) — best effort."""
         info: dict[str, str] = {}
         try:
-            for line in self.path.read_text("utf-8").splitlines():
-                key, _, value = line.partition("=")
-                if key:
-                    info[key.strip()] = value.strip()
+            fd = self._open(os.O_RDONLY)
+        except (OSError, PulseError):
+            return info
+        try:
+            with os.fdopen(fd, "rb") as fh:
+                text = fh.read(4096).decode("utf-8", "replace")
         except OSError:
-            pass
+            return info
+        for line in text.splitlines():
+            key, _, value = line.partition("=")
+            if key:
+                info[key.strip()] = value.strip()
         return info
 
     def try_acquire(self) -> bool:
         if self._fd is not None:
             return True
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = self._open(os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -277,23 +419,23 @@ def retry_failed_file(conn: sqlite3.Connection, import_dir: Path, path: Path) ->
     if not path.is_absolute():
         path = import_dir / FAILED / path
     if path.parent != import_dir / FAILED:
-        raise PulseError(f"{path} is not in {import_dir / FAILED}")
-    if not path.is_file():
-        raise PulseError(f"{path} does not exist")
+        raise PulseError(f"{shown(path)} is not in {shown(import_dir / FAILED)}")
+    if not os.path.lexists(path):
+        raise PulseError(f"{shown(path)} does not exist")
     jobs = jobs_sql.jobs_with_result(conn, str(path))
     kind = jobs[0].type if jobs else None
-    name = jobs[0].file_name if jobs else path.name
+    name = Path(jobs[0].source_path).name if jobs and jobs[0].source_path else path.name
     if kind is None:
         kind = kind_of(import_dir, import_dir / path.name)
     if kind is None:
-        raise PulseError(f"cannot tell the type of {path.name}; move it into "
+        raise PulseError(f"cannot tell the type of {shown(path.name)}; move it into "
                          f"{import_dir}/events, users or cohort_members yourself")
     if ignored_name(name):
         name = path.name
     dest = unique_destination(import_dir / kind, name)
-    move_no_overwrite(path, dest)
+    move_no_overwrite(path, dest, import_dir)
     stale = path.parent / errors_name(path.name)
-    if stale.exists():
+    if os.path.lexists(stale):
         stale.unlink()
     for job in jobs:
         jobs_sql.set_retried(conn, job.id, str(dest))

@@ -24,6 +24,7 @@ import logging
 import os
 import queue
 import socket
+import stat
 import threading
 import time
 import uuid
@@ -35,6 +36,7 @@ from pulse_tui.clock import Clock
 from pulse_tui.config import Settings
 from pulse_tui.errors import PulseError
 from pulse_tui.ingest.importer import batch_rows_setting
+from pulse_tui.safefs import UnsafePathError, identity, shown
 from pulse_tui.store import lease as lease_sql
 from pulse_tui.store import worker_jobs as jobs_sql
 from pulse_tui.store.connection import connect
@@ -64,6 +66,11 @@ from pulse_tui.worker.scheduler import (
 log = logging.getLogger("pulse_tui.worker")
 
 EventCallback = Callable[[WorkerEvent], None]
+
+LINK_REASON = "symbolic links are not imported"
+REPLACED_NOTE = ("the file was replaced while it was imported; the new file is imported as a "
+                 "new job")
+REMOVED_NOTE = "the file was removed from the import folder while it was imported"
 
 
 # The worker shares the database with live writers and TUIs: each import transaction holds the
@@ -134,7 +141,10 @@ class WorkerService:
         self._events: Any = None  # the ClickHouse events backend when events live there
         self._tracker = inbox.SettleTracker(settings.settle_seconds, monotonic)
         self._announced: set[Path] = set()
-        self._unmovable: set[tuple[Path, int, int]] = set()
+        # files imported already that could not leave the inbox: identity -> job id
+        self._unmoved: dict[str, str] = {}
+        self._folder_problem: str | None = None
+        self._next_folder_check = 0.0
         self._scheduler: Scheduler | None = None
         self.imports_done = 0  # finished jobs (tests and the status line)
         self.error: PulseError | None = None
@@ -346,13 +356,16 @@ class WorkerService:
                 if time.monotonic() >= next_rescan:
                     self._rescan()
                     next_rescan = time.monotonic() + self.rescan_interval
-                for path, kind in self._tracker.settled():
+                ready = self._tracker.settled()
+                if ready and not self._folders_usable():
+                    ready = []  # imports wait until the folders are fixed (said once)
+                for path, kind in ready:
                     if self._should_stop_import():
                         break
                     self._tracker.forget(path)
                     self._announced.discard(path)
-                    if _identity(path) in self._unmovable:
-                        continue  # imported already; its move failed (logged once)
+                    if self._was_unmoved(conn, path):
+                        continue  # imported already; its move failed (said once)
                     self._import(conn, path, kind)
                 self._wake.wait(self.tick)
                 self._wake.clear()
@@ -369,8 +382,39 @@ class WorkerService:
             except queue.Empty:
                 return
             kind = inbox.kind_of(self.import_dir, path)
-            if kind is not None and path.is_file():
+            if kind is not None and (path.is_symlink() or path.is_file()):
                 self._track(path, kind)
+
+    def _folders_usable(self) -> bool:
+        """processed/, failed/ and the inbox folders are real, writable folders (missing ones
+        are created); otherwise say why once and check again every rescan interval."""
+        now = time.monotonic()
+        if self._folder_problem is not None and now < self._next_folder_check:
+            return False
+        problem = inbox.folder_problem(self.import_dir)
+        if problem != self._folder_problem:
+            if problem is not None:
+                log.error("imports paused: %s", problem)
+                self._set_state(RUNNING, f"imports paused: {problem}")
+            else:
+                log.info("import folders usable again; importing")
+                self._set_state(RUNNING, f"watching {self.import_dir}")
+            self._folder_problem = problem
+        self._next_folder_check = now + self.rescan_interval
+        return problem is None
+
+    def _was_unmoved(self, conn: Any, path: Path) -> bool:
+        """True when ``path`` is a file imported already whose move failed: its move is tried
+        again quietly, and it is never imported again."""
+        try:
+            ident = identity(os.lstat(path))
+        except OSError:
+            return False
+        job_id = self._unmoved.get(ident)
+        if job_id is None:
+            return False
+        self._retry_unmoved(conn, job_id, ident, path)
+        return True
 
     def _track(self, path: Path, kind: str) -> None:
         if path not in self._tracker:
@@ -380,6 +424,7 @@ class WorkerService:
                 self._emit(FileWaiting(str(path), kind))
 
     def _rescan(self) -> None:
+        self._folders_usable()  # say at once when a folder is wrong, even with no file
         for path, kind in inbox.scan(self.import_dir).items():
             self._track(path, kind)
 
@@ -468,23 +513,29 @@ class WorkerService:
         if not raw:
             return False
         try:
-            path, base = Path(raw).resolve(), self.import_dir.resolve()
+            path, base = Path(raw), self.import_dir.resolve()
+            path = path.parent.resolve() / path.name  # the file itself may be a link
         except OSError:
             return False
         return inbox.kind_of(base, path) is not None
 
     def _recover(self, conn: Any) -> None:
         """Finish what a crashed worker left: pending hooks, moves, interrupted imports."""
+        self._unmoved = {ident: job for job, ident in jobs_sql.unmoved(conn).items()}
         for job_id in jobs_sql.hooks_pending(conn):
             row = jobs_sql.get_job(conn, job_id)
-            if row is None or not row.result_path:
+            if row is None or row.result_path is None:
                 jobs_sql.clear_hooks_pending(conn, job_id)
                 continue
             log.info("recovering job %s: finishing its move and hooks", job_id)
-            self._finalize(conn, row, Path(row.result_path))
+            self._finalize(conn, row, Path(row.result_path) if row.result_path else None)
+        waiting = set(self._unmoved.values())
         for row in jobs_sql.unplaced_jobs(conn):
-            if self._in_inbox(row.source_path) and Path(str(row.source_path)).exists():
-                log.info("recovering job %s: moving %s", row.id, row.source_path)
+            if row.id in waiting:
+                continue  # tried again when the file is seen in the inbox
+            if (self._in_inbox(row.source_path)
+                    and os.path.lexists(str(row.source_path))):
+                log.info("recovering job %s: moving %s", row.id, shown(row.source_path))
                 self._place(conn, row)
         for row in jobs_sql.unfinished_jobs(conn):
             if self._should_stop_import():
@@ -493,28 +544,39 @@ class WorkerService:
                 continue  # a one-shot CLI import elsewhere (maybe still running)
             src = Path(str(row.source_path))
             try:
-                size = src.stat().st_size
+                st = os.lstat(src)
             except FileNotFoundError:
-                log.warning("job %s: %s disappeared before its import finished", row.id, src)
+                log.warning("job %s: %s disappeared before its import finished", row.id,
+                            shown(src))
                 jobs_sql.mark_failed(conn, row.id, "the file disappeared from the import "
                                      "folder before its import finished", self.clock.now_ms())
                 continue
-            if row.file_size and size != row.file_size:
+            stored = jobs_sql.source_identity(conn, row.id)
+            if (stat.S_ISLNK(st.st_mode) or (stored is not None and identity(st) != stored)
+                    or (row.file_size and st.st_size != row.file_size)):
                 log.warning("job %s: %s changed while the worker was down; importing it anew",
-                            row.id, src)
+                            row.id, shown(src))
                 jobs_sql.mark_failed(conn, row.id, "the file changed before its import "
                                      "finished; imported again as a new job",
                                      self.clock.now_ms())
+                self._not_moved(conn, row.id, None)
                 continue
             kind = inbox.kind_of(self.import_dir, src) or row.type
-            log.info("resuming job %s (%s) from its checkpoint", row.id, src.name)
+            log.info("resuming job %s (%s) from its checkpoint", row.id, shown(src.name))
             self._import(conn, src, kind, job_id=row.id)
 
     def _import(self, conn: Any, path: Path, kind: str, job_id: str | None = None) -> None:
         from pulse_tui import ingest
 
         self._emit(ImportStarted(job_id, str(path), kind, resumed=job_id is not None))
-        if not path.exists():
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return
+        if stat.S_ISLNK(st.st_mode):
+            self._refuse_link(conn, path, kind, job_id)
+            return
+        if not stat.S_ISREG(st.st_mode):
             return
         state: dict[str, Any] = {"job_id": job_id}
 
@@ -531,13 +593,16 @@ class WorkerService:
                                         max_tx_seconds=WORKER_TX_SECONDS,
                                         pause_between_tx=WORKER_TX_PAUSE,
                                         progress=progress, should_stop=self._should_stop_import,
+                                        follow_symlinks=False,
                                         events=getattr(self, "_events", None))
             job = getattr(result, "job_id", None) or state.get("job_id")
+            changed = bool(getattr(result, "changed", False))
         except FileNotFoundError:
-            log.info("%s vanished before its import", path)
+            log.info("%s vanished before its import", shown(path))
             return
         except Exception as exc:  # noqa: BLE001 - one bad file never stops the worker
-            log.exception("importing %s failed", path)
+            changed = False
+            log.exception("importing %s failed", shown(path))
             job = job_id or state.get("job_id")
             if job is None:
                 job = uuid.uuid4().hex
@@ -557,7 +622,39 @@ class WorkerService:
             log.info("job %s paused after a batch (%d rows); it resumes at the next start",
                      row.id, row.processed_records + row.duplicate_records + row.failed_records)
             return
+        if changed:
+            log.warning("job %s: %s changed while it was imported (%s); the file now there is "
+                        "imported as a new job", row.id, shown(path), row.status)
+            there = os.path.lexists(path)
+            note = (REPLACED_NOTE if there else REMOVED_NOTE) if row.status == "completed" \
+                else None
+            self._not_moved(conn, row.id, note)
+            if there:
+                self._track(path, kind)
+            return
         self._place(conn, row, fallback=path)
+
+    def _refuse_link(self, conn: Any, path: Path, kind: str, job_id: str | None) -> None:
+        """A symbolic link in the inbox is never followed: it goes to failed/ as itself."""
+        log.warning("%s is a symbolic link: %s; moving the link to failed/", shown(path),
+                    LINK_REASON)
+        if job_id is not None and jobs_sql.get_job(conn, job_id) is not None:
+            jobs_sql.mark_failed(conn, job_id, LINK_REASON, self.clock.now_ms())
+        else:
+            job_id = uuid.uuid4().hex
+            jobs_sql.insert_failed_job(conn, job_id, kind=kind, site_id="", file_name=path.name,
+                                       file_size=0, source_path=str(path), message=LINK_REASON,
+                                       now_ms=self.clock.now_ms())
+        row = jobs_sql.get_job(conn, job_id)
+        if row is not None:
+            self._place(conn, row, fallback=path)
+
+    def _not_moved(self, conn: Any, job_id: str, note: str | None) -> None:
+        """The job's file is not moved (the one under its name now is another)."""
+        jobs_sql.set_not_moved(conn, job_id, note)
+        row = jobs_sql.get_job(conn, job_id)
+        if row is not None:
+            self._finalize(conn, row, None)
 
     def _place(self, conn: Any, row: jobs_sql.ImportJob, fallback: Path | None = None
                ) -> None:
@@ -565,35 +662,44 @@ class WorkerService:
         src = Path(row.source_path) if row.source_path else fallback
         if src is None:
             return
-        folder = self.import_dir / (inbox.PROCESSED if row.status == "completed"
-                                    else inbox.FAILED)
-        dest = inbox.unique_destination(folder, src.name)
+        stored = jobs_sql.source_identity(conn, row.id)
+        try:
+            st: os.stat_result | None = os.lstat(src)
+        except OSError:
+            st = None
+        if st is not None and stored is not None and identity(st) != stored:
+            # another file arrived under the name since: it is not this job's to move
+            log.warning("job %s: %s is not the file it imported any more; the new file is "
+                        "imported as a new job", row.id, shown(src))
+            self._not_moved(conn, row.id, REPLACED_NOTE if row.status == "completed" else None)
+            return
+        sub = inbox.PROCESSED if row.status == "completed" else inbox.FAILED
+        try:
+            os.close(inbox.open_subfolder(self.import_dir, sub))
+            dest = inbox.unique_destination(self.import_dir / sub, src.name)
+        except (OSError, UnsafePathError) as exc:
+            jobs_sql.set_not_moved(conn, row.id, None)  # hooks due; nothing moved
+            self._finalize(conn, row, None, src=src, problem=_reason(exc))
+            return
         jobs_sql.set_destination(conn, row.id, str(dest))
         self._finalize(conn, row, dest, src=src)
 
-    def _finalize(self, conn: Any, row: jobs_sql.ImportJob, dest: Path,
-                  src: Path | None = None) -> None:
+    def _finalize(self, conn: Any, row: jobs_sql.ImportJob, dest: Path | None,
+                  src: Path | None = None, problem: str | None = None) -> None:
+        """Errors file and move (``dest`` None: nothing to move), then the hooks, once."""
         src = src or (Path(row.source_path) if row.source_path else None)
         errors_path: Path | None = None
-        if row.failed_records > 0:
-            errors_path = dest.parent / inbox.errors_name(dest.name)
-            if not errors_path.exists():
-                try:
-                    errors_path = _write_errors(conn, row, dest)
-                except Exception:  # noqa: BLE001
-                    log.exception("could not write %s", errors_path)
-                    errors_path = None
         moved = False
-        if src is not None:
+        if dest is not None and src is not None:
             try:
-                moved = inbox.finish_move(src, dest)
-            except OSError as exc:
-                log.error("could not move %s to %s: %s", src, dest, exc)
-        if not moved and src is not None and src.exists():
-            # never import it again while it sits there (e.g. no write permission)
-            self._unmovable.add(_identity(src))
-        elif not moved:
-            log.warning("job %s: %s is gone; nothing to move", row.id, src)
+                errors_path = self._move(conn, row, src, dest)
+                moved = True
+            except (OSError, PulseError) as exc:
+                problem = _reason(exc)
+        if problem is not None and src is not None and os.path.lexists(src):
+            self._cannot_move(conn, row, src, problem, dest)
+        elif dest is not None and not moved:
+            log.warning("job %s: %s is gone; nothing to move", row.id, shown(src or "?"))
         finished = ImportFinished(
             job_id=row.id, file=str(src) if src else "", kind=row.type, site_id=row.site_id,
             status=row.status, processed=row.processed_records,
@@ -601,12 +707,87 @@ class WorkerService:
             result_path=str(dest) if moved else None,
             errors_path=str(errors_path) if errors_path else None, message=row.message)
         log.info("import %s %s: %s -> %s (%d new, %d duplicates, %d rejected)",
-                 row.id, row.status, src.name if src else "?", dest, row.processed_records,
+                 row.id, row.status, shown(src.name) if src else "?",
+                 shown(dest) if moved else "(not moved)", row.processed_records,
                  row.duplicate_records, row.failed_records)
         self._run_hooks(conn, finished)
         jobs_sql.clear_hooks_pending(conn, row.id)
+        jobs_sql.clear_source_identity(conn, row.id)
         self.imports_done += 1
         self._emit(finished)
+
+    def _move(self, conn: Any, row: jobs_sql.ImportJob, src: Path, dest: Path, *,
+              quiet: bool = False) -> Path | None:
+        """NAME.errors.csv (when rows were rejected) and the file into ``dest``'s folder, all
+        relative to that folder opened without following links; the errors file path."""
+        from pulse_tui import ingest
+
+        errors_path: Path | None = None
+        fd = inbox.open_subfolder(self.import_dir, dest.parent.name) \
+            if dest.parent.parent == self.import_dir else None
+        try:
+            if row.failed_records > 0:
+                errors_path = dest.parent / inbox.errors_name(dest.name)
+                try:
+                    ingest.write_errors_csv(conn, row.id, dest.parent, dest.name, dir_fd=fd,
+                                            replace=False)
+                except FileExistsError:
+                    pass  # written before a crash
+                except OSError as exc:
+                    (log.debug if quiet else log.error)(
+                        "could not write %s: %s", shown(errors_path), _reason(exc))
+                    errors_path = None
+        finally:
+            if fd is not None:
+                os.close(fd)
+        if not inbox.finish_move(src, dest, self.import_dir):
+            raise FileNotFoundError(f"{shown(src)} is gone")
+        return errors_path
+
+    def _cannot_move(self, conn: Any, row: jobs_sql.ImportJob, src: Path, problem: str,
+                     dest: Path | None = None) -> None:
+        """Say once why the file stays in the inbox, and never import it again."""
+        try:
+            st = os.lstat(src)
+        except OSError:
+            return
+        ident = identity(st)
+        try:  # linked into place already, only its inbox name could not be removed
+            d = os.lstat(dest) if dest is not None else None
+        except OSError:
+            d = None
+        keep = dest if d is not None and (d.st_dev, d.st_ino) == (st.st_dev, st.st_ino) \
+            else None
+        what = "imported" if row.status == "completed" else "failed"
+        reason = (f"{what}, but it could not be moved out of the import folder ({problem}); "
+                  "it stays there and is not imported again")
+        log.error("job %s: %s: %s", row.id, shown(src), reason)
+        jobs_sql.mark_unmoved(conn, row.id, ident, reason,
+                              result_path=str(keep) if keep is not None else None)
+        self._unmoved[ident] = row.id
+
+    def _retry_unmoved(self, conn: Any, job_id: str, ident: str, src: Path) -> None:
+        """Move a file left in the inbox now that its folder may be usable (quietly)."""
+        row = jobs_sql.get_job(conn, job_id)
+        if row is None:
+            self._unmoved.pop(ident, None)
+            jobs_sql.clear_unmoved(conn, job_id)
+            return
+        sub = inbox.PROCESSED if row.status == "completed" else inbox.FAILED
+        if inbox.folder_problem(self.import_dir) is not None:
+            return
+        try:
+            dest = (Path(row.result_path) if row.result_path
+                    else inbox.unique_destination(self.import_dir / sub, src.name))
+            jobs_sql.set_result_path(conn, job_id, str(dest))
+            self._move(conn, row, src, dest, quiet=True)
+        except (OSError, PulseError) as exc:
+            log.debug("job %s: still cannot move %s: %s", job_id, shown(src), exc)
+            jobs_sql.set_result_path(conn, job_id, row.result_path)
+            return
+        self._unmoved.pop(ident, None)
+        jobs_sql.clear_unmoved(conn, job_id)
+        log.info("job %s: %s moved to %s at last", job_id, shown(src), shown(dest))
 
     def _run_hooks(self, conn: Any, finished: ImportFinished) -> None:
         ctx = JobContext(conn=conn, settings=self.settings, clock=self.clock,
@@ -621,12 +802,13 @@ class WorkerService:
                     conn.execute("ROLLBACK")
 
 
-def _identity(path: Path) -> tuple[Path, int, int]:
-    try:
-        st = path.stat()
-    except OSError:
-        return (path, -1, -1)
-    return (path, st.st_size, st.st_mtime_ns)
+def _reason(exc: BaseException) -> str:
+    """One line in our words for a file-system error."""
+    if isinstance(exc, PulseError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc)
 
 
 def _size(path: Path) -> int:

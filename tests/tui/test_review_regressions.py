@@ -67,13 +67,17 @@ async def test_saving_twice_quickly_creates_one_cohort(pulse_settings: Settings,
 
 
 def test_connection_errors_never_show_url_credentials() -> None:
-    import httpx
+    import asyncio
 
     from pulse_tui.notify import delivery
 
-    with httpx.Client() as client:
-        result = delivery._post(client, "msg_1", "http://alice:s3cr3tTOKEN@127.0.0.1:9/hook",
-                                "{}", "whsec_AAAA", {}, lambda: 0.0)  # noqa: SLF001
+    async def send() -> delivery.SendResult:
+        async with delivery.make_client() as client:
+            return await delivery.send_once(client, "msg_1",
+                                            "http://alice:s3cr3tTOKEN@127.0.0.1:9/hook", "{}",
+                                            "whsec_AAAA", {}, wall_clock=lambda: 0.0)
+
+    result = asyncio.run(send())
     assert not result.ok
     assert "s3cr3t" not in (result.error or "") and "alice" not in (result.error or "")
     assert "127.0.0.1:9" in (result.error or "")

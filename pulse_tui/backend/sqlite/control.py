@@ -106,14 +106,18 @@ class SqliteControl:
         return webhooks.list_endpoints(self.conn, site_id)
 
     def create_endpoint(self, *, site_id: str, url: str, events: object, headers: object,
-                        active: bool, now_ms: int) -> CreatedEndpoint:
+                        active: bool, now_ms: int, allow_link_local: bool = False
+                        ) -> CreatedEndpoint:
         return webhooks.create_endpoint(self.conn, site_id=site_id, url=url, events=events,
-                                        headers=headers, active=active, now_ms=now_ms)
+                                        headers=headers, active=active, now_ms=now_ms,
+                                        allow_link_local=allow_link_local)
 
     def update_endpoint(self, endpoint_id: str, *, url: str, events: object, headers: object,
-                        active: bool, now_ms: int) -> WebhookEndpoint:
+                        active: bool, now_ms: int, allow_link_local: bool = False
+                        ) -> WebhookEndpoint:
         return webhooks.update_endpoint(self.conn, endpoint_id, url=url, events=events,
-                                        headers=headers, active=active, now_ms=now_ms)
+                                        headers=headers, active=active, now_ms=now_ms,
+                                        allow_link_local=allow_link_local)
 
     def rotate_secret(self, endpoint_id: str, *, now_ms: int) -> CreatedEndpoint:
         return webhooks.rotate_secret(self.conn, endpoint_id, now_ms=now_ms)
@@ -126,6 +130,13 @@ class SqliteControl:
 
     def send_test(self, endpoint_id: str, *, clock: Clock) -> SendResult:
         return delivery.send_test(self.conn, endpoint_id, clock=clock)
+
+    def prepare_test(self, endpoint_id: str, *, clock: Clock) -> delivery.PreparedTest:
+        return delivery.prepare_test(self.conn, endpoint_id, clock=clock)
+
+    def record_test(self, test: delivery.PreparedTest, result: SendResult, *,
+                    clock: Clock) -> None:
+        delivery.record_test(self.conn, test, result, clock=clock)
 
     # ---------------------------------------------------------------- imports
     def create_import_job(self, *, job_id: str, kind: str, site_id: str, file_name: str,

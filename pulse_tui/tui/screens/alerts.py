@@ -123,7 +123,10 @@ class AlertsScreen(PaneScreen):
         entries = await self.app.store.read(  # type: ignore[attr-defined]
             lambda d: d.control.rule_history(rule.rule_id, limit=100))
         head = Text(f"History of {visible(rule.name)}", style="bold")
-        if rule.last_error:
+        if rule.condition is None:  # written by another program: fix (e) or delete (x) it
+            head.append(f"   ✖ unusable rule: {visible(rule.condition_error or '')}",
+                        style="bold red")
+        elif rule.last_error:
             head.append(f"   last error: {visible(rule.last_error)}", style="yellow")
         title.update(head)
         self.query_one("#history-table", FittedTable).set_rows(

@@ -15,7 +15,7 @@ from textual.widgets import Footer, Input, Label, Static, TextArea
 
 from pulse_tui.clock import format_ms
 from pulse_tui.cohorts import editing
-from pulse_tui.cohorts.criteria import Problem, validate
+from pulse_tui.cohorts.criteria import MAX_DEPTH, Problem, group_depth, validate
 from pulse_tui.cohorts.editing import JSON, Path
 from pulse_tui.errors import ConflictError, NameTaken, PulseError, ValidationError
 from pulse_tui.models import Cohort, Member
@@ -49,9 +49,10 @@ class CohortEditorScreen(ReportsWorkerErrors, Screen[bool]):
         if cohort is not None:
             try:
                 self.criteria: JSON = json.loads(cohort.criteria_text)
-            except ValueError:
+            except (ValueError, TypeError, RecursionError):  # unusable: start from scratch
                 self.criteria = editing.new_root()
-            if not isinstance(self.criteria, dict) or not editing.is_group(self.criteria):
+            if (not isinstance(self.criteria, dict) or not editing.is_group(self.criteria)
+                    or group_depth(self.criteria) > MAX_DEPTH):
                 self.criteria = editing.new_root()
         else:
             self.criteria = editing.new_root()
@@ -195,11 +196,17 @@ class CohortEditorScreen(ReportsWorkerErrors, Screen[bool]):
             return
         try:
             parsed = json.loads(area.text)
+        except RecursionError:
+            error.show(f"nested too deeply (groups nest at most {MAX_DEPTH} levels)")
+            return
         except ValueError as exc:
             error.show(f"not valid JSON: {exc}")
             return
         if not isinstance(parsed, dict) or not editing.is_group(parsed):
             error.show('the criteria must be a group: {"type": "and", "conditions": [...]}')
+            return
+        if group_depth(parsed) > MAX_DEPTH:
+            error.show(f"groups nest deeper than {MAX_DEPTH} levels")
             return
         error.show("")
         tree.display, area.display = True, False

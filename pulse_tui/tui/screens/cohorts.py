@@ -64,14 +64,22 @@ class CohortsScreen(PaneScreen):
         self.rows = await store.read(lambda d: d.control.list_cohorts(site))
         title = self.query_one("#cohorts-title", Static)
         where = f"site {visible(site)}" if site else "all sites"
-        title.update(Text(f"{len(self.rows)} cohort(s), {where}   "
-                          "n new · N static · c copy · a archive · x delete", no_wrap=True))
+        head = Text(f"{len(self.rows)} cohort(s), {where}", no_wrap=True, overflow="ellipsis")
+        broken = [c for c in self.rows if c.problem]
+        if broken:  # written by another program: listed, never refreshed, fix or delete it
+            first = broken[0]
+            head.append(f"  ✖ {len(broken)} invalid ({visible(first.name)}: "
+                        f"{visible(first.problem or '')[:120]})", style="bold red")
+        head.append("   n new · N static · c copy · a archive · x delete")
+        title.update(head)
         self.query_one("#cohorts-table", FittedTable).set_rows(
             [(c.cohort_id, {
-                "name": c.name, "site": c.site_id, "kind": c.kind, "status": c.status,
+                "name": c.name, "site": c.site_id, "kind": c.kind,
+                "status": "✖ invalid" if c.problem else c.status,
                 "members": f"{c.members:,}", "updated": format_ms(c.updated_at, seconds=False),
             }) for c in self.rows],
-            [{"status": "dim" if c.status == "archived" else "green",
+            [{"status": "bold red" if c.problem else
+              "dim" if c.status == "archived" else "green",
               "kind": "yellow" if c.kind == "static" else ""} for c in self.rows])
 
     def _selected(self) -> CohortSummary | None:

@@ -161,6 +161,10 @@ class JobsScreen(PaneScreen):
         failed = sum(1 for e in exports if e.status == "failed")
         if failed:
             title.append(f"  {failed} failed", style="red")
+        unusable = [e.definition for e in exports if e.definition.problem]
+        if unusable:  # written by another program: say why where the operator looks
+            title.append(f"  ✖ {visible(unusable[0].name)}: invalid definition: "
+                         f"{visible(unusable[0].problem or '')[:120]}", style="bold red")
         title.append("   n new · enter run · e edit · o file", style="dim")
         self.query_one("#jobs-exports-title", Static).update(title)
         rows, styles = [], []
@@ -170,6 +174,8 @@ class JobsScreen(PaneScreen):
             last = Path(ex.last_file).name if ex.last_file else "–"
             if d.status == "failed" and d.error:
                 last = d.error
+            elif d.problem:  # written by another program; the worker marks it failed
+                last = f"invalid definition: {d.problem}"
             rows.append((d.id, {"name": d.name, "what": f"{d.type}: {what}",
                                 "format": d.format, "schedule": d.frequency,
                                 "next": format_ms(d.next_run, seconds=False)
@@ -177,7 +183,7 @@ class JobsScreen(PaneScreen):
                                 else "–",
                                 "status": d.status, "last": last}))
             styles.append({"status": STATUS_STYLE.get(d.status, ""),
-                           "last": "red" if d.status == "failed" else ""})
+                           "last": "red" if d.status == "failed" or d.problem else ""})
         self.query_one("#exports-table", FittedTable).set_rows(rows, styles)
 
     def _show_scheduler(self, rows: list[SchedulerJobRow]) -> None:

@@ -113,23 +113,24 @@ class EndpointFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
         if raw_headers:
             try:
                 headers = json.loads(raw_headers)
-            except ValueError:
+            except (ValueError, RecursionError):
                 self.query_one("#ep-headers-error", FieldError).show(
                     'not JSON: write an object like {"X-Team": "ops"}')
                 return
         active = self.query_one("#ep-active", Checkbox).value
         site_id, endpoint = self.site_id, self.endpoint
+        allow = self.app.settings.webhook_allow_link_local  # type: ignore[attr-defined]
         try:
             if endpoint is None:
                 created = await store.write(lambda d: d.control.create_endpoint(
                     site_id=site_id, url=url, events=events, headers=headers, active=active,
-                    now_ms=now))
+                    now_ms=now, allow_link_local=allow))
                 await self.app.push_screen_wait(SecretScreen(created.endpoint.url,
                                                              created.secret))
             else:
                 await store.write(lambda d: d.control.update_endpoint(
                     endpoint.id, url=url, events=events, headers=headers or {}, active=active,
-                    now_ms=now))
+                    now_ms=now, allow_link_local=allow))
         except ValidationError as exc:
             for key, message in exc.errors.items():
                 field = "url" if "url" in key else "events" if "event" in key else "headers"
@@ -190,15 +191,23 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
             if deliveries:
                 d = deliveries[0]
                 last[ep.id] = f"{d.status} {d.last_status_code or ''}".strip()
-        self.query_one("#webhooks-title", Static).update(Text(
-            f"Webhooks of {visible(self.site_id)}: {len(self.endpoints)}  "
-            "n new · e edit · t test · R secret · x delete", style="bold"))
+        title = Text(f"Webhooks of {visible(self.site_id)}: {len(self.endpoints)}",
+                     style="bold")
+        broken = [ep for ep in self.endpoints if ep.problem]
+        if broken:  # rows another program wrote that cannot be used: nothing is sent to them
+            title.append(f"  ✖ {len(broken)} broken (receives nothing; e fixes, x deletes)",
+                         style="bold red")
+        title.append("  n new · e edit · t test · R secret · x delete")
+        self.query_one("#webhooks-title", Static).update(title)
         self.query_one("#endpoints-table", FittedTable).set_rows(
-            [(ep.id, {"url": ep.url, "events": ", ".join(ep.events),
-                      "active": "yes" if ep.active else "no", "last": last.get(ep.id, "–"),
+            [(ep.id, {"url": ep.url,
+                      "events": f"✖ broken: {ep.problem}" if ep.problem else ", ".join(ep.events),
+                      "active": "yes" if ep.active else "no",
+                      "last": "✖ broken" if ep.problem else last.get(ep.id, "–"),
                       "secret": ep.secret_masked}) for ep in self.endpoints],
             [{"active": "green" if ep.active else "dim",
-              "last": "red" if "failed" in last.get(ep.id, "") else ""}
+              "events": "bold red" if ep.problem else "",
+              "last": "red" if ep.problem or "failed" in last.get(ep.id, "") else ""}
              for ep in self.endpoints])
         await self._load_deliveries()
 
@@ -253,13 +262,19 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
 
     @write_action("webhooks-test")
     async def action_test(self) -> None:
+        from pulse_tui.notify import delivery
+
         ep = self._selected()
         if ep is None:
             return
         self.notify(f"Sending a test to {visible(ep.url)} …", timeout=3)
-        clock = self.app.clock  # type: ignore[attr-defined]
-        result = await self.app.store.write(  # type: ignore[attr-defined]
-            lambda d: d.control.send_test(ep.id, clock=clock))
+        store, clock = self.app.store, self.app.clock  # type: ignore[attr-defined]
+        # the request runs here, not on the store's write lane, so a slow endpoint never
+        # holds other writes (or quitting); it is bounded and cancelled when the app exits
+        test = await store.write(lambda d: d.control.prepare_test(ep.id, clock=clock))
+        result = await delivery.send_prepared(
+            test, allow_link_local=self.app.settings.webhook_allow_link_local)  # type: ignore[attr-defined]
+        await store.write(lambda d: d.control.record_test(test, result, clock=clock))
         self.notify(f"Test: {visible(result.text())}",
                     severity="information" if result.ok else "error", timeout=8)
         self.reload()
