@@ -239,9 +239,12 @@ def rebuild_rollups_cmd(ctx: click.Context) -> None:
     try:
         kept = derived.history_days(conn)
         n = derived.rebuild(conn, Clock.from_env().now_ms())
+        unusable = derived.describe_unusable(derived.unusable_counts(conn))
     finally:
         conn.close()
     click.echo(f"rebuilt derived tables from {n} event rows in {time.monotonic() - start:.1f}s")
+    if unusable:
+        click.echo(f"note: {unusable}", err=True)
     for site, last_day in sorted(kept.items()):
         if last_day == derived.KEEP_ALL_DAYS:
             click.echo(f"kept every rollup of site {site}: it has no events left")

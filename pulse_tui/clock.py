@@ -68,4 +68,7 @@ def format_ms(ms: int | None, *, seconds: bool = True) -> str:
     if ms is None:
         return "—"
     fmt = "%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M"
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime(fmt)
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime(fmt)
+    except (TypeError, ValueError, OverflowError, OSError):  # another program's odd value
+        return f"(not a time: {ms!r})"[:80]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 import sys
 import unicodedata
 from datetime import date
@@ -17,7 +18,7 @@ from pulse_tui.cli import cli, pulse_command, settings_from
 from pulse_tui.clock import Clock
 from pulse_tui.csvsafe import neutralise_row
 from pulse_tui.errors import UsageError
-from pulse_tui.store import reports
+from pulse_tui.store import derived, reports
 
 FORMATS = ("table", "csv", "json")
 
@@ -117,7 +118,20 @@ def report_cmd(ctx: click.Context, name: str, site: str | None, start: str | Non
         site_id = reports.pick_site([s.id for s in backends.events.sites()], site)
         rows = backends.events.report(name, site_id, rng, now_ms=clock.now_ms(), limit=limit,
                                       steps=step_list)
+        # rows PULSE cannot use are a SQLite events-table matter (ClickHouse columns are typed)
+        notes = (report_notes(backends.events.conn, name)  # type: ignore[attr-defined]
+                 if settings.events_store == "sqlite" else [])
     finally:
         backends.close()
     render = {"json": render_json, "csv": render_csv, "table": render_table}[fmt]
     sys.stdout.write(render(spec.columns, rows))
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
+
+
+def report_notes(conn: sqlite3.Connection, name: str) -> list[str]:
+    """What stderr says after a report: rows of events PULSE cannot use (left out of it).
+    (Rows other programs inserted that could not be folded are read around by every report,
+    see pulse_tui/store/reports.py, so nothing needs saying about them.)"""
+    line = derived.describe_unusable(derived.unusable_counts(conn))
+    return [line] if line else []

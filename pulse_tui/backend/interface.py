@@ -207,6 +207,10 @@ class EventsBackend(Protocol):
         """Fold events other programs wrote into sessions and rollups; rows folded."""
         ...
 
+    def unusable_events(self) -> str | None:
+        """One line on stored event rows PULSE cannot use (left out of every count), or None."""
+        ...
+
     def cleanup(self, settings: Settings, clock: Clock) -> CleanupResult:
         ...
 

@@ -9,6 +9,8 @@ The query returns ``(user_id, joined_at, last_seen_at)``, one row per member:
 * candidates are the site's users: every (site, user) of ``user_first_seen`` (kept by
   ``derived.catch_up`` from the events, never touched by cleanup) plus every ``users`` row whose
   site_id is the site;
+* events that are not usable (``derived.VALID_EVENT``) never count: their rowids come from the
+  partial index ``idx_events_unusable``, so the covering index below still serves the pass;
 * event conditions are evaluated in ONE pass over the site's events (CTE ``hits``: per user
   and distinct event condition, "some event of the user satisfies it"); event_type, country
   and device_type are read from the covering index ``idx_events_site_user`` (schema.sql), url
@@ -27,6 +29,7 @@ import sqlite3
 
 from pulse_tui.clock import DAY_MS
 from pulse_tui.cohorts.criteria import NEGATIONS, Group, Node
+from pulse_tui.store.derived import UNUSABLE_ROWIDS
 
 # property -> SQL column; the only names that ever reach the SQL text
 _EVENT_COLUMNS = {"event_type": "event_type", "url": "url", "referrer": "referrer",
@@ -138,11 +141,13 @@ def compile_members(criteria: Group, site_id: str, now_ms: int, *, full_scan: bo
         any_pred = " OR ".join(f"({pred})" for pred, _ in b.event_preds)
         source = "events NOT INDEXED" if full_scan and b.uses_table_columns() else "events"
         sql.append(f", hits AS {_MATERIALIZED}(SELECT DISTINCT user_id, {flags} FROM {source} "
-                   f"WHERE site_id = ? AND user_id IS NOT NULL AND ({any_pred}))")
+                   f"WHERE site_id = ? AND user_id IS NOT NULL AND ({any_pred}) "
+                   f"AND rowid NOT IN {UNUSABLE_ROWIDS})")
         params += flag_params + [site_id] + flag_params
     if b.needs_counts:
         sql.append(", counts(user_id, n) AS (SELECT user_id, count(*) FROM events "
-                   "WHERE site_id = ? AND user_id IS NOT NULL GROUP BY user_id)")
+                   f"WHERE site_id = ? AND user_id IS NOT NULL AND rowid NOT IN {UNUSABLE_ROWIDS} "
+                   "GROUP BY user_id)")
         params.append(site_id)
     sql += [
         "SELECT b.user_id, coalesce(b.first_ms, u.created_at) AS joined_at,",

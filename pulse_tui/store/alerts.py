@@ -18,6 +18,7 @@ from pulse_tui.alerts.conditions import (
 )
 from pulse_tui.alerts.models import AlertHistoryEntry, AlertRule
 from pulse_tui.errors import ConflictError, UsageError, ValidationError
+from pulse_tui.store import derived
 from pulse_tui.store.elsewhere import events_of
 from pulse_tui.store.tx import write_transaction
 
@@ -400,6 +401,9 @@ def add_history(conn: sqlite3.Connection, rule_id: str, *, at: int, state: str,
 
 
 # ---------------------------------------------------------------- metrics
+# usable rows only (derived.valid_event_sql), written so that a count over the (site_id,
+# timestamp_ms) index stays index-only: the few unusable rowids come from their partial index
+_USABLE = f"rowid NOT IN {derived.UNUSABLE_ROWIDS}"
 def _metric_expr(metric: str) -> str:
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}")
@@ -417,21 +421,34 @@ def window_metric(conn: sqlite3.Connection, site_id: str, metric: str, start_ms:
     where, params = event_filter_sql(flt)
     row = conn.execute(
         f"SELECT {_metric_expr(metric)} FROM events INDEXED BY idx_events_site_timestamp "
-        f"WHERE site_id = ? AND timestamp_ms >= ? AND timestamp_ms < ? AND {where}",
+        f"WHERE site_id = ? AND timestamp_ms >= ? AND timestamp_ms < ? AND {where} "
+        f"AND {_USABLE}",
         (site_id, start_ms, end_ms, *params)).fetchone()
     return int(row[0])
 
 
 def hourly_events(conn: sqlite3.Connection, site_id: str, from_hour: int, to_hour: int
                   ) -> dict[int, int]:
-    """{hour number: events} from rollup_hourly for from_hour <= hour < to_hour."""
+    """{hour number: events} from rollup_hourly for from_hour <= hour < to_hour, after
+    folding pending rows (``derived.fold_pending``); rows it could not fold are added from
+    the raw events above the high-water mark."""
     elsewhere = events_of(conn)
     if elsewhere is not None:
         return dict(elsewhere.hourly_raw(site_id, "events", from_hour * HOUR_MS,
                                          to_hour * HOUR_MS, None))
-    return dict(conn.execute(
+    unfolded = derived.fold_pending(conn)
+    out: dict[int, int] = dict(conn.execute(
         "SELECT hour, events FROM rollup_hourly WHERE site_id = ? AND hour >= ? AND hour < ?",
         (site_id, from_hour, to_hour)))
+    if unfolded:
+        for hour, n in conn.execute(
+                f"SELECT timestamp_ms / {HOUR_MS}, count(*) FROM events WHERE rowid > ? AND "
+                f"{derived.VALID_EVENT} AND site_id = ? AND timestamp_ms >= ? "
+                "AND timestamp_ms < ? GROUP BY 1",
+                (derived.high_water_mark(conn), site_id, from_hour * HOUR_MS,
+                 to_hour * HOUR_MS)):
+            out[hour] = out.get(hour, 0) + n
+    return out
 
 
 def first_rollup_hour(conn: sqlite3.Connection, site_id: str) -> int | None:
@@ -456,13 +473,13 @@ def hourly_raw(conn: sqlite3.Connection, site_id: str, metric: str, start_ms: in
         sql = (f"SELECT timestamp_ms / {HOUR_MS} AS h, count(*) FROM events "
                "INDEXED BY idx_events_site_timestamp "
                f"WHERE site_id = ? AND timestamp_ms >= ? AND timestamp_ms < ? AND {where} "
-               "GROUP BY h")
+               f"AND {_USABLE} GROUP BY h")
     else:
         col = "user_id" if metric == "users" else "session_id"
         sql = (f"SELECT DISTINCT timestamp_ms / {HOUR_MS}, {col} FROM events "
                "INDEXED BY idx_events_site_timestamp "
                f"WHERE site_id = ? AND timestamp_ms >= ? AND timestamp_ms < ? AND {where} "
-               f"AND {col} IS NOT NULL")
+               f"AND {col} IS NOT NULL AND {_USABLE}")
     yield from conn.execute(sql, (site_id, start_ms, end_ms, *params))
 
 
@@ -470,6 +487,8 @@ def first_event_ms(conn: sqlite3.Connection, site_id: str) -> int | None:
     elsewhere = events_of(conn)
     if elsewhere is not None:
         return elsewhere.first_event_ms(site_id)
-    return conn.execute(
-        "SELECT min(timestamp_ms) FROM events INDEXED BY idx_events_site_timestamp "
-        "WHERE site_id = ?", (site_id,)).fetchone()[0]
+    row = conn.execute(  # index order, stops at the first usable row
+        "SELECT timestamp_ms FROM events INDEXED BY idx_events_site_timestamp "
+        f"WHERE site_id = ? AND {_USABLE} ORDER BY timestamp_ms LIMIT 1",
+        (site_id,)).fetchone()
+    return None if row is None else row[0]

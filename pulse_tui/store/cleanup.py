@@ -76,13 +76,15 @@ def _delete_event_batch(conn: sqlite3.Connection, site_id: str, cutoff_ms: int,
             derived.record_cleanup(conn, cutoff_ms)
         gone = conn.execute(
             "DELETE FROM sessions WHERE session_id IN (SELECT s FROM temp._cleanup_sessions) "
-            "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.session_id = sessions.session_id)"
+            "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.session_id = sessions.session_id "
+            f"AND {derived.valid_event_sql('e')})"
         ).rowcount
         updated = conn.execute(
             "UPDATE sessions SET first_event_at = x.f, last_event_at = x.l, event_count = x.n "
             "FROM (SELECT session_id, min(timestamp_ms) AS f, max(timestamp_ms) AS l, "
             "count(*) AS n FROM events WHERE session_id IN "
-            "(SELECT s FROM temp._cleanup_sessions) GROUP BY session_id) AS x "
+            f"(SELECT s FROM temp._cleanup_sessions) AND {derived.VALID_EVENT} "
+            "GROUP BY session_id) AS x "
             "WHERE sessions.session_id = x.session_id AND (sessions.first_event_at != x.f "
             "OR sessions.last_event_at != x.l OR sessions.event_count IS NOT x.n)"
         ).rowcount

@@ -202,6 +202,7 @@ def evaluate(conn: sqlite3.Connection, site_id: str, criteria: Group, now_ms: in
     elsewhere = events_of(conn)  # events in ClickHouse: membership rows stay here
     if elsewhere is not None:
         return elsewhere.cohort_evaluate(site_id, criteria, now_ms)
+    derived.fold_pending(conn)  # candidates come from user_first_seen
     sql, params = compile_members(criteria, site_id, now_ms,
                                   full_scan=_site_is_large(conn, site_id))
     return conn.execute(sql, params).fetchall()
@@ -407,8 +408,8 @@ def refresh_cohort(conn: sqlite3.Connection, clock: Clock, cohort_id: str, *,
                    catch_up: bool = True, notify: bool = True) -> RefreshResult:
     """Recompute one criteria cohort's membership (static cohorts: skipped, untouched)."""
     now = clock.now_ms()
-    if catch_up and not conn.in_transaction and derived.pending_rows(conn):
-        derived.catch_up_tx(conn, now)
+    if catch_up:
+        derived.fold_pending(conn)
     try:
         cohort = get_cohort(conn, cohort_id)
     except CohortNotFound:
@@ -518,9 +519,7 @@ def _criteria_cohort_ids(conn: sqlite3.Connection) -> list[str]:
 
 def _refresh_many(conn: sqlite3.Connection, clock: Clock, ids: list[str]
                   ) -> list[RefreshResult]:
-    now = clock.now_ms()
-    if not conn.in_transaction and derived.pending_rows(conn):
-        derived.catch_up_tx(conn, now)
+    derived.fold_pending(conn)
     results = []
     for cid in ids:
         try:

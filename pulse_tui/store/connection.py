@@ -157,6 +157,9 @@ def migrate(conn: sqlite3.Connection) -> None:
         # 3. every table and index (IF NOT EXISTS)
         for statement in _statements(schema_sql()):
             conn.execute(statement)
+        # the partial index of unusable event rows (pulse_tui.store.derived.valid_event_sql)
+        from pulse_tui.store.derived import UNUSABLE_INDEX_SQL
+        conn.execute(UNUSABLE_INDEX_SQL)
         # 4. sites referenced by existing rows
         conn.execute(
             """
@@ -164,7 +167,7 @@ def migrate(conn: sqlite3.Connection) -> None:
             SELECT site_id, site_id, NULL, ?
             FROM (SELECT DISTINCT site_id FROM events UNION SELECT DISTINCT site_id FROM sessions
                   UNION SELECT DISTINCT site_id FROM cohorts)
-            WHERE site_id IS NOT NULL AND site_id != ''
+            WHERE typeof(site_id) = 'text' AND site_id != ''
             """,
             (int(time.time() * 1000),),
         )

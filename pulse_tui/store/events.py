@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 
 from pulse_tui.models import Event, NewEvent, Site
+from pulse_tui.store.derived import VALID_EVENT
 
 EVENT_COLUMNS = (
     "event_id, site_id, event_type, timestamp_ms, session_id, user_id, url, referrer, "
@@ -57,8 +58,9 @@ def tail_events(
     site_id: str | None = None,
     limit: int = 500,
 ) -> list[Event]:
-    """Newest events by arrival (rowid), newest first, only those with rowid > after_seq."""
-    sql = f"SELECT rowid, {EVENT_COLUMNS} FROM events WHERE rowid > ?"
+    """Newest usable events (``derived.VALID_EVENT``) by arrival (rowid), newest first, only
+    those with rowid > after_seq."""
+    sql = f"SELECT rowid, {EVENT_COLUMNS} FROM events WHERE rowid > ? AND {VALID_EVENT}"
     params: list[object] = [after_seq]
     if site_id:
         sql += " AND site_id = ?"

@@ -4,6 +4,13 @@ Everything except ``funnel`` reads rollups only (rollup_daily, rollup_daily_dims
 distinct-count histogram rollup_distinct_gaps, see schema.sql), so 30/90-day ranges never scan
 raw events and distinct users/sessions over a range are exact, also per dimension value.
 
+Numbers are right whether or not a worker runs: every rollup reader here starts with
+``derived.fold_pending`` (rows other programs inserted are folded first). When they cannot be
+folded (read-only file, another writer holding the lock, a caller inside its own transaction)
+the rows above the high-water mark are added from the raw events (:func:`_unfolded_counts`),
+their distinct users and sessions counted only when the rollups do not hold them already.
+Only usable rows count anywhere (``derived.VALID_EVENT``).
+
 Adding a report (cohorts, retention): write a function ``run(conn, params) -> list[row]`` where
 a row is a frozen dataclass whose fields are the report's columns in order (or a Mapping / tuple
 in column order), then add ONE entry at the end of this module, e.g.::
@@ -40,8 +47,15 @@ from pulse_tui.report_models import (
 from pulse_tui.report_models import default_range as default_range
 from pulse_tui.report_models import make_range as make_range
 from pulse_tui.report_models import parse_day as parse_day
-from pulse_tui.store import cohorts, retention
-from pulse_tui.store.derived import CLEANUP_KEY, DAY_MS, DISTINCT_SESSIONS, DISTINCT_USERS, get_meta
+from pulse_tui.store import cohorts, derived, retention
+from pulse_tui.store.derived import (
+    CLEANUP_KEY,
+    DAY_MS,
+    DISTINCT_SESSIONS,
+    DISTINCT_USERS,
+    get_meta,
+    valid_event_sql,
+)
 from pulse_tui.store.elsewhere import events_of
 from pulse_tui.store.events import list_sites
 
@@ -107,14 +121,58 @@ def event_count(conn: sqlite3.Connection, site_id: str, rng: DateRange) -> int:
     return int(row[0])
 
 
+def unfolded_mark(conn: sqlite3.Connection) -> int | None:
+    """Fold pending rows before reading (``derived.fold_pending``); the high-water mark when
+    rows above it are still unfolded (the reader adds them from the raw events), else None."""
+    if derived.fold_pending(conn) == 0:
+        return None
+    return derived.high_water_mark(conn)
+
+
+def _unfolded_counts(conn: sqlite3.Connection, hwm: int, site_id: str, rng: DateRange,
+                     by: str) -> dict[object, list[int]]:
+    """Counts of the usable events above the high-water mark (not in the rollups yet):
+    {group: [events, new users, new sessions]}; ``by`` is ``total`` (group ''), ``day``
+    (UTC day number) or a dimension (its stored value, '' for NULL or empty). A user or
+    session is new when the rollups do not hold it for that key in the range (per day for
+    ``day``), so adding the counts to the rollups' is exact."""
+    per_day = by == "day"
+    group = ("e.timestamp_ms / 86400000" if per_day else "''" if by == "total"
+             else f"coalesce(e.{by}, '')")
+    days = "e.timestamp_ms / 86400000 AND e.timestamp_ms / 86400000" if per_day else "?5 AND ?6"
+    where = (f"FROM events e WHERE e.rowid > ?1 AND {valid_event_sql('e')} AND e.site_id = ?2 "
+             "AND e.timestamp_ms BETWEEN ?3 AND ?4")
+    args = (hwm, site_id, rng.start_ms, rng.end_ms, *(() if per_day else
+                                                     (rng.first_day, rng.last_day)))
+
+    def new(dim: str, col: str, value: str) -> str:
+        return (f"count(DISTINCT CASE WHEN e.{col} IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
+                f"rollup_presence p WHERE p.site_id = ?2 AND p.dim = '{dim}' AND p.value = "
+                f"{value} AND p.entity = e.{col} AND p.day BETWEEN {days}) THEN e.{col} END)")
+
+    if by in ("total", "day"):
+        users = new(DISTINCT_USERS, "user_id", "''")
+        sessions = new(DISTINCT_SESSIONS, "session_id", "''")
+    else:
+        users = new(by, "user_id", group)
+        sessions = "0"
+    return {g: [int(ev), int(us), int(se)] for g, ev, us, se in conn.execute(
+        f"SELECT {group}, count(*), {users}, {sessions} {where} GROUP BY 1", args)}
+
+
 def totals(conn: sqlite3.Connection, site_id: str, rng: DateRange) -> Totals:
     """Events, exact distinct users and sessions of the site over the range."""
     elsewhere = events_of(conn)  # events in ClickHouse (pulse_tui.store.elsewhere)
     if elsewhere is not None:
         return elsewhere.totals(site_id, rng)
-    return Totals(rng, event_count(conn, site_id, rng),
-                  distinct_count(conn, site_id, rng, DISTINCT_USERS),
-                  distinct_count(conn, site_id, rng, DISTINCT_SESSIONS))
+    hwm = unfolded_mark(conn)  # first: folding changes the rollups read below
+    ev = event_count(conn, site_id, rng)
+    us = distinct_count(conn, site_id, rng, DISTINCT_USERS)
+    se = distinct_count(conn, site_id, rng, DISTINCT_SESSIONS)
+    if hwm is not None:
+        extra = _unfolded_counts(conn, hwm, site_id, rng, "total").get("", [0, 0, 0])
+        ev, us, se = ev + extra[0], us + extra[1], se + extra[2]
+    return Totals(rng, ev, us, se)
 
 
 def totals_until(conn: sqlite3.Connection, site_id: str, rng: DateRange, until_ms: int
@@ -124,21 +182,30 @@ def totals_until(conn: sqlite3.Connection, site_id: str, rng: DateRange, until_m
     count only when the range's whole days did not already have them."""
     cut_start = rng.last_day * DAY_MS
     whole = DateRange(rng.start, rng.end - timedelta(days=1)) if rng.days > 1 else None
-    events = event_count(conn, site_id, whole) if whole else 0
-    users = distinct_count(conn, site_id, whole, DISTINCT_USERS) if whole else 0
-    sessions = distinct_count(conn, site_id, whole, DISTINCT_SESSIONS) if whole else 0
+    if whole:
+        t = totals(conn, site_id, whole)
+        events, users, sessions = t.events, t.users, t.sessions
+    else:
+        events = users = sessions = 0
+    hwm = unfolded_mark(conn)
     seen_before = (
         "NOT EXISTS (SELECT 1 FROM rollup_presence p WHERE p.site_id = ?1 AND p.dim = {dim} "
         "AND p.value = '' AND p.entity = e.{col} AND p.day BETWEEN ?5 AND ?6)")
+    if hwm is not None:  # the whole days' rows not folded yet count as seen too
+        seen_before += (
+            " AND NOT EXISTS (SELECT 1 FROM events u WHERE u.rowid > ?8 AND "
+            + valid_event_sql("u") + " AND u.site_id = ?1 AND u.{col} = e.{col} "
+            "AND u.timestamp_ms BETWEEN ?9 AND ?2 - 1)")
     cut = conn.execute(
         "SELECT count(*), "
         "count(DISTINCT CASE WHEN " + seen_before.format(dim="?4", col="user_id")
         + " THEN e.user_id END), "
         "count(DISTINCT CASE WHEN " + seen_before.format(dim="?7", col="session_id")
         + " THEN e.session_id END) "
-        "FROM events e WHERE e.site_id = ?1 AND e.timestamp_ms BETWEEN ?2 AND ?3",
+        "FROM events e WHERE e.site_id = ?1 AND e.timestamp_ms BETWEEN ?2 AND ?3 AND "
+        + valid_event_sql("e"),
         (site_id, cut_start, until_ms, DISTINCT_USERS, rng.first_day, rng.last_day - 1,
-         DISTINCT_SESSIONS),
+         DISTINCT_SESSIONS, *(() if hwm is None else (hwm, rng.start_ms))),
     ).fetchone()
     return Totals(rng, events + cut[0], users + cut[1], sessions + cut[2])
 
@@ -169,6 +236,7 @@ def daily(conn: sqlite3.Connection, site_id: str, rng: DateRange) -> list[DailyR
     elsewhere = events_of(conn)  # events in ClickHouse (pulse_tui.store.elsewhere)
     if elsewhere is not None:
         return elsewhere.daily(site_id, rng)
+    hwm = unfolded_mark(conn)  # first: folding changes the rollups read below
     lo, hi = rng.first_day, rng.last_day
     events = dict(conn.execute(
         "SELECT day, events FROM rollup_daily WHERE site_id = ? AND day BETWEEN ? AND ?",
@@ -179,17 +247,45 @@ def daily(conn: sqlite3.Connection, site_id: str, rng: DateRange) -> list[DailyR
             "AND dim IN (?, ?) AND value = '' AND day BETWEEN ? AND ? GROUP BY dim, day",
             (site_id, DISTINCT_USERS, DISTINCT_SESSIONS, lo, hi))
     }
+    extra = _unfolded_counts(conn, hwm, site_id, rng, "day") if hwm is not None else {}
     return [
-        DailyRow(rng.start + timedelta(days=i), int(events.get(day, 0)),
-                 int(distinct.get((DISTINCT_USERS, day), 0)),
-                 int(distinct.get((DISTINCT_SESSIONS, day), 0)))
+        DailyRow(rng.start + timedelta(days=i),
+                 int(events.get(day, 0)) + extra.get(day, [0, 0, 0])[0],
+                 int(distinct.get((DISTINCT_USERS, day), 0)) + extra.get(day, [0, 0, 0])[1],
+                 int(distinct.get((DISTINCT_SESSIONS, day), 0)) + extra.get(day, [0, 0, 0])[2])
         for i, day in enumerate(range(lo, hi + 1))
     ]
 
 
+def _label(value: str) -> str:
+    return NONE_LABEL if value == "" else value
+
+
 def _ranked_values(conn: sqlite3.Connection, site_id: str, rng: DateRange, dim: str,
+                   limit: int | None) -> list[tuple[str, int, int]]:
+    """(stored value, events, distinct users) of a dimension, most events first, then the
+    shown label; rows not folded yet added from the raw events."""
+    hwm = unfolded_mark(conn)
+    if hwm is not None:
+        extra = _unfolded_counts(conn, hwm, site_id, rng, dim)
+        merged = {v: [n, 0] for v, n in _ranked_counts(conn, site_id, rng, dim, None)}
+        for v, (n, users, _) in extra.items():
+            merged.setdefault(str(v), [0, 0])
+            merged[str(v)][0] += n
+            merged[str(v)][1] = users
+        ranked = sorted(merged.items(), key=lambda kv: (-kv[1][0], _label(kv[0]), kv[0]))
+        if limit is not None:
+            ranked = ranked[:limit]
+        return [(v, n, distinct_count(conn, site_id, rng, dim, v) + users)
+                for v, (n, users) in ranked]
+    return [(v, n, distinct_count(conn, site_id, rng, dim, v))
+            for v, n in _ranked_counts(conn, site_id, rng, dim, limit)]
+
+
+def _ranked_counts(conn: sqlite3.Connection, site_id: str, rng: DateRange, dim: str,
                    limit: int | None) -> list[tuple[str, int]]:
-    """(stored value, events) of a dimension, most events first, then the shown label."""
+    """(stored value, events) of a dimension from the rollups, most events first, then the
+    shown label."""
     sql = (
         "SELECT value, sum(events) AS total FROM rollup_daily_dims "
         "WHERE site_id = ? AND dim = ? AND day BETWEEN ? AND ? GROUP BY value "
@@ -207,10 +303,8 @@ def breakdown(conn: sqlite3.Connection, site_id: str, rng: DateRange) -> list[Br
     elsewhere = events_of(conn)  # events in ClickHouse (pulse_tui.store.elsewhere)
     if elsewhere is not None:
         return elsewhere.breakdown(site_id, rng)
-    return [
-        BreakdownRow(value, events, distinct_count(conn, site_id, rng, "event_type", value))
-        for value, events in _ranked_values(conn, site_id, rng, "event_type", None)
-    ]
+    return [BreakdownRow(value, events, users)
+            for value, events, users in _ranked_values(conn, site_id, rng, "event_type", None)]
 
 
 def top(conn: sqlite3.Connection, site_id: str, rng: DateRange, dim: str,
@@ -222,11 +316,8 @@ def top(conn: sqlite3.Connection, site_id: str, rng: DateRange, dim: str,
         return elsewhere.top(site_id, rng, dim, limit)
     if dim not in TOP_DIMENSIONS.values():
         raise UsageError(f"not a top-N dimension: {dim!r}")
-    return [
-        TopRow(value if value != "" else NONE_LABEL, events,
-               distinct_count(conn, site_id, rng, dim, value))
-        for value, events in _ranked_values(conn, site_id, rng, dim, limit)
-    ]
+    return [TopRow(_label(value), events, users)
+            for value, events, users in _ranked_values(conn, site_id, rng, dim, limit)]
 
 
 def funnel(conn: sqlite3.Connection, site_id: str, rng: DateRange,
@@ -243,8 +334,9 @@ def funnel(conn: sqlite3.Connection, site_id: str, rng: DateRange,
         raise UsageError("funnel needs --steps a,b,c (event types, at least one)")
     ctes = [
         "s1(user_id, t) AS (SELECT user_id, min(timestamp_ms) FROM events "
-        "INDEXED BY idx_events_site_timestamp WHERE site_id = :site AND event_type = :e1 AND timestamp_ms BETWEEN :lo AND :hi "
-        "AND user_id IS NOT NULL GROUP BY user_id)"
+        "INDEXED BY idx_events_site_timestamp WHERE site_id = :site AND event_type = :e1 "
+        f"AND timestamp_ms BETWEEN :lo AND :hi AND user_id IS NOT NULL AND {valid_event_sql()} "
+        "GROUP BY user_id)"
     ]
     params: dict[str, object] = {"site": site_id, "lo": rng.start_ms, "hi": rng.end_ms,
                                  "e1": steps[0]}
@@ -255,7 +347,7 @@ def funnel(conn: sqlite3.Connection, site_id: str, rng: DateRange,
             f"INDEXED BY idx_events_site_timestamp CROSS JOIN s{k - 1} p "
             f"ON p.user_id = e.user_id WHERE e.site_id = :site AND e.event_type = :e{k} "
             f"AND e.timestamp_ms BETWEEN :lo AND :hi AND e.timestamp_ms > p.t "
-            f"GROUP BY e.user_id)"
+            f"AND {valid_event_sql('e')} GROUP BY e.user_id)"
         )
     counts = ", ".join(f"(SELECT count(*) FROM s{k})" for k in range(1, len(steps) + 1))
     row = conn.execute(f"WITH {', '.join(ctes)} SELECT {counts}", params).fetchone()

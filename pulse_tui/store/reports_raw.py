@@ -1,5 +1,6 @@
 """The reports computed straight from raw events: the check of the rollups and the benchmark's
-baseline (slow on big files; the product reads pulse_tui.store.reports)."""
+baseline (slow on big files; the product reads pulse_tui.store.reports). Usable rows only
+(``derived.VALID_EVENT``), like every other reader."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import timedelta
 
 from pulse_tui.report_models import NONE_LABEL, DateRange
 from pulse_tui.store import reports
+from pulse_tui.store.derived import VALID_EVENT
 
 _TOP = reports.TOP_DIMENSIONS
 
@@ -17,7 +19,7 @@ def raw_report(conn: sqlite3.Connection, name: str, site_id: str, rng: DateRange
                limit: int = reports.DEFAULT_LIMIT, steps: Sequence[str] = ()
                ) -> list[tuple[object, ...]]:
     """Rows of report ``name`` (tuples in column order) computed from ``events`` alone."""
-    base = "FROM events WHERE site_id = ? AND timestamp_ms BETWEEN ? AND ?"
+    base = f"FROM events WHERE site_id = ? AND timestamp_ms BETWEEN ? AND ? AND {VALID_EVENT}"
     args = (site_id, rng.start_ms, rng.end_ms)
     if name == "daily":
         got = {

@@ -51,6 +51,7 @@ from pulse_tui.models import (
     RetentionRow,
     _day_date,
 )
+from pulse_tui.store import derived
 from pulse_tui.store.cohorts import insert_cohort, member_id
 from pulse_tui.store.elsewhere import events_of
 from pulse_tui.store.tx import write_transaction as _write
@@ -107,9 +108,26 @@ GROUP BY w, k
 """
 
 
+# rows other programs inserted that could not be folded yet (read-only file, lock held): the
+# same query over first-seen times and user-days that include them, read from the raw events
+_UNFOLDED = f"events WHERE rowid > :hwm AND {derived.VALID_EVENT} AND site_id = :site AND user_id IS NOT NULL"
+_ACQ_SQL_UNFOLDED = (
+    _ACQ_SQL
+    .replace("FROM user_first_seen\n", "FROM (SELECT site_id, user_id, min(first_seen_ms) AS "
+             "first_seen_ms FROM (SELECT site_id, user_id, first_seen_ms FROM user_first_seen "
+             "WHERE site_id = :site UNION ALL SELECT site_id, user_id, timestamp_ms FROM "
+             f"{_UNFOLDED}) GROUP BY site_id, user_id)\n")
+    .replace("FROM rollup_daily_users r", "FROM (SELECT site_id, day, user_id FROM "
+             "rollup_daily_users WHERE site_id = :site UNION SELECT site_id, timestamp_ms / "
+             f"{DAY_MS}, user_id FROM {_UNFOLDED}) r")
+)
+
+
 def acquisition_rows(conn: sqlite3.Connection, site_id: str, start: date, end: date,
                      now_ms: int) -> list[RetentionRow]:
-    """Weekly acquisition cohorts whose Monday lies in [start, end], oldest first (SPEC 8/9)."""
+    """Weekly acquisition cohorts whose Monday lies in [start, end], oldest first (SPEC 8/9).
+    Rows other programs inserted count also when they cannot be folded (read around)."""
+    unfolded = derived.fold_pending(conn)  # first-seen times and user-days: others' rows too
     weeks = weeks_in_range(start, end)
     if not weeks:
         return []
@@ -121,9 +139,13 @@ def acquisition_rows(conn: sqlite3.Connection, site_id: str, start: date, end: d
         "day_lo": monday_day(weeks[0]) + 7,
         "day_hi": min(monday_day(weeks[-1]) + 7 * WEEKS - 1, now_ms // DAY_MS),
     }
+    sql = _ACQ_SQL
+    if unfolded:
+        sql = _ACQ_SQL_UNFOLDED
+        params["hwm"] = derived.high_water_mark(conn)
     elsewhere = events_of(conn)  # events in ClickHouse: the same counts from its events
     found = (elsewhere.acquisition_counts(params, WEEKS) if elsewhere is not None
-             else conn.execute(_ACQ_SQL, params))
+             else conn.execute(sql, params))
     for w, k, n in found:
         counts[(w, k)] = n
     rows = []
@@ -149,6 +171,7 @@ def acquisition_cell_users(conn: sqlite3.Connection, site_id: str, cohort_week: 
                            week_number: int) -> list[str]:
     """User ids of one acquisition cell (cohort week's Monday, k): cohort users with an event in
     week k (k = 0: every cohort user), sorted."""
+    derived.fold_pending(conn)
     monday = date.fromisoformat(cohort_week) if isinstance(cohort_week, str) else cohort_week
     first = _day_number(monday_of(monday))
     fs = (first * DAY_MS, (first + 7) * DAY_MS)
@@ -289,6 +312,7 @@ def saved_cohort_rows(conn: sqlite3.Connection, now_ms: int, *, site_id: str | N
     One statement per site: the site's rollup user-days over the members' span are scanned once
     for all its cohorts.
     """
+    derived.fold_pending(conn)
     info = _cohort_info(conn, cohort_ids, site_id, include_archived)
     by_site: dict[str, list[str]] = {}
     for cid, site, _, _ in info:
@@ -336,6 +360,7 @@ def saved_cohort_rows(conn: sqlite3.Connection, now_ms: int, *, site_id: str | N
 def saved_cell_users(conn: sqlite3.Connection, cohort_id: str, week_number: int,
                      now_ms: int) -> list[str]:
     """User ids of one saved-cohort cell: eligible members who returned in window k, sorted."""
+    derived.fold_pending(conn)
     info = _cohort_info(conn, [cohort_id], None, True)
     if not info or not 0 <= week_number < WEEKS:
         return []

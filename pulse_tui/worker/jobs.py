@@ -27,7 +27,11 @@ from pulse_tui.worker.scheduler import JobContext, PeriodicJob
 def derived_catch_up(ctx: JobContext) -> str:
     """Fold events other programs inserted into sessions and rollups (cheap when none)."""
     n = derived.catch_up_tx(ctx.conn, ctx.now_ms())
-    return f"folded {n} event rows" if n else "nothing pending"
+    text = f"folded {n} event rows" if n else "nothing pending"
+    unusable = derived.unusable_counts(ctx.conn)["total"]
+    if unusable:  # the Jobs pane's line above says which columns
+        text += f"; {unusable} unusable rows left out"
+    return text
 
 
 JOBS: list[PeriodicJob] = [

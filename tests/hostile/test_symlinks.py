@@ -62,8 +62,10 @@ def test_processed_replaced_by_a_link_is_refused_and_the_file_left_alone(
     assert scalar(pulse_settings.db, "SELECT count(*) FROM import_jobs") == 0
     # fixed by the operator: imported and moved into the real folder
     processed.unlink()
-    wait_until(lambda: (pulse_settings.import_dir / "processed" / "a.csv").exists(), timeout=20)
-    assert not src.exists() and list(elsewhere.iterdir()) == []
+    # the move links the file into processed/ and then unlinks the inbox name: await both
+    wait_until(lambda: (pulse_settings.import_dir / "processed" / "a.csv").exists()
+               and not src.exists(), timeout=20)
+    assert list(elsewhere.iterdir()) == []
     assert scalar(pulse_settings.db, "SELECT count(*) FROM import_jobs") == 1
 
 

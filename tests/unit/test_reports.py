@@ -90,10 +90,12 @@ def test_rows_inserted_by_another_connection_then_catch_up(db_path: Path,
         insert_events(other, batch, 0)
     other.execute("COMMIT")
     other.close()
-    stale = reports.totals(conn, "acme-web", RANGES[0])
     assert derived.pending_rows(conn) > 0
-    assert derived.catch_up_tx(conn, 0) > 0
-    assert reports.totals(conn, "acme-web", RANGES[0]).events > stale.events
+    # reading folds the pending rows first (issue 15): no worker needed for exact numbers
+    fresh = reports.totals(conn, "acme-web", RANGES[0])
+    assert derived.pending_rows(conn) == 0
+    assert derived.catch_up_tx(conn, 0) == 0
+    assert reports.totals(conn, "acme-web", RANGES[0]) == fresh
     assert assert_reports_match(conn) > 50
 
 

@@ -173,6 +173,11 @@ def test_derived_catch_up_folds_rows_other_programs_wrote(conn: sqlite3.Connecti
     assert conn.execute("SELECT event_count FROM sessions").fetchone() == (3,)
     assert registry.derived_catch_up(ctx) == "nothing pending"
     assert any(j.name == "derived-catch-up" and j.interval <= 5 for j in registry.JOBS)
+    # a row the worker cannot use is left out, and the outcome says so (issue 15)
+    conn.execute("INSERT INTO events (event_id, site_id, event_type, timestamp_ms, session_id, "
+                 "created_at) VALUES ('bad', 's1', 'pageview', 'yesterday', 'sess', 0)")
+    assert registry.derived_catch_up(ctx) == "folded 1 event rows; 1 unusable rows left out"
+    assert conn.execute("SELECT event_count FROM sessions").fetchone() == (3,)
 
 
 def test_worker_runs_registered_jobs_while_it_holds_the_lease(make_worker, pulse_settings

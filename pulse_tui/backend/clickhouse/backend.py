@@ -550,6 +550,9 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN {{u:Array(String)}}
                  e.url, e.referrer, e.country, e.device_type, now_ms) for e in events]
         return self._store_new(rows, job, 0)[0]
 
+    def unusable_events(self) -> str | None:
+        return None  # typed columns: ClickHouse refuses a row PULSE could not use
+
     def catch_up(self, now_ms: int) -> int:
         return 0  # nothing derived is kept beside the events: every read is from them
 

@@ -150,6 +150,9 @@ class SqliteEvents:
                                                now_ms, lines)
         return IMPORT_WRITERS[kind](self.conn, job_id, rows, rejects, checkpoint, now_ms)
 
+    def unusable_events(self) -> str | None:
+        return derived.describe_unusable(derived.unusable_counts(self.conn)) or None
+
     def catch_up(self, now_ms: int) -> int:
         return derived.catch_up_tx(self.conn, now_ms)
 

@@ -90,6 +90,10 @@ class JobsScreen(PaneScreen):
     ]
 
     def compose_body(self) -> ComposeResult:
+        # rows of events another program wrote that PULSE cannot use (shown only when any)
+        unusable = Static(id="jobs-unusable", classes="section-title")
+        unusable.display = False
+        yield unusable
         with Vertical(id="jobs-imports", classes="jobs-section"):
             yield Static(id="jobs-imports-title", classes="section-title")
             yield FittedTable(IMPORT_COLUMNS, id="imports-table")
@@ -115,9 +119,18 @@ class JobsScreen(PaneScreen):
         jobs = await store.read(lambda d: d.control.list_import_jobs(limit=200))
         scheduled = await store.read(lambda d: d.control.scheduler_jobs())
         self.exports = await store.read(lambda d: d.control.list_exports(site))
+        self._show_unusable(await store.read(lambda d: d.events.unusable_events()))
         self._show_imports(jobs)
         self._show_exports(self.exports)
         self._show_scheduler(scheduled)
+
+    def _show_unusable(self, line: str | None) -> None:
+        widget = self.query_one("#jobs-unusable", Static)
+        widget.display = bool(line)
+        if line:
+            text = Text("Unusable events  ", style="bold red")
+            text.append(line)
+            widget.update(text)
 
     def _show_imports(self, jobs: list[ImportJob]) -> None:
         running = sum(1 for j in jobs if j.status in ("processing", "uploading"))
