@@ -256,15 +256,18 @@ def test_the_cluster_ddl_is_valid_clickhouse(ch: Backends) -> None:
         conn.rows("SELECT formatQuery({q:String})", {"q": statements[1] + " ORDER BY ("})
 
 
-def test_clickhouse_schema_command_prints_the_ddl(capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.unit.test_cli import run_main
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pulse_tui", *args], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **(env or {})})
 
-    code, out, _ = run_main(capsys, "clickhouse-schema", "--cluster", "c1")
-    assert code == 0
-    assert "CREATE TABLE IF NOT EXISTS `pulse`.`events_local` ON CLUSTER `c1`" in out
-    assert "ENGINE = Distributed(`c1`, `pulse`, `events_local`" in out
-    code, _, err = run_main(capsys, "clickhouse-schema", "--cluster", "bad name;")
-    assert code == 2 and "not a plain ClickHouse name" in err
+
+def test_clickhouse_schema_command_prints_the_ddl() -> None:
+    done = _run("clickhouse-schema", "--cluster", "c1")
+    assert done.returncode == 0, done.stderr
+    assert "CREATE TABLE IF NOT EXISTS `pulse`.`events_local` ON CLUSTER `c1`" in done.stdout
+    assert "ENGINE = Distributed(`c1`, `pulse`, `events_local`" in done.stdout
+    bad = _run("clickhouse-schema", "--cluster", "bad name;")
+    assert bad.returncode == 2 and "not a plain ClickHouse name" in bad.stderr
 
 
 # ---------------------------------------------------------------- the setting
@@ -292,11 +295,9 @@ def test_passwords_never_show(tmp_path: Path) -> None:
     url = f"clickhouse://admin:{SECRET}@127.0.0.1:9/pulse"
     assert redact_url(url) == "clickhouse://admin:***@127.0.0.1:9/pulse"
     env = {"PULSE_EVENTS_STORE": url, "PULSE_DB": str(tmp_path / "p.db")}
-    from tests.unit.test_cli import run_cli
-
-    helped = run_cli("--help", env=env)
+    helped = _run("--help", env=env)
     assert helped.returncode == 0 and "admin:***@127.0.0.1" in helped.stdout
-    failed = run_cli("report", "daily", env=env)  # nothing listens on port 9
+    failed = _run("report", "daily", env=env)  # nothing listens on port 9
     assert failed.returncode == 1
     assert "cannot connect to the events store clickhouse://admin:***@127.0.0.1:9" in failed.stderr
     for text in (helped.stdout, helped.stderr, failed.stdout, failed.stderr):
