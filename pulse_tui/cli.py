@@ -157,7 +157,8 @@ def run_tui(settings: Settings, *, demo: bool, worker: bool) -> None:
         click.echo(f"Preparing the demo database at {settings.db} ...", err=True)
         ensure_demo_database(settings.db, clock)
     else:  # create or check it (and the events store) before the screen is taken
-        open_backends(settings.db, settings.events_store).close()
+        open_backends(settings.db, settings.events_store,
+                             cluster=settings.clickhouse_cluster).close()
     for sub in ("events", "users", "cohort_members"):
         try:
             (settings.import_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -189,7 +190,8 @@ def simulate_cmd(ctx: click.Context, rate: float, duration: float | None, sites:
     from pulse_tui.store.tx import write_transaction
 
     settings = settings_from(ctx)
-    backends = open_backends(settings.db, settings.events_store)  # events: SQLite or ClickHouse
+    backends = open_backends(settings.db, settings.events_store,
+                             cluster=settings.clickhouse_cluster)  # events: SQLite or ClickHouse
     conn = backends.events.conn  # type: ignore[attr-defined]
     sim = Simulator(seed=seed if seed is not None else time.time_ns() % 1_000_000, sites=sites)
     stop = _stop_on_signals()

@@ -113,7 +113,8 @@ def report_cmd(ctx: click.Context, name: str, site: str | None, start: str | Non
     clock = Clock.from_env()
     rng = reports.make_range(clock, start, end)
     settings = settings_from(ctx)
-    backends = open_backends(settings.db, settings.events_store)
+    backends = open_backends(settings.db, settings.events_store,
+                             cluster=settings.clickhouse_cluster)
     try:
         site_id = reports.pick_site([s.id for s in backends.events.sites()], site)
         rows = backends.events.report(name, site_id, rng, now_ms=clock.now_ms(), limit=limit,

@@ -31,10 +31,11 @@ class Store:
     """Async facade over one PULSE database: its events backend and its control store."""
 
     def __init__(self, path: Path, clock: Clock | None = None, *,
-                 events_store: str = "sqlite") -> None:
+                 events_store: str = "sqlite", cluster: str | None = None) -> None:
         self.path = Path(path)
         self.clock = clock or Clock.from_env()
         self.events_store = events_store
+        self.cluster = cluster
         self._backends: Backends | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._seen_token: ChangeToken | None = None
@@ -47,7 +48,7 @@ class Store:
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pulse-db")
         try:
             self._backends = await self._on_thread(
-                lambda: open_backends(self.path, self.events_store))
+                lambda: open_backends(self.path, self.events_store, cluster=self.cluster))
         except BaseException:
             self._thread.shutdown(wait=False)
             self._thread = None

@@ -11,24 +11,26 @@ from pulse_tui.config import redact_url
 from pulse_tui.errors import UsageError
 
 
-def _clickhouse(path: Path, url: str) -> Backends:
+def _clickhouse(path: Path, url: str, cluster: str | None) -> Backends:
     from pulse_tui.backend.clickhouse import open_clickhouse  # the optional extra
 
-    return open_clickhouse(path, url)
+    return open_clickhouse(path, url, cluster=cluster)
 
 
-# events_store scheme -> opener(database path, events_store); control data is always in the
-# SQLite file
-BACKENDS: dict[str, Callable[[Path, str], Backends]] = {
-    "sqlite": lambda path, _store: open_sqlite(path),
+# events_store scheme -> opener(database path, events_store, cluster); control data is always
+# in the SQLite file
+BACKENDS: dict[str, Callable[[Path, str, str | None], Backends]] = {
+    "sqlite": lambda path, _store, _cluster: open_sqlite(path),
     "chdb": _clickhouse, "clickhouse": _clickhouse, "clickhouses": _clickhouse,
 }
 
 
-def open_backends(db_path: Path, events_store: str = "sqlite") -> Backends:
-    """The events backend and the control store for one PULSE database."""
+def open_backends(db_path: Path, events_store: str = "sqlite", *,
+                  cluster: str | None = None) -> Backends:
+    """The events backend and the control store for one PULSE database (``cluster``: the
+    ClickHouse cluster its schema is created on, ``clickhouse_cluster``)."""
     opener = BACKENDS.get(events_store.split(":", 1)[0].lower())
     if opener is None:
         raise UsageError(f"unknown events store {redact_url(events_store)!r} "
                          f"(known: {', '.join(sorted(BACKENDS))})")
-    return opener(Path(db_path), events_store)
+    return opener(Path(db_path), events_store, cluster)

@@ -90,7 +90,8 @@ def import_cmd(ctx: click.Context, files: tuple[Path, ...], kind: str | None,
         conn = connect(settings.db, bulk=True)
         close = conn.close
     else:  # rows into ClickHouse; the job, its rejects and checkpoint in the SQLite file
-        backends = open_backends(settings.db, settings.events_store)
+        backends = open_backends(settings.db, settings.events_store,
+                             cluster=settings.clickhouse_cluster)
         events, conn, close = backends.events, backends.events.conn, backends.close
     clock = Clock.from_env()
     bad = 0

@@ -90,7 +90,8 @@ class PulseApp(ReportsWorkerErrors, App[None]):
                  worker: bool = True, watch_changes: bool = True) -> None:
         self.settings = settings
         self.clock = clock or Clock.from_env()
-        self.store = Store(settings.db, self.clock, events_store=settings.events_store)
+        self.store = Store(settings.db, self.clock, events_store=settings.events_store,
+                           cluster=settings.clickhouse_cluster)
         self.demo = demo
         self.worker_enabled = worker
         self.watch_changes = watch_changes

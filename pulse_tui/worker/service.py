@@ -205,7 +205,9 @@ class WorkerService:
                 # jobs on their own connections read and clean the events there too
                 from pulse_tui.backend.wiring import open_backends
 
-                events_backends = open_backends(self.settings.db, self.settings.events_store)
+                events_backends = open_backends(
+                    self.settings.db, self.settings.events_store,
+                    cluster=self.settings.clickhouse_cluster)
                 self._events = events_backends.events
             conn = connect(self.settings.db)
         except PulseError as exc:

@@ -9,7 +9,8 @@ exact per user. Values from the data reach ClickHouse only as ``{name:Type}`` pa
 Duplicates. An event_id is stored once, and every count is exact without ``FINAL``, merges or
 ``OPTIMIZE``, because rows only enter through PULSE's single-writer import (the worker lease, or
 the one embedded process) and each batch inserts only the ids the table does not hold yet,
-decided by a query (a bloom-filter index on event_id keeps it cheap). A batch retried after a
+decided by a query (``IN (SELECT arrayJoin(ids))``: a hash set; a literal ``IN``/``has()`` of
+100,000 ids is analysed element by element and takes minutes). A batch retried after a
 crash (rows stored, SQLite checkpoint not yet moved) recognises its own rows by
 ``(ingest_job, ingest_line)`` = (this job, this batch's end line): they count as processed, not
 as duplicates, and are not stored again. ReplacingMergeTree on the sorting key is the belt
@@ -330,7 +331,7 @@ WITH m AS (SELECT t.1 AS cid, t.2 AS uid, t.3 AS j FROM (
     SELECT arrayJoin(arrayZip({{c:Array(String)}}, {{u:Array(String)}}, {{j:Array(Int64)}})) AS t))
 SELECT m.cid AS cid, m.uid AS uid, m.j AS j, intDiv(e.timestamp_ms - m.j, {7 * DAY_MS}) AS k
 FROM {self.t('events')} AS e INNER JOIN m ON m.uid = e.user_id
-WHERE e.site_id = {{site:String}} AND e.user_id IN {{u:Array(String)}}
+WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(String)}}))
   AND e.timestamp_ms >= m.j AND e.timestamp_ms < m.j + {weeks * 7 * DAY_MS}"""
         return sql, {"c": [m[0] for m in members], "u": [m[1] for m in members],
                      "j": [int(m[2]) for m in members]}
@@ -374,7 +375,7 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN {{u:Array(String)}}
         return {u: (int(f), int(s)) for u, f, s in self.ch.rows(
             f"SELECT assumeNotNull(user_id) AS u, min(timestamp_ms), max(timestamp_ms) "
             f"FROM {self.t('events')} WHERE site_id = {{site:String}} "
-            "AND user_id IN {ids:Array(String)} GROUP BY u",
+            "AND user_id IN (SELECT arrayJoin({ids:Array(String)})) GROUP BY u",
             {"site": site_id, "ids": list(user_ids)})}
 
     # ---------------------------------------------------------------- alerts
@@ -436,7 +437,7 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN {{u:Array(String)}}
             return {}
         rows = self.ch.rows(
             f"SELECT {', '.join(USER_COLS)} FROM {self.t('users')} FINAL "
-            "WHERE has({ids:Array(String)}, user_id) "
+            "WHERE user_id IN (SELECT arrayJoin({ids:Array(String)})) "
             "AND (site_id = {site:String} OR site_id IS NULL)",
             {"ids": list(user_ids), "site": site_id})
         return {r[0]: tuple(r[2:]) for r in rows}  # (name, email, company, plan, created,
@@ -477,7 +478,8 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN {{u:Array(String)}}
         for i in range(0, len(ids), 50_000):
             for eid, ingest_job, ingest_line in self.ch.rows(
                     f"SELECT event_id, ingest_job, ingest_line FROM {self.t('events')} "
-                    "WHERE event_id IN {ids:Array(String)}", {"ids": ids[i:i + 50_000]}):
+                    "WHERE event_id IN (SELECT arrayJoin({ids:Array(String)}))",
+                    {"ids": ids[i:i + 50_000]}):
                 stored[eid] = (ingest_job, int(ingest_line))
         fresh = [r for eid, r in first.items() if eid not in stored]
         ours = sum(1 for v in stored.values() if job and v == (job, line))
@@ -519,8 +521,8 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN {{u:Array(String)}}
     def insert_new_users(self, rows: Sequence[tuple[Any, ...]]) -> int:
         """users rows (seed order) whose user_id is not stored yet; existing ones are left."""
         have = {r[0] for r in self.ch.rows(
-            f"SELECT DISTINCT user_id FROM {self.t('users')} WHERE has({{ids:Array(String)}}, "
-            "user_id)", {"ids": [r[0] for r in rows]})}
+            f"SELECT DISTINCT user_id FROM {self.t('users')} WHERE user_id IN "
+            "(SELECT arrayJoin({{ids:Array(String)}}))", {"ids": [r[0] for r in rows]})}
         new = list({r[0]: r for r in rows if r[0] not in have}.values())
         return self.upsert_users(new) if new else 0
 
@@ -534,7 +536,7 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN {{u:Array(String)}}
                 newest[r[0]] = r
         current = {u: int(t) for u, t in self.ch.rows(
             f"SELECT user_id, updated_at FROM {self.t('users')} FINAL "
-            "WHERE has({ids:Array(String)}, user_id)", {"ids": list(newest)})}
+            "WHERE user_id IN (SELECT arrayJoin({ids:Array(String)}))", {"ids": list(newest)})}
         changed = [r for u, r in newest.items() if u not in current or r[7] > current[u]]
         if changed:
             types = ("string",) * 6 + ("int64", "int64")
