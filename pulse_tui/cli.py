@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import logging
+import math
 import signal
+import sqlite3
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -54,15 +60,21 @@ def _merge_globals(ctx: click.Context, kwargs: dict[str, Any]) -> None:
             obj[key] = value
 
 
+# the database of the running command, named by the top-level error handler
+_db_in_use: dict[str, Path] = {}
+
+
 def settings_from(ctx: click.Context) -> Settings:
     obj = ctx.ensure_object(dict)
-    return load_settings(
+    settings = load_settings(
         db=obj.get("db"),
         import_dir=obj.get("import_dir"),
         export_dir=obj.get("export_dir"),
         config_file=obj.get("config"),
         events_store=obj.get("events_store"),
     )
+    _db_in_use["db"] = settings.db
+    return settings
 
 
 def pulse_command(group: click.Group, name: str, **attrs: Any
@@ -101,6 +113,8 @@ class PulseGroup(click.Group):
         for key in GLOBAL_KEYS:
             if probe.params.get(key) is not None:
                 obj[key] = probe.params[key]
+        if probe.params.get("demo"):
+            obj["demo"] = True
         return obj
 
     def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -115,7 +129,11 @@ class PulseGroup(click.Group):
             formatter.write_paragraph()
             formatter.write(f"{'':{formatter.current_indent}}(settings: {exc})\n")
             return
-        with formatter.section("Effective paths"):
+        title = "Effective paths"
+        if obj.get("demo"):  # `--demo --help`: the demo's own database and folders
+            settings = settings.with_demo()
+            title = "Effective paths (demo)"
+        with formatter.section(title):
             rows = settings.describe()
             width = max(len(name) for name, _ in rows)
             for name, value in rows:  # never wrapped: a path must stay copyable
@@ -128,9 +146,15 @@ class PulseGroup(click.Group):
 @click.option("--demo", is_flag=True, help="Open a demo database with 90 days of history "
               "and live simulated traffic.")
 @click.option("--no-worker", is_flag=True, help="Do not run the embedded import/job worker.")
+@click.option("--ascii", "ascii_only", is_flag=True,
+              help="Draw charts, sparklines, glyphs and borders with ASCII only (automatic "
+              "when TERM is linux or vt100-like; config key ascii = true).")
+@click.option("--read-only", is_flag=True, help="Show everything, change nothing (actions that "
+              "write are hidden and refused).")
 @click.version_option(__version__, "-V", "--version", prog_name="pulse-tui")
 @click.pass_context
-def cli(ctx: click.Context, demo: bool, no_worker: bool, **kwargs: Any) -> None:
+def cli(ctx: click.Context, demo: bool, no_worker: bool, ascii_only: bool,
+        read_only: bool, **kwargs: Any) -> None:
     """PULSE TUI: the operator's console for a PULSE analytics database.
 
     Without a command, opens the TUI on the configured database.
@@ -141,24 +165,61 @@ def cli(ctx: click.Context, demo: bool, no_worker: bool, **kwargs: Any) -> None:
     settings = settings_from(ctx)
     if demo:
         settings = settings.with_demo()
+    if ascii_only:
+        settings = replace(settings, ascii=True)
     from pulse_tui.logging_setup import setup_logging
 
     setup_logging(settings.log_file, debug=bool(ctx.obj.get("debug")))
-    run_tui(settings, demo=demo, worker=not no_worker)
+    run_tui(settings, demo=demo, worker=not no_worker, read_only=read_only)
 
 
-def run_tui(settings: Settings, *, demo: bool, worker: bool) -> None:
+@contextlib.contextmanager
+def _demo_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar saying what the demo build is doing (a line per step without a
+    terminal); nothing is drawn when the demo already exists."""
+    bar: Any = None
+    last: list[str] = [""]
+
+    def report(what: str, done: int, total: int) -> None:
+        nonlocal bar
+        if not sys.stderr.isatty():
+            if what.split(" ", 1)[0] != last[0] or done == total:
+                click.echo(f"  {what}", err=True)
+            last[0] = what.split(" ", 1)[0]
+            return
+        if bar is None:
+            bar = click.progressbar(length=total, file=sys.stderr, width=24,
+                                    show_eta=False, show_percent=True,
+                                    item_show_func=lambda item: item)
+            bar.__enter__()
+        bar.update(done - bar.pos, what)
+
+    try:
+        yield report
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+
+
+def run_tui(settings: Settings, *, demo: bool, worker: bool, read_only: bool = False) -> None:
     from pulse_tui.backend.wiring import open_backends
+    from pulse_tui.store.connection import connect
 
     clock = Clock.from_env()
     if demo:
         from pulse_tui.demo import ensure_demo_database
 
-        click.echo(f"Preparing the demo database at {settings.db} ...", err=True)
-        ensure_demo_database(settings.db, clock)
-    else:  # create or check it (and the events store) before the screen is taken
+        click.echo(f"Preparing the demo database at {settings.db} (first start only)",
+                   err=True)
+        with _demo_progress() as progress:
+            ensure_demo_database(settings.db, clock, progress=progress)
+    elif settings.events_store == "sqlite":
+        # create or check it before the screen is taken; the TUI only reads until the
+        # operator writes, so a file that needs upgrading is refused untouched (SPEC 10)
+        connect(settings.db, migrate=False, keep_journal_mode=True).close()
+    else:  # the same for the SQLite file, and create or check the events store
         open_backends(settings.db, settings.events_store,
-                             cluster=settings.clickhouse_cluster).close()
+                      cluster=settings.clickhouse_cluster, migrate=False).close()
     for sub in ("events", "users", "cohort_members"):
         try:
             (settings.import_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -167,16 +228,35 @@ def run_tui(settings: Settings, *, demo: bool, worker: bool) -> None:
                              f"{exc.strerror}") from exc
     from pulse_tui.tui.app import make_app
 
-    app = make_app(settings, clock=clock, demo=demo, worker=worker)
+    app = make_app(settings, clock=clock, demo=demo, worker=worker, read_only=read_only)
     app.run()
     if app.return_code:
         sys.exit(app.return_code)
 
 
+# simulate's bounds: a rate beyond this is a typo (1e12 once grew to 7 GB before writing),
+# and each transaction writes at most SIMULATE_CHUNK events so SIGTERM is seen promptly
+SIMULATE_MAX_RATE = 100_000.0
+SIMULATE_CHUNK = 5_000
+
+
+class FiniteFloat(click.FloatRange):
+    """A FloatRange that also refuses nan (click's range checks let it through)."""
+
+    name = "finite float"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number
+
+
 @pulse_command(cli, "simulate")
-@click.option("--rate", type=click.FloatRange(min=0.1), required=True,
-              help="Events per second.")
-@click.option("--duration", type=click.FloatRange(min=0), default=None,
+@click.option("--rate", type=FiniteFloat(min=0.1, max=SIMULATE_MAX_RATE), required=True,
+              help=f"Events per second (0.1 to {SIMULATE_MAX_RATE:,.0f}).")
+@click.option("--duration", type=FiniteFloat(min=0), default=None,
               help="Seconds to run (default: until interrupted).")
 @click.option("--sites", type=click.IntRange(1, 4), default=3, show_default=True,
               help="Number of sites to spread traffic over.")
@@ -184,42 +264,51 @@ def run_tui(settings: Settings, *, demo: bool, worker: bool) -> None:
 @click.pass_context
 def simulate_cmd(ctx: click.Context, rate: float, duration: float | None, sites: int,
                  seed: int | None) -> None:
-    """Write realistic synthetic events into the database (demo, load tests)."""
+    """Write realistic synthetic events into the database (demo, load tests).
+
+    SIGTERM or SIGINT stop it within a second, keeping what was written.
+    """
     from pulse_tui.backend.wiring import open_backends
     from pulse_tui.simulate import Simulator, write_batch, write_sites, write_users
     from pulse_tui.store.tx import write_transaction
 
     settings = settings_from(ctx)
+    stop = _stop_on_signals()
     backends = open_backends(settings.db, settings.events_store,
                              cluster=settings.clickhouse_cluster)  # events: SQLite or ClickHouse
     conn = backends.events.conn  # type: ignore[attr-defined]
     sim = Simulator(seed=seed if seed is not None else time.time_ns() % 1_000_000, sites=sites)
-    stop = _stop_on_signals()
     start = time.monotonic()
     written = 0
     tick = 0.2 if rate >= 5 else 1.0
     carry = 0.0
-    with write_transaction(conn):
-        write_sites(conn, sim, int(time.time() * 1000))
-    click.echo(f"simulating {rate:g} events/s into {settings.db} (ctrl+c to stop)", err=True)
-    next_at = start
-    while not stop["now"]:
-        now = time.monotonic()
-        if duration is not None and now - start >= duration:
-            break
-        carry += rate * tick
-        count = int(carry)
-        carry -= count
-        if count:
-            now_ms = int(time.time() * 1000)
-            written += write_batch(conn, sim.live(now_ms, count), now_ms)
-        next_at += tick
-        time.sleep(max(0.0, next_at - time.monotonic()))
-    users = sim.users()
-    if users:
+    try:
         with write_transaction(conn):
-            write_users(conn, users, int(time.time() * 1000))
-    backends.close()
+            write_sites(conn, sim, int(time.time() * 1000))
+        click.echo(f"simulating {rate:g} events/s into {settings.db} (ctrl+c to stop)",
+                   err=True)
+        next_at = start
+        while not stop["now"]:
+            now = time.monotonic()
+            if duration is not None and now - start >= duration:
+                break
+            # what falls behind is dropped, not piled up: at most one tick's worth per turn
+            carry = min(carry + rate * tick, rate * tick + 1)
+            count = int(carry)
+            carry -= count
+            while count and not stop["now"]:
+                n = min(count, SIMULATE_CHUNK)
+                count -= n
+                now_ms = int(time.time() * 1000)
+                written += write_batch(conn, sim.live(now_ms, n), now_ms)
+            next_at = max(next_at + tick, time.monotonic() - tick)
+            stop["event"].wait(max(0.0, next_at - time.monotonic()))
+        users = sim.users()
+        if users:
+            with write_transaction(conn):
+                write_users(conn, users, int(time.time() * 1000))
+    finally:
+        backends.close()
     click.echo(f"wrote {written} events in {time.monotonic() - start:.1f}s", err=True)
 
 
@@ -260,35 +349,92 @@ def rebuild_rollups_cmd(ctx: click.Context) -> None:
 @click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_context
 def backup_cmd(ctx: click.Context, target: Path) -> None:
-    """Write a consistent copy of the database to TARGET (SQLite backup API)."""
-    import sqlite3
+    """Write a consistent copy of the database to TARGET (SQLite backup API).
 
-    from pulse_tui.store.connection import connect
+    Only reads the database: a file at an older schema is copied as it is."""
+    from pulse_tui.store.connection import (
+        SQLITE_CORRUPT,
+        SQLITE_NOTADB,
+        describe_error,
+        error_code,
+        open_readonly,
+    )
 
     settings = settings_from(ctx)
     if target.exists():
         raise UsageError(f"{target} already exists; refusing to overwrite it")
     if not target.parent.is_dir():
         raise UsageError(f"folder {target.parent} does not exist")
-    source = connect(settings.db, create=False)
-    dest = sqlite3.connect(target)
+    source = open_readonly(settings.db)  # copied as it is, never upgraded
     try:
-        source.backup(dest)
+        dest = sqlite3.connect(target)
+        try:
+            source.backup(dest)
+        finally:
+            dest.close()
+    except sqlite3.Error as exc:
+        target.unlink(missing_ok=True)  # no half-written copy left behind
+        damaged = error_code(exc) in (SQLITE_CORRUPT, SQLITE_NOTADB)
+        where = settings.db if damaged else target
+        raise PulseError(f"backup failed: {describe_error(exc, where)}") from exc
     finally:
-        dest.close()
         source.close()
     click.echo(f"backed up {settings.db} to {target}")
 
 
-def _stop_on_signals() -> dict[str, bool]:
-    flag = {"now": False}
+@pulse_command(cli, "migrate")
+@click.pass_context
+def migrate_cmd(ctx: click.Context) -> None:
+    """Create or upgrade the database's schema, adopting a file that holds the seed's events
+    table. The commands that only read (report, backup, the TUI) refuse a file that needs
+    this, and change nothing."""
+    from pulse_tui.store.connection import SCHEMA_VERSION, connect, inspect
+
+    db = settings_from(ctx).db
+    before = inspect(db) if db.exists() else None
+    connect(db).close()
+    if before is None or before.empty:
+        click.echo(f"created the PULSE schema {SCHEMA_VERSION} in {db}")
+    elif before.needs_migration:
+        click.echo(f"upgraded {db} from schema {before.version} to {SCHEMA_VERSION}")
+    else:
+        click.echo(f"{db} is already at schema {SCHEMA_VERSION}; nothing changed")
+
+
+def _stop_on_signals() -> dict[str, Any]:
+    """SIGINT/SIGTERM set ``flag["now"]`` and the ``flag["event"]`` a loop may wait on."""
+    event = threading.Event()
+    flag: dict[str, Any] = {"now": False, "event": event}
 
     def handler(signum: int, frame: object) -> None:
         flag["now"] = True
+        event.set()
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     return flag
+
+
+def _error_line(exc: BaseException) -> str:
+    """One line in our words for a sqlite3 or OS error that reached the top."""
+    from pulse_tui.store.connection import describe_error
+
+    if isinstance(exc, sqlite3.Error):
+        return describe_error(exc, _db_in_use.get("db"))
+    if isinstance(exc, OSError):
+        if exc.errno == errno.ENOSPC:
+            what = "disk full"
+        else:
+            what = exc.strerror or str(exc)
+        where = exc.filename if exc.filename is not None else None
+        return f"{where}: {what}" if where is not None else what
+    return str(exc)
+
+
+def _log_to_file(message: str) -> None:
+    """The traceback goes to the log file (if any), never to the terminal without --debug."""
+    if any(isinstance(h, logging.FileHandler) for h in logging.getLogger().handlers):
+        log.exception(message)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -317,13 +463,23 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except (sqlite3.Error, OSError) as exc:
+        if debug:
+            raise
+        _log_to_file("database or file error")
+        click.echo(f"pulse-tui: {_error_line(exc)}", err=True)
+        sys.exit(1)
     except Exception as exc:  # noqa: BLE001 - the one place that turns crashes into a line
         if debug:
             raise
-        logging.getLogger("pulse_tui").exception("unexpected error")
-        click.echo(f"pulse-tui: unexpected error: {exc} (run with --debug for details)",
-                   err=True)
+        _log_to_file("unexpected error")
+        click.echo(f"pulse-tui: unexpected error: {_one_line(str(exc))} (run with --debug "
+                   "for details)", err=True)
         sys.exit(1)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "no details"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,4 +489,5 @@ def main(argv: list[str] | None = None) -> None:
 from pulse_tui import clickhouse_command as _clickhouse_command  # noqa: E402,F401
 from pulse_tui import report_command as _report_command  # noqa: E402,F401
 from pulse_tui.ingest import command as _import_command  # noqa: E402,F401
+from pulse_tui.serve import command as _serve_command  # noqa: E402,F401
 from pulse_tui.worker import command as _worker_command  # noqa: E402,F401

@@ -17,7 +17,10 @@ def parse_instant(text: str) -> int:
     """Epoch milliseconds from an integer string (ms) or ISO-8601 (naive means UTC)."""
     text = text.strip()
     if text.lstrip("-").isdigit():
-        return int(text)
+        ms = int(text)
+        if not 0 <= ms < MAX_INSTANT_MS:
+            raise UsageError(f"not a time: {text!r} (epoch milliseconds between 1970 and 9999)")
+        return ms
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
@@ -25,6 +28,9 @@ def parse_instant(text: str) -> int:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return int(value.timestamp() * 1000)
+
+
+MAX_INSTANT_MS = 253_402_300_800_000  # 10000-01-01: datetime's limit
 
 
 class Clock:
@@ -37,7 +43,10 @@ class Clock:
     def from_env(cls) -> Clock:
         raw = os.environ.get("PULSE_NOW", "").strip()
         if raw:
-            return cls(parse_instant(raw))
+            try:
+                return cls(parse_instant(raw))
+            except UsageError as exc:
+                raise UsageError(f"PULSE_NOW: {exc}") from exc
         return cls()
 
     @property

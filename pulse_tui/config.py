@@ -24,11 +24,17 @@ INT_KEYS = (
     "rollup_retention_days",
 )
 FLOAT_KEYS = ("settle_seconds",)
-BOOL_KEYS = ("cleanup_enabled", "webhook_allow_link_local")
+BOOL_KEYS = ("cleanup_enabled", "webhook_allow_link_local", "ascii")
 STR_KEYS = ("events_store", "clickhouse_cluster")
-KNOWN_KEYS = PATH_KEYS + INT_KEYS + FLOAT_KEYS + BOOL_KEYS + STR_KEYS
+SECRET_KEYS = ("serve_token",)  # never shown by describe(), repr() or the logs
+KNOWN_KEYS = PATH_KEYS + INT_KEYS + FLOAT_KEYS + BOOL_KEYS + STR_KEYS + SECRET_KEYS
 
 IMPORT_TYPES = ("events", "users", "cohort_members")
+
+
+# bounds of the numeric settings: beyond them a value is a typo (and overflowed SQLite)
+MAX_DAYS = 36_500
+MAX_SECONDS = 3_600
 
 
 def data_dir() -> Path:
@@ -63,7 +69,9 @@ class Settings:
     events_store: str = "sqlite"  # sqlite | clickhouse[s]://user:pw@host:port/db | chdb:///dir
     clickhouse_cluster: str | None = None  # ON CLUSTER name for the ClickHouse DDL
     webhook_allow_link_local: bool = False  # 169.254.0.0/16 and fe80::/10 targets (SPEC 10)
+    ascii: bool = False  # draw with ASCII only (automatic on TERM=linux / vt100-like)
     config_file: Path | None = None
+    serve_token: str | None = field(default=None, repr=False)
     demo: bool = False
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
@@ -106,6 +114,7 @@ def _defaults() -> dict[str, Any]:
         "rollup_retention_days": 400,
         "cleanup_enabled": True,
         "webhook_allow_link_local": False,
+        "ascii": False,
     }
 
 
@@ -131,12 +140,16 @@ def read_config_file(path: Path) -> dict[str, Any]:
                 raise UsageError(f"config file {path}: {key} must be a non-empty string path")
             values[key] = Path(value).expanduser()
         elif key in INT_KEYS:
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise UsageError(f"config file {path}: {key} must be a whole number of days >= 0")
+            if (isinstance(value, bool) or not isinstance(value, int) or value < 0
+                    or value > MAX_DAYS):
+                raise UsageError(f"config file {path}: {key} must be a whole number of days "
+                                 f"from 0 to {MAX_DAYS}")
             values[key] = value
         elif key in FLOAT_KEYS:
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise UsageError(f"config file {path}: {key} must be a number of seconds >= 0")
+            if (isinstance(value, bool) or not isinstance(value, int | float)
+                    or not 0 <= value <= MAX_SECONDS):  # also refuses nan and inf
+                raise UsageError(f"config file {path}: {key} must be a number of seconds "
+                                 f"from 0 to {MAX_SECONDS}")
             values[key] = float(value)
         elif key in STR_KEYS:
             if not isinstance(value, str) or not value.strip():
@@ -148,6 +161,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
             if not isinstance(value, bool):
                 raise UsageError(f"config file {path}: {key} must be true or false")
             values[key] = value
+        elif key in SECRET_KEYS:
+            if not isinstance(value, str) or not value.strip():
+                raise UsageError(f"config file {path}: {key} must be a non-empty string")
+            values[key] = value.strip()
     return values
 
 

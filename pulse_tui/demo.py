@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 from pulse_tui.clock import DAY_MS, Clock
@@ -18,38 +19,54 @@ log = logging.getLogger(__name__)
 DEMO_DAYS = 90
 DEMO_SEED = 7
 DEMO_MARK = "demo_built_at"
+FINAL_STEPS = 3  # rollups, sample files, example cohorts and rules
+
+# progress(what is being done, steps done, steps in all)
+Progress = Callable[[str, int, int], None]
 
 
-def ensure_demo_database(path: Path, clock: Clock, *, days: int = DEMO_DAYS) -> bool:
+def ensure_demo_database(path: Path, clock: Clock, *, days: int = DEMO_DAYS,
+                         progress: Progress | None = None) -> bool:
     """Create the demo database with ``days`` of history unless it exists. True when built."""
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = connect(path, bulk=True)
     try:
         if derived.get_meta(conn, DEMO_MARK):
             return False
-        build_history(conn, clock.now_ms(), days=days)
+        build_history(conn, clock.now_ms(), days=days, progress=progress)
         return True
     finally:
         conn.close()
 
 
-def build_history(conn: sqlite3.Connection, now_ms: int, *, days: int, seed: int = DEMO_SEED
-                  ) -> int:
+def build_history(conn: sqlite3.Connection, now_ms: int, *, days: int, seed: int = DEMO_SEED,
+                  progress: Progress | None = None) -> int:
     """Write ``days`` of generated history (and today so far), then build every derived table
-    in bulk: one insert transaction and one rebuild are much faster than folding day by day."""
+    in bulk: one insert transaction and one rebuild are much faster than folding day by day.
+    ``progress`` hears what is being done, step by step."""
+    steps = days + FINAL_STEPS
+
+    def say(what: str, done: int) -> None:
+        if progress is not None:
+            progress(what, done, steps)
+
     sim = Simulator(seed=seed)
     today = now_ms // DAY_MS
     total = 0
     with write_transaction(conn):
         write_sites(conn, sim, now_ms)
-        for batch in sim.history(today - days, today - 1):
+        for index, batch in enumerate(sim.history(today - days, today - 1)):
+            say(f"generating day {index + 1} of {days} of history", index)
             total += insert_events(conn, batch, now_ms)
         # today up to now, so the charts show a partial current day
         total += insert_events(conn, [e for e in sim.day_events(today)
                                       if e.timestamp_ms <= now_ms], now_ms)
         write_users(conn, sim.users(), now_ms)
+    say(f"building rollups of {total:,} events", days)  # one line at 80 columns
     derived.rebuild(conn, now_ms)
+    say("importing samples, example cohorts", days + 1)
     seed_examples(conn, Clock(now_ms))
+    say("done", steps)
     with write_transaction(conn):
         derived.set_meta(conn, DEMO_MARK, now_ms)
     log.info("demo database built: %d events, %d users", total, len(sim.users()))

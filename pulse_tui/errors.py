@@ -19,6 +19,10 @@ class DatabaseError(PulseError):
     """The database file cannot be used (not SQLite, not PULSE, too new, locked)."""
 
 
+class ReadOnlyError(PulseError):
+    """A write was asked of a read-only session (``--read-only``)."""
+
+
 class ValidationError(UsageError):
     """Bad input in named fields; ``errors`` maps each field to its message (nothing saved)."""
 

@@ -9,9 +9,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TYPE_CHECKING
 
 from pulse_tui.clock import DAY_MS
-from pulse_tui.cohorts.criteria import Group, Problem
+
+if TYPE_CHECKING:  # annotations only: importing the package would import the compiler
+    from pulse_tui.cohorts.criteria import Group, Problem
+
+
+SEARCH_SCAN = 200_000  # how many of the latest arrivals a Live filter searches
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,3 +348,16 @@ class CleanupResult:
         if self.cohorts_refreshed:
             text += f"; {self.cohorts_refreshed} cohorts refreshed"
         return text
+
+
+# ---------------------------------------------------------------- rows PULSE cannot use
+def describe_unusable(counts: dict[str, int]) -> str:
+    """One line for an operator, '' when there is nothing to say."""
+    total = counts.get("total", 0)
+    if not total:
+        return ""
+    cols = ", ".join(f"{c} {n}" for c, n in counts.items() if c != "total")
+    rows = "row" if total == 1 else "rows"
+    return (f"{total} {rows} of events cannot be used (wrong type, empty or out-of-range value: "
+            f"{cols}); they are left out of every report and derived table until fixed or "
+            "deleted")

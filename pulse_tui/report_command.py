@@ -7,6 +7,7 @@ import io
 import json
 import sqlite3
 import sys
+import textwrap
 import unicodedata
 from datetime import date
 from typing import Any
@@ -19,8 +20,11 @@ from pulse_tui.clock import Clock
 from pulse_tui.csvsafe import neutralise_row
 from pulse_tui.errors import UsageError
 from pulse_tui.store import derived, reports
+from pulse_tui.store.connection import connect
 
 FORMATS = ("table", "csv", "json")
+MAX_STEPS = 50  # steps of a funnel
+MAX_LIMIT = 1_000_000  # rows of a top-* report (a bigger number once reached SQLite as an overflow)
 
 
 def _cell_json(value: object) -> object:
@@ -80,6 +84,8 @@ def _parse_steps(text: str | None) -> tuple[str, ...]:
     steps = tuple(s.strip() for s in text.split(","))
     if not steps or any(not s for s in steps):
         raise UsageError(f"--steps: empty step in {text!r} (use --steps a,b,c)")
+    if len(steps) > MAX_STEPS:  # past ~2,000 SQLite refused the query ("too many columns")
+        raise UsageError(f"--steps: at most {MAX_STEPS} steps (got {len(steps):,})")
     return steps
 
 
@@ -98,8 +104,6 @@ def _parse_steps(text: str | None) -> tuple[str, ...]:
 @click.pass_context
 def report_cmd(ctx: click.Context, name: str, site: str | None, start: str | None,
                end: str | None, limit: int, steps: str | None, fmt: str, **_: Any) -> None:
-    """Print report NAME: daily, breakdown, top-urls, top-referrers, top-countries,
-    top-devices, funnel (and any report added to the registry)."""
     spec = reports.REPORTS.get(name)
     if spec is None:
         raise UsageError(f"unknown report {name!r} (reports: {', '.join(reports.REPORTS)})")
@@ -107,23 +111,34 @@ def report_cmd(ctx: click.Context, name: str, site: str | None, start: str | Non
         raise UsageError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     if limit < 1:
         raise UsageError(f"--limit must be at least 1 (got {limit})")
+    if limit > MAX_LIMIT:
+        raise UsageError(f"--limit must be at most {MAX_LIMIT:,} (got {limit})")
     step_list = _parse_steps(steps)
     if "steps" in spec.options and not step_list:
         raise UsageError(f"report {name} needs --steps a,b,c")
     clock = Clock.from_env()
     rng = reports.make_range(clock, start, end)
     settings = settings_from(ctx)
-    backends = open_backends(settings.db, settings.events_store,
-                             cluster=settings.clickhouse_cluster)
-    try:
-        site_id = reports.pick_site([s.id for s in backends.events.sites()], site)
-        rows = backends.events.report(name, site_id, rng, now_ms=clock.now_ms(), limit=limit,
-                                      steps=step_list)
+    if settings.events_store == "sqlite":
+        conn = connect(settings.db, migrate=False, keep_journal_mode=True)  # reads only (SPEC 10)
+        try:
+            site_id = reports.resolve_site(conn, site)
+            rows = reports.run_report(conn, name, site_id, rng, now_ms=clock.now_ms(),
+                                      limit=limit, steps=step_list)
+            notes = report_notes(conn, name)
+        finally:
+            conn.close()
+    else:
         # rows PULSE cannot use are a SQLite events-table matter (ClickHouse columns are typed)
-        notes = (report_notes(backends.events.conn, name)  # type: ignore[attr-defined]
-                 if settings.events_store == "sqlite" else [])
-    finally:
-        backends.close()
+        backends = open_backends(settings.db, settings.events_store,
+                                 cluster=settings.clickhouse_cluster, migrate=False)
+        try:
+            site_id = reports.pick_site([s.id for s in backends.events.sites()], site)
+            rows = backends.events.report(name, site_id, rng, now_ms=clock.now_ms(),
+                                          limit=limit, steps=step_list)
+            notes = []
+        finally:
+            backends.close()
     render = {"json": render_json, "csv": render_csv, "table": render_table}[fmt]
     sys.stdout.write(render(spec.columns, rows))
     for note in notes:
@@ -136,3 +151,12 @@ def report_notes(conn: sqlite3.Connection, name: str) -> list[str]:
     see pulse_tui/store/reports.py, so nothing needs saying about them.)"""
     line = derived.describe_unusable(derived.unusable_counts(conn))
     return [line] if line else []
+
+
+# the help lists the registry itself, so a report added there is never missing from it
+report_cmd.help = (
+    "Print report NAME.\n\n\b\n"  # \b: click keeps these lines as they are
+    + "\n".join(textwrap.wrap("Reports: " + ", ".join(reports.REPORTS) + ".", 74,
+                              break_on_hyphens=False, subsequent_indent="  "))
+    + "\n\nfunnel needs --steps a,b,c; retention shows the weekly acquisition cohorts of "
+    "the range.")

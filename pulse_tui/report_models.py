@@ -12,6 +12,11 @@ NONE_LABEL = "(none)"
 DEFAULT_DAYS = 30
 
 
+# the longest --from .. --to of a report or export (a daily report prints every day:
+# 0001-01-01 .. 9999-12-31 was 3.6 million rows, and retention over it took 43 s and 1.9 GB)
+MAX_RANGE_DAYS = 73_050  # 200 years
+
+
 @dataclass(frozen=True, slots=True)
 class DateRange:
     """UTC days ``start`` .. ``end``, both included."""
@@ -143,4 +148,8 @@ def make_range(clock: Clock, start: str | date | None = None, end: str | date | 
         s = e - timedelta(days=DEFAULT_DAYS - 1)
     if s > e:
         raise UsageError(f"--from {s.isoformat()} is after --to {e.isoformat()}")
+    span = (e - s).days + 1
+    if span > MAX_RANGE_DAYS:
+        raise UsageError(f"--from {s.isoformat()} .. --to {e.isoformat()} spans {span:,} days; "
+                         f"a report covers at most {MAX_RANGE_DAYS:,} days")
     return DateRange(s, e)

@@ -104,7 +104,16 @@ def fit_name(stem: str, suffix: str, limit: int = NAME_MAX) -> str:
     raw = os.fsencode(name)
     if len(raw) <= limit:
         return name
+    if len(os.fsencode(suffix)) > limit // 2:
+        # an "extension" that long (a name with a dot near its start) leaves no room for the
+        # stem: cut the whole name instead; the hash still tells suffixes apart
+        return fit_name(stem + suffix, "", limit)
     digest = hashlib.sha256(os.fsencode(stem)).hexdigest()[:8]
+    if len(os.fsencode(suffix)) > limit // 2:
+        # an "extension" this long (a name with an early dot) is no extension: the whole
+        # name is cut, and the hash is of all of it (so ".1", ".2" ... still differ)
+        stem, suffix = name, ""
+        digest = hashlib.sha256(raw).hexdigest()[:8]
     keep = max(1, limit - len(os.fsencode(suffix)) - len(digest) - 1)
     cut = os.fsencode(stem)[:keep]
     try:
@@ -121,19 +130,39 @@ def identity(st: os.stat_result) -> str:
     return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def open_input(path: Path, *, follow_symlinks: bool = True) -> io.BufferedReader:
+def open_input(path: Path, *, follow_symlinks: bool = True, inside: Path | None = None
+               ) -> io.BufferedReader:
     """Open a file to import, for reading: never a FIFO or device (no blocking open), and
     not through a link unless ``follow_symlinks`` (a file named on the command line may be
-    a link; one dropped into the import folder may not)."""
+    a link; one dropped into the import folder may not).
+
+    ``inside``: the import folder (it may be a link itself); a file in one of its subfolders
+    is opened relative to that subfolder opened without following a link, so a subfolder
+    swapped for a link after it was checked is never read through."""
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
     if not follow_symlinks:
         flags |= os.O_NOFOLLOW
+    folder_fd: int | None = None
+    if inside is not None and path.parent != inside and path.parent.parent == inside:
+        top = os.open(inside, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            folder_fd = os.open(path.parent.name, _DIR_FLAGS, dir_fd=top)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise OSError(exc.errno, f"the folder {shown(path.parent.name)} is not a "
+                              "real folder (PULSE never reads through links)") from exc
+            raise
+        finally:
+            os.close(top)
     try:
-        fd = os.open(path, flags)
+        fd = os.open(path if folder_fd is None else path.name, flags, dir_fd=folder_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP and not follow_symlinks:
             raise OSError(errno.ELOOP, "symbolic links are not imported") from exc
         raise
+    finally:
+        if folder_fd is not None:
+            os.close(folder_fd)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

@@ -4,6 +4,7 @@ The answer depends on the path:
 
 * ``/ok`` answers 200 at once;
 * ``/status/N`` answers N at once;
+* ``/redirect/N/<URL-escaped target>`` answers N with that Location;
 * ``/trickle`` sends a 200 status line, then one header byte every ``trickle_s`` seconds for
   ``trickle_for_s`` seconds (each byte arrives well within any per-read timeout);
 * ``/endless`` sends a 200 and a body without end (until the client goes away, or
@@ -18,6 +19,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 
 STATUS_TEXT = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
@@ -113,6 +115,11 @@ class HostileServer:
                 self._trickle(conn, hit)
             elif path == "/endless":
                 self._endless(conn, hit)
+            elif path.startswith("/redirect/"):  # /redirect/<code>/<where, URL-escaped>
+                _, _, code_text, where = path.split("/", 3)
+                conn.sendall(f"HTTP/1.1 {code_text} Moved\r\nLocation: "
+                             f"{urllib.parse.unquote(where)}\r\nContent-Length: 0\r\n"
+                             "Connection: close\r\n\r\n".encode())
             else:
                 code = int(path.rsplit("/", 1)[-1]) if path.startswith("/status/") else 200
                 conn.sendall(f"HTTP/1.1 {code} {STATUS_TEXT.get(code, 'X')}\r\n"

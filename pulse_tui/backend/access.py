@@ -17,11 +17,12 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pulse_tui.backend.interface import Backends, ChangeToken
 from pulse_tui.backend.wiring import open_backends
 from pulse_tui.clock import Clock
+from pulse_tui.errors import ReadOnlyError
 from pulse_tui.models import Site
 
 T = TypeVar("T")
@@ -31,11 +32,13 @@ class Store:
     """Async facade over one PULSE database: its events backend and its control store."""
 
     def __init__(self, path: Path, clock: Clock | None = None, *,
-                 events_store: str = "sqlite", cluster: str | None = None) -> None:
+                 events_store: str = "sqlite", cluster: str | None = None,
+                 read_only: bool = False) -> None:
         self.path = Path(path)
         self.clock = clock or Clock.from_env()
         self.events_store = events_store
         self.cluster = cluster
+        self.read_only = read_only
         self._backends: Backends | None = None
         self._thread: ThreadPoolExecutor | None = None
         self._seen_token: ChangeToken | None = None
@@ -47,8 +50,10 @@ class Store:
         """Open (checking, creating or adopting the schema); raises DatabaseError."""
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pulse-db")
         try:
+            # never upgrades a file: the TUI checked it before taking the screen (SPEC 10)
             self._backends = await self._on_thread(
-                lambda: open_backends(self.path, self.events_store, cluster=self.cluster))
+                lambda: open_backends(self.path, self.events_store, cluster=self.cluster,
+                                      migrate=False))
         except BaseException:
             self._thread.shutdown(wait=False)
             self._thread = None
@@ -81,9 +86,18 @@ class Store:
             raise RuntimeError("store is not open")
         return await self._on_thread(lambda: fn(backends))
 
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(connection, *args)`` with the PULSE file's raw sqlite3 connection, on the database
+        thread: for tests and diagnostics only (the app and the panes use read and write; a test
+        proves it). Control data always lives in that file, whatever holds the events."""
+        return await self.read(lambda d: fn(d.control.conn, *args, **kwargs))  # type: ignore[attr-defined]
+
     async def write(self, fn: Callable[[Backends], T]) -> T:
         """Like read, for calls that write: our own commit also counts as a change (counted in
-        ``finally``: a write that was cancelled or failed may have committed meanwhile)."""
+        ``finally``: a write that was cancelled or failed may have committed meanwhile).
+        A read-only store refuses (ReadOnlyError) before anything runs."""
+        if self.read_only:
+            raise ReadOnlyError("read-only session: nothing can be changed here")
         try:
             return await self.read(fn)
         finally:

@@ -104,6 +104,12 @@ class EventsBackend(Protocol):
         start), newest first, of one site or all."""
         ...
 
+    def search(self, *, text: str = "", event_type: str | None = None,
+               site_id: str | None = None, limit: int = 300) -> list[Event]:
+        """The newest events among the latest ``models.SEARCH_SCAN`` arrivals whose fields
+        contain ``text`` (ASCII letters case-insensitive), optionally of one type."""
+        ...
+
     def change_token(self) -> ChangeToken:
         """A value that changes when another writer commits events (cheap when nothing did)."""
         ...
@@ -172,6 +178,11 @@ class EventsBackend(Protocol):
         """Recompute the snapshots of the site and return the grid."""
         ...
 
+    def compute_retention(self, site_id: str, start: date, end: date, now_ms: int
+                          ) -> RetentionGrid:
+        """The grid computed live, storing nothing (a read-only session)."""
+        ...
+
     def retention_cell_users(self, row: RetentionRow, week_number: int, now_ms: int
                              ) -> list[str]:
         """The users counted as returning in one cell."""
@@ -203,12 +214,12 @@ class EventsBackend(Protocol):
         """Store one validated batch of an import of ``kind`` with its checkpoint, atomically."""
         ...
 
-    def catch_up(self, now_ms: int) -> int:
-        """Fold events other programs wrote into sessions and rollups; rows folded."""
+    def unusable_counts(self) -> dict[str, int]:
+        """Stored event rows PULSE cannot use: {"total": n, column: rows breaking it, ...}."""
         ...
 
-    def unusable_events(self) -> str | None:
-        """One line on stored event rows PULSE cannot use (left out of every count), or None."""
+    def catch_up(self, now_ms: int) -> int:
+        """Fold events other programs wrote into sessions and rollups; rows folded."""
         ...
 
     def cleanup(self, settings: Settings, clock: Clock) -> CleanupResult:

@@ -11,26 +11,31 @@ from pulse_tui.config import redact_url
 from pulse_tui.errors import UsageError
 
 
-def _clickhouse(path: Path, url: str, cluster: str | None) -> Backends:
+def _clickhouse(path: Path, url: str, cluster: str | None, *, migrate: bool = True) -> Backends:
     from pulse_tui.backend.clickhouse import open_clickhouse  # the optional extra
 
-    return open_clickhouse(path, url, cluster=cluster)
+    return open_clickhouse(path, url, cluster=cluster, migrate=migrate)
 
 
-# events_store scheme -> opener(database path, events_store, cluster); control data is always
-# in the SQLite file
-BACKENDS: dict[str, Callable[[Path, str, str | None], Backends]] = {
-    "sqlite": lambda path, _store, _cluster: open_sqlite(path),
+def _sqlite(path: Path, _store: str, _cluster: str | None, *, migrate: bool = True) -> Backends:
+    return open_sqlite(path, migrate=migrate)
+
+
+# events_store scheme -> opener(database path, events_store, cluster, migrate=...); control data
+# is always in the SQLite file (``migrate=False``: never upgrade an existing file's schema)
+BACKENDS: dict[str, Callable[..., Backends]] = {
+    "sqlite": _sqlite,
     "chdb": _clickhouse, "clickhouse": _clickhouse, "clickhouses": _clickhouse,
 }
 
 
 def open_backends(db_path: Path, events_store: str = "sqlite", *,
-                  cluster: str | None = None) -> Backends:
+                  cluster: str | None = None, migrate: bool = True) -> Backends:
     """The events backend and the control store for one PULSE database (``cluster``: the
-    ClickHouse cluster its schema is created on, ``clickhouse_cluster``)."""
+    ClickHouse cluster its schema is created on, ``clickhouse_cluster``; ``migrate=False``:
+    never upgrade an existing file's schema)."""
     opener = BACKENDS.get(events_store.split(":", 1)[0].lower())
     if opener is None:
         raise UsageError(f"unknown events store {redact_url(events_store)!r} "
                          f"(known: {', '.join(sorted(BACKENDS))})")
-    return opener(Path(db_path), events_store, cluster)
+    return opener(Path(db_path), events_store, cluster, migrate=migrate)

@@ -29,7 +29,7 @@ import sqlite3
 
 from pulse_tui.clock import DAY_MS
 from pulse_tui.cohorts.criteria import NEGATIONS, Group, Node
-from pulse_tui.store.derived import UNUSABLE_ROWIDS
+from pulse_tui.store.derived import MAX_TS, MIN_TS, UNUSABLE_ROWIDS
 
 # property -> SQL column; the only names that ever reach the SQL text
 _EVENT_COLUMNS = {"event_type": "event_type", "url": "url", "referrer": "referrer",
@@ -130,7 +130,11 @@ def compile_members(criteria: Group, site_id: str, now_ms: int, *, full_scan: bo
         "  FROM user_first_seen f WHERE f.site_id = ?",
         "  UNION ALL",
         "  SELECT u.user_id, NULL, NULL, NULL, NULL FROM users u",
-        "  WHERE u.site_id = ? AND NOT EXISTS (",
+        # a users row another program wrote with a user_id that is not text, or a created_at
+        # that is not a time, cannot make a member (its joined_at would be that value)
+        "  WHERE u.site_id = ? AND typeof(u.user_id) = 'text' AND u.user_id <> ''",
+        f"    AND typeof(u.created_at) = 'integer' AND u.created_at BETWEEN {MIN_TS} AND {MAX_TS}",
+        "    AND NOT EXISTS (",
         "    SELECT 1 FROM user_first_seen f WHERE f.site_id = ? AND f.user_id = u.user_id))",
     ]
     if b.event_preds:

@@ -33,6 +33,7 @@ from pulse_tui.exports.models import (
     ExportDefinition,
     ExportSummary,
 )
+from pulse_tui.report_models import MAX_RANGE_DAYS
 from pulse_tui.store import exports as store
 from pulse_tui.store.cohorts import site_of as cohort_site_of
 from pulse_tui.store.exports import ExportJobRow, ExportRun
@@ -105,6 +106,9 @@ def _check_range(f: dict[str, Any], out: dict[str, Any], errors: dict[str, str])
         if start and end:
             if start > end:
                 errors["filters.from"] = f"{start.isoformat()} is after to {end.isoformat()}"
+            elif (end - start).days >= MAX_RANGE_DAYS:
+                errors["filters.from"] = (f"from {start.isoformat()} to {end.isoformat()} is "
+                                          f"more than {MAX_RANGE_DAYS:,} days")
             out["from"], out["to"] = start.isoformat(), end.isoformat()
         return
     days = _int(f.get("days", 30))

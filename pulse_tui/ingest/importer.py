@@ -44,6 +44,7 @@ class EventsWriter(Protocol):
         ...
 
 DEFAULT_BATCH_SIZE = 100_000  # rows per write transaction (PULSE_IMPORT_BATCH_ROWS)
+MAX_BATCH_ROWS = 1_000_000
 BATCH_ROWS_ENV = "PULSE_IMPORT_BATCH_ROWS"
 PARSE_CHUNK_ROWS = 10_000  # events are parsed and inserted in chunks of this many rows
 MAX_TX_SECONDS = 3.0  # ... and a transaction commits after this long even if not full
@@ -63,7 +64,9 @@ CHANGED_MESSAGE = ("the file changed while it was imported; it stays in the impo
 def batch_rows_setting(default: int = DEFAULT_BATCH_SIZE) -> int:
     """Rows per import transaction: PULSE_IMPORT_BATCH_ROWS when set to a positive integer."""
     raw = os.environ.get(BATCH_ROWS_ENV, "").strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else default
+    if not raw.isdigit() or int(raw) <= 0:
+        return default
+    return min(int(raw), MAX_BATCH_ROWS)  # a huge number would read a whole file into memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,7 @@ def import_file(
     pause_between_tx: float = 0.0,
     events: EventsWriter | None = None,
     follow_symlinks: bool = True,
+    inside: Path | None = None,
 ) -> ImportResult:
     """Import one CSV / .csv.gz file of ``kind`` (events, users, cohort_members) as a job.
 
@@ -165,7 +169,8 @@ def import_file(
     - ``events``: where the rows go when the events do not live in ``conn`` (ClickHouse): each
       parsed batch is handed to ``events.write_import_batch`` (which moves the job's checkpoint
       in ``conn`` after storing the rows); ``conn`` keeps the job, its rejects and checkpoint.
-    - ``follow_symlinks`` False: a symbolic link at ``path`` is refused (the worker's rule).
+    - ``follow_symlinks`` False: a symbolic link at ``path`` is refused (the worker's rule);
+      ``inside`` (the import folder): a subfolder of it holding ``path`` is never a link.
     - The file is read through one descriptor; when its size, modification or change time
       moved while it was read (overwritten in place, truncated, appended), the job fails and
       the result has ``changed`` True (rows already stored stay; importing the file again
@@ -175,7 +180,59 @@ def import_file(
 
     Returns an ImportResult; a file that cannot be imported at all gives status 'failed' with
     ``message`` (no exception). ``conn`` must be in autocommit mode (store.connection.connect).
+
+    A database error (disk full, read-only, locked ...) is raised after the job is marked
+    'failed' with that reason in our words, so it is never left 'processing' (what was
+    committed before stays, with its checkpoint).
     """
+    created: dict[str, str] = {}
+    try:
+        return _import_file(conn, path, kind=kind, site_id=site_id, clock=clock,
+                            job_id=job_id, progress=progress, should_stop=should_stop,
+                            batch_size=batch_size, max_tx_seconds=max_tx_seconds,
+                            pause_between_tx=pause_between_tx,
+                            events=events, follow_symlinks=follow_symlinks, inside=inside,
+                            created=created)
+    except sqlite3.Error as exc:
+        if "job_id" in created:
+            _fail_after_error(conn, created["job_id"], exc, clock)
+        raise
+
+
+def _fail_after_error(conn: sqlite3.Connection, job_id: str, exc: sqlite3.Error,
+                      clock: Clock) -> None:
+    """Mark the job failed with the database error's reason, if the database still lets us
+    (a job that stays 'processing' is resumed from its checkpoint by the next worker start)."""
+    from pulse_tui.store.connection import describe_error
+
+    reason = describe_error(exc)
+    try:
+        job = store.get_job(conn, job_id)
+        if job is not None and job.status not in ("completed", "failed"):
+            store.fail_job(conn, job_id, reason, clock.now_ms())
+    except sqlite3.Error as again:
+        log.error("import job %s: %s; could not mark it failed either (%s)", job_id, reason,
+                  again)
+
+
+def _import_file(
+    conn: sqlite3.Connection,
+    path: str | Path,
+    *,
+    kind: str | None,
+    site_id: str | None,
+    clock: Clock,
+    job_id: str | None,
+    progress: Callable[[ImportProgress], None] | None,
+    should_stop: Callable[[], bool] | None,
+    batch_size: int | None,
+    max_tx_seconds: float,
+    pause_between_tx: float,
+    events: EventsWriter | None,
+    follow_symlinks: bool,
+    inside: Path | None,
+    created: dict[str, str],
+) -> ImportResult:
     started = time.monotonic()
     batch_size = batch_size or batch_rows_setting()
     path = Path(path)
@@ -189,7 +246,7 @@ def import_file(
         kind = job.type if job.type in KINDS else kind
     rejected: FileRejected | None = None
     try:
-        src: CsvFile | None = CsvFile(path, follow_symlinks=follow_symlinks)
+        src: CsvFile | None = CsvFile(path, follow_symlinks=follow_symlinks, inside=inside)
     except FileRejected as exc:
         src, rejected = None, exc
     opened = src.fstat() if src is not None else None
@@ -220,6 +277,7 @@ def import_file(
             result.changed = True
             return result
     assert job_id is not None
+    created["job_id"] = job_id
 
     if src is None:
         assert rejected is not None
@@ -245,7 +303,7 @@ def import_file(
         if job.checkpoint_rows > 0 or job.checkpoint_offset > 0:
             try:
                 src.seek(job.checkpoint_offset, job.checkpoint_line)
-            except (OSError, EOFError) as exc:
+            except FileRejected as exc:
                 store.fail_job(conn, job_id, f"cannot resume {path.name}: {exc}",
                                clock.now_ms())
                 return _finish(conn, job_id, path, started)
@@ -271,7 +329,7 @@ def import_file(
                         tx = store.EventsTx(conn, job_id, now_ms)
                         tx_started = time.monotonic()
                     _add(tx, batch)
-                    more = batch.records >= chunk
+                    more = not batch.final
                     stop = should_stop is not None and should_stop()
                     if more and not stop and tx.records < tx_rows and (
                             time.monotonic() - tx_started < tx_seconds):
@@ -291,7 +349,7 @@ def import_file(
                 else:
                     outcome = _write(conn, job_id, kind, batch, now_ms, events)
                     stop = should_stop is not None and should_stop()
-                    done = outcome, batch.records, batch.records >= batch_size
+                    done = outcome, batch.records, not batch.final
                 outcome, n_records, more = done
                 records += n_records
                 processed += outcome.processed
@@ -304,9 +362,10 @@ def import_file(
                     result = _finish(conn, job_id, path, started)
                     result.unknown_columns = unknown
                     return result
-        except (OSError, EOFError) as exc:
-            # the file became unreadable mid-way (truncated gzip, I/O error): what was
-            # written so far is committed with its checkpoint, the job fails with the reason
+        except (OSError, EOFError, FileRejected) as exc:
+            # the file became unreadable mid-way (truncated gzip, I/O error) or passed a limit
+            # (line length, expansion): what was written so far is committed with its
+            # checkpoint, the job fails with the reason
             if tx is not None:
                 tx.commit()
                 tx = None
@@ -315,7 +374,9 @@ def import_file(
                 result = _finish(conn, job_id, path, started)
                 result.changed = True
                 return result
-            store.fail_job(conn, job_id, f"cannot read {path.name}: {exc}", clock.now_ms())
+            reason = str(exc) if isinstance(exc, FileRejected) else (
+                f"cannot read {path.name}: {getattr(exc, 'strerror', None) or 'read error'}")
+            store.fail_job(conn, job_id, reason, clock.now_ms())
             return _finish(conn, job_id, path, started)
         finally:
             if tx is not None:
@@ -379,23 +440,17 @@ def _prefetch(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
     q: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
-    def put(item: object) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def produce() -> None:
+        # blocking puts (no polling): the consumer drains the queue when it stops early
         try:
             for batch in batches:
-                if not put(batch):
+                q.put(batch)
+                if stop.is_set():
                     return
-            put(_END)
+            q.put(_END)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put(exc)
+            if not stop.is_set():
+                q.put(exc)
 
     thread = threading.Thread(target=produce, name="pulse-import-parse", daemon=True)
     thread.start()
@@ -409,7 +464,13 @@ def _prefetch(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
             yield item  # type: ignore[misc]
     finally:
         stop.set()
-        thread.join()
+        while thread.is_alive():  # it ends after the batch it is parsing
+            try:
+                while True:
+                    q.get_nowait()
+            except queue.Empty:
+                pass
+            thread.join(0.05)
 
 
 def _add(tx: store.EventsTx, batch: Batch) -> None:

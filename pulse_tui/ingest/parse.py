@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import gzip
 import io
 import os
 import re
+import zlib
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -113,6 +117,7 @@ class Batch:
     end_offset: int  # byte offset (of the decompressed stream) after the last record
     end_line: int  # physical lines consumed so far (header included)
     bytes_read: int  # position in the file on disk (progress; compressed for .gz)
+    final: bool = False  # the file's last batch (none follows)
 
 
 @dataclass(slots=True)
@@ -210,19 +215,216 @@ def parse_timestamp(text: str) -> int | str:
 
 # ------------------------------------------------------------------------------ the reader
 
+# SPEC 10: one CSV line holds at most 1 MiB; a compressed file expands to at most 100 times its
+# size or 10 GiB, whichever is larger. Past either, the file fails with that reason.
+MAX_LINE_BYTES = 1024 * 1024
+EXPANSION_RATIO = 100
+MIN_EXPANSION_LIMIT = 10 * 1024 ** 3
+# A quoted value may hold line breaks; a record that runs over several lines is cut short as
+# broken quoting once its lines after the first pass this many bytes (the line limit).
+MAX_SPAN_BYTES = MAX_LINE_BYTES
+# A batch of rows holds at most this much input (besides its row count), so memory stays flat
+# even when every row carries long values.
+MAX_BATCH_BYTES = 16 * 1024 * 1024
+_PEEK_BYTES = 64 * 1024
 
-def _lines(stream: IO[bytes], bad: list[int], first_line: int) -> Iterator[str]:
-    """Physical lines decoded one at a time; lines with bad bytes or NUL are noted in ``bad``."""
-    for number, raw in enumerate(stream, first_line):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            text = raw.decode("utf-8", "surrogateescape")
-            bad.append(number)
+
+def _size_text(n: int) -> str:
+    for unit, size in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2), ("KiB", 1024)):
+        if n >= size:
+            value = n / size
+            return f"{value:.0f} {unit}" if value == int(value) else f"{value:.1f} {unit}"
+    return f"{n} bytes"
+
+
+class _BrokenQuote(Exception):  # noqa: N818 - a signal inside the csv reader, never shown
+    """The record being read has an open quote at the end of the file, or runs past the
+    limit: raised through ``csv.reader`` by the line feed."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(why)
+        self.why = why
+
+
+class _LineFeed:
+    """Physical lines of the (decompressed) byte stream for ``csv.reader``, one at a time.
+
+    Lines end at LF or CRLF; an old Mac file (see :func:`_breaks_at_cr`) is split at CR, LF
+    and CRLF alike. Each line holds at most MAX_LINE_BYTES; a compressed stream may not
+    pass ``expand_limit`` bytes. Knows where the current record started (line number, byte
+    offset) and keeps its continuation lines, so a record with an unterminated quote can be cut
+    back to its first line and the lines after it handed out again (:meth:`rewind`).
+    """
+
+    def __init__(self, stream: IO[bytes], name: str, *, cr_mode: bool,
+                 expand_limit: int | None, compressed: bool) -> None:
+        self.stream = stream
+        self.name = name
+        self.cr_mode = cr_mode
+        self.expand_limit = expand_limit
+        self.compressed = compressed
+        self.pos = 0  # byte offset after the last line handed out
+        self.line = 0  # number of the last line handed out
+        self.bad: list[int] = []  # lines with bytes that are not UTF-8 or a NUL
+        self.first = True  # the next line handed out starts a record
+        self.start_line = 0
+        self.first_text = ""
+        self.held: list[tuple[str, int, bool]] | None = None  # the record's further lines
+        self.held_bytes = 0
+        self.replay: deque[tuple[str, int, bool]] = deque()
+        self._buf = b""  # CR mode: bytes read past the last line
+        self._eof = False
+        self._read_some = getattr(stream, "read1", stream.read)
+        self._readline = self._read_cr if cr_mode else partial(stream.readline,
+                                                               MAX_LINE_BYTES + 2)
+        # lines longer than this, or reaching past this offset, are looked at closely
+        self._check_size = MAX_LINE_BYTES
+        self._check_pos = expand_limit if expand_limit is not None else 1 << 62
+
+    def reset(self, pos: int, line: int) -> None:
+        """Read on from byte ``pos`` (the stream is there) as line ``line + 1``."""
+        self.pos, self.line = pos, line
+        self.bad = []
+        self.first = True
+        self.held = None
+        self.replay.clear()
+        self._buf = b""
+        self._eof = False
+
+    def __iter__(self) -> _LineFeed:
+        return self
+
+    def __next__(self) -> str:
+        if self.replay:
+            text, n, bad = self.replay.popleft()
         else:
-            if "\x00" in text:
-                bad.append(number)
-        yield text
+            try:
+                raw = self._readline()
+            except (OSError, EOFError, zlib.error) as exc:
+                raise self._unreadable(exc) from exc
+            n = len(raw)
+            if n > self._check_size or self.pos + n > self._check_pos:
+                self._check_limits(raw)
+            if not n:
+                if not self.first:
+                    raise _BrokenQuote("eof")  # csv.reader asked for more: a quote is open
+                raise StopIteration
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text = raw.decode("utf-8", "surrogateescape")
+                bad = True
+            else:
+                bad = "\x00" in text
+        self.line += 1
+        self.pos += n
+        if bad:
+            self.bad.append(self.line)
+        if self.first:
+            self.first = False
+            self.start_line = self.line
+            self.first_text = text
+            if self.held is not None:
+                self.held = None
+                self.held_bytes = 0
+        else:
+            if self.held is None:
+                self.held = []
+            self.held.append((text, n, bad))
+            self.held_bytes += n
+            if self.held_bytes > MAX_SPAN_BYTES:
+                raise _BrokenQuote("long")
+        return text
+
+    def rewind(self) -> None:
+        """Cut the current record back to its first line: its other lines come again."""
+        if self.held:
+            self.replay.extendleft(reversed(self.held))
+        self.held = None
+        self.line = self.start_line
+        self.pos -= self.held_bytes
+        self.held_bytes = 0
+        self.first = True
+
+    # -- reading bytes -------------------------------------------------------------------
+    def _check_limits(self, raw: bytes) -> None:
+        """FileRejected when ``raw`` is longer than a line may be or passes the expansion."""
+        size = len(raw)
+        body = size - (2 if raw.endswith(b"\r\n") else 1 if raw.endswith((b"\n", b"\r"))
+                       else 0)
+        if body > MAX_LINE_BYTES:
+            raise FileRejected(f"line {self.line + 1} is longer than "
+                               f"{_size_text(MAX_LINE_BYTES)} (the limit for one CSV line)")
+        if self.expand_limit is not None and self.pos + size > self.expand_limit:
+            raise FileRejected(
+                f"{self.name} expands to more than {_size_text(self.expand_limit)} when "
+                f"decompressed (the limit is {EXPANSION_RATIO} times its size or "
+                f"{_size_text(MIN_EXPANSION_LIMIT)}, whichever is larger)")
+
+    def _read_cr(self) -> bytes:
+        """One line ending at CR, LF or CRLF (old Mac files)."""
+        scanned = 0
+        while True:
+            buf = self._buf
+            m = _NEWLINE.search(buf, scanned)
+            # a CR at the very end may be the first half of a CRLF: read on unless at the end
+            if m is not None and (m.end() < len(buf) or buf[-1:] == b"\n" or self._eof):
+                self._buf = buf[m.end():]
+                return buf[:m.end()]
+            if len(buf) > MAX_LINE_BYTES + 2:
+                return buf  # too long: refused by the caller
+            if self._eof:
+                self._buf = b""
+                return buf
+            scanned = max(0, len(buf) - 1)
+            chunk = self._read_some(_PEEK_BYTES)
+            if chunk:
+                self._buf = buf + chunk
+            else:
+                self._eof = True
+
+    def _unreadable(self, exc: BaseException) -> FileRejected:
+        damaged = isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile))
+        if self.compressed and damaged:
+            return FileRejected(f"cannot read {self.name}: the compressed data is damaged or "
+                                "cut short")
+        detail = getattr(exc, "strerror", None) or "read error"
+        return FileRejected(f"cannot read {self.name}: {detail}")
+
+
+_NEWLINE = re.compile(rb"\r\n?|\n")
+
+
+def _breaks_at_cr(stream: IO[bytes]) -> bool:
+    """True when lines of this stream end with a lone CR (old Mac files): its first line break
+    is one, or its first 64 KiB after the first line hold lone CRs and no LF (a header written
+    with CRLF over a CR-only body). The stream is put back where it was."""
+    start = stream.tell()
+    read = getattr(stream, "read1", stream.read)  # what is there: a cut gzip fails later
+    seen = b""
+    try:
+        while True:
+            chunk = read(_PEEK_BYTES)
+            seen += chunk
+            m = _NEWLINE.search(seen)
+            if m is not None and (m.end() < len(seen) or not chunk):
+                if m.group() == b"\r":
+                    return True
+                try:
+                    while chunk and len(seen) < m.end() + _PEEK_BYTES:
+                        chunk = read(_PEEK_BYTES)
+                        seen += chunk
+                except (OSError, EOFError, zlib.error):
+                    pass  # damaged further on: said when the reading gets there
+                rest = seen[m.end():m.end() + _PEEK_BYTES]
+                return b"\n" not in rest and _LONE_CR.search(rest) is not None
+            if m is None and (not chunk or len(seen) > MAX_LINE_BYTES + 2):
+                return False  # one line, or a line too long (refused when read)
+    finally:
+        stream.seek(start)
+
+
+_LONE_CR = re.compile(rb"\r(?!\n)")
 
 
 class CsvFile:
@@ -232,33 +434,48 @@ class CsvFile:
     then ``batches(...)``.
     """
 
-    def __init__(self, path: Path, *, follow_symlinks: bool = True) -> None:
+    def __init__(self, path: Path, *, follow_symlinks: bool = True,
+                 inside: Path | None = None) -> None:
         self.path = path
         try:
-            self._raw: IO[bytes] = open_input(path, follow_symlinks=follow_symlinks)
+            self._raw: IO[bytes] = open_input(path, follow_symlinks=follow_symlinks,
+                                              inside=inside)
         except OSError as exc:
             raise FileRejected(f"cannot read {path.name}: {exc.strerror or exc}") from exc
+        compressed = is_gzip(path)
         self._stream: IO[bytes] = (
-            gzip.GzipFile(fileobj=self._raw, mode="rb") if is_gzip(path) else self._raw
+            gzip.GzipFile(fileobj=self._raw, mode="rb") if compressed else self._raw
         )
-        self._bad: list[int] = []
-        self._base = 0  # physical lines before the current reader's first line
-        self._skip_bom()
-        self._reader = self._make_reader(0)
+        limit = None
+        if compressed:
+            try:
+                size = os.fstat(self._raw.fileno()).st_size
+            except OSError:
+                size = 0
+            limit = max(EXPANSION_RATIO * size, MIN_EXPANSION_LIMIT)
+        self._setup(compressed, limit)
+
+    def _setup(self, compressed: bool, expand_limit: int | None) -> None:
+        try:
+            self._skip_bom()
+            cr_mode = _breaks_at_cr(self._stream)
+        except (OSError, EOFError, zlib.error) as exc:
+            self.close()
+            if compressed:
+                raise FileRejected(f"cannot read {self.path.name}: not a gzip file, or its "
+                                   "compressed data is damaged or cut short") from exc
+            raise FileRejected(f"cannot read {self.path.name}: "
+                               f"{getattr(exc, 'strerror', None) or 'read error'}") from exc
+        self._feed = _LineFeed(self._stream, self.path.name, cr_mode=cr_mode,
+                               expand_limit=expand_limit, compressed=compressed)
+        self._feed.reset(self._stream.tell(), 0)
+        self._reader = csv.reader(self._feed)
+        self.broken_value: str | None = None  # the first line of the last broken record
 
     def _skip_bom(self) -> None:
-        try:
-            head = self._stream.read(len(_BOM))
-            if head != _BOM:
-                self._stream.seek(0)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            self.close()
-            raise FileRejected(f"cannot read {self.path.name}: {exc}") from exc
-
-    def _make_reader(self, lines_before: int) -> Any:
-        self._base = lines_before
-        self._bad = []
-        return csv.reader(_lines(self._stream, self._bad, lines_before + 1))
+        head = self._stream.read(len(_BOM))
+        if head != _BOM:
+            self._stream.seek(0)
 
     def __enter__(self) -> CsvFile:
         return self
@@ -276,10 +493,11 @@ class CsvFile:
     @property
     def line(self) -> int:
         """Physical lines consumed so far."""
-        return self._base + self._reader.line_num
+        return self._feed.line
 
     def offset(self) -> int:
-        return self._stream.tell()
+        """Byte offset (of the decompressed stream) after the last record read."""
+        return self._feed.pos
 
     def bytes_read(self) -> int:
         return self._raw.tell()
@@ -290,18 +508,21 @@ class CsvFile:
 
     def read_header(self, kind: str | None) -> tuple[str, list[str]]:
         """The header's raw names and the import kind (given, or told from the header)."""
+        feed = self._feed
         try:
             while True:
+                feed.first = True
                 row = next(self._reader)
                 if any(c.strip() for c in row):
                     break
         except StopIteration:
             raise FileRejected("empty file: no header line") from None
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise FileRejected(f"cannot read {self.path.name}: {exc}") from exc
-        except csv.Error as exc:
-            raise FileRejected(f"not a CSV file: {exc}") from exc
-        if self._bad:
+        except _BrokenQuote:
+            raise FileRejected(f"the header has a quote opened on line {feed.start_line} "
+                               "that is not closed") from None
+        except csv.Error:
+            raise FileRejected("not a CSV file: the header line is malformed") from None
+        if feed.bad:
             raise FileRejected("not a UTF-8 CSV file: the header has bytes that are not UTF-8 "
                                "or a NUL byte")
         if kind is None:
@@ -313,31 +534,72 @@ class CsvFile:
 
     def seek(self, offset: int, line: int) -> None:
         """Continue after a checkpoint: ``offset`` bytes into the (decompressed) stream."""
-        self._stream.seek(offset)
-        self._reader = self._make_reader(line)
+        try:
+            self._stream.seek(offset)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise FileRejected("the file ends before its checkpoint" if isinstance(
+                exc, EOFError) or not self._feed.compressed else
+                "its compressed data is damaged") from exc
+        if self._stream.tell() != offset:
+            raise FileRejected("the file ends before its checkpoint")
+        self._feed.reset(offset, line)
+        self._reader = csv.reader(self._feed)
 
     def records(self) -> Iterator[tuple[int, list[str] | None, str | None]]:
-        """(start line, fields, csv error) per non-blank record."""
-        reader = self._reader
-        base = self._base
-        prev = reader.line_num
+        """(start line, fields, reason) per non-blank record; fields None for a broken one.
+
+        A record whose quote is still open at the end of the file, or whose lines after the
+        first pass MAX_SPAN_BYTES, is broken quoting: its first line is rejected and reading
+        goes on with the line after it.
+        """
+        feed = self._feed
         while True:
+            feed.first = True
             try:
-                row = next(reader)
+                row = next(self._reader)
             except StopIteration:
                 return
-            except csv.Error as exc:
-                yield base + prev + 1, None, str(exc)
-                prev = reader.line_num
+            except _BrokenQuote as exc:
+                line = feed.start_line
+                if exc.why == "eof":
+                    reason = (f"unterminated quote: the quote opened on line {line} is not "
+                              "closed before the end of the file; reading went on at line "
+                              f"{line + 1}")
+                else:
+                    reason = (f"unterminated quote: the quote opened on line {line} is not "
+                              f"closed within {_size_text(MAX_SPAN_BYTES)}; reading went on at "
+                              f"line {line + 1}")
+                self.broken_value = feed.first_text.rstrip("\r\n")
+                feed.rewind()
+                self._reader = csv.reader(feed)
+                yield line, None, reason
                 continue
-            start = base + prev + 1
-            prev = reader.line_num
+            except csv.Error:
+                yield feed.start_line, None, ("malformed CSV: a line break inside a value "
+                                              "that is not quoted")
+                continue
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
-            yield start, row, None
+            yield feed.start_line, row, None
+
+    def record_lines(self) -> list[str]:
+        """The physical lines of the last record read."""
+        feed = self._feed
+        return [feed.first_text, *(text for text, _, _ in feed.held or ())]
+
+    def first_line_text(self) -> str:
+        return self._feed.first_text.rstrip("\r\n")
+
+    def cut_record(self) -> None:
+        """Take the last record as broken quoting: read on from the line after its first."""
+        self._feed.rewind()
+
+    def last_lines(self) -> tuple[int, int]:
+        """First and last physical line of the last record read."""
+        return self._feed.start_line, self._feed.line
 
     def bad_lines_from(self, start: int) -> bool:
-        bad = self._bad
+        bad = self._feed.bad
         if not bad:
             return False
         if bad[-1] >= start:
@@ -459,31 +721,82 @@ def check_bytes(fields: list[str], names: list[str], line: int) -> Reject | None
 
 def iter_batches(src: CsvFile, header: Header, parse: RowFn, batch_size: int
                  ) -> Iterator[Batch]:
-    """Group the file's records into batches of at most ``batch_size`` records."""
+    """Group the file's records into batches of at most ``batch_size`` records, and of at most
+    MAX_BATCH_BYTES of input, so that memory stays flat whatever the rows hold."""
     rows: list[tuple[Any, ...]] = []
     lines: list[int] = []
     rejects: list[Reject] = []
     records = 0
     names = header.names
+    width = len(names)
+    feed = src._feed
+    cut_at = feed.pos + MAX_BATCH_BYTES
     for line, fields, error in src.records():
         records += 1
         if fields is None:
-            rejects.append(Reject(line, None, None, f"malformed CSV: {error}"))
+            value = src.broken_value
+            src.broken_value = None
+            rejects.append(Reject(line, None, None if value is None else printable_value(value),
+                                  error or "malformed CSV"))
+        elif feed.held is not None and (stray := _stray_quote(src, parse, width)):
+            # a stray quote closed by another one further down: cut back to its line
+            first = src.last_lines()[0]
+            rejects.append(Reject(first, None, printable_value(src.first_line_text()),
+                                  f"{stray}; reading went on at line {first + 1}"))
+            src.cut_record()
         else:
             bad = src.bad_lines_from(line) and check_bytes(fields, names, line)
-            if bad:
-                rejects.append(bad)
+            r = bad or parse(fields, line)
+            if type(r) is tuple:
+                rows.append(r)
+                lines.append(line)
             else:
-                r = parse(fields, line)
-                if type(r) is tuple:
-                    rows.append(r)
-                    lines.append(line)
-                else:
-                    rejects.append(r)  # type: ignore[arg-type]
-        if records >= batch_size:
+                if feed.held is not None:  # name the lines: a stray quote is easy to find
+                    first, last = src.last_lines()
+                    r = dataclasses.replace(r, reason=(  # type: ignore[arg-type]
+                        f"{r.reason} (the record runs over lines {first}-{last}: a quoted "  # type: ignore[union-attr]
+                        "value holds line breaks; check its quotes)"))
+                rejects.append(r)  # type: ignore[arg-type]
+        if records >= batch_size or feed.pos >= cut_at:
             yield Batch(rows, lines, rejects, records, src.offset(), src.line, src.bytes_read())
             rows, lines, rejects, records = [], [], [], 0
-    yield Batch(rows, lines, rejects, records, src.offset(), src.line, src.bytes_read())
+            cut_at = feed.pos + MAX_BATCH_BYTES
+    yield Batch(rows, lines, rejects, records, src.offset(), src.line, src.bytes_read(),
+                final=True)
+
+
+def _stray_quote(src: CsvFile, parse: RowFn, width: int) -> str | None:
+    """Why the last record, which runs over several lines, is a stray quote and not a value
+    with line breaks (None when it reads as a proper multi-line value).
+
+    A proper one closes its quote right before a comma or the end of a line; the lines it
+    holds are not rows of their own (valid, with all the header's fields), and its first and
+    last lines are not both such rows once their quote characters are taken out.
+    """
+    first, last = src.last_lines()
+    lines = src.record_lines()
+    try:
+        next(csv.reader(lines, strict=True))
+    except (csv.Error, StopIteration):
+        return (f"unterminated quote: the quote opened on line {first} ends on line {last} "
+                "in the middle of a value")
+
+    def is_row(text: str) -> bool:
+        if text.count(",") < width - 1:
+            return False
+        try:
+            fields = next(csv.reader([text]))
+        except (csv.Error, StopIteration):
+            return False
+        return len(fields) == width and type(parse(fields, 0)) is tuple
+
+    rows = (f"unterminated quote: the quote opened on line {first} runs to line {last} over "
+            "lines that are rows of their own")
+    if any(is_row(text) for text in lines[1:-1][:8]):
+        return rows
+    if is_row(lines[0].replace('"', "")) and is_row(lines[-1].replace('"', "")):
+        return rows
+    return None
 
 
 def read_all(path: Path, kind: str | None = None, *, site_id: str | None = None,
@@ -518,7 +831,4 @@ class _MemoryCsv(CsvFile):
         self.path = Path("<memory>")
         self._raw = io.BytesIO(data)
         self._stream = self._raw
-        self._bad = []
-        self._base = 0
-        self._skip_bom()
-        self._reader = self._make_reader(0)
+        self._setup(False, None)

@@ -171,8 +171,13 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 class _GuardedTransport(httpx.AsyncHTTPTransport):
     def __init__(self, backend: GuardedBackend) -> None:
         super().__init__(retries=0, trust_env=False)
-        # httpx builds its connection pool without a way to pass a network backend; this
-        # is the same pool with ours (httpcore's documented extension point).
+        # httpx (0.28) builds its connection pool without a way to pass a network backend;
+        # this is the same pool with ours (httpcore's documented extension point). A public
+        # alternative would re-implement httpx's request, response and error mapping. Should
+        # a later httpx stop keeping its pool there, refuse to send rather than send unguarded.
+        if not isinstance(getattr(self, "_pool", None), httpcore.AsyncConnectionPool):
+            raise RuntimeError("this httpx version cannot take PULSE's guarded connections; "
+                               "install httpx 0.27 or 0.28")
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(trust_env=False),
             max_connections=MAX_PARALLEL_ENDPOINTS * 2, max_keepalive_connections=8,
@@ -243,6 +248,12 @@ async def send_once(client: httpx.AsyncClient, delivery_id: str, url: str, body:
         return SendResult(delivery_id, False, None, f"could not connect to {host} ({reason})")
     except httpx.HTTPError as exc:
         return SendResult(delivery_id, False, None, f"{type(exc).__name__}: {exc}"[:300])
+    except httpx.InvalidURL:  # check_url / the endpoint's problem should have said so
+        return SendResult(delivery_id, False, None, "invalid URL: the host name is not valid",
+                          permanent=True)
+    except UnicodeError:  # an international name that cannot be encoded, or a header value
+        return SendResult(delivery_id, False, None, "cannot be sent: the URL's host name or "
+                          "a header value is not valid", permanent=True)
     return _classify(delivery_id, code)
 
 

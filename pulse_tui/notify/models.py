@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 WEBHOOK_EVENTS = ("alert.firing", "alert.resolved", "import.completed", "import.failed",
                   "export.completed")
 TEST_EVENT = "webhook.test"
+MAX_URL_CHARS = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +77,31 @@ class SendResult:
         if self.status_code is not None:
             return f"failed: HTTP {self.status_code}"
         return f"failed: {self.error}"
+
+
+def check_url(url: object) -> str | None:
+    """None when ``url`` is an acceptable http(s) URL, else the message."""
+    if not isinstance(url, str) or not url.strip():
+        return "required: an http:// or https:// URL"
+    url = url.strip()
+    if len(url) > MAX_URL_CHARS:
+        return f"at most {MAX_URL_CHARS} characters"
+    if any(ord(c) < 33 for c in url):
+        return "must not contain spaces or control characters"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    if parts.scheme.lower() not in ("http", "https"):
+        return f"must start with http:// or https:// (not {parts.scheme or 'no scheme'})"
+    if not parts.hostname:
+        return "must name a host"
+    import httpx  # the client webhooks are sent with: what it cannot encode is no URL
+
+    try:
+        httpx.Request("POST", url)  # builds the Host header as the client will
+    except (httpx.InvalidURL, UnicodeError):
+        return "the host name is not valid (letters, digits and hyphens, or a valid " \
+               "international name)"
+    return None

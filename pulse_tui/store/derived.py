@@ -25,6 +25,7 @@ import logging
 import sqlite3
 import time
 
+from pulse_tui.models import describe_unusable as describe_unusable
 from pulse_tui.store.tx import write_transaction
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,15 @@ def valid_event_sql(alias: str = "") -> str:
     parts.append(f"({a}user_id IS NULL OR (typeof({a}user_id) = 'text' AND {a}user_id <> ''))")
     parts += [f"typeof({a}{c}) IN ('null', 'text')" for c in OPTIONAL_TEXT]
     return "(" + " AND ".join(parts) + ")"
+
+
+def valid_member_sql(alias: str = "") -> str:
+    """The SQL condition "this cohort_members row can be used for retention": user_id a
+    non-empty TEXT and joined_at an INTEGER within MIN_TS .. MAX_TS (another program may
+    store anything there; such a row is left out of retention instead of failing it)."""
+    a = f"{alias}." if alias else ""
+    return (f"(typeof({a}user_id) = 'text' AND {a}user_id <> '' "
+            f"AND typeof({a}joined_at) = 'integer' AND {a}joined_at BETWEEN {MIN_TS} AND {MAX_TS})")
 
 
 VALID_EVENT = valid_event_sql()
@@ -452,18 +462,6 @@ def unusable_counts(conn: sqlite3.Connection) -> dict[str, int]:
     out = {"total": int(row[0])}
     out.update({c: int(n) for c, n in zip(cols, row[1:], strict=True) if n})
     return out
-
-
-def describe_unusable(counts: dict[str, int]) -> str:
-    """One line for an operator, '' when there is nothing to say."""
-    total = counts.get("total", 0)
-    if not total:
-        return ""
-    cols = ", ".join(f"{c} {n}" for c, n in counts.items() if c != "total")
-    rows = "row" if total == 1 else "rows"
-    return (f"{total} {rows} of events cannot be used (wrong type, empty or out-of-range value: "
-            f"{cols}); they are left out of every report and derived table until fixed or "
-            "deleted")
 
 
 ROLLUP_TABLES = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 
-from pulse_tui.models import Event, NewEvent, Site
+from pulse_tui.models import SEARCH_SCAN, Event, NewEvent, Site
 from pulse_tui.store.derived import VALID_EVENT
 
 EVENT_COLUMNS = (
@@ -65,6 +65,41 @@ def tail_events(
     if site_id:
         sql += " AND site_id = ?"
         params.append(site_id)
+    sql += " ORDER BY rowid DESC LIMIT ?"
+    params.append(limit)
+    return [_event(r) for r in conn.execute(sql, params)]
+
+
+
+_SEARCH_HAY = " || ' ' || ".join(
+    f"coalesce({c}, '')" for c in ("event_type", "site_id", "user_id", "url", "referrer",
+                                   "country", "device_type", "session_id", "event_id"))
+
+
+def search_events(
+    conn: sqlite3.Connection,
+    *,
+    text: str = "",
+    event_type: str | None = None,
+    site_id: str | None = None,
+    scan: int = SEARCH_SCAN,
+    limit: int = 300,
+) -> list[Event]:
+    """The newest events (by arrival) among the last ``scan`` arrivals whose type, site, user,
+    url, referrer, country, device, session or event id contains ``text`` (ASCII letters
+    case-insensitive), optionally of one type: what the Live filter finds in the database."""
+    top = conn.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
+    sql = f"SELECT rowid, {EVENT_COLUMNS} FROM events WHERE rowid > ?"
+    params: list[object] = [top - scan]
+    if site_id:
+        sql += " AND site_id = ?"
+        params.append(site_id)
+    if event_type:
+        sql += " AND event_type = ?"
+        params.append(event_type)
+    if text:
+        sql += f" AND instr(lower({_SEARCH_HAY}), lower(?)) > 0"
+        params.append(text)
     sql += " ORDER BY rowid DESC LIMIT ?"
     params.append(limit)
     return [_event(r) for r in conn.execute(sql, params)]

@@ -11,7 +11,7 @@ from typing import Any
 from pulse_tui.models import BatchOutcome, Checkpoint, ImportJob
 from pulse_tui.store import derived
 from pulse_tui.store.events import ensure_sites
-from pulse_tui.store.tx import write_transaction
+from pulse_tui.store.tx import rollback_quietly, write_transaction
 
 ERRORS_SAMPLE = 20  # rejects kept in import_jobs.errors (the rest live in import_rejects)
 
@@ -255,7 +255,7 @@ class EventsTx:
     def rollback(self) -> None:
         if self.open:
             self.open = False
-            self.conn.execute("ROLLBACK")
+            rollback_quietly(self.conn)  # never masks the error that got us here
 
 
 def write_events_batch(conn: sqlite3.Connection, job_id: str, rows: Sequence[tuple[Any, ...]],
@@ -349,7 +349,9 @@ def write_members_batch(conn: sqlite3.Connection, job_id: str, rows: Sequence[tu
         for row, line in zip(rows, lines, strict=True):
             found = cohorts.get(row[1])
             if found is None:
-                all_rejects.append((line, "cohort_id", row[1], f"unknown cohort {row[1]!r}"))
+                all_rejects.append((line, "cohort_id", row[1], (
+                    f"unknown cohort {row[1]!r}: create it first as a static cohort with "
+                    "that id (TUI: 3 Cohorts, N), then import this file again")))
             elif found[0] != "static":
                 all_rejects.append((line, "cohort_id", row[1],
                                     f"cohort {row[1]!r} is a criteria cohort: its members are "

@@ -72,8 +72,19 @@ TOP_DIMENSIONS: dict[str, str] = {
 
 
 def sites(conn: sqlite3.Connection) -> list[Site]:
-    """Every site, by id (the charts pane's site selector)."""
-    return list_sites(conn)
+    """Every site, by id (the charts pane's site selector), also the sites of rows other
+    programs inserted: folded first when the file is writable (which registers them), else
+    read from the unfolded rows."""
+    known = list_sites(conn)
+    if derived.fold_pending(conn):
+        have = {s.id for s in known}
+        extra = [r[0] for r in conn.execute(
+            f"SELECT DISTINCT site_id FROM events WHERE rowid > ? AND {derived.VALID_EVENT}",
+            (derived.high_water_mark(conn),)) if r[0] not in have]
+        known = sorted([*known, *(Site(i, i, None, 0) for i in extra)], key=lambda s: s.id)
+    else:
+        known = list_sites(conn)
+    return known
 
 
 def resolve_site(conn: sqlite3.Connection, site_id: str | None) -> str:

@@ -199,7 +199,7 @@ _SAVED_CTES = f"""
 m(cohort_id, user_id, j) AS MATERIALIZED (
   SELECT cm.cohort_id, cm.user_id, min(cm.joined_at) FROM cohort_members cm
   WHERE cm.cohort_id IN (SELECT value FROM json_each(:cohorts)) AND cm.is_active = 1
-    AND cm.user_id IS NOT NULL
+    AND {derived.valid_member_sql("cm")}
   GROUP BY cm.cohort_id, cm.user_id
 ),
 r(cohort_id, user_id, j, ds, n, kb, b) AS MATERIALIZED (
@@ -299,7 +299,7 @@ def _cohort_info(conn: sqlite3.Connection, cohort_ids: Sequence[str] | None,
 def _span(conn: sqlite3.Connection, cohort_ids: list[str]) -> tuple[int, int] | None:
     row = conn.execute(
         "SELECT min(joined_at), max(joined_at) FROM cohort_members WHERE cohort_id IN "
-        "(SELECT value FROM json_each(?)) AND is_active = 1 AND user_id IS NOT NULL",
+        f"(SELECT value FROM json_each(?)) AND is_active = 1 AND {derived.valid_member_sql()}",
         (json.dumps(cohort_ids),)).fetchone()
     return None if row is None or row[0] is None else (row[0], row[1])
 
@@ -568,7 +568,7 @@ def read_cohort_snapshots(conn: sqlite3.Connection, site_id: str, *,
     spans = {cid: (lo, hi) for cid, lo, hi in conn.execute(
         "SELECT cm.cohort_id, min(cm.joined_at), max(cm.joined_at) FROM cohort_members cm "
         "JOIN cohorts c ON c.cohort_id = cm.cohort_id WHERE c.site_id = ? AND cm.is_active = 1 "
-        "AND cm.user_id IS NOT NULL GROUP BY cm.cohort_id", (site_id,))}
+        f"AND {derived.valid_member_sql('cm')} GROUP BY cm.cohort_id", (site_id,))}
     rows = []
     for cid, site, name, active in info:
         weeks = stored.get(cid, {})

@@ -8,21 +8,21 @@ import secrets as _secrets
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from pulse_tui.errors import UsageError, ValidationError
+from pulse_tui.notify.models import MAX_URL_CHARS as MAX_URL_CHARS
 from pulse_tui.notify.models import (
     WEBHOOK_EVENTS,
     CreatedEndpoint,
     WebhookDelivery,
     WebhookEndpoint,
 )
+from pulse_tui.notify.models import check_url as check_url
 from pulse_tui.notify.signing import generate_secret, mask_secret, secret_key
 from pulse_tui.notify.targets import literal_link_local_reason
 from pulse_tui.store.alerts import rules_using_endpoint
 from pulse_tui.store.tx import write_transaction
 
-MAX_URL_CHARS = 2048
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 RESERVED_HEADERS = {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type",
                     "content-length", "host", "transfer-encoding", "connection"}
@@ -31,27 +31,6 @@ _ENDPOINT_COLUMNS = "id, site_id, url, events, active, secret, headers, created_
 
 
 # ---------------------------------------------------------------- validation
-def check_url(url: object) -> str | None:
-    """None when ``url`` is an acceptable http(s) URL, else the message."""
-    if not isinstance(url, str) or not url.strip():
-        return "required: an http:// or https:// URL"
-    url = url.strip()
-    if len(url) > MAX_URL_CHARS:
-        return f"at most {MAX_URL_CHARS} characters"
-    if any(ord(c) < 33 for c in url):
-        return "must not contain spaces or control characters"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError as exc:
-        return f"not a valid URL ({exc})"
-    if parts.scheme.lower() not in ("http", "https"):
-        return f"must start with http:// or https:// (not {parts.scheme or 'no scheme'})"
-    if not parts.hostname:
-        return "must name a host"
-    return None
-
-
 def _check_events(events: object, errors: dict[str, str]) -> tuple[str, ...]:
     if isinstance(events, str):
         try:
@@ -96,6 +75,8 @@ def _check_headers(headers: object, errors: dict[str, str]) -> dict[str, str]:
             errors["headers"] = f"the value of {name} must be text"
         elif any(c in value for c in "\r\n\0"):
             errors["headers"] = f"the value of {name} must not contain line breaks"
+        elif not value.isascii():  # HTTP header values are sent as ASCII
+            errors["headers"] = f"the value of {name} must be plain ASCII text"
         else:
             out[name] = value
     return out

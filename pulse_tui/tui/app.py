@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+import os
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, timedelta
 from pathlib import Path
 
 from textual import on, work
+from textual.actions import ActionParseResult
+from textual.actions import parse as parse_action
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.dom import DOMNode
+from textual.filter import Monochrome, NoColor
 from textual.message import Message
 from textual.notifications import SeverityLevel
 from textual.reactive import reactive
@@ -22,7 +27,8 @@ from pulse_tui.config import Settings
 from pulse_tui.errors import PulseError
 from pulse_tui.report_models import DateRange, make_range
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import ReportsWorkerErrors
+from pulse_tui.tui.ascii import AsciiFilter, term_is_plain
+from pulse_tui.tui.guards import ReportsWorkerErrors, declared_write, refusal
 from pulse_tui.tui.messages import BackgroundWorkerEvent, BackgroundWorkerState, DataChanged
 from pulse_tui.tui.screens.alerts import AlertsScreen
 from pulse_tui.tui.screens.base import PaneScreen
@@ -87,11 +93,13 @@ class PulseApp(ReportsWorkerErrors, App[None]):
     firing_alerts: reactive[int] = reactive(0)
 
     def __init__(self, settings: Settings, *, clock: Clock | None = None, demo: bool = False,
-                 worker: bool = True, watch_changes: bool = True) -> None:
+                 worker: bool = True, watch_changes: bool = True,
+                 read_only: bool = False) -> None:
         self.settings = settings
+        self.read_only = read_only
         self.clock = clock or Clock.from_env()
         self.store = Store(settings.db, self.clock, events_store=settings.events_store,
-                           cluster=settings.clickhouse_cluster)
+                           cluster=settings.clickhouse_cluster, read_only=read_only)
         self.demo = demo
         self.worker_enabled = worker
         self.watch_changes = watch_changes
@@ -99,6 +107,12 @@ class PulseApp(ReportsWorkerErrors, App[None]):
         self._panes = pane_classes()
         self.MODES = {name: cls for name, cls in self._panes.items()}  # noqa: N815
         super().__init__()
+        # NO_COLOR: the terminal's own colours with bold, reverse and glyphs carrying state
+        # (Textual's grey-scale filter turns red text on black into grey 237 on 233)
+        self._filters = [NoColor() if isinstance(f, Monochrome) else f for f in self._filters]
+        self.ascii = settings.ascii or term_is_plain(os.environ.get("TERM"))
+        if self.ascii:
+            self._filters.append(AsciiFilter())
         self._demo_traffic = None
         self._worker_service = None
         self.range_custom: tuple[date, date] | None = None
@@ -205,6 +219,34 @@ class PulseApp(ReportsWorkerErrors, App[None]):
         """Every notification is literal text: names, paths and errors come from the data."""
         super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
 
+    # ------------------------------------------------------------------ read-only
+    async def run_action(self, action: str | ActionParseResult,
+                         default_namespace: DOMNode | None = None,
+                         namespaces: Mapping[str, DOMNode] | None = None) -> bool:
+        """Every key, palette command and click runs its action through here: in a read-only
+        app an action that writes is refused with a message instead of doing nothing."""
+        if self.read_only:
+            what = self._write_action(action, default_namespace)
+            if what:
+                self.notify(refusal(what), severity="warning", timeout=6)
+                return True
+        return await super().run_action(action, default_namespace, namespaces)
+
+    def _write_action(self, action: str | ActionParseResult,
+                      default_namespace: DOMNode | None) -> str | None:
+        if isinstance(action, str):
+            destination, name, _params = parse_action(action)
+        else:
+            destination, name, _params = action
+        targets: dict[str, object] = {"app": self, "screen": self.screen,
+                                      "focused": self.focused}
+        target = targets.get(destination) if destination else (default_namespace or self)
+        return declared_write(target, name) if target is not None else None
+
+    def offers(self, node: object, action: str) -> bool:
+        """False for an action that writes while the app is read-only (palette, help)."""
+        return not (self.read_only and declared_write(node, action))
+
     # ------------------------------------------------------------------ actions
     async def action_show_pane(self, pane: str) -> None:
         if pane in self._panes and self.current_mode != pane:
@@ -278,12 +320,30 @@ class PulseApp(ReportsWorkerErrors, App[None]):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        self.push_screen(HelpScreen(self.help_sections(), self.settings.describe()))
+        self.push_screen(HelpScreen(self.help_sections(), self.settings.describe(),
+                                    start=self.help_section_for(self.screen)))
+
+    def help_section_for(self, screen: Screen) -> str:
+        """The help section of the pane, editor or sub-view the operator is looking at."""
+        from pulse_tui.tui.screens.alert_editor import AlertEditorScreen
+        from pulse_tui.tui.screens.cohort_editor import CohortEditorScreen
+        from pulse_tui.tui.screens.webhooks import WebhooksScreen
+
+        for cls, title in ((CohortEditorScreen, "Cohort editor"),
+                           (AlertEditorScreen, "Alert editor"), (WebhooksScreen, "Webhooks (w)")):
+            if isinstance(screen, cls):
+                return title
+        if isinstance(screen, PaneScreen):
+            return screen.TITLE
+        return "Everywhere"
 
     def help_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
         everywhere = [(f"{k}", f"{label} pane") for k, _, label in PANES]
         everywhere += [("s", "choose the site"), ("?", "this help"),
-                       ("ctrl+p", "command palette (every action)"), ("q", "quit")]
+                       ("ctrl+p", "command palette (every action of every pane)"),
+                       ("i", "the selected table row in full (c copies)"),
+                       ("home, end", "first / last row of a table"),
+                       ("pageup, pagedown", "a page of rows up / down"), ("q", "quit")]
         sections = [("Everywhere", everywhere)]
         from pulse_tui.tui.screens.alert_editor import AlertEditorScreen
         from pulse_tui.tui.screens.cohort_editor import CohortEditorScreen
@@ -295,13 +355,18 @@ class PulseApp(ReportsWorkerErrors, App[None]):
                         ("Criteria tree (cohort editor, alert filter)", CriteriaTree)],
             "alerts": [("Alert editor", AlertEditorScreen), ("Webhooks (w)", WebhooksScreen)],
         }
+        if self.read_only:
+            everywhere.append(("", "read-only session: actions that change data are off"))
         for pane, cls in self._panes.items():
-            keys = [(b.key, b.description or b.action) for b in _bindings(cls)]
+            keys = [(b.key, b.description or b.action) for b in _bindings(cls)
+                    if self.offers(cls, b.action)]
             if keys:
                 sections.append((cls.TITLE, keys))
             for title, sub in extra.get(pane, []):
-                sections.append((title, [(b.key, b.description or b.action)
-                                         for b in _bindings(sub)]))
+                sub_keys = [(b.key, b.description or b.action) for b in _bindings(sub)
+                            if self.offers(sub, b.action)]
+                if sub_keys:
+                    sections.append((title, sub_keys))
         return sections
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
@@ -316,15 +381,98 @@ class PulseApp(ReportsWorkerErrors, App[None]):
         yield SystemCommand("Range: custom…", "Type the first and last day",
                             self.action_custom_range)
         yield SystemCommand("Help", "Every key of every pane (key ?)", self.action_help)
-        if isinstance(screen, PaneScreen):
+        # every action of every pane, from anywhere: choosing one switches to its pane and
+        # runs it there, asking which row when it acts on one
+        for pane, cls in self._panes.items():
+            seen: set[str] = set()
+            for action, description, help_text in pane_commands(cls):
+                if action in seen or not self.offers(cls, action):
+                    continue
+                seen.add(action)
+                yield SystemCommand(f"{cls.TITLE}: {description}", help_text,
+                                    lambda pane=pane, action=action:
+                                    self.run_pane_command(pane, action))
+        if not isinstance(screen, PaneScreen):  # an editor or sub-view: its own keys too
+            title = getattr(screen, "TITLE", "") or type(screen).__name__
             for binding in _bindings(type(screen)):
-                if binding.description:
-                    yield SystemCommand(
-                        f"{screen.TITLE}: {binding.description}", f"key {binding.key}",
-                        lambda action=binding.action, screen=screen: screen.run_action(action),
-                    )
-        yield SystemCommand("Quit", "Leave PULSE TUI (key q)", self.action_quit)
-        yield from super().get_system_commands(screen)
+                if binding.description and not binding.action.startswith("app.") \
+                        and self.offers(screen, binding.action):
+                    yield SystemCommand(f"{title}: {binding.description}",
+                                        f"key {_key_name(binding.key)}",
+                                        lambda action=binding.action, screen=screen:
+                                        screen.run_action(action))
+        yield SystemCommand("Quit", "Leave PULSE TUI (key q; asks first about unsaved "
+                            "changes)", self.action_quit)
+        for command in super().get_system_commands(screen):
+            if command.title != "Quit":  # ours asks about unsaved changes
+                yield command
+
+    @work(exclusive=True, group="pane-command", exit_on_error=False)
+    async def run_pane_command(self, pane: str, action: str) -> None:
+        """Switch to ``pane`` and run ``action`` there; ask for the row it acts on."""
+        from pulse_tui.tui.screens.target_picker import TargetPickerScreen
+        from pulse_tui.tui.screens.webhooks import WebhooksScreen
+        from pulse_tui.tui.widgets.columns import FittedTable
+
+        what = declared_write(self._panes.get(pane), action) if self.read_only else None
+        if what:  # not offered when read-only; refused before anything is asked
+            self.notify(refusal(what), severity="warning", timeout=6)
+            return
+        if self.current_mode != pane:
+            await self.switch_mode(pane)
+        while isinstance(self.screen, WebhooksScreen):  # a sub-view: nothing unsaved
+            await self.pop_screen()
+        screen = self.screen
+        if not isinstance(screen, PaneScreen) or screen.PANE != pane:
+            self.notify(f"Close {getattr(screen, 'TITLE', 'this screen')} first (escape).",
+                        severity="warning")
+            return
+        target = screen.TARGETS.get(action)
+        if target is not None:
+            table_id, noun = target
+            table = screen.query_one(table_id, FittedTable)
+            for _ in range(100):  # a pane opened just now loads its rows in a worker
+                if table.loaded:
+                    break
+                await asyncio.sleep(0.02)
+            choices = table.choices()
+            if not choices:
+                self.notify(f"No {noun} here yet.", severity="warning")
+                return
+            key = choices[0][0]
+            if len(choices) > 1:
+                description = next((d for a, d, _ in pane_commands(type(screen))
+                                    if a == action), action)
+                key = await self.push_screen_wait(TargetPickerScreen(
+                    f"{screen.TITLE}: {description} — which {noun}?", choices,
+                    table.selected_key()))
+                if key is None:
+                    return
+            table.select_key(key)
+            table.focus()
+        await screen.run_action(action)
+
+
+def pane_commands(cls: type[PaneScreen]) -> list[tuple[str, str, str]]:
+    """(action, description, help) for every action of a pane: its keys, then its commands
+    without a key."""
+    out = []
+    for binding in _bindings(cls):
+        if binding.description and not binding.action.startswith("app."):
+            hint = f"key {_key_name(binding.key)}"
+            if binding.action in cls.TARGETS:
+                hint += f"; asks which {cls.TARGETS[binding.action][1]}"
+            out.append((binding.action, binding.description, hint))
+    for action, description in cls.PALETTE_ONLY:
+        hint = f"asks which {cls.TARGETS[action][1]}" if action in cls.TARGETS else ""
+        out.append((action, description, hint))
+    return out
+
+
+def _key_name(key: str) -> str:
+    from pulse_tui.tui.screens.help import _key_label
+
+    return _key_label(key)
 
 
 def _bindings(cls: type) -> list[Binding]:
@@ -342,7 +490,8 @@ def _short_path(path: Path) -> str:
 
 
 def make_app(settings: Settings, *, clock: Clock | None = None, demo: bool = False,
-             worker: bool = True, watch_changes: bool = True) -> PulseApp:
+             worker: bool = True, watch_changes: bool = True,
+             read_only: bool = False) -> PulseApp:
     """The one way to build the app (CLI and tests)."""
     return PulseApp(settings, clock=clock, demo=demo, worker=worker,
-                    watch_changes=watch_changes)
+                    watch_changes=watch_changes, read_only=read_only)

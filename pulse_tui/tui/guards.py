@@ -1,4 +1,5 @@
-"""Guards for actions that write: one decorator, ``write_action``, that every write action uses.
+"""Guards for actions that write: one decorator, ``write_action``, that every write action uses,
+and the read-only marks (``writes``) that hide and refuse them in a read-only app.
 
 A write action runs as a Textual worker that is never exclusive (cancelling it would not stop
 the write already queued on the database thread, so an exclusive second key press would write
@@ -63,3 +64,48 @@ class ReportsWorkerErrors:
             where = getattr(self, "TITLE", "") or type(self).__name__
             _log.error("%s: %s failed", where, event.worker.name, exc_info=error)
             self.notify(f"{where}: {error}", severity="error", timeout=8)  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------- read-only sessions
+READ_ONLY_REFUSAL = ("Read-only session: {what} would change data, so it is turned off here "
+                     "(pulse-tui --read-only / serve --read-only).")
+_WRITES_MARK = "__pulse_writes__"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def writes(what: str) -> Callable[[F], F]:
+    """Declare an action that changes data (``what`` names it for the refusal message).
+
+    In a read-only app (``app.read_only``) such an action is hidden from the footer and the
+    command palette (:class:`WriteGuard`), refused with a message when a key or the palette
+    reaches it anyway (``PulseApp.run_action``), and the Store refuses the write itself.
+    Put it above ``@work`` so the mark sits on the method the action system finds.
+    """
+
+    def mark(method: F) -> F:
+        setattr(method, _WRITES_MARK, what)
+        return method
+
+    return mark
+
+
+def declared_write(node: object, action: str) -> str | None:
+    """What the action named ``action`` on ``node`` changes, or None when it only reads."""
+    name = action.split("(", 1)[0].strip()
+    method = getattr(node, f"action_{name}", None)
+    return getattr(method, _WRITES_MARK, None)
+
+
+def refusal(what: str) -> str:
+    return READ_ONLY_REFUSAL.format(what=what)
+
+
+class WriteGuard:
+    """Mixin for screens with write actions: in a read-only app they are not offered (Textual
+    leaves a binding whose check_action is False out of the footer)."""
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if getattr(self.app, "read_only", False) and declared_write(self, action):  # type: ignore[attr-defined]
+            return False
+        return super().check_action(action, parameters)  # type: ignore[misc]

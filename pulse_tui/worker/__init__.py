@@ -16,6 +16,9 @@ from pulse_tui.worker.events import (
 )
 from pulse_tui.worker.service import WorkerService, retry_failed_file, retry_failed_job
 
+# the name this event had before (one class: the importer's own ImportProgress is another thing)
+ImportProgress = ImportCommitted
+
 __all__ = [
     "RUNNING",
     "STANDBY",
@@ -23,6 +26,7 @@ __all__ = [
     "FileWaiting",
     "ImportFinished",
     "ImportCommitted",
+    "ImportProgress",
     "ImportStarted",
     "ScheduledJobRan",
     "WorkerEvent",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import sqlite3
 import stat
@@ -19,6 +20,8 @@ from pulse_tui.safefs import UnsafePathError, shown
 from pulse_tui.store import worker_jobs as jobs_sql
 
 PROCESSED = "processed"
+log = logging.getLogger("pulse_tui.worker")
+
 FAILED = "failed"
 LOCK_NAME = ".pulse-worker.lock"
 IGNORED_SUFFIXES = (".tmp", ".part", ".partial", "~", ".errors.csv")
@@ -113,9 +116,18 @@ def kind_of(import_dir: Path, path: Path) -> str | None:
     return None
 
 
+def candidate(path: Path) -> bool:
+    """Anything but a folder (a link is judged as itself): regular files are imported;
+    links, pipes, sockets and devices are refused later, with the reason."""
+    try:
+        return not stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def scan(import_dir: Path) -> dict[Path, str]:
-    """Every candidate in the inbox (regular files, and symbolic links, which are refused
-    later), with its type. An inbox subfolder that is itself a link is not looked into."""
+    """Every candidate in the inbox (see :func:`candidate`), with its type. An inbox
+    subfolder that is itself a link is not looked into."""
     found: dict[Path, str] = {}
     dirs = [import_dir, *inbox_dirs(import_dir).values()]
     for folder in dirs:
@@ -127,7 +139,7 @@ def scan(import_dir: Path) -> dict[Path, str]:
             continue
         for entry in entries:
             try:
-                if not (entry.is_symlink() or entry.is_file(follow_symlinks=False)):
+                if entry.is_dir(follow_symlinks=False):
                     continue
             except OSError:
                 continue
@@ -172,6 +184,14 @@ class SettleTracker:
         """The size last seen for ``path`` (None when not tracked, -1 before the first look)."""
         watch = self._files.get(path)
         return None if watch is None else watch.size
+
+    def next_due(self) -> float | None:
+        """Seconds until the first waiting file may have settled (0: look now); None when no
+        file waits. The worker sleeps this long instead of polling."""
+        if not self._files:
+            return None
+        first = min(w.since for w in self._files.values()) + self.settle_seconds
+        return max(0.0, first - self._monotonic())
 
     def pending(self) -> list[Path]:
         return sorted(self._files)
@@ -434,9 +454,17 @@ def retry_failed_file(conn: sqlite3.Connection, import_dir: Path, path: Path) ->
         name = path.name
     dest = unique_destination(import_dir / kind, name)
     move_no_overwrite(path, dest, import_dir)
-    stale = path.parent / errors_name(path.name)
-    if os.path.lexists(stale):
-        stale.unlink()
+    try:  # the stale errors file, in failed/ opened without following a link
+        fd = open_subfolder(import_dir, FAILED)
+    except UnsafePathError as exc:
+        log.warning("the errors file of %s stays: %s", shown(path.name), exc)
+    else:
+        try:
+            os.unlink(errors_name(path.name), dir_fd=fd)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(fd)
     for job in jobs:
         jobs_sql.set_retried(conn, job.id, str(dest))
     return dest

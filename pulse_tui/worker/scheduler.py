@@ -22,6 +22,7 @@ from typing import Any
 from pulse_tui.clock import Clock
 from pulse_tui.config import Settings
 from pulse_tui.store import scheduler as scheduler_sql
+from pulse_tui.store.connection import describe_error
 
 log = logging.getLogger("pulse_tui.worker.scheduler")
 
@@ -96,8 +97,8 @@ class JobContext:
 class Scheduler:
     """Runs due jobs on a small thread pool; one run per job at a time.
 
-    Call :meth:`run_due` periodically (the worker does, about 4 times a second); tests call it
-    directly with an injected ``time_fn``.
+    Call :meth:`run_due` when a job may be due (the worker sleeps :meth:`seconds_until_due`
+    between calls); tests call it directly with an injected ``time_fn``.
     """
 
     def __init__(
@@ -161,6 +162,15 @@ class Scheduler:
     def next_run_at(self, name: str) -> int | None:
         return self._next.get(name)
 
+    def seconds_until_due(self) -> float | None:
+        """Seconds until the next job not running now is due (0 or less: due); None when
+        nothing is scheduled (or before the first :meth:`run_due`)."""
+        with self._lock:
+            pending = [due for name, due in self._next.items() if name not in self._running]
+        if not pending:
+            return None
+        return (min(pending) - self._now_ms()) / 1000
+
     def is_running(self, name: str) -> bool:
         with self._lock:
             return name in self._running
@@ -220,6 +230,11 @@ class Scheduler:
                              log=logging.getLogger(f"pulse_tui.worker.job.{job.name}"))
             result = self._targets[job.name](ctx)
             outcome = "ok" if result is None else str(result)
+        except sqlite3.Error as exc:  # disk full, read-only, locked ...: in our words
+            ok = False
+            db = self._settings.db if self._settings is not None else None
+            outcome = " ".join(f"error: {describe_error(exc, db)}".split())[:300]
+            log.error("scheduled job %s failed: %s", job.name, outcome)
         except Exception as exc:  # noqa: BLE001 - one job's failure never stops the others
             ok = False
             outcome = f"error: {type(exc).__name__}: {exc}".splitlines()[0][:300]

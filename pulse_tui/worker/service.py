@@ -24,6 +24,7 @@ import logging
 import os
 import queue
 import socket
+import sqlite3
 import stat
 import threading
 import time
@@ -39,7 +40,14 @@ from pulse_tui.ingest.importer import batch_rows_setting
 from pulse_tui.safefs import UnsafePathError, identity, shown
 from pulse_tui.store import lease as lease_sql
 from pulse_tui.store import worker_jobs as jobs_sql
-from pulse_tui.store.connection import connect
+from pulse_tui.store.connection import (
+    SQLITE_CANTOPEN,
+    SQLITE_READONLY,
+    connect,
+    describe_error,
+    error_code,
+)
+from pulse_tui.store.tx import rollback_quietly
 from pulse_tui.worker import inbox
 from pulse_tui.worker.events import (
     RUNNING,
@@ -68,6 +76,7 @@ log = logging.getLogger("pulse_tui.worker")
 EventCallback = Callable[[WorkerEvent], None]
 
 LINK_REASON = "symbolic links are not imported"
+SPECIAL_REASON = "not a regular file (a pipe, socket or device); not imported"
 REPLACED_NOTE = ("the file was replaced while it was imported; the new file is imported as a "
                  "new job")
 REMOVED_NOTE = "the file was removed from the import folder while it was imported"
@@ -81,6 +90,14 @@ REMOVED_NOTE = "the file was removed from the import folder while it was importe
 WORKER_TX_SECONDS = 1.0
 WORKER_TX_PAUSE = 0.12
 WORKER_TX_ROWS = 100_000
+LEASE_RETRY_MAX = 10.0  # seconds between lease checks while the database keeps failing
+
+# No loop polls in a spin: the import loop sleeps until a file event, a stop, the next rescan or
+# the moment a waiting file may have settled; the scheduler until its next job is due.
+SCHEDULER_MIN_SLEEP = 0.05
+SCHEDULER_MAX_SLEEP = 5.0
+WATCH_DEBOUNCE_MS = 200
+WATCH_STEP_MS = 250
 
 
 def _real_ms() -> int:
@@ -134,7 +151,10 @@ class WorkerService:
         self._stop = threading.Event()
         self._lease_lost = threading.Event()
         self._serving = threading.Event()
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # the import loop: a file event, stop, lease lost
+        self._rescan_soon = threading.Event()  # the watcher lost a batch of changes
+        self._sched_wake = threading.Event()  # the scheduler loop: run now, a job ended, stop
+        self._watch_stop = threading.Event()  # ends the file watcher
         self._changes: queue.SimpleQueue[Path] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = inbox.InboxLock(self.import_dir, settings.db)
@@ -148,6 +168,7 @@ class WorkerService:
         self._scheduler: Scheduler | None = None
         self.imports_done = 0  # finished jobs (tests and the status line)
         self.error: PulseError | None = None
+        self._ever_held = False
 
     # -- public --------------------------------------------------------------------------
     @property
@@ -171,6 +192,12 @@ class WorkerService:
     def request_stop(self) -> None:
         """Ask the worker to finish the current batch and stop (safe from a signal handler)."""
         self._stop.set()
+        self._halt_helpers()
+
+    def _halt_helpers(self) -> None:
+        """Wake every waiting loop so that it sees the stop / lost lease at once."""
+        self._watch_stop.set()
+        self._sched_wake.set()
         self._wake.set()
 
     def stop(self, timeout: float = 5.0) -> bool:
@@ -193,7 +220,10 @@ class WorkerService:
     def run_job_now(self, name: str) -> bool:
         """Make a periodic job due at once (Jobs pane); False when not running or unknown."""
         sched = self._scheduler
-        return sched is not None and sched.run_now(name)
+        if sched is None or not sched.run_now(name):
+            return False
+        self._sched_wake.set()
+        return True
 
     def run(self) -> None:
         """Run until :meth:`request_stop` (blocking). Raises PulseError on a fatal problem."""
@@ -224,9 +254,10 @@ class WorkerService:
             self._serving.clear()
             self._lock.release()
             try:
-                lease_sql.release(conn, self.holder)
-            except Exception:  # noqa: BLE001 - the lease expires anyway
-                log.warning("could not release the worker lease", exc_info=True)
+                if self._ever_held:
+                    lease_sql.release(conn, self.holder)
+            except Exception as exc:  # noqa: BLE001 - the lease expires anyway
+                log.warning("could not release the worker lease: %s", exc)
             conn.close()
             if events_backends is not None:
                 events_backends.close()
@@ -292,13 +323,30 @@ class WorkerService:
     # -- main loop -----------------------------------------------------------------------
     def _main_loop(self, conn: Any) -> None:
         logged_standby: str | None = None
+        failing: str | None = None  # the lease check's error, said once
+        retry = self.standby_poll
         while not self._stop.is_set():
             try:
                 held = self._acquire_lease(conn)
-            except Exception as exc:  # noqa: BLE001 - busy database: try again shortly
-                log.warning("lease check failed: %s", exc)
-                self._stop.wait(self.standby_poll)
+            except sqlite3.Error as exc:
+                if error_code(exc) in (SQLITE_READONLY, SQLITE_CANTOPEN):
+                    # it will not get better by itself: stop with the reason
+                    raise PulseError(f"worker: {describe_error(exc, self.settings.db)}; it "
+                                     "imports and runs jobs only on a database it can write"
+                                     ) from exc
+                text = describe_error(exc, self.settings.db)
+                if text != failing:  # said once; then back off, up to LEASE_RETRY_MAX
+                    log.warning("lease check failed (retrying, less and less often): %s",
+                                text)
+                    failing, retry = text, self.standby_poll
+                self._set_state(STANDBY, f"database error: {text}")
+                self._stop.wait(retry)
+                retry = min(retry * 2, LEASE_RETRY_MAX)
                 continue
+            if failing is not None:
+                log.info("lease check works again")
+                failing, retry = None, self.standby_poll
+            self._ever_held = self._ever_held or held
             if not held and self._holder_is_dead(conn):
                 continue  # its lease was ended; take it on the next turn
             if not held:
@@ -341,6 +389,7 @@ class WorkerService:
 
     def _serve(self, conn: Any) -> None:
         self._serving.set()
+        self._watch_stop.clear()
         threads = [threading.Thread(target=self._renew_loop, name="pulse-lease", daemon=True),
                    threading.Thread(target=self._scheduler_loop, name="pulse-scheduler",
                                     daemon=True)]
@@ -355,11 +404,13 @@ class WorkerService:
             next_rescan = time.monotonic() + self.rescan_interval
             while not self._should_stop_import():
                 self._drain_changes()
-                if time.monotonic() >= next_rescan:
+                if time.monotonic() >= next_rescan or self._rescan_soon.is_set():
+                    self._rescan_soon.clear()
                     self._rescan()
                     next_rescan = time.monotonic() + self.rescan_interval
                 ready = self._tracker.settled()
-                if ready and not self._folders_usable():
+                held_back = bool(ready) and not self._folders_usable()
+                if held_back:
                     ready = []  # imports wait until the folders are fixed (said once)
                 for path, kind in ready:
                     if self._should_stop_import():
@@ -369,11 +420,18 @@ class WorkerService:
                     if self._was_unmoved(conn, path):
                         continue  # imported already; its move failed (said once)
                     self._import(conn, path, kind)
-                self._wake.wait(self.tick)
+                # sleep until a file event, a stop, the next rescan or the moment the first
+                # waiting file may have settled; idle means idle (no polling while nothing waits)
+                delay = next_rescan - time.monotonic()
+                due = None if held_back else self._tracker.next_due()
+                if due is not None:  # (folders to fix: look again at the rescan or an event)
+                    delay = min(delay, max(self.tick, due))
+                if delay > 0:
+                    self._wake.wait(delay)
                 self._wake.clear()
         finally:
             self._serving.clear()
-            self._wake.set()
+            self._halt_helpers()
             for t in threads:
                 t.join(2.0)
 
@@ -384,7 +442,7 @@ class WorkerService:
             except queue.Empty:
                 return
             kind = inbox.kind_of(self.import_dir, path)
-            if kind is not None and (path.is_symlink() or path.is_file()):
+            if kind is not None and inbox.candidate(path):
                 self._track(path, kind)
 
     def _folders_usable(self) -> bool:
@@ -450,24 +508,28 @@ class WorkerService:
                         continue
                     log.warning("lease renewal failed for too long: %s", exc)
                 self._lease_lost.set()
-                self._wake.set()
+                self._halt_helpers()
                 return
         except Exception:  # noqa: BLE001
             log.exception("lease thread failed")
             self._lease_lost.set()
-            self._wake.set()
+            self._halt_helpers()
         finally:
             if conn is not None:
                 conn.close()
 
     def _scheduler_loop(self) -> None:
+        def ran(name: str, ok: bool, outcome: str, ms: int) -> None:
+            self._sched_wake.set()  # its next run time is known now
+            self._emit(ScheduledJobRan(name, ok, outcome, ms))
+
         sched = Scheduler(
             self.jobs,
             connect=lambda: connect(self.settings.db),
             clock=self.clock,
             settings=self.settings,
             time_fn=self.scheduler_time,
-            on_ran=lambda n, ok, out, ms: self._emit(ScheduledJobRan(n, ok, out, ms)),
+            on_ran=ran,
             should_stop=self._should_stop_import,
         )
         self._scheduler = sched
@@ -477,7 +539,13 @@ class WorkerService:
                     sched.run_due()
                 except Exception:  # noqa: BLE001
                     log.exception("scheduler tick failed")
-                self._stop.wait(0.25)
+                # sleep until the next job is due (a job that ends, "run now" and stop wake
+                # it earlier); at most SCHEDULER_MAX_SLEEP so an injected clock is followed
+                delay = sched.seconds_until_due()  # None: no job, or the start failed
+                delay = 1.0 if delay is None else min(
+                    SCHEDULER_MAX_SLEEP, max(SCHEDULER_MIN_SLEEP, delay))
+                self._sched_wake.wait(delay)
+                self._sched_wake.clear()
         finally:
             self._scheduler = None
             if not sched.shutdown(timeout=2.0):
@@ -488,27 +556,34 @@ class WorkerService:
             import watchfiles
         except ImportError:  # pragma: no cover - a declared dependency
             return
-        stop = threading.Event()
-
-        def relay() -> None:
-            while self._serving.is_set() and not self._should_stop_import():
-                self._wake.wait(0.2)
-            stop.set()
-
-        relay_thread = threading.Thread(target=relay, daemon=True)
-        relay_thread.start()
-        try:
-            for changes in watchfiles.watch(self.import_dir, stop_event=stop, debounce=200,
-                                            step=50, raise_interrupt=False, watch_filter=None,
-                                            recursive=True, ignore_permission_denied=True):
-                for change, raw in changes:
-                    if change != watchfiles.Change.deleted:
-                        self._changes.put(Path(raw))
+        stop = self._watch_stop  # set on stop, a lost lease and the end of serving
+        failures = 0
+        while not stop.is_set():
+            try:
+                # watchfiles sleeps WATCH_STEP_MS between its looks at the queue of changes
+                for changes in watchfiles.watch(self.import_dir, stop_event=stop,
+                                                debounce=WATCH_DEBOUNCE_MS, step=WATCH_STEP_MS,
+                                                raise_interrupt=False, watch_filter=None,
+                                                recursive=True, ignore_permission_denied=True):
+                    failures = 0
+                    for change, raw in changes:
+                        if change != watchfiles.Change.deleted:
+                            self._changes.put(Path(raw))
+                    self._wake.set()
+                return  # stopped
+            except Exception as exc:  # noqa: BLE001 - e.g. a name that is not UTF-8
+                # the batch of changes is lost: rescan at once, then watch again (after a
+                # pause growing to 1 s while it keeps failing: a name that is not UTF-8
+                # being written to, or the folder gone)
+                failures += 1
+                (log.warning if failures == 1 else log.debug)(
+                    "watching %s was interrupted (%s); rescanning and watching again",
+                    shown(self.import_dir), shown(str(exc)))
+                self._rescan_soon.set()
                 self._wake.set()
-        except Exception as exc:  # noqa: BLE001 - fall back to the periodic rescan
-            log.warning("watching %s failed (%s); relying on rescans", self.import_dir, exc)
-        finally:
-            stop.set()
+                stop.wait(min(1.0, self.rescan_interval, 0.05 * 2 ** min(failures, 5)))
+                self._rescan_soon.set()  # and what arrived while nothing watched
+                self._wake.set()
 
     # -- importing -----------------------------------------------------------------------
     def _in_inbox(self, raw: str | None) -> bool:
@@ -578,7 +653,10 @@ class WorkerService:
         if stat.S_ISLNK(st.st_mode):
             self._refuse_link(conn, path, kind, job_id)
             return
-        if not stat.S_ISREG(st.st_mode):
+        if stat.S_ISDIR(st.st_mode):
+            return  # a folder named like an input is left alone
+        if not stat.S_ISREG(st.st_mode):  # never opened: a pipe would block
+            self._refuse_link(conn, path, kind, job_id, SPECIAL_REASON)
             return
         state: dict[str, Any] = {"job_id": job_id}
 
@@ -595,7 +673,7 @@ class WorkerService:
                                         max_tx_seconds=WORKER_TX_SECONDS,
                                         pause_between_tx=WORKER_TX_PAUSE,
                                         progress=progress, should_stop=self._should_stop_import,
-                                        follow_symlinks=False,
+                                        follow_symlinks=False, inside=self.import_dir,
                                         events=getattr(self, "_events", None))
             job = getattr(result, "job_id", None) or state.get("job_id")
             changed = bool(getattr(result, "changed", False))
@@ -604,17 +682,28 @@ class WorkerService:
             return
         except Exception as exc:  # noqa: BLE001 - one bad file never stops the worker
             changed = False
-            log.exception("importing %s failed", shown(path))
-            job = job_id or state.get("job_id")
-            if job is None:
-                job = uuid.uuid4().hex
-                jobs_sql.insert_failed_job(
-                    conn, job, kind=kind, site_id="", file_name=path.name,
-                    file_size=_size(path), source_path=str(path),
-                    message=f"import error: {exc}".splitlines()[0], now_ms=self.clock.now_ms())
+            if isinstance(exc, sqlite3.Error):  # disk full, locked ...: one line in our words
+                reason = describe_error(exc, self.settings.db)
+                log.error("importing %s failed: %s", shown(path), reason)
             else:
-                jobs_sql.mark_failed(conn, job, f"import error: {exc}".splitlines()[0],
-                                     self.clock.now_ms())
+                reason = str(exc)
+                log.exception("importing %s failed", shown(path))
+            message = " ".join(f"import error: {reason}".split())
+            job = job_id or state.get("job_id")
+            try:
+                if job is None:
+                    job = uuid.uuid4().hex
+                    jobs_sql.insert_failed_job(
+                        conn, job, kind=kind, site_id="", file_name=path.name,
+                        file_size=_size(path), source_path=str(path), message=message,
+                        now_ms=self.clock.now_ms())
+                else:
+                    jobs_sql.mark_failed(conn, job, message, self.clock.now_ms())
+            except sqlite3.Error as again:
+                # the job stays as it is and resumes from its checkpoint at the next start
+                log.error("could not record that failure either: %s",
+                          describe_error(again, self.settings.db))
+                return
         if job is None:
             return
         row = jobs_sql.get_job(conn, job)
@@ -636,16 +725,17 @@ class WorkerService:
             return
         self._place(conn, row, fallback=path)
 
-    def _refuse_link(self, conn: Any, path: Path, kind: str, job_id: str | None) -> None:
-        """A symbolic link in the inbox is never followed: it goes to failed/ as itself."""
-        log.warning("%s is a symbolic link: %s; moving the link to failed/", shown(path),
-                    LINK_REASON)
+    def _refuse_link(self, conn: Any, path: Path, kind: str, job_id: str | None,
+                     reason: str = LINK_REASON) -> None:
+        """A symbolic link (or a pipe, socket or device) in the inbox is never followed nor
+        opened: it goes to failed/ as itself."""
+        log.warning("%s: %s; moving it to failed/", shown(path), reason)
         if job_id is not None and jobs_sql.get_job(conn, job_id) is not None:
-            jobs_sql.mark_failed(conn, job_id, LINK_REASON, self.clock.now_ms())
+            jobs_sql.mark_failed(conn, job_id, reason, self.clock.now_ms())
         else:
             job_id = uuid.uuid4().hex
             jobs_sql.insert_failed_job(conn, job_id, kind=kind, site_id="", file_name=path.name,
-                                       file_size=0, source_path=str(path), message=LINK_REASON,
+                                       file_size=0, source_path=str(path), message=reason,
                                        now_ms=self.clock.now_ms())
         row = jobs_sql.get_job(conn, job_id)
         if row is not None:
@@ -696,6 +786,13 @@ class WorkerService:
             try:
                 errors_path = self._move(conn, row, src, dest)
                 moved = True
+            except _Replaced:
+                log.warning("job %s: %s was replaced before it could be moved; the new file "
+                            "is imported as a new job", row.id, shown(src))
+                jobs_sql.set_not_moved(conn, row.id,
+                                       REPLACED_NOTE if row.status == "completed" else None)
+                dest = None
+                self._track(src, inbox.kind_of(self.import_dir, src) or row.type)
             except (OSError, PulseError) as exc:
                 problem = _reason(exc)
         if problem is not None and src is not None and os.path.lexists(src):
@@ -742,6 +839,16 @@ class WorkerService:
         finally:
             if fd is not None:
                 os.close(fd)
+        # the file may have been replaced meanwhile (writing the errors file takes a while):
+        # never move a file that was not read as this job's
+        stored = jobs_sql.source_identity(conn, row.id)
+        if stored is not None and not os.path.lexists(dest):
+            try:
+                now = identity(os.lstat(src))
+            except OSError:
+                now = stored
+            if now != stored:
+                raise _Replaced(f"{shown(src)} was replaced")
         if not inbox.finish_move(src, dest, self.import_dir):
             raise FileNotFoundError(f"{shown(src)} is gone")
         return errors_path
@@ -800,8 +907,11 @@ class WorkerService:
                 resolve(hook)(ctx, finished)
             except Exception:  # noqa: BLE001 - hooks are isolated from each other
                 log.exception("after-import hook %r failed for job %s", hook, finished.job_id)
-                if conn.in_transaction:  # a hook that failed inside its transaction
-                    conn.execute("ROLLBACK")
+                rollback_quietly(conn)  # a hook that failed inside its transaction
+
+
+class _Replaced(PulseError):
+    """The job's file is not under its name any more (another file is)."""
 
 
 def _reason(exc: BaseException) -> str:

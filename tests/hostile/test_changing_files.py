@@ -80,7 +80,8 @@ def test_file_changed_mid_import_ends_with_every_row_of_the_final_file(
         assert first[4] == ""  # nothing moved as this job's
     assert second[0] == "completed" and second[1] + second[2] == len(final)
     assert Path(second[4]).name == "moving.csv" and Path(second[4]).exists()
-    fins = rec.of(ImportFinished)
+    # the event follows the move (after the hooks): wait for it, not only for the move
+    fins = wait_until(lambda: len(rec.of(ImportFinished)) >= 2 and rec.of(ImportFinished))
     assert [f.status for f in fins] == [first[0], "completed"]
 
 
@@ -113,3 +114,34 @@ def test_resume_after_a_crash_on_a_file_replaced_with_the_same_size_imports_it_a
     rows = dict(query(pulse_settings.db, "SELECT id, status FROM import_jobs"))
     assert rows.pop(old_job) == "failed" and list(rows.values()) == ["completed"]
     assert (pulse_settings.import_dir / "processed" / "same.csv").exists()
+
+
+def test_file_replaced_while_its_errors_file_is_written_is_imported_not_moved(
+        make_worker, pulse_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race after the import: the file is replaced by a rename while the worker writes
+    the old file's errors file (a big one takes a while); the new file is imported, never
+    moved to processed/ unread."""
+    from pulse_tui import ingest
+
+    src = write_events(pulse_settings.import_dir / "events" / "r.csv", 50, prefix="old", bad=3)
+    original = ingest.write_errors_csv
+    replaced: list[bool] = []
+
+    def slow_errors_file(*args: object, **kwargs: object) -> object:
+        if not replaced:
+            replaced.append(True)
+            _change(src, "replaced by rename")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "write_errors_csv", slow_errors_file)
+    worker, _ = make_worker()
+    wait_until(lambda: worker.state.state == "running")
+    wait_until(lambda: _expected("new", 1_000) <= _ids(pulse_settings.db), timeout=20)
+    wait_until(lambda: not src.exists(), timeout=20)
+    assert _ids(pulse_settings.db) == _expected("old", 50) | _expected("new", 1_000)
+    rows = sorted(query(pulse_settings.db, "SELECT processed_records, result_path "
+                        "FROM import_jobs"))
+    assert [r[0] for r in rows] == [50, 1_000]
+    assert rows[0][1] == ""  # the old file's job: nothing of it moved (the file is gone)
+    assert Path(rows[1][1]).parent.name == "processed"
+    assert Path(rows[1][1]).read_text().count("new") == 1_000

@@ -4,9 +4,10 @@ crashes the worker (nor again on every restart), and is shown escaped."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from pulse_tui.config import Settings
@@ -90,6 +91,7 @@ _name_bytes = st.one_of(st.binary(min_size=1, max_size=40),
 
 
 @given(_name_bytes, st.integers(min_value=0, max_value=10_000))
+@example(b"a." + b"b" * 253, 1)  # an early dot: the "extension" alone is 254 bytes
 def test_derived_names_fit_the_file_system(raw: bytes, n: int) -> None:
     """The errors file and collision names made from any name stay within NAME_MAX bytes and
     differ from the name itself (reference: the plain rules where they fit)."""
@@ -144,3 +146,66 @@ async def test_jobs_pane_shows_an_odd_name_escaped(pulse_settings: Settings) -> 
         assert (row["ok"], row["bad"]) == (str(ROWS), "1")
     assert os.fsencode("\udcff\x1b[2J[b]x.csv") in _listing(
         pulse_settings.import_dir / "processed")
+
+
+def test_the_watcher_survives_a_name_that_is_not_utf8(make_worker,
+                                                      pulse_settings: Settings) -> None:
+    """watchfiles raises on a path it cannot decode; the worker watches again at once (and
+    rescans for what that batch of changes held) instead of falling back to slow rescans."""
+    inbox_dir = pulse_settings.import_dir / "events"
+    worker, _ = make_worker(rescan_interval=3600)  # only the watcher notices new files in time
+    wait_until(lambda: worker.state.state == "running", timeout=20)
+
+    def imported(n: int) -> bool:
+        return scalar(pulse_settings.db, "SELECT count(*) FROM import_jobs WHERE "
+                      "result_path IS NOT NULL") == n
+
+    # the watcher is up once this one is imported (touched until then: the watcher starts
+    # a moment after the worker says it runs)
+    _write(inbox_dir, b"first.csv", "a-")
+    touched = [time.monotonic()]
+
+    def first_imported() -> bool:
+        if imported(1):
+            return True
+        if time.monotonic() - touched[0] > 1.0 and (inbox_dir / "first.csv").exists():
+            os.utime(inbox_dir / "first.csv")
+            touched[0] = time.monotonic()
+        return False
+
+    wait_until(first_imported, timeout=20)
+    _write(inbox_dir, b"bad-\xff\xfe.csv", "b-")
+    wait_until(lambda: imported(2), timeout=20)
+    _write(inbox_dir, b"after.csv", "c-")
+    wait_until(lambda: imported(3), timeout=20)
+    assert b"bad-\xff\xfe.csv" in _listing(pulse_settings.import_dir / "processed")
+    assert scalar(pulse_settings.db, "SELECT count(*) FROM events") == 3 * ROWS
+
+
+def test_a_fifo_or_socket_named_like_an_input_is_failed_with_a_reason(
+        make_worker, pulse_settings: Settings) -> None:
+    """Not a regular file: never opened (a FIFO would block the worker), moved to failed/ as
+    itself with the reason, said once; regular files beside it import as usual."""
+    import socket
+
+    inbox_dir = pulse_settings.import_dir / "events"
+    os.mkfifo(inbox_dir / "pipe.csv")
+    os.mkfifo(pulse_settings.import_dir / "events_pipe.csv")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(inbox_dir / "sock.csv"))
+    sock.close()
+    (inbox_dir / "folder.csv").mkdir()  # a folder is left alone
+    _write(inbox_dir, b"good.csv", "g-")
+    worker, _ = make_worker()
+    failed = pulse_settings.import_dir / "failed"
+    wait_until(lambda: failed.is_dir() and {"pipe.csv", "events_pipe.csv", "sock.csv"}
+               <= {p.name for p in failed.iterdir()}, timeout=20)
+    wait_until(lambda: scalar(pulse_settings.db, "SELECT count(*) FROM events") == ROWS)
+    rows = query(pulse_settings.db, "SELECT file_name, status, message FROM import_jobs "
+                 "WHERE file_name != 'good.csv' ORDER BY file_name")
+    assert [r[:2] for r in rows] == [("events_pipe.csv", "failed"), ("pipe.csv", "failed"),
+                                     ("sock.csv", "failed")]
+    assert all(r[2] == "not a regular file (a pipe, socket or device); not imported"
+               for r in rows)
+    assert (inbox_dir / "folder.csv").is_dir()
+    assert worker.state.state == "running"

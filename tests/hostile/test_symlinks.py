@@ -15,7 +15,7 @@ from pulse_tui.safefs import UnsafePathError
 from pulse_tui.store.connection import connect
 from pulse_tui.worker import ImportFinished, inbox
 from tests.conftest import wait_until
-from tests.hostile.conftest import query, scalar, write_events
+from tests.hostile.conftest import HEADER, event_rows, query, scalar, write_events
 
 
 def _seed_events(settings: Settings, clock: Clock, n: int = 50) -> None:
@@ -144,3 +144,62 @@ def test_inbox_subfolder_replaced_by_a_link_is_not_emptied(
     assert kept.exists() and [p.name for p in theirs.iterdir()] == ["ledger.csv"]
     assert events.is_symlink()  # the operator's link is not taken for an input file
     assert scalar(pulse_settings.db, "SELECT count(*) FROM import_jobs") == 0
+
+
+def test_an_inbox_folder_swapped_for_a_link_during_a_batch_is_never_read_through(
+        make_worker, pulse_settings: Settings, tmp_path: Path) -> None:
+    """The race after the folder check: files that settled together are imported one after
+    the other; the inbox folder swapped for a link meanwhile is never read through."""
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "b.csv").write_text(HEADER + event_rows(0, 3, prefix="secret")
+                                  + "secret9,pageview,SECRET-VALUE,s1,site1,u1\n")
+    inbox_dir = pulse_settings.import_dir / "events"
+    write_events(inbox_dir / "a.csv", 5, prefix="a")
+    write_events(inbox_dir / "b.csv", 5, prefix="b")
+    swapped: list[bool] = []
+
+    def swap(ctx: object, finished: ImportFinished) -> None:
+        if not swapped:  # after the first file: the other waits in the same batch
+            inbox_dir.rename(inbox_dir.with_name("events.real"))
+            inbox_dir.symlink_to(secret, target_is_directory=True)
+            swapped.append(True)
+
+    worker, rec = make_worker(after_import=[swap], rescan_interval=3600)
+    wait_until(lambda: len(rec.of(ImportFinished)) >= 2, timeout=20)
+    assert scalar(pulse_settings.db, "SELECT count(*) FROM events WHERE event_id LIKE "
+                  "'secret%'") == 0
+    assert sorted(p.name for p in secret.iterdir()) == ["b.csv"]
+    for folder in ("processed", "failed"):
+        for f in (pulse_settings.import_dir / folder).iterdir():
+            assert "SECRET" not in f.read_text(errors="replace")
+
+
+def test_retry_never_removes_a_file_through_a_failed_folder_swapped_for_a_link(
+        pulse_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retrying a failed file removes its stale errors file from failed/; failed/ swapped for
+    a link just after the move must not make that removal land elsewhere."""
+    from pulse_tui.worker import service
+
+    failed = pulse_settings.import_dir / "failed"
+    failed.mkdir(exist_ok=True)
+    write_events(failed / "events-d.csv", 3)
+    (failed / "events-d.errors.csv").write_text("line,column,value,reason\n")
+    victim_dir = tmp_path / "victim"
+    victim_dir.mkdir()
+    (victim_dir / "events-d.errors.csv").write_text("precious\n")
+    move = inbox.move_no_overwrite
+
+    def move_then_swap(src: Path, dest: Path, import_dir: Path | None = None) -> None:
+        move(src, dest, import_dir)
+        failed.rename(failed.with_name("failed.real"))
+        failed.symlink_to(victim_dir, target_is_directory=True)
+
+    monkeypatch.setattr(service.inbox, "move_no_overwrite", move_then_swap)
+    conn = connect(pulse_settings.db)
+    try:
+        back = service.retry_failed_file(conn, pulse_settings.import_dir, failed / "events-d.csv")
+    finally:
+        conn.close()
+    assert back == pulse_settings.import_dir / "events" / "events-d.csv" and back.exists()
+    assert (victim_dir / "events-d.errors.csv").read_text() == "precious\n"

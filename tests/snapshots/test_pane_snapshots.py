@@ -428,3 +428,52 @@ def test_fixed_data_is_what_the_snapshots_show(snap_settings: Settings) -> None:
         assert days == N_DAYS
     finally:
         conn.close()
+
+
+# ---------------------------------------------------------------------------- plain consoles
+async def _charts_ready(pilot) -> None:
+    app = pilot.app
+    await open_pane(pilot, "2", ChartsScreen)
+    screen = app.screen
+    await wait_for(pilot, lambda: screen.data is not None)
+    first = screen.data
+    app.notify_data_changed()
+    await wait_for(pilot, lambda: screen.data is not first and rows(app, "#table-types") > 0
+                   and rows(app, "#table-top") > 0 and "events" in text_of(app, "#charts-totals"))
+
+
+async def _retention_ready(pilot) -> None:
+    app = pilot.app
+    await open_pane(pilot, "4", RetentionScreen)
+    await wait_for(pilot, lambda: app.screen.grid is not None
+                   and rows(app, "#retention-table") > 1
+                   and "captured 2" in text_of(app, "#retention-title"))
+
+
+async def _jobs_ready(pilot) -> None:
+    app = pilot.app
+    await open_pane(pilot, "6", JobsScreen)
+    await wait_for(pilot, lambda: rows(app, "#imports-table") == 2
+                   and rows(app, "#scheduler-table") == 4)
+
+
+READY = {"charts": _charts_ready, "retention": _retention_ready, "alerts": _alerts_ready,
+         "jobs": _jobs_ready}
+
+
+@pytest.mark.parametrize("pane", list(READY))
+def test_ascii_fallback(snap_compare, snap_settings: Settings, pane: str) -> None:
+    """`ascii = true` (automatic on TERM=linux): charts, glyphs and borders in ASCII."""
+    from dataclasses import replace
+
+    app = build_app(replace(snap_settings, ascii=True))
+    assert snap_compare(app, terminal_size=(80, 24), run_before=READY[pane])
+
+
+@pytest.mark.parametrize("pane", ["charts", "retention", "alerts"])
+def test_no_color(snap_compare, snap_settings: Settings, pane: str,
+                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """NO_COLOR: states carried by bold, reverse and glyphs in the terminal's own colours."""
+    monkeypatch.setenv("NO_COLOR", "1")
+    app = build_app(snap_settings)
+    assert snap_compare(app, terminal_size=(80, 24), run_before=READY[pane])

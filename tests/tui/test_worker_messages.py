@@ -40,9 +40,10 @@ def test_progress_of_one_job_merges_and_of_two_jobs_does_not() -> None:
 
 
 def test_only_one_class_is_named_import_progress() -> None:
-    from pulse_tui import ingest
+    from pulse_tui import ingest, worker
 
     assert not hasattr(events, "ImportProgress")
+    assert worker.ImportProgress is events.ImportCommitted  # the old name, one class
     assert ingest.ImportProgress.__module__ == "pulse_tui.ingest.importer"
 
 

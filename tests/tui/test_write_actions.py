@@ -72,3 +72,14 @@ async def test_duplicate_pressed_again_while_the_first_write_waits_makes_one_cop
                                timeout=15)
     names = sorted(r[0] for r in conn.execute("SELECT name FROM cohorts"))
     assert names == ["VIPs", "VIPs (copy)"]
+
+
+def test_the_app_reaches_data_only_through_read_and_write() -> None:
+    # Store.run (the raw connection) exists for tests and diagnostics; no pane or app code uses it
+    offenders = [f"{p.name}:{n.lineno}" for p in TUI.rglob("*.py")
+                 for n in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+                 if isinstance(n, ast.Attribute) and n.attr == "run"
+                 and isinstance(n.value, ast.Attribute) and n.value.attr == "store"
+                 or isinstance(n, ast.Attribute) and n.attr == "run"
+                 and isinstance(n.value, ast.Name) and n.value.id == "store"]
+    assert offenders == []

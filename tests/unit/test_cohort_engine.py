@@ -391,3 +391,22 @@ def test_compiled_sql_matches_python_evaluator(conn: sqlite3.Connection, raw_eve
     expected = oracle(events, users, SITE, tree, NOW)
     got = {r[0]: (r[1], r[2]) for r in evaluate(conn, SITE, tree, NOW)}
     assert got == expected
+
+
+# ------------------------------------------------------------------ other programs' users rows
+@pytest.mark.parametrize("user_id, created_at", [
+    (b"u2", NOW - DAY_MS), (None, NOW - DAY_MS), ("", NOW - DAY_MS),
+    ("u2", "yesterday"), ("u2", b"\x01"), ("u2", 2**63 - 1), ("u2", 1.5),
+], ids=["blob-id", "null-id", "empty-id", "text-time", "blob-time", "huge-time", "real-time"])
+def test_users_row_of_wrong_type_makes_no_member(conn: sqlite3.Connection, user_id: object,
+                                                 created_at: object) -> None:
+    """A users row another program wrote with a user_id that is not text or a created_at that
+    is not a time never becomes a member (its joined_at would be that value); the well-typed
+    rows still do."""
+    load(conn, [], [U("u1", SITE, plan="pro")])
+    conn.execute("INSERT INTO users (user_id, site_id, plan, created_at, updated_at) "
+                 "VALUES (?, ?, 'pro', ?, 0)", (user_id, SITE, created_at))
+    got = evaluate(conn, SITE, parse({"type": "and", "conditions": [c("plan", "equals", "pro")]}),
+                   NOW)
+    assert [r[0] for r in got] == ["u1"]
+    assert all(isinstance(r[1], int) for r in got)

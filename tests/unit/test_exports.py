@@ -303,6 +303,8 @@ def test_validation_names_each_field(db: sqlite3.Connection, clock: MovableClock
          "filters.days"),
         ({"type": "report", "filters": {"report": "daily", "from": "2026-02-01",
                                         "to": "2026-01-01"}}, "filters.from"),
+        ({"type": "report", "filters": {"report": "daily", "from": "0001-01-01",
+                                        "to": "9999-12-31"}}, "filters.from"),
         ({"type": "audience", "filters": {"cohort_id": "missing"}}, "filters.cohort_id"),
         ({"type": "metrics", "filters": "{not json"}, "filters"),
         ({"type": "thing"}, "type"),

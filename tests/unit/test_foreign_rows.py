@@ -230,6 +230,25 @@ def test_cli_report_after_foreign_insert_without_worker(shared: Path, tmp_path: 
     assert out.stderr == ""
 
 
+def test_report_on_a_site_only_another_program_wrote(shared: Path) -> None:
+    """Rows of a new site, inserted by another program: `report --site` knows the site at
+    once, whether the rows are folded first (writable) or read around (read-only)."""
+    foreign_insert(shared, [(f"n{i}", "fresh", "view", FIXED_NOW_MS - 3 * DAY + i, f"ns{i}",
+                             f"nu{i % 2}", None, None, None, None, FIXED_NOW_MS)
+                            for i in range(3)])
+    ro = read_only(shared)
+    try:
+        assert reports.resolve_site(ro, "fresh") == "fresh"
+        got = reports.run_report(ro, "daily", "fresh", RNG, now_ms=FIXED_NOW_MS)
+        assert sum(r[1] for r in got) == 3
+    finally:
+        ro.close()
+    out = run_cli(shared, "report", "daily", "--site", "fresh", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    rows = {r["day"]: (r["events"], r["users"]) for r in json.loads(out.stdout)}
+    assert rows[(TODAY - timedelta(days=3)).isoformat()] == (3, 2)
+
+
 def run_cli(db: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PULSE_NOW": FIXED_NOW, "PULSE_DB": str(db)}
     return subprocess.run([sys.executable, "-m", "pulse_tui", "--db", str(db), *args],

@@ -290,3 +290,31 @@ def test_save_cell_as_static_cohort(db: sqlite3.Connection) -> None:
         retention.save_cell_as_static_cohort(db, SITE, "  ", users, NOW)
     with pytest.raises(ValidationError):
         retention.save_cell_as_static_cohort(db, "nope", "x", users, NOW)
+
+
+# ------------------------------------------------------------------ other programs' member rows
+@pytest.mark.parametrize("user, joined", [
+    ("z", "yesterday"), ("z", b"\x00\x01"), ("z", 2**63 - 1), ("z", 1.5e300),
+    (b"z", None), ("", None),
+], ids=["text-time", "blob-time", "huge-time", "real-time", "blob-user", "empty-user"])
+def test_foreign_member_rows_of_wrong_type_leave_retention_exact(
+        db: sqlite3.Connection, user: object, joined: object) -> None:
+    """A cohort_members row another program wrote with a wrong type (joined_at text, a BLOB,
+    2^63-1; user_id not text) is left out of saved-cohort retention: every cohort's rows are
+    what they are without it, and the snapshot job does not fail."""
+    add_cohort(db, "X", X_MEMBERS)
+    add_cohort(db, "Y", X_MEMBERS[:2])
+    reference = retention.saved_cohort_rows(db, NOW, site_id=SITE)
+    db.execute(
+        "INSERT INTO cohort_members (member_id, cohort_id, user_id, joined_at, last_seen_at, "
+        "is_active) VALUES ('bad', 'Y', ?, ?, ?, 1)",
+        (user, t("2026-11-02T00:00:00Z") if joined is None else joined,
+         t("2026-11-02T00:00:00Z")))
+    rows = retention.saved_cohort_rows(db, NOW, site_id=SITE)
+    assert [[c.rate for c in r.cells] for r in rows] == [
+        [c.rate for c in r.cells] for r in reference]
+    assert "1 cohort(s)" not in retention.snapshot_all(db, CLOCK)  # both cohorts, no error
+    assert db.execute("SELECT count(DISTINCT cohort_id) FROM cohort_retention_snapshots"
+                      ).fetchone()[0] == 2
+    read = retention.read_cohort_snapshots(db, SITE)
+    assert [r.key for r in read] == ["X", "Y"]

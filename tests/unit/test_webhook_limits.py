@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from conftest import wait_until
@@ -167,6 +168,11 @@ def test_retryable_answers_are_retried(db: sqlite3.Connection, server: HostileSe
     ("url", "http://exa mple.com/", "invalid URL: must not contain spaces"),
     ("secret", "whsec_***not base64***", "secret: the webhook secret is not valid base64"),
     ("headers", "{not json", "headers: not valid JSON"),
+    # host names urllib accepts but the HTTP client cannot encode (IDNA)
+    ("url", "http://\u2603.example.com/hook", "invalid URL: the host name"),
+    ("url", "http://xn--a.example.com/hook", "invalid URL: the host name"),
+    ("url", "http://a\u200b.example.com/hook", "invalid URL: the host name"),
+    ("headers", '{"X-Team": "\u00e9quipe"}', "headers: the value of X-Team must be plain ASCII"),
 ])
 def test_foreign_endpoint_row_fails_once_with_the_reason(
         db: sqlite3.Connection, server: HostileServer, column: str, value: str,
@@ -184,7 +190,30 @@ def test_foreign_endpoint_row_fails_once_with_the_reason(
     assert listed.problem and reason.removeprefix("invalid URL: ") in listed.problem
 
 
+@pytest.mark.parametrize("url", ["http://\u2603.example.com/hook", "http://xn--a.example.com/"])
+def test_a_host_name_the_client_cannot_encode_is_refused_when_saved(
+        db: sqlite3.Connection, url: str) -> None:
+    with pytest.raises(ValidationError, match="the host name"):
+        endpoint(db, url)
+
+
 # ---------------------------------------------------------------- link-local targets
+@pytest.mark.parametrize("code", [301, 302, 307, 308])
+def test_redirects_are_never_followed_to_link_local_or_in_a_loop(
+        db: sqlite3.Connection, server: HostileServer, code: int) -> None:
+    asked: list[str] = []
+    resolve = _resolver({"127.0.0.1": ["127.0.0.1"]}, asked)
+    meta = server.url(f"/redirect/{code}/http%3A%2F%2F169.254.169.254%2Flatest%2Fmeta-data")
+    loop = f"/redirect/{code}/" + quote(server.url(f"/redirect/{code}/x"), safe="")
+    msgs = [queue(db, endpoint(db, meta)), queue(db, endpoint(db, server.url(loop)))]
+    out = delivery.deliver_due(db, Clock(NOW), policy=POLICY, resolve=resolve)
+    assert "2 to retry" in out
+    for msg in msgs:
+        assert state(db, msg)[:4] == ("pending", 1, code, f"HTTP {code}")
+    assert set(asked) == {"127.0.0.1"}  # the Location was never looked up, let alone sent to
+    assert len(server.hits) == 2
+
+
 @pytest.mark.parametrize(("address", "refused"), [
     ("169.254.169.254", True), ("169.254.0.1", True), ("fe80::1", True),
     ("fe80::1%eth0", True), ("::ffff:169.254.169.254", True),

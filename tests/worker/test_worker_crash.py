@@ -129,7 +129,7 @@ def _mid_import(settings: Settings) -> bool:
 def _wait_finished(settings: Settings, proc: subprocess.Popen[bytes]) -> None:
     done = settings.import_dir / "processed" / "big.csv"
     try:
-        wait_until(lambda: done.exists() and proc.poll() is None, timeout=40)
+        wait_until(lambda: done.exists() and proc.poll() is None, timeout=120)
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
@@ -151,7 +151,7 @@ def test_sigkill_mid_file_then_restart_gives_exact_counts(pulse_settings: Settin
     _big_file(pulse_settings)
     proc = _spawn(pulse_settings, tmp_path)
     try:
-        wait_until(lambda: _mid_import(pulse_settings) or proc.poll() is not None, timeout=40)
+        wait_until(lambda: _mid_import(pulse_settings) or proc.poll() is not None, timeout=120)
     finally:
         proc.kill()
         _, err = proc.communicate(timeout=20)
@@ -169,7 +169,7 @@ def test_sigterm_finishes_the_batch_and_exits_0(pulse_settings: Settings, tmp_pa
     _big_file(pulse_settings)
     proc = _spawn(pulse_settings, tmp_path)
     try:
-        wait_until(lambda: _mid_import(pulse_settings) or proc.poll() is not None, timeout=40)
+        wait_until(lambda: _mid_import(pulse_settings) or proc.poll() is not None, timeout=120)
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)

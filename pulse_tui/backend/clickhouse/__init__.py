@@ -9,9 +9,10 @@ from pathlib import Path
 from pulse_tui.backend.interface import Backends
 
 
-def open_clickhouse(path: Path, url: str, *, cluster: str | None = None) -> Backends:
+def open_clickhouse(path: Path, url: str, *, cluster: str | None = None,
+                    migrate: bool = True) -> Backends:
     """The PULSE SQLite file for control data and ClickHouse at ``url`` for the events (the
-    schema is created or migrated on open)."""
+    schema is created or migrated on open; ``migrate=False`` never upgrades the SQLite file)."""
     from pulse_tui.backend.clickhouse.backend import ClickHouseEvents
     from pulse_tui.backend.clickhouse.connection import connect_clickhouse
     from pulse_tui.backend.clickhouse.schema import ensure_schema
@@ -21,7 +22,7 @@ def open_clickhouse(path: Path, url: str, *, cluster: str | None = None) -> Back
     ch = connect_clickhouse(url)
     try:
         ensure_schema(ch, cluster)
-        conn = connect(path)
+        conn = connect(path, migrate=migrate)
     except BaseException:
         ch.close()
         raise

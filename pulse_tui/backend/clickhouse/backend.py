@@ -33,6 +33,7 @@ from pulse_tui.cohorts.criteria import NEGATIONS, Group, Node, parse
 from pulse_tui.config import Settings
 from pulse_tui.errors import PulseError, UsageError
 from pulse_tui.models import (
+    SEARCH_SCAN,
     BatchOutcome,
     Checkpoint,
     CleanupResult,
@@ -62,6 +63,10 @@ from pulse_tui.store import imports as sqlite_imports
 from pulse_tui.store import retention as sqlite_retention
 from pulse_tui.store.tx import write_transaction
 
+_SEARCH_HAY = "concat(" + ", ' ', ".join(
+    f"ifNull(toString({c}), '')" for c in ("event_type", "site_id", "user_id", "url", "referrer",
+                                           "country", "device_type", "session_id",
+                                           "event_id")) + ")"
 EVENT_COLS = ("event_id", "site_id", "event_type", "timestamp_ms", "session_id", "user_id",
               "url", "referrer", "country", "device_type", "created_at")
 ARROW_TYPES = ("string", "string", "string", "int64", "string", "string", "string", "string",
@@ -123,6 +128,27 @@ class ClickHouseEvents:
         (top,) = self.ch.rows(f"SELECT max(ingest_seq) FROM {self.t('events')} "
                               "WHERE ingest_seq > {after:UInt64}", {"after": after_seq})[0]
         return TailPage(events, LiveCursor(max(newest, int(top or 0))))
+
+    def search(self, *, text: str = "", event_type: str | None = None,
+               site_id: str | None = None, limit: int = 300) -> list[Event]:
+        """As the SQLite backend: the newest matches among the latest ``SEARCH_SCAN``
+        arrivals (by ingest_seq), ``text`` matched ASCII-case-insensitively in any field."""
+        (top,) = self.ch.rows(f"SELECT max(ingest_seq) FROM {self.t('events')}")[0]
+        where = "ingest_seq > {lo:Int64}"
+        params: dict[str, Any] = {"lo": int(top or 0) - SEARCH_SCAN, "limit": limit}
+        if site_id:
+            where += " AND site_id = {site:String}"
+            params["site"] = site_id
+        if event_type:
+            where += " AND event_type = {etype:String}"
+            params["etype"] = event_type
+        if text:
+            where += f" AND positionCaseInsensitive({_SEARCH_HAY}, {{text:String}}) > 0"
+            params["text"] = text
+        rows = self.ch.rows(
+            f"SELECT ingest_seq, {', '.join(EVENT_COLS)} FROM {self.t('events')} "
+            f"WHERE {where} ORDER BY ingest_seq DESC LIMIT {{limit:UInt32}}", params)
+        return [Event(*r) for r in rows]
 
     def change_token(self) -> ChangeToken:
         # metadata only (system.parts): rows and the newest block number of the active parts
@@ -276,6 +302,11 @@ class ClickHouseEvents:
     def refresh_retention(self, site_id: str, clock: Clock, start: date, end: date
                           ) -> RetentionGrid:
         return sqlite_retention.refresh_site(self.conn, site_id, clock, start, end)
+
+    def compute_retention(self, site_id: str, start: date, end: date, now_ms: int
+                          ) -> RetentionGrid:
+        # live, storing nothing (read-only sessions): the counts come from the events here
+        return sqlite_retention.compute_grid(self.conn, site_id, start, end, now_ms)
 
     def retention_cell_users(self, row: RetentionRow, week_number: int, now_ms: int
                              ) -> list[str]:
@@ -552,8 +583,8 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
                  e.url, e.referrer, e.country, e.device_type, now_ms) for e in events]
         return self._store_new(rows, job, 0)[0]
 
-    def unusable_events(self) -> str | None:
-        return None  # typed columns: ClickHouse refuses a row PULSE could not use
+    def unusable_counts(self) -> dict[str, int]:
+        return {"total": 0}  # typed columns: ClickHouse refuses a row PULSE could not use
 
     def catch_up(self, now_ms: int) -> int:
         return 0  # nothing derived is kept beside the events: every read is from them

@@ -22,6 +22,7 @@ from pulse_tui.models import (
     Checkpoint,
     CleanupResult,
     CohortPreview,
+    Event,
     Member,
     RefreshResult,
     RetentionGrid,
@@ -60,6 +61,11 @@ class SqliteEvents:
         rows = events.tail_events(self.conn, after_seq=after_seq, site_id=site_id, limit=limit)
         newest = max(after_seq, rows[0].seq) if rows else after_seq
         return TailPage(rows, LiveCursor(newest))
+
+    def search(self, *, text: str = "", event_type: str | None = None,
+               site_id: str | None = None, limit: int = 300) -> list[Event]:
+        return events.search_events(self.conn, text=text, event_type=event_type,
+                                    site_id=site_id, limit=limit)
 
     def change_token(self) -> ChangeToken:
         # another connection's commit changes data_version; our own do not (Store counts them)
@@ -121,6 +127,10 @@ class SqliteEvents:
                           ) -> RetentionGrid:
         return retention.refresh_site(self.conn, site_id, clock, start, end)
 
+    def compute_retention(self, site_id: str, start: date, end: date, now_ms: int
+                          ) -> RetentionGrid:
+        return retention.compute_grid(self.conn, site_id, start, end, now_ms)
+
     def retention_cell_users(self, row: RetentionRow, week_number: int, now_ms: int
                              ) -> list[str]:
         return retention.cell_users(self.conn, row, week_number, now_ms)
@@ -150,8 +160,8 @@ class SqliteEvents:
                                                now_ms, lines)
         return IMPORT_WRITERS[kind](self.conn, job_id, rows, rejects, checkpoint, now_ms)
 
-    def unusable_events(self) -> str | None:
-        return derived.describe_unusable(derived.unusable_counts(self.conn)) or None
+    def unusable_counts(self) -> dict[str, int]:
+        return derived.unusable_counts(self.conn)
 
     def catch_up(self, now_ms: int) -> int:
         return derived.catch_up_tx(self.conn, now_ms)

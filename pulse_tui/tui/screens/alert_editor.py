@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Label, Select, Static
+from textual.widgets import Input, Label, Select, Static
 
 from pulse_tui.alerts.conditions import COMPARISONS, EVENT_PROPERTIES, METRICS
 from pulse_tui.alerts.models import AlertRule
@@ -21,10 +21,12 @@ from pulse_tui.cohorts.criteria import Problem, validate
 from pulse_tui.errors import ConflictError, PulseError, ValidationError
 from pulse_tui.notify.models import WebhookEndpoint
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import ReportsWorkerErrors, write_action
+from pulse_tui.tui.forms import FieldChecks
+from pulse_tui.tui.guards import ReportsWorkerErrors, WriteGuard, write_action, writes
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.widgets.criteria_tree import CriteriaTree
 from pulse_tui.tui.widgets.field_error import FieldError
+from pulse_tui.tui.widgets.footer import PulseFooter
 
 PREVIEW_DELAY = 0.5
 COMPARISON_LABELS = {
@@ -56,7 +58,17 @@ def _number(text: str) -> Any:
     return int(value) if value.is_integer() else value
 
 
-class AlertEditorScreen(ReportsWorkerErrors, Screen[bool]):
+def _number_problem(text: str, what: str) -> str | None:
+    if not text.strip():
+        return f"required: {what}"
+    try:
+        float(text)
+    except ValueError:
+        return f"not a number: {text.strip()!r}; {what}"
+    return None
+
+
+class AlertEditorScreen(WriteGuard, FieldChecks, ReportsWorkerErrors, Screen[bool]):
     """Creates or edits one rule; dismisses True when saved."""
 
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
@@ -117,7 +129,7 @@ class AlertEditorScreen(ReportsWorkerErrors, Screen[bool]):
                 yield Static(Text("Now and over the last 30 days", style="bold"),
                              classes="section-title")
                 yield Static("", id="alert-preview")
-        yield Footer()
+        yield PulseFooter()
 
     def _row(self, label: str, widget: Any, field: str) -> Any:
         with Horizontal(classes="form-row"):
@@ -171,11 +183,20 @@ class AlertEditorScreen(ReportsWorkerErrors, Screen[bool]):
     def has_unsaved_changes(self) -> bool:
         return self.is_mounted and bool(self.saved_state) and self._state() != self.saved_state
 
-    def _show_errors(self, errors: dict[str, str]) -> None:
+    def field_checks(self) -> dict[str, Any]:
+        return {
+            "alert-name": lambda text: None if text.strip() else "required: a name for the rule",
+            "alert-window": lambda text: _number_problem(text, "minutes, e.g. 5"),
+            "alert-threshold": lambda text: _number_problem(text, "e.g. 100"),
+        }
+
+    def _show_errors(self, errors: dict[str, str], *, saving: bool = False) -> None:
         by_field: dict[str, str] = {}
         for key, message in errors.items():
             by_field.setdefault(field_for(key), message)
         for field in FIELDS:
+            if field == "name" and not saving:
+                continue  # the preview does not check the name; leaving the field does
             self.query_one(f"#alert-{field}-error", FieldError).show(by_field.get(field))
 
     # ------------------------------------------------------------------ preview
@@ -228,12 +249,19 @@ class AlertEditorScreen(ReportsWorkerErrors, Screen[bool]):
         out.update(text)
 
     # ------------------------------------------------------------------ save / close
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.action_save()
+
+    @writes("saving an alert rule")
     @write_action("alert-save")
     async def action_save(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
         now = self.app.clock.now_ms()  # type: ignore[attr-defined]
         name = self.query_one("#alert-name", Input).value.strip()
         ntype, ncfg = self.notification()
+        if self.check_all():
+            return
         if self.query_one("#alert-filter", CriteriaTree).validate_now():
             self.query_one("#alert-filter-error", FieldError).show("fix the filter conditions")
             return
@@ -249,7 +277,7 @@ class AlertEditorScreen(ReportsWorkerErrors, Screen[bool]):
                     notification_config=ncfg, expected_updated_at=rule.updated_at,
                     now_ms=now))
         except ValidationError as exc:
-            self._show_errors(exc.errors)
+            self._show_errors(exc.errors, saving=True)
             self.notify("Not saved: see the fields marked in red.", severity="error")
             return
         except (ConflictError, PulseError) as exc:

@@ -14,7 +14,7 @@ from pulse_tui.alerts.models import AlertRule
 from pulse_tui.clock import format_ms
 from pulse_tui.errors import PulseError
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import write_action
+from pulse_tui.tui.guards import write_action, writes
 from pulse_tui.tui.screens.alert_editor import AlertEditorScreen
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.confirm import ConfirmScreen
@@ -22,28 +22,30 @@ from pulse_tui.tui.screens.webhooks import WebhooksScreen
 from pulse_tui.tui.widgets.columns import Column, FittedTable
 
 # state as a word AND a colour (never colour alone)
-STATE_LOOK = {"firing": ("▲ FIRING", "bold white on red"), "ok": ("● ok", "green"),
-              "error": ("✖ error", "bold yellow")}
+STATE_LOOK = {"firing": ("▲ FIRING", "bold reverse red"), "ok": ("● ok", "green"),
+              "error": ("✖ error", "bold yellow"), "pending": ("○ pending", "italic")}
 
+# long descriptions shrink first, then the time; names and numbers last
 RULE_COLUMNS = (
-    Column("state", "state", 11),
-    Column("name", "name", 14),
+    Column("state", "state", 11, keep=4, min_width=10),
+    Column("name", "name", 14, keep=3, grow=True, max_width=36),
     Column("condition", "condition"),
-    Column("value", "now / limit", 13),
-    Column("evaluated", "evaluated", 12),
-    Column("notify", "notify", 24, min_total=110),
+    Column("value", "now / limit", 12, keep=5, grow=True, max_width=30),
+    Column("evaluated", "evaluated", 12, keep=1),
+    Column("notify", "notify", 24, min_total=110, keep=0),
 )
 HISTORY_COLUMNS = (
-    Column("at", "at", 20),
-    Column("state", "state", 11),
-    Column("value", "value", 10, justify="right"),
-    Column("threshold", "threshold", 10, justify="right"),
+    Column("at", "at", 20, keep=2, min_width=12),
+    Column("state", "state", 11, keep=3),
+    Column("value", "value", 8, justify="right", keep=4, grow=True),
+    Column("threshold", "threshold", 10, justify="right", keep=4, grow=True),
     Column("message", "message"),
 )
 
 
 def state_cell(rule: AlertRule) -> tuple[str, str]:
-    word, style = STATE_LOOK.get(rule.state, (rule.state, ""))
+    state = "pending" if rule.last_evaluated_at is None and rule.state == "ok" else rule.state
+    word, style = STATE_LOOK.get(state, (state, ""))
     if rule.muted:
         return f"{word} ⊘", f"{style} dim"
     return word, style
@@ -63,15 +65,19 @@ class AlertsScreen(PaneScreen):
         Binding("w", "webhooks", "Webhooks"),
     ]
 
+    TARGETS = {action: ("#rules-table", "rule")
+               for action in ("edit", "mute", "evaluate", "delete")}
+
     def __init__(self) -> None:
         super().__init__()
         self.rules: list[AlertRule] = []
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="alerts-title", classes="section-title")
-        yield FittedTable(RULE_COLUMNS, id="rules-table")
+        yield FittedTable(RULE_COLUMNS, id="rules-table", empty="no rules yet: n adds one",
+                          detail_title="Alert rule")
         yield Static(id="history-title", classes="section-title")
-        yield FittedTable(HISTORY_COLUMNS, id="history-table", cursor_type="none")
+        yield FittedTable(HISTORY_COLUMNS, id="history-table", detail_title="Change of state")
 
     def on_mount(self) -> None:
         self.query_one("#rules-table", FittedTable).focus()
@@ -116,10 +122,15 @@ class AlertsScreen(PaneScreen):
     async def _load_history(self) -> None:
         rule = self._selected()
         title = self.query_one("#history-title", Static)
+        history = self.query_one("#history-table", FittedTable)
         if rule is None:
             title.update(Text("History", style="bold"))
-            self.query_one("#history-table", FittedTable).set_rows([])
+            history.empty_text = ""
+            history.set_rows([])
             return
+        history.empty_text = ("not evaluated yet: v evaluates it now"
+                              if rule.last_evaluated_at is None else
+                              "no change of state yet")
         entries = await self.app.store.read(  # type: ignore[attr-defined]
             lambda d: d.control.rule_history(rule.rule_id, limit=100))
         head = Text(f"History of {visible(rule.name)}", style="bold")
@@ -150,6 +161,7 @@ class AlertsScreen(PaneScreen):
         return next((r for r in self.rules if r.rule_id == key), None)
 
     # ------------------------------------------------------------------ actions
+    @writes("creating an alert rule")
     @work(exclusive=True, group="alerts-action", exit_on_error=False)
     async def action_new(self) -> None:
         site = await self.site_for_new()
@@ -160,6 +172,7 @@ class AlertsScreen(PaneScreen):
         if await self.app.push_screen_wait(AlertEditorScreen(site_id=site, endpoints=endpoints)):
             self.reload()
 
+    @writes("editing an alert rule")
     @work(exclusive=True, group="alerts-action", exit_on_error=False)
     async def action_edit(self) -> None:
         rule = self._selected()
@@ -171,6 +184,7 @@ class AlertsScreen(PaneScreen):
                 AlertEditorScreen(site_id=rule.site_id, endpoints=endpoints, rule=rule)):
             self.reload()
 
+    @writes("muting a rule")
     @write_action("alerts-write")
     async def action_mute(self) -> None:
         rule = self._selected()
@@ -183,6 +197,7 @@ class AlertsScreen(PaneScreen):
         self.notify(f"{'Unmuted' if rule.muted else 'Muted'} {visible(rule.name)}")
         self.reload()
 
+    @writes("evaluating a rule")
     @write_action("alerts-write")
     async def action_evaluate(self) -> None:
         rule = self._selected()
@@ -199,6 +214,7 @@ class AlertsScreen(PaneScreen):
         self.notify(f"{visible(rule.name)}: {value} → {result.state_after}", timeout=6)
         self.reload()
 
+    @writes("deleting an alert rule")
     @write_action("alerts-write")
     async def action_delete(self) -> None:
         rule = self._selected()

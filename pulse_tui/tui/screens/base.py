@@ -6,21 +6,25 @@ import logging
 
 from textual.app import ComposeResult
 from textual.screen import Screen
-from textual.widgets import Footer
 
-from pulse_tui.tui.guards import ReportsWorkerErrors
+from pulse_tui.tui.guards import ReportsWorkerErrors, WriteGuard
 from pulse_tui.tui.messages import DataChanged
+from pulse_tui.tui.widgets.footer import PulseFooter
 from pulse_tui.tui.widgets.header import PulseHeader
 
 log = logging.getLogger(__name__)
 
 
-class PaneScreen(ReportsWorkerErrors, Screen[None]):
+class PaneScreen(WriteGuard, ReportsWorkerErrors, Screen[None]):
     """A pane. Subclasses set PANE and TITLE and implement compose_body and reload."""
 
     PANE = ""
     TITLE = ""
     HELP = ""
+    # actions that act on a row: action -> (table id, what a row is); the palette asks which
+    TARGETS: dict[str, tuple[str, str]] = {}
+    # actions with no key of their own, offered in the palette: (action, description)
+    PALETTE_ONLY: tuple[tuple[str, str], ...] = ()
 
     def __init__(self) -> None:
         super().__init__(id=f"pane-{self.PANE}")
@@ -29,7 +33,7 @@ class PaneScreen(ReportsWorkerErrors, Screen[None]):
     def compose(self) -> ComposeResult:
         yield PulseHeader(self.PANE)
         yield from self.compose_body()
-        yield Footer()
+        yield PulseFooter()
 
     def compose_body(self) -> ComposeResult:
         yield from ()

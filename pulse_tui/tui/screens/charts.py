@@ -177,7 +177,8 @@ class ChartsScreen(PaneScreen):
 
     def _show(self, data: ChartData) -> None:
         cur, prev = data.totals.current, data.totals.previous
-        line = Text(no_wrap=True, overflow="ellipsis")
+        # wraps rather than cuts: the end of a custom range matters as much as its start
+        line = Text()
         line.append(visible(data.site_id), style="bold underline")
         if not self.app.site_id:  # type: ignore[attr-defined]
             line.append(" (s: site)", style="dim")
@@ -202,7 +203,8 @@ class ChartsScreen(PaneScreen):
         plt.clear_figure()
         if xs:
             values = [row.events for row in data.daily]
-            plt.bar(xs, values, marker="hd", color="cyan")
+            plain = self._plain_markers()
+            plt.bar(xs, values, marker="#" if plain else "hd", color="cyan")
             pos, labels = day_ticks(days, max(2, (events_plot.size.width or 60) // 10))
             plt.xticks(pos, labels)
             plt.yticks(*value_ticks(max(values)))
@@ -214,10 +216,12 @@ class ChartsScreen(PaneScreen):
         plt.clear_data()
         plt.clear_figure()
         if xs:
-            plt.plot(xs, [row.users for row in data.daily], label="users", marker="braille",
-                     color="green")
+            # without colour (NO_COLOR, plain consoles) the two lines differ by their marker
+            plain = self._plain_markers()
+            plt.plot(xs, [row.users for row in data.daily], label="users",
+                     marker="*" if plain else "braille", color="green")
             plt.plot(xs, [row.sessions for row in data.daily], label="sessions",
-                     marker="braille", color="magenta")
+                     marker="+" if plain else "braille", color="magenta")
             pos, labels = day_ticks(days, max(2, (people_plot.size.width or 60) // 10))
             plt.xticks(pos, labels)
             plt.yticks(*value_ticks(max(max(r.users, r.sessions) for r in data.daily)))
@@ -239,6 +243,9 @@ class ChartsScreen(PaneScreen):
         if host:
             title += f" on {visible(host)}"
         self.query_one("#panel-top", ChartPanel).set_title(f"{title}  (d: next)")
+
+    def _plain_markers(self) -> bool:
+        return bool(getattr(self.app, "ascii", False) or self.app.no_color)
 
     def on_resize(self) -> None:
         """Ticks and table widths follow the panels: redraw from the data already loaded."""

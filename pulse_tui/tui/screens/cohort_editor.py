@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from rich.text import Text
 from textual import on, work
@@ -11,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Input, Label, Static, TextArea
+from textual.widgets import Input, Label, Static, TextArea
 
 from pulse_tui.clock import format_ms
 from pulse_tui.cohorts import editing
@@ -20,15 +21,17 @@ from pulse_tui.cohorts.editing import JSON, Path
 from pulse_tui.errors import ConflictError, NameTaken, PulseError, ValidationError
 from pulse_tui.models import Cohort, Member
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import ReportsWorkerErrors, write_action
+from pulse_tui.tui.forms import FieldChecks
+from pulse_tui.tui.guards import ReportsWorkerErrors, WriteGuard, write_action, writes
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.widgets.criteria_tree import CriteriaTree
 from pulse_tui.tui.widgets.field_error import FieldError
+from pulse_tui.tui.widgets.footer import PulseFooter
 
 PREVIEW_DELAY = 0.4  # seconds of quiet typing before the member count is recomputed
 
 
-class CohortEditorScreen(ReportsWorkerErrors, Screen[bool]):
+class CohortEditorScreen(WriteGuard, FieldChecks, ReportsWorkerErrors, Screen[bool]):
     """Edits one cohort (or a new one). Dismisses True when saved."""
 
     TITLE = "Cohort editor"
@@ -97,7 +100,7 @@ class CohortEditorScreen(ReportsWorkerErrors, Screen[bool]):
                 yield Static("", id="preview-count")
                 yield Static("", id="preview-problems", classes="problems")
                 yield Static("", id="preview-sample")
-        yield Footer()
+        yield PulseFooter()
 
     def on_mount(self) -> None:
         self.query_one("#criteria-json", TextArea).display = False
@@ -107,6 +110,14 @@ class CohortEditorScreen(ReportsWorkerErrors, Screen[bool]):
         self.query_one("#cohort-name", Input).focus() if self.cohort is None else \
             self.tree.focus()
         self._schedule_preview()
+
+    def field_checks(self) -> dict[str, Any]:
+        return {"cohort-name": lambda text: None if text.strip() else
+                "required: a name for the cohort"}
+
+    @on(Input.Submitted)
+    def _submitted(self) -> None:
+        self.action_save()
 
     @property
     def tree(self) -> CriteriaTree:
@@ -150,10 +161,6 @@ class CohortEditorScreen(ReportsWorkerErrors, Screen[bool]):
         if self._preview_timer is not None:
             self._preview_timer.stop()
         self._preview_timer = self.set_timer(PREVIEW_DELAY, self._preview)
-
-    @on(Input.Changed)
-    def _input_changed(self) -> None:
-        self.query_one("#cohort-name-error", FieldError).show("")
 
     @work(exclusive=True, group="cohort-preview", exit_on_error=False)
     async def _preview(self) -> None:
@@ -214,6 +221,7 @@ class CohortEditorScreen(ReportsWorkerErrors, Screen[bool]):
         tree.set_criteria(parsed)
 
     # ------------------------------------------------------------------ save / close
+    @writes("saving a cohort")
     @write_action("cohort-save")
     async def action_save(self) -> None:
         area = self.query_one("#criteria-json", TextArea)

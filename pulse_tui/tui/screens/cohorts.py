@@ -12,7 +12,7 @@ from pulse_tui.clock import format_ms
 from pulse_tui.errors import PulseError
 from pulse_tui.models import CohortSummary
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import write_action
+from pulse_tui.tui.guards import write_action, writes
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.cohort_editor import CohortEditorScreen
 from pulse_tui.tui.screens.confirm import ConfirmScreen
@@ -21,9 +21,9 @@ from pulse_tui.tui.widgets.columns import Column, FittedTable
 COLUMNS = (
     Column("name", "name"),
     Column("site", "site", 12, min_total=100),
-    Column("kind", "kind", 9),
-    Column("status", "status", 10),
-    Column("members", "members", 10, justify="right"),
+    Column("kind", "kind", 9, keep=2),
+    Column("status", "status", 10, keep=2),
+    Column("members", "members", 10, justify="right", keep=5, grow=True),
     Column("updated", "updated", 18, min_total=90),
 )
 
@@ -42,13 +42,18 @@ class CohortsScreen(PaneScreen):
         Binding("x,delete", "delete", "Delete"),
     ]
 
+    TARGETS = {action: ("#cohorts-table", "cohort")
+               for action in ("edit", "duplicate", "archive", "delete")}
+
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[CohortSummary] = []
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="cohorts-title", classes="section-title")
-        yield FittedTable(COLUMNS, id="cohorts-table")
+        yield FittedTable(COLUMNS, id="cohorts-table",
+                          empty="no cohorts yet: n adds one (N a static one, filled by imports)",
+                          detail_title="Cohort")
 
     def on_mount(self) -> None:
         self.query_one("#cohorts-table", FittedTable).focus()
@@ -91,6 +96,7 @@ class CohortsScreen(PaneScreen):
         self.action_edit()
 
     # ------------------------------------------------------------------ actions
+    @writes("creating a cohort")
     @work(exclusive=True, group="cohorts-action", exit_on_error=False)
     async def action_new(self) -> None:
         site = await self.site_for_new()
@@ -99,6 +105,7 @@ class CohortsScreen(PaneScreen):
         if await self.app.push_screen_wait(CohortEditorScreen(site_id=site)):
             self.reload()
 
+    @writes("creating a cohort")
     @work(exclusive=True, group="cohorts-action", exit_on_error=False)
     async def action_new_static(self) -> None:
         """A static cohort: a fixed list of users filled by cohort_members imports."""
@@ -108,6 +115,7 @@ class CohortsScreen(PaneScreen):
         if await self.app.push_screen_wait(CohortEditorScreen(site_id=site, static=True)):
             self.reload()
 
+    @writes("editing a cohort")
     @work(exclusive=True, group="cohorts-action", exit_on_error=False)
     async def action_edit(self) -> None:
         summary = self._selected()
@@ -124,6 +132,7 @@ class CohortsScreen(PaneScreen):
                 CohortEditorScreen(site_id=cohort.site_id, cohort=cohort)):
             self.reload()
 
+    @writes("duplicating a cohort")
     @write_action("cohorts-write")
     async def action_duplicate(self) -> None:
         summary = self._selected()
@@ -135,6 +144,7 @@ class CohortsScreen(PaneScreen):
         self.notify(f"Duplicated as {visible(copy.name)}")
         self.reload()
 
+    @writes("archiving a cohort")
     @write_action("cohorts-write")
     async def action_archive(self) -> None:
         summary = self._selected()
@@ -151,6 +161,7 @@ class CohortsScreen(PaneScreen):
             self.notify(f"Restored {visible(summary.name)}")
         self.reload()
 
+    @writes("deleting a cohort")
     @write_action("cohorts-write")
     async def action_delete(self) -> None:
         summary = self._selected()

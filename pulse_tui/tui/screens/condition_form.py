@@ -13,6 +13,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from pulse_tui.cohorts.criteria import OPERATOR_SPECS, PROPERTIES, validate, value_kind
 from pulse_tui.cohorts.editing import problem_path
+from pulse_tui.tui.forms import FieldChecks
 from pulse_tui.tui.widgets.field_error import FieldError
 
 PLACEHOLDERS = {
@@ -78,7 +79,7 @@ def check_condition(condition: dict[str, Any]) -> dict[str, str]:
     return errors
 
 
-class ConditionFormScreen(ModalScreen[dict[str, Any] | None]):
+class ConditionFormScreen(FieldChecks, ModalScreen[dict[str, Any] | None]):
     """Dismisses with the condition's JSON, or None when cancelled."""
 
     BINDINGS = [
@@ -127,6 +128,12 @@ class ConditionFormScreen(ModalScreen[dict[str, Any] | None]):
     def on_mount(self) -> None:
         self._sync_value_field()
         self.query_one("#cond-property", Select).focus()
+
+    def field_checks(self) -> dict[str, Any]:
+        def value_problem(text: str) -> str | None:
+            prop, op, _ = self._fields()
+            return check_condition(build_condition(prop, op, text)).get("value")
+        return {"cond-value": value_problem}
 
     def _fields(self) -> tuple[str, str, str]:
         prop = self.query_one("#cond-property", Select).value

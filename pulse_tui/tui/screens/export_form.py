@@ -17,7 +17,8 @@ from pulse_tui.errors import PulseError, ValidationError
 from pulse_tui.exports import FORMATS, FREQUENCIES, TYPES, ExportDefinition
 from pulse_tui.models import CohortSummary
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import ReportsWorkerErrors, write_action
+from pulse_tui.tui.forms import FieldChecks
+from pulse_tui.tui.guards import ReportsWorkerErrors, WriteGuard, write_action, writes
 from pulse_tui.tui.widgets.field_error import FieldError
 
 FIELDS = ("name", "type", "report", "days", "cohort", "format", "frequency")
@@ -37,7 +38,20 @@ def field_for(key: str) -> str:
     return "name"
 
 
-class ExportFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
+def name_problem(text: str) -> str | None:
+    return None if text.strip() else "required: a name to tell this export apart"
+
+
+def days_problem(text: str) -> str | None:
+    from pulse_tui.exports.definitions import MAX_DAYS
+
+    text = text.strip()
+    if not text.isdigit() or not 1 <= int(text) <= MAX_DAYS:
+        return f"a whole number of days from 1 to {MAX_DAYS}"
+    return None
+
+
+class ExportFormScreen(WriteGuard, FieldChecks, ReportsWorkerErrors, ModalScreen[bool]):
     """Create or edit an export definition; dismisses True when saved."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
@@ -83,7 +97,10 @@ class ExportFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
                                                     value=ex.frequency if ex else "daily",
                                                     allow_blank=False, id="ex-frequency",
                                                     compact=True), "frequency")
-            yield Static(Text("ctrl+s saves · escape cancels", style="dim"))
+            yield Static(Text("enter or ctrl+s saves · escape cancels", style="dim"))
+
+    def field_checks(self) -> dict[str, Any]:
+        return {"ex-name": name_problem, "ex-days": days_problem}
 
     def _row(self, label: str, widget: Any, field: str) -> Any:
         with Horizontal(classes="form-row", id=f"ex-row-{field}"):
@@ -121,14 +138,17 @@ class ExportFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
     def action_cancel(self) -> None:
         self.dismiss(False)
 
+    @writes("saving an export")
     @on(Input.Submitted)
     @write_action("export-save")
     async def action_save(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]
         clock = self.app.clock  # type: ignore[attr-defined]
-        values = self._values()
         for field in FIELDS:
             self.query_one(f"#ex-{field}-error", FieldError).show(None)
+        if self.check_all():
+            return
+        values = self._values()
         site_id, export = self.site_id, self.export
         try:
             if export is None:

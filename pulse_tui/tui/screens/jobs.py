@@ -12,9 +12,9 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from pulse_tui.clock import format_ms
-from pulse_tui.models import ImportJob, SchedulerJobRow
+from pulse_tui.models import ImportJob, SchedulerJobRow, describe_unusable
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import write_action
+from pulse_tui.tui.guards import write_action, writes
 from pulse_tui.tui.messages import (
     WorkerImportCommitted,
     WorkerImportFinished,
@@ -23,6 +23,7 @@ from pulse_tui.tui.messages import (
 )
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.confirm import ConfirmScreen
+from pulse_tui.tui.screens.detail import DetailScreen
 from pulse_tui.tui.screens.export_form import ExportFormScreen
 from pulse_tui.tui.screens.rejects import RejectsScreen
 from pulse_tui.tui.widgets.columns import Column, FittedTable
@@ -30,30 +31,30 @@ from pulse_tui.tui.widgets.share_table import share_bar
 
 EXPORT_COLUMNS = (
     Column("name", "name"),
-    Column("what", "what", 18),
-    Column("format", "fmt", 5),
-    Column("schedule", "every", 7),
+    Column("what", "what", 18, keep=2),
+    Column("format", "fmt", 5, keep=3),
+    Column("schedule", "every", 7, keep=3),
     Column("next", "next run", 17, min_total=90),
-    Column("status", "status", 10),
-    Column("last", "last file", 24, min_total=110),
+    Column("status", "status", 10, keep=4),
+    Column("last", "last file", 24, min_total=110, keep=0),
 )
 
 IMPORT_COLUMNS = (
-    Column("status", "status", 11),
-    Column("file", "file", 26),
+    Column("status", "status", 11, keep=4),
+    Column("file", "file", 20, keep=3, grow=True, max_width=40),
     Column("note", "note", min_total=120),
     Column("type", "type", 8, min_total=100),
-    Column("progress", "progress", 15),
-    Column("ok", "imported", 9, justify="right"),
-    Column("dup", "dups", 7, justify="right"),
-    Column("bad", "rejected", 9, justify="right"),
+    Column("progress", "progress", 15, keep=0, min_width=9),
+    Column("ok", "imported", 9, justify="right", keep=5, grow=True),
+    Column("dup", "dups", 5, justify="right", keep=5, grow=True),
+    Column("bad", "rejected", 9, justify="right", keep=5, grow=True),
     Column("started", "started", 20, min_total=110),
     Column("took", "took", 7, min_total=90),
 )
 SCHEDULER_COLUMNS = (
-    Column("name", "job", 20),
-    Column("last", "last run", 20),
-    Column("took", "took", 9),
+    Column("name", "job", 20, keep=3, grow=True),
+    Column("last", "last run", 20, keep=2, min_width=12),
+    Column("took", "took", 9, keep=1),
     Column("outcome", "outcome"),
     Column("next", "next run", 20, min_total=110),
 )
@@ -89,6 +90,16 @@ class JobsScreen(PaneScreen):
         Binding("tab", "app.focus_next", "Next table", show=False),
     ]
 
+    TARGETS = {
+        "open_rejects": ("#imports-table", "import"),
+        "retry": ("#imports-table", "import"),
+        "edit_export": ("#exports-table", "export"),
+        "delete_export": ("#exports-table", "export"),
+        "show_file": ("#exports-table", "export"),
+        "run_export": ("#exports-table", "export"),
+    }
+    PALETTE_ONLY = (("run_export", "Run export now"),)
+
     def compose_body(self) -> ComposeResult:
         # rows of events another program wrote that PULSE cannot use (shown only when any)
         unusable = Static(id="jobs-unusable", classes="section-title")
@@ -96,16 +107,29 @@ class JobsScreen(PaneScreen):
         yield unusable
         with Vertical(id="jobs-imports", classes="jobs-section"):
             yield Static(id="jobs-imports-title", classes="section-title")
-            yield FittedTable(IMPORT_COLUMNS, id="imports-table")
+            yield FittedTable(IMPORT_COLUMNS, id="imports-table", empty="no imports yet",
+                              detail_title="Import job")
         with Vertical(id="jobs-scheduler", classes="jobs-section"):
             yield Static(Text("Periodic jobs (worker scheduler)", style="bold"),
                          classes="section-title")
-            yield FittedTable(SCHEDULER_COLUMNS, id="scheduler-table")
+            yield FittedTable(SCHEDULER_COLUMNS, id="scheduler-table",
+                              empty="no periodic job has run yet",
+                              detail_title="Periodic job")
         with Vertical(id="jobs-exports", classes="jobs-section"):
             yield Static(id="jobs-exports-title", classes="section-title")
-            yield FittedTable(EXPORT_COLUMNS, id="exports-table")
+            yield FittedTable(EXPORT_COLUMNS, id="exports-table",
+                              empty="no exports yet: n adds one",
+                              detail_title="Export")
 
     def on_mount(self) -> None:
+        settings = self.app.settings  # type: ignore[attr-defined]
+        self.query_one("#imports-table", FittedTable).empty_text = (
+            f"no imports yet: drop CSV files into {settings.import_dir}"
+            f"{'/' if not str(settings.import_dir).endswith('/') else ''}events/, users/ "
+            "or cohort_members/ (or run pulse-tui import FILE)")
+        if not self.app.worker_enabled:  # type: ignore[attr-defined]
+            self.query_one("#scheduler-table", FittedTable).empty_text = (
+                "the worker is off here (--no-worker): pulse-tui worker runs these jobs")
         self.query_one("#imports-table", FittedTable).focus()
         self.reload()
 
@@ -119,12 +143,14 @@ class JobsScreen(PaneScreen):
         jobs = await store.read(lambda d: d.control.list_import_jobs(limit=200))
         scheduled = await store.read(lambda d: d.control.scheduler_jobs())
         self.exports = await store.read(lambda d: d.control.list_exports(site))
-        self._show_unusable(await store.read(lambda d: d.events.unusable_events()))
+        unusable = await store.read(lambda d: d.events.unusable_counts())
+        self._show_unusable(unusable)
         self._show_imports(jobs)
         self._show_exports(self.exports)
         self._show_scheduler(scheduled)
 
-    def _show_unusable(self, line: str | None) -> None:
+    def _show_unusable(self, counts: dict[str, int]) -> None:
+        line = describe_unusable(counts)
         widget = self.query_one("#jobs-unusable", Static)
         widget.display = bool(line)
         if line:
@@ -228,14 +254,15 @@ class JobsScreen(PaneScreen):
         self.action_open_rejects()
 
     @on(DataTable.RowSelected, "#exports-table")
-    def _export_chosen(self) -> None:
-        self.action_run_export()
+    async def _export_chosen(self) -> None:
+        await self.run_action("run_export")  # through the app: refused when read-only
 
     # ------------------------------------------------------------------ exports
     def _selected_export(self):  # type: ignore[no-untyped-def]
         key = self.query_one("#exports-table", FittedTable).selected_key()
         return next((e for e in getattr(self, "exports", []) if e.id == key), None)
 
+    @writes("creating an export")
     @work(exclusive=True, group="jobs-export", exit_on_error=False)
     async def action_new_export(self) -> None:
         site = await self.site_for_new()
@@ -248,6 +275,7 @@ class JobsScreen(PaneScreen):
             self.query_one("#exports-table", FittedTable).focus()
             self.reload()
 
+    @writes("editing an export")
     @work(exclusive=True, group="jobs-export", exit_on_error=False)
     async def action_edit_export(self) -> None:
         ex = self._selected_export()
@@ -260,6 +288,7 @@ class JobsScreen(PaneScreen):
                 ExportFormScreen(d.site_id, cohorts, d, reports=reports)):
             self.reload()
 
+    @writes("running an export")
     @write_action("jobs-export-write")
     async def action_run_export(self) -> None:
         ex = self._selected_export()
@@ -270,12 +299,14 @@ class JobsScreen(PaneScreen):
         result = await self.app.store.write(  # type: ignore[attr-defined]
             lambda d: d.control.run_export(ex.id, settings, clock))
         if result.ok:
-            self.notify(f"Wrote {result.rows or 0:,} rows to {visible(result.file_path)}",
-                        timeout=10)
+            self.notify(f"Export {visible(ex.name)}: {result.rows or 0:,} rows written "
+                        "(o shows the file)", timeout=6)
         else:
-            self.notify(f"Export failed: {visible(result.error)}", severity="error", timeout=10)
+            self.notify(f"Export {visible(ex.name)} failed (o shows why)", severity="error",
+                        timeout=8)
         self.reload()
 
+    @writes("deleting an export")
     @write_action("jobs-export-write")
     async def action_delete_export(self) -> None:
         ex = self._selected_export()
@@ -293,11 +324,15 @@ class JobsScreen(PaneScreen):
         ex = self._selected_export()
         if ex is None:
             return
-        if not ex.last_file:
-            self.notify("This export has not written a file yet.", severity="warning")
-            return
-        self.notify(f"{visible(ex.last_file)}\n{visible(ex.definition.file_url or '')}",
-                    title="Latest file", timeout=20)
+        d = ex.definition
+        fields: list[tuple[str, object]] = [("export", d.name), ("status", d.status)]
+        if d.error:
+            fields.append(("error", d.error))
+        fields.append(("latest file", ex.last_file or "(none yet: enter runs it now)"))
+        if d.file_url and d.file_url != ex.last_file:
+            fields.append(("file url", d.file_url))
+        # a dialog, not a toast: the path is read and copied, and it stays until closed
+        self.app.push_screen(DetailScreen("Latest export file", fields))
 
     @work(exclusive=True, group="jobs-rejects", exit_on_error=False)
     async def action_open_rejects(self) -> None:
@@ -311,13 +346,22 @@ class JobsScreen(PaneScreen):
         if job is None:
             return
         if not total:
-            note = f"{job.file_name}: no rejected rows"
+            # the job in full, with the whole failure reason, in a dialog that stays
+            fields: list[tuple[str, object]] = [
+                ("file", job.file_name), ("status", job.status), ("type", job.type),
+                ("rows", f"{job.processed_records:,} imported, {job.duplicate_records:,} "
+                         "duplicate, 0 rejected"),
+                ("started", format_ms(job.started_at or job.created_at)),
+                ("took", _duration(job.started_at, job.completed_at))]
             if job.message:
-                note += f" ({job.message})"
-            self.notify(visible(note), timeout=5)
+                fields.append(("reason" if job.status == "failed" else "note", job.message))
+            hint = "r moves the file back into the inbox to try again" \
+                if job.status == "failed" else ""
+            await self.app.push_screen(DetailScreen("Import job", fields, note=hint))
             return
         await self.app.push_screen(RejectsScreen(visible(job.file_name), rows, total))
 
+    @writes("retrying a failed file")
     @write_action("jobs-retry")
     async def action_retry(self) -> None:
         job_id = self._selected_job()

@@ -14,11 +14,11 @@ from textual.reactive import reactive
 from textual.widgets import DataTable, Input, Select, Sparkline, Static
 
 from pulse_tui.backend.interface import LiveCursor
-from pulse_tui.models import Event
+from pulse_tui.models import SEARCH_SCAN, Event
 from pulse_tui.textsafe import visible
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.event_detail import EventDetailScreen
-from pulse_tui.tui.widgets.columns import cell
+from pulse_tui.tui.widgets.columns import NavTable, cell
 
 MAX_KEPT = 1000      # events kept in memory (bounded, whatever the rate)
 MAX_SHOWN = 300      # rows in the table
@@ -74,6 +74,9 @@ class LiveScreen(PaneScreen):
         self._loaded = False
         self._column_spec: list[tuple[str, int]] = []
         self._rate_seq = 0
+        self.shown: list[Event] = []
+        self.found: list[Event] = []       # what the filter found in the database
+        self.searched: tuple[str | None, str] | None = None  # the filter `found` answers
 
     def compose_body(self) -> ComposeResult:
         with Horizontal(id="live-top"):
@@ -85,7 +88,7 @@ class LiveScreen(PaneScreen):
                          compact=True)
             yield Input(placeholder="/ filter: text in url, user, site, type…", id="live-text",
                         compact=True)
-        yield DataTable(id="live-table", cursor_type="row", zebra_stripes=True, cell_padding=0)
+        yield NavTable(id="live-table", cursor_type="row", zebra_stripes=True, cell_padding=0)
 
     def on_mount(self) -> None:
         table = self.query_one("#live-table", DataTable)
@@ -170,7 +173,9 @@ class LiveScreen(PaneScreen):
         self.last_seq = 0
         self._loaded = False
         self.missed = 0
+        self.searched = None
         self._fetch()
+        self._search()
 
     def _tick(self) -> None:
         self.buckets.append(0)
@@ -195,10 +200,17 @@ class LiveScreen(PaneScreen):
         rate.append(" ev/s ")
         self.query_one("#live-rate", Static).update(rate)
 
+    def _filtering(self) -> bool:
+        return bool(self.filter_type or self.filter_text)
+
     def _render_rows(self) -> None:
-        table = self.query_one("#live-table", DataTable)
+        table = self.query_one("#live-table", NavTable)
         today = self.app.clock.now_ms() // 86_400_000  # type: ignore[attr-defined]
         rows = [e for e in self.kept if matches(e, self.filter_type, self.filter_text)]
+        if self._filtering() and self.searched == (self.filter_type, self.filter_text):
+            seen = {e.seq for e in rows}
+            rows += [e for e in self.found if e.seq not in seen]
+            rows.sort(key=lambda e: e.seq, reverse=True)
         table.clear()
         columns = self._column_spec  # the columns the table has now
         for e in rows[:MAX_SHOWN]:
@@ -217,7 +229,44 @@ class LiveScreen(PaneScreen):
                 value, style, how = values[key]
                 cells.append(cell(value, w, style=style, cut=how))
             table.add_row(*cells, key=str(e.seq))
+        self.shown = rows[:MAX_SHOWN]
+        table.show_empty(None if rows or not self._loaded else self._empty_text())
         self._refresh_types()
+
+    def _empty_text(self) -> str:
+        if self._filtering():
+            if self.searched != (self.filter_type, self.filter_text):
+                return "searching the database…"
+            what = f"{self.filter_type} events" if self.filter_type else "events"
+            if self.filter_text:
+                return (f'no {visible(what)} match "{visible(self.filter_text)}" among the '
+                        f"latest {SEARCH_SCAN:,}: escape clears the filter")
+            return f"no {visible(what)} among the latest {SEARCH_SCAN:,}: escape clears it"
+        site = self.app.site_id  # type: ignore[attr-defined]
+        if site:
+            return f"no events on site {visible(site)} yet: s shows all sites"
+        settings = self.app.settings  # type: ignore[attr-defined]
+        return (f"no events yet: drop CSV files into {settings.import_dir / 'events'} "
+                "or run pulse-tui simulate --rate 20")
+
+    @work(exclusive=True, group="live-search", exit_on_error=False)
+    async def _search(self) -> None:
+        """The filter searches the database's recent events, not only the rows kept here."""
+        import asyncio
+
+        wanted = (self.filter_type, self.filter_text)
+        if not self._filtering():
+            self.found, self.searched = [], None
+            return
+        await asyncio.sleep(0.25)  # typing: search once the text holds still
+        store = self.app.store  # type: ignore[attr-defined]
+        text, event_type = self.filter_text, self.filter_type
+        site = self.app.site_id  # type: ignore[attr-defined]
+        found = await store.read(lambda d: d.events.search(
+            text=text, event_type=event_type, site_id=site, limit=MAX_SHOWN))
+        if wanted == (self.filter_type, self.filter_text):
+            self.found, self.searched = found, wanted
+            self._render_rows()
 
     def _refresh_types(self) -> None:
         select = self.query_one("#live-type", Select)
@@ -263,7 +312,10 @@ class LiveScreen(PaneScreen):
         self.query_one("#live-text", Input).focus()
 
     def action_focus_type(self) -> None:
-        self.query_one("#live-type", Select).focus()
+        """Focus the type list and open it, so the key shows what it did."""
+        select = self.query_one("#live-type", Select)
+        select.focus()
+        select.action_show_overlay()
 
     def action_clear_filter(self) -> None:
         text = self.query_one("#live-text", Input)
@@ -273,6 +325,7 @@ class LiveScreen(PaneScreen):
             select.clear()
             self.filter_text = ""
             self.filter_type = None
+            self._search()
             self._render_rows()
         self.query_one("#live-table", DataTable).focus()
 
@@ -281,13 +334,14 @@ class LiveScreen(PaneScreen):
         if table.row_count == 0:
             return
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-        event = next((e for e in self.kept if str(e.seq) == key), None)
+        event = next((e for e in (*self.kept, *self.found) if str(e.seq) == key), None)
         if event:
             self.app.push_screen(EventDetailScreen(event))
 
     @on(Input.Changed, "#live-text")
     def _text_changed(self, message: Input.Changed) -> None:
         self.filter_text = message.value.strip()
+        self._search()
         self._render_rows()
 
     @on(Input.Submitted, "#live-text")
@@ -298,6 +352,7 @@ class LiveScreen(PaneScreen):
     def _type_changed(self, message: Select.Changed) -> None:
         value = message.value
         self.filter_type = None if value is Select.NULL or value is None else str(value)
+        self._search()
         self._render_rows()
 
     @on(DataTable.RowSelected, "#live-table")

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Static
+from textual.widgets import DataTable, Static
 
 from pulse_tui.tui.widgets.columns import Column, FittedTable
 
 REJECT_COLUMNS = (
-    Column("line", "line", 8, justify="right"),
-    Column("column", "column", 14),
-    Column("value", "value", 22, min_total=90),
+    Column("line", "line", 7, justify="right", keep=5, grow=True),
+    Column("column", "column", 12, keep=4, grow=True, max_width=24),
+    Column("value", "value", 16, keep=1, grow=True, max_width=32, min_width=8),
     Column("reason", "reason"),
 )
 
@@ -37,9 +38,9 @@ class RejectsScreen(ModalScreen[None]):
             head.append(f"  {self.total} rejected row(s)" +
                         (f", first {shown} shown" if shown < self.total else ""), style="dim")
             yield Static(head)
-            yield FittedTable(REJECT_COLUMNS, id="rejects-table")
-            yield Static(Text("escape closes · the full list is NAME.errors.csv beside the file",
-                              style="dim"))
+            yield FittedTable(REJECT_COLUMNS, id="rejects-table", detail_title="Rejected row")
+            yield Static(Text("enter shows a row in full · escape closes · the full list is "
+                              "NAME.errors.csv beside the file", style="dim"))
 
     def on_mount(self) -> None:
         table = self.query_one(FittedTable)
@@ -47,3 +48,7 @@ class RejectsScreen(ModalScreen[None]):
                                   "reason": reason})
                         for i, (line, column, value, reason) in enumerate(self.rows)])
         table.focus()
+
+    @on(DataTable.RowSelected, "#rejects-table")
+    def _row_chosen(self) -> None:
+        self.query_one(FittedTable).action_row_details()

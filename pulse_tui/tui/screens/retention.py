@@ -11,9 +11,10 @@ from textual.widgets import DataTable, Static
 from pulse_tui.clock import format_ms
 from pulse_tui.models import ACQUISITION, WEEKS, RetentionCell, RetentionGrid, RetentionRow
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import write_action
+from pulse_tui.tui.guards import write_action, writes
 from pulse_tui.tui.screens.base import PaneScreen
 from pulse_tui.tui.screens.retention_cell import RetentionCellScreen
+from pulse_tui.tui.widgets.columns import NavTable, distinct_labels
 
 # the ramp varies colour AND glyph, so it reads in 256 colours, 16 colours and monochrome
 RAMP: tuple[tuple[float, str, str], ...] = (
@@ -62,8 +63,8 @@ class RetentionScreen(PaneScreen):
 
     def compose_body(self) -> ComposeResult:
         yield Static(id="retention-title", classes="section-title")
-        table = DataTable(id="retention-table", cursor_type="cell", zebra_stripes=False,
-                          fixed_columns=2)
+        table = NavTable(id="retention-table", cursor_type="cell", zebra_stripes=False,
+                         fixed_columns=2)
         yield table
         yield Static(id="retention-legend", classes="section-title")
 
@@ -104,7 +105,12 @@ class RetentionScreen(PaneScreen):
         grid = await store.read(lambda d: d.events.retention_grid(site, rng.start, rng.end))
         key = (site, rng.start.isoformat(), rng.end.isoformat())
         missing = any(r.captured_at is None for r in (*grid.acquisition, *grid.cohorts))
-        if missing and key not in self._auto_computed:
+        if missing and getattr(self.app, "read_only", False):
+            # a read-only session computes the grid live and stores nothing
+            now_ms = self.app.clock.now_ms()  # type: ignore[attr-defined]
+            grid = await store.read(
+                lambda d: d.events.compute_retention(site, rng.start, rng.end, now_ms))
+        elif missing and key not in self._auto_computed:
             # never snapshotted for this site and range: compute once, then read snapshots
             self._auto_computed.add(key)
             title.update(Text("computing retention…", style="yellow"))
@@ -128,22 +134,31 @@ class RetentionScreen(PaneScreen):
             rows.extend(grid.acquisition)
         if view in ("all", "cohorts"):
             rows.extend(grid.cohorts)
-        for row in rows:
+        labels = distinct_labels([visible(row.label) for row in rows], LABEL_WIDTH - 1)
+        for row, shown in zip(rows, labels, strict=True):
             key = f"{row.kind}:{row.key}"
             self.rows[key] = row
-            label = Text(visible(row.label), no_wrap=True,
-                         style="bold" if row.kind != ACQUISITION else "")
-            label.truncate(LABEL_WIDTH - 1, overflow="ellipsis")
+            label = Text(shown, no_wrap=True, style="bold" if row.kind != ACQUISITION else "")
             cells = [shade(c.rate) for c in row.cells]
             cells += [Text("")] * (WEEKS - len(cells))
             table.add_row(label, Text(f"{row.size:,}", justify="right"), *cells, key=key)
         if table.row_count:
             table.cursor_coordinate = keep if keep.row < table.row_count else keep._replace(row=0)
+        empty = {"acquisition": "no acquisition week in this range: [ and ] change the range",
+                 "cohorts": "no saved cohort on this site: 3 Cohorts, n adds one; t switches "
+                            "the view",
+                 "all": "no users in this range: [ and ] change the range, s the site"}
+        table.show_empty(None if table.row_count else empty[view])
         captured = format_ms(grid.captured_at, seconds=False) if grid.captured_at else "never"
-        title = Text(f"{visible(grid.site_id)}", style="bold underline")
+        # wraps rather than cuts; "all sites" shows one site, and says how to pick another
+        title = Text()
+        title.append(visible(grid.site_id), style="bold underline")
+        if not self.app.site_id:  # type: ignore[attr-defined]
+            title.append(" (s: site)", style="dim")
+        title.append(f"  {len(grid.acquisition)} week(s) from {grid.start.isoformat()}"
+                     f" · {len(grid.cohorts)} cohort(s)")
         title.append(f"  view {view}", style="bold")
-        title.append(f"  ·  captured {captured}  ·  {len(grid.acquisition)} week(s) from "
-                     f"{grid.start.isoformat()}, {len(grid.cohorts)} cohort(s)", style="dim")
+        title.append(f"  captured {captured}", style="dim")
         self.query_one("#retention-title", Static).update(title)
 
     # ------------------------------------------------------------------ actions
@@ -157,6 +172,7 @@ class RetentionScreen(PaneScreen):
     def action_longer_range(self) -> None:
         self.app.step_range(+1)  # type: ignore[attr-defined]
 
+    @writes("recomputing retention")
     @write_action("retention-write")
     async def action_recompute(self) -> None:
         store = self.app.store  # type: ignore[attr-defined]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.table import Table
 from rich.text import Text
 from textual import on
@@ -13,10 +15,12 @@ from textual.widgets import Input, Label, Static
 
 from pulse_tui.models import ACQUISITION, RetentionCell, RetentionRow
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.forms import FieldChecks
+from pulse_tui.tui.guards import WriteGuard, writes
 from pulse_tui.tui.widgets.field_error import FieldError
 
 
-class RetentionCellScreen(ModalScreen[str | None]):
+class RetentionCellScreen(WriteGuard, FieldChecks, ModalScreen[str | None]):
     """Dismisses with the name for a new static cohort of the cell's users, or None."""
 
     BINDINGS = [
@@ -64,6 +68,11 @@ class RetentionCellScreen(ModalScreen[str | None]):
     def on_mount(self) -> None:
         self.query_one("#cell-save-row").display = False
 
+    def field_checks(self) -> dict[str, Any]:
+        return {"cell-cohort-name": lambda text: None if text.strip() else
+                "required: a name for the new static cohort"}
+
+    @writes("saving users as a cohort")
     def action_start_save(self) -> None:
         if self.cell.returning is None or not self.cell.returning:
             self.notify("No returning users in this cell to save.", severity="warning")
@@ -77,11 +86,9 @@ class RetentionCellScreen(ModalScreen[str | None]):
 
     @on(Input.Submitted, "#cell-cohort-name")
     def _save(self, message: Input.Submitted) -> None:
-        name = message.value.strip()
-        if not name:
-            self.query_one("#cell-cohort-name-error", FieldError).show("a name is required")
+        if self.check_all():
             return
-        self.dismiss(name)
+        self.dismiss(message.value.strip())
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -11,32 +11,34 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Checkbox, Footer, Input, Label, SelectionList, Static
+from textual.widgets import Checkbox, Input, Label, SelectionList, Static
 
 from pulse_tui.clock import format_ms
 from pulse_tui.errors import PulseError, ValidationError
-from pulse_tui.notify.models import WEBHOOK_EVENTS, WebhookEndpoint
+from pulse_tui.notify.models import WEBHOOK_EVENTS, WebhookEndpoint, check_url
 from pulse_tui.textsafe import visible
-from pulse_tui.tui.guards import ReportsWorkerErrors, write_action
+from pulse_tui.tui.forms import FieldChecks
+from pulse_tui.tui.guards import ReportsWorkerErrors, WriteGuard, write_action, writes
 from pulse_tui.tui.screens.confirm import ConfirmScreen
 from pulse_tui.tui.widgets.columns import Column, FittedTable
 from pulse_tui.tui.widgets.field_error import FieldError
+from pulse_tui.tui.widgets.footer import PulseFooter
 from pulse_tui.tui.widgets.header import PulseHeader
 
 ENDPOINT_COLUMNS = (
     Column("url", "url"),
     Column("events", "events", 62, min_total=130),
-    Column("active", "active", 7),
-    Column("last", "last delivery", 15),
-    Column("secret", "secret", 15),
+    Column("active", "active", 7, keep=3),
+    Column("last", "last delivery", 15, keep=2),
+    Column("secret", "secret", 15, keep=1),
 )
 DELIVERY_COLUMNS = (
-    Column("created", "queued", 20),
-    Column("type", "event", 17),
-    Column("status", "status", 10),
-    Column("code", "HTTP", 5, justify="right"),
-    Column("attempts", "tries", 6, justify="right"),
-    Column("error", "error", min_total=90),
+    Column("created", "queued", 20, keep=2, min_width=12),
+    Column("type", "event", 15, keep=3, grow=True),
+    Column("status", "status", 10, keep=4),
+    Column("code", "HTTP", 5, justify="right", keep=5),
+    Column("attempts", "tries", 6, justify="right", keep=5),
+    Column("error", "error"),
 )
 
 
@@ -59,7 +61,19 @@ class SecretScreen(ModalScreen[None]):
                               "shown masked. enter closes.", style="dim"))
 
 
-class EndpointFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
+def headers_problem(text: str) -> str | None:
+    if not text.strip():
+        return None
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return 'not JSON: write an object like {"X-Team": "ops"}'
+    if not isinstance(parsed, dict):
+        return 'must be a JSON object like {"X-Team": "ops"}'
+    return None
+
+
+class EndpointFormScreen(WriteGuard, FieldChecks, ReportsWorkerErrors, ModalScreen[bool]):
     """Create or edit an endpoint; dismisses True when saved."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "save", "Save")]
@@ -91,14 +105,19 @@ class EndpointFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
             yield FieldError(id="ep-headers-error")
             yield Checkbox("active (deliveries are sent)", ep.active if ep else True,
                            id="ep-active", compact=True)
-            yield Static(Text("ctrl+s saves · escape cancels", style="dim"))
+            yield Static(Text("enter or ctrl+s saves · escape cancels", style="dim"))
 
     def on_mount(self) -> None:
         self.query_one("#ep-url", Input).focus()
 
+    def field_checks(self) -> dict[str, Any]:
+        return {"ep-url": lambda text: check_url(text.strip()),
+                "ep-headers": headers_problem}
+
     def action_cancel(self) -> None:
         self.dismiss(False)
 
+    @writes("saving a webhook endpoint")
     @on(Input.Submitted)
     @write_action("endpoint-save")
     async def action_save(self) -> None:
@@ -110,6 +129,8 @@ class EndpointFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
         headers: Any = None
         for field in ("url", "events", "headers"):
             self.query_one(f"#ep-{field}-error", FieldError).show(None)
+        if self.check_all():
+            return
         if raw_headers:
             try:
                 headers = json.loads(raw_headers)
@@ -142,7 +163,7 @@ class EndpointFormScreen(ReportsWorkerErrors, ModalScreen[bool]):
         self.dismiss(True)
 
 
-class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
+class WebhooksScreen(WriteGuard, ReportsWorkerErrors, Screen[None]):
     """The webhook endpoints of one site and the recent deliveries of the selected one."""
 
     TITLE = "Webhooks"
@@ -163,11 +184,14 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
     def compose(self) -> ComposeResult:
         yield PulseHeader("alerts")
         yield Static(id="webhooks-title", classes="section-title")
-        yield FittedTable(ENDPOINT_COLUMNS, id="endpoints-table")
+        yield FittedTable(ENDPOINT_COLUMNS, id="endpoints-table",
+                          empty="no endpoints yet: n adds one", detail_title="Endpoint")
         yield Static(Text("Recent deliveries of the selected endpoint", style="bold"),
                      classes="section-title")
-        yield FittedTable(DELIVERY_COLUMNS, id="deliveries-table")
-        yield Footer()
+        yield FittedTable(DELIVERY_COLUMNS, id="deliveries-table",
+                          empty="no deliveries yet: t sends a test",
+                          detail_title="Delivery")
+        yield PulseFooter()
 
     def on_mount(self) -> None:
         self.query_one("#endpoints-table", FittedTable).focus()
@@ -233,17 +257,20 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
         key = self.query_one("#endpoints-table", FittedTable).selected_key()
         return next((ep for ep in self.endpoints if ep.id == key), None)
 
+    @writes("adding a webhook endpoint")
     @work(exclusive=True, group="webhooks-action", exit_on_error=False)
     async def action_new(self) -> None:
         if await self.app.push_screen_wait(EndpointFormScreen(self.site_id)):
             self.reload()
 
+    @writes("editing a webhook endpoint")
     @work(exclusive=True, group="webhooks-action", exit_on_error=False)
     async def action_edit(self) -> None:
         ep = self._selected()
         if ep and await self.app.push_screen_wait(EndpointFormScreen(self.site_id, ep)):
             self.reload()
 
+    @writes("deleting a webhook endpoint")
     @write_action("webhooks-write")
     async def action_delete(self) -> None:
         ep = self._selected()
@@ -260,6 +287,7 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
         self.notify(f"Deleted {visible(ep.url)}")
         self.reload()
 
+    @writes("sending a test webhook")
     @write_action("webhooks-test")
     async def action_test(self) -> None:
         from pulse_tui.notify import delivery
@@ -279,6 +307,7 @@ class WebhooksScreen(ReportsWorkerErrors, Screen[None]):
                     severity="information" if result.ok else "error", timeout=8)
         self.reload()
 
+    @writes("replacing a webhook secret")
     @write_action("webhooks-write")
     async def action_rotate(self) -> None:
         ep = self._selected()

@@ -50,7 +50,8 @@ class PulseHeader(Vertical):
             tabs.append(f"{key} {label}", style=style)
         firing = getattr(app, "firing_alerts", 0)
         if firing:
-            tabs.append(f"  ▲ {firing} firing", style="bold red")
+            tabs.append("  ")
+            tabs.append(f" ▲ {firing} firing ", style="bold reverse red")
         self.query_one("#header-tabs", Static).update(tabs)
 
         status = Text(no_wrap=True, overflow="ellipsis")
@@ -66,5 +67,7 @@ class PulseHeader(Vertical):
         status.append(visible(state), style=f"bold {colour}".strip())
         status.append("  db ", style="dim")
         status.append(visible(getattr(app, "db_label", "")))
+        if getattr(app, "read_only", False):
+            status.append("  read-only", style="bold reverse")
         status.truncate(max(10, self.app.size.width), overflow="ellipsis")
         self.query_one("#header-status", Static).update(status)

@@ -1,0 +1,1 @@
+"""``pulse-tui serve``: the same console in a browser (textual-serve), behind a token."""
