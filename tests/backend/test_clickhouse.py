@@ -122,6 +122,14 @@ def _everything(b: Backends) -> dict[str, object]:
         cohort = b.control.create_cohort(CLOCK, site_id=site, name="c", criteria=CRITERIA[3],
                                          cohort_id=f"c-{site}")
         out[f"{site} members"] = ev.cohort_members(cohort.cohort_id)
+        live = ev.compute_retention(site, TODAY - timedelta(days=70), TODAY, NOW)
+        out[f"{site} live grid"] = [(r.kind, r.key, r.size,
+                                     [(c.week_number, c.returning, c.base) for c in r.cells])
+                                    for r in live.rows]
+        for text, etype in (("", None), ("U1", None), ("/", "click"), ("nothing-has-this", None)):
+            out[f"{site} search {text!r} {etype}"] = [
+                e.event_id for e in ev.search(text=text, event_type=etype, site_id=site,
+                                              limit=50)]
         grid = ev.refresh_retention(site, CLOCK, TODAY - timedelta(days=70), TODAY)
         out[f"{site} grid"] = [(r.kind, r.key, r.size, [(c.week_number, c.returning, c.base)
                                                       for c in r.cells])
@@ -158,6 +166,8 @@ def test_the_reports_are_identical_on_both_stores(tmp_path: Path, ch: Backends) 
         assert got_ch[key] == got_sqlite[key], key
     # the data has what the comparison is about
     assert any(r[1] for r in got_sqlite["s1 criteria 0"]) and got_sqlite["s1 criteria 1"]
+    assert got_sqlite["s1 search 'U1' None"] and got_sqlite["s1 search '/' click"]
+    assert any(row[2] for row in got_sqlite["s1 live grid"])
 
 
 def test_contains_takes_percent_and_underscore_literally(tmp_path: Path, ch: Backends) -> None:
