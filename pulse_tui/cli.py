@@ -26,7 +26,7 @@ from pulse_tui.errors import PulseError, UsageError
 
 log = logging.getLogger("pulse_tui")
 
-GLOBAL_KEYS = ("db", "import_dir", "export_dir", "config", "debug")
+GLOBAL_KEYS = ("db", "import_dir", "export_dir", "config", "events_store", "debug")
 
 
 def global_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -40,6 +40,10 @@ def global_options(fn: Callable[..., Any]) -> Callable[..., Any]:
                      help="Folder for exported files (env PULSE_EXPORT_DIR)."),
         click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
                      help="TOML config file (default: config.toml in the user config dir)."),
+        click.option("--events-store", "events_store", metavar="STORE",
+                     help="Where events live: sqlite (default), clickhouse://user:password@"
+                          "host:8123/db, clickhouses://... or chdb:///dir "
+                          "(env PULSE_EVENTS_STORE)."),
         click.option("--debug", is_flag=True, default=None,
                      help="Show tracebacks and log debug detail."),
     ]
@@ -67,6 +71,7 @@ def settings_from(ctx: click.Context) -> Settings:
         import_dir=obj.get("import_dir"),
         export_dir=obj.get("export_dir"),
         config_file=obj.get("config"),
+        events_store=obj.get("events_store"),
     )
     _db_in_use["db"] = settings.db
     return settings
@@ -118,7 +123,8 @@ class PulseGroup(click.Group):
         try:
             settings = load_settings(db=obj.get("db"), import_dir=obj.get("import_dir"),
                                      export_dir=obj.get("export_dir"),
-                                     config_file=obj.get("config"))
+                                     config_file=obj.get("config"),
+                                     events_store=obj.get("events_store"))
         except PulseError as exc:
             formatter.write_paragraph()
             formatter.write(f"{'':{formatter.current_indent}}(settings: {exc})\n")
@@ -196,6 +202,7 @@ def _demo_progress() -> Iterator[Callable[[str, int, int], None]]:
 
 
 def run_tui(settings: Settings, *, demo: bool, worker: bool, read_only: bool = False) -> None:
+    from pulse_tui.backend.wiring import open_backends
     from pulse_tui.store.connection import connect
 
     clock = Clock.from_env()
@@ -206,10 +213,13 @@ def run_tui(settings: Settings, *, demo: bool, worker: bool, read_only: bool = F
                    err=True)
         with _demo_progress() as progress:
             ensure_demo_database(settings.db, clock, progress=progress)
-    else:
+    elif settings.events_store == "sqlite":
         # create or check it before the screen is taken; the TUI only reads until the
         # operator writes, so a file that needs upgrading is refused untouched (SPEC 10)
         connect(settings.db, migrate=False, keep_journal_mode=True).close()
+    else:  # the same for the SQLite file, and create or check the events store
+        open_backends(settings.db, settings.events_store,
+                      cluster=settings.clickhouse_cluster, migrate=False).close()
     for sub in ("events", "users", "cohort_members"):
         try:
             (settings.import_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -258,13 +268,15 @@ def simulate_cmd(ctx: click.Context, rate: float, duration: float | None, sites:
 
     SIGTERM or SIGINT stop it within a second, keeping what was written.
     """
+    from pulse_tui.backend.wiring import open_backends
     from pulse_tui.simulate import Simulator, write_batch, write_sites, write_users
-    from pulse_tui.store.connection import connect
     from pulse_tui.store.tx import write_transaction
 
     settings = settings_from(ctx)
     stop = _stop_on_signals()
-    conn = connect(settings.db)
+    backends = open_backends(settings.db, settings.events_store,
+                             cluster=settings.clickhouse_cluster)  # events: SQLite or ClickHouse
+    conn = backends.events.conn  # type: ignore[attr-defined]
     sim = Simulator(seed=seed if seed is not None else time.time_ns() % 1_000_000, sites=sites)
     start = time.monotonic()
     written = 0
@@ -296,7 +308,7 @@ def simulate_cmd(ctx: click.Context, rate: float, duration: float | None, sites:
             with write_transaction(conn):
                 write_users(conn, users, int(time.time() * 1000))
     finally:
-        conn.close()
+        backends.close()
     click.echo(f"wrote {written} events in {time.monotonic() - start:.1f}s", err=True)
 
 
@@ -474,6 +486,7 @@ def _one_line(text: str) -> str:
 # Subcommands defined in their own modules register themselves on import (one line each).
 # They import `cli`, `pulse_command` and `settings_from` from this module.
 # ---------------------------------------------------------------------------------------------
+from pulse_tui import clickhouse_command as _clickhouse_command  # noqa: E402,F401
 from pulse_tui import report_command as _report_command  # noqa: E402,F401
 from pulse_tui.ingest import command as _import_command  # noqa: E402,F401
 from pulse_tui.serve import command as _serve_command  # noqa: E402,F401

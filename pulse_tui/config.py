@@ -15,6 +15,7 @@ from pulse_tui.errors import UsageError
 APP_NAME = "pulse-tui"
 
 ENV_VARS = {"db": "PULSE_DB", "import_dir": "PULSE_IMPORT_DIR", "export_dir": "PULSE_EXPORT_DIR"}
+EVENTS_STORE_ENV = "PULSE_EVENTS_STORE"
 
 PATH_KEYS = ("db", "import_dir", "export_dir", "log_file")
 INT_KEYS = (
@@ -24,8 +25,9 @@ INT_KEYS = (
 )
 FLOAT_KEYS = ("settle_seconds",)
 BOOL_KEYS = ("cleanup_enabled", "webhook_allow_link_local", "ascii")
+STR_KEYS = ("events_store", "clickhouse_cluster")
 SECRET_KEYS = ("serve_token",)  # never shown by describe(), repr() or the logs
-KNOWN_KEYS = PATH_KEYS + INT_KEYS + FLOAT_KEYS + BOOL_KEYS + SECRET_KEYS
+KNOWN_KEYS = PATH_KEYS + INT_KEYS + FLOAT_KEYS + BOOL_KEYS + STR_KEYS + SECRET_KEYS
 
 IMPORT_TYPES = ("events", "users", "cohort_members")
 
@@ -64,6 +66,8 @@ class Settings:
     exports_retention_days: int = 30
     rollup_retention_days: int = 400
     cleanup_enabled: bool = True
+    events_store: str = "sqlite"  # sqlite | clickhouse[s]://user:pw@host:port/db | chdb:///dir
+    clickhouse_cluster: str | None = None  # ON CLUSTER name for the ClickHouse DDL
     webhook_allow_link_local: bool = False  # 169.254.0.0/16 and fe80::/10 targets (SPEC 10)
     ascii: bool = False  # draw with ASCII only (automatic on TERM=linux / vt100-like)
     config_file: Path | None = None
@@ -92,6 +96,8 @@ class Settings:
             ("log file", str(self.log_file)),
             ("config file", str(self.config_file or default_config_file())),
         ]
+        if self.events_store != "sqlite":  # the password never shows
+            rows.insert(1, ("events store", redact_url(self.events_store)))
         return rows
 
 
@@ -145,6 +151,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
                 raise UsageError(f"config file {path}: {key} must be a number of seconds "
                                  f"from 0 to {MAX_SECONDS}")
             values[key] = float(value)
+        elif key in STR_KEYS:
+            if not isinstance(value, str) or not value.strip():
+                raise UsageError(f"config file {path}: {key} must be a non-empty string")
+            values[key] = value.strip()
+            if key == "events_store":
+                check_events_store(values[key], f"config file {path}: events_store")
         elif key in BOOL_KEYS:
             if not isinstance(value, bool):
                 raise UsageError(f"config file {path}: {key} must be true or false")
@@ -162,6 +174,7 @@ def load_settings(
     import_dir: str | Path | None = None,
     export_dir: str | Path | None = None,
     config_file: str | Path | None = None,
+    events_store: str | None = None,
     environ: dict[str, str] | None = None,
 ) -> Settings:
     """Resolve settings with precedence flag > env > config file > default."""
@@ -186,6 +199,14 @@ def load_settings(
             values[key] = Path(raw).expanduser()
             sources[key] = "env"
 
+    raw_store = env.get(EVENTS_STORE_ENV, "").strip()
+    if raw_store:
+        values["events_store"] = check_events_store(raw_store, EVENTS_STORE_ENV)
+        sources["events_store"] = "env"
+    if events_store is not None and events_store.strip():
+        values["events_store"] = check_events_store(events_store.strip(), "--events-store")
+        sources["events_store"] = "flag"
+
     flags = {"db": db, "import_dir": import_dir, "export_dir": export_dir}
     for key, value in flags.items():
         if value is not None and str(value).strip():
@@ -193,3 +214,49 @@ def load_settings(
             sources[key] = "flag"
 
     return Settings(config_file=cfg_path, sources=sources, **values)
+
+
+# ------------------------------------------------------------------ the events store URL
+EVENTS_STORE_SCHEMES = ("sqlite", "clickhouse", "clickhouses", "chdb")
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced by ``***``: the only form that is ever shown or
+    logged (``--help``, the header, messages). Anything unparsable is shown as its scheme."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    except ValueError:
+        return f"{url.split(':', 1)[0]}://(unparsable)"
+
+
+def check_events_store(value: str, where: str) -> str:
+    """``value`` when it names a known events store, else a UsageError in our words (the
+    password never appears in it)."""
+    from urllib.parse import urlsplit
+
+    scheme = value.split(":", 1)[0].lower() if ":" in value else value.lower()
+    if value == "sqlite":
+        return value
+    if scheme not in EVENTS_STORE_SCHEMES or scheme == "sqlite":
+        raise UsageError(f"{where}: {redact_url(value)!r} is not an events store (use sqlite, "
+                         "clickhouse://user:password@host:8123/database, clickhouses://... "
+                         "or chdb:///absolute/dir)")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise UsageError(f"{where}: {redact_url(value)!r} is not a valid URL") from exc
+    if scheme == "chdb":
+        if not parts.path.startswith("/") or parts.netloc:
+            raise UsageError(f"{where}: chdb needs an absolute directory: chdb:///absolute/dir")
+    elif not parts.hostname:
+        raise UsageError(f"{where}: {redact_url(value)!r} names no host")
+    return value

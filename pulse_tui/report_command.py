@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from pulse_tui.backend.wiring import open_backends
 from pulse_tui.cli import cli, pulse_command, settings_from
 from pulse_tui.clock import Clock
 from pulse_tui.csvsafe import neutralise_row
@@ -117,14 +118,27 @@ def report_cmd(ctx: click.Context, name: str, site: str | None, start: str | Non
         raise UsageError(f"report {name} needs --steps a,b,c")
     clock = Clock.from_env()
     rng = reports.make_range(clock, start, end)
-    conn = connect(settings_from(ctx).db, migrate=False, keep_journal_mode=True)  # reads only (SPEC 10)
-    try:
-        site_id = reports.resolve_site(conn, site)
-        rows = reports.run_report(conn, name, site_id, rng, now_ms=clock.now_ms(),
-                                  limit=limit, steps=step_list)
-        notes = report_notes(conn, name)
-    finally:
-        conn.close()
+    settings = settings_from(ctx)
+    if settings.events_store == "sqlite":
+        conn = connect(settings.db, migrate=False, keep_journal_mode=True)  # reads only (SPEC 10)
+        try:
+            site_id = reports.resolve_site(conn, site)
+            rows = reports.run_report(conn, name, site_id, rng, now_ms=clock.now_ms(),
+                                      limit=limit, steps=step_list)
+            notes = report_notes(conn, name)
+        finally:
+            conn.close()
+    else:
+        # rows PULSE cannot use are a SQLite events-table matter (ClickHouse columns are typed)
+        backends = open_backends(settings.db, settings.events_store,
+                                 cluster=settings.clickhouse_cluster, migrate=False)
+        try:
+            site_id = reports.pick_site([s.id for s in backends.events.sites()], site)
+            rows = backends.events.report(name, site_id, rng, now_ms=clock.now_ms(),
+                                          limit=limit, steps=step_list)
+            notes = []
+        finally:
+            backends.close()
     render = {"json": render_json, "csv": render_csv, "table": render_table}[fmt]
     sys.stdout.write(render(spec.columns, rows))
     for note in notes:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from pulse_tui.models import NewEvent
 from pulse_tui.store import derived
+from pulse_tui.store.elsewhere import events_of
 from pulse_tui.store.events import ensure_sites, insert_events, insert_new_users, upsert_sites
 from pulse_tui.store.tx import write_transaction
 
@@ -292,7 +293,13 @@ class Simulator:
 
 # -------------------------------------------------------------------- writing
 def write_batch(conn: sqlite3.Connection, events: list[NewEvent], now_ms: int) -> int:
-    """Insert events and fold them into sessions and rollups in one transaction."""
+    """Insert events and fold them into sessions and rollups in one transaction (into
+    ClickHouse when the file's events live there: pulse_tui.store.elsewhere)."""
+    elsewhere = events_of(conn)
+    if elsewhere is not None:
+        with write_transaction(conn):
+            ensure_sites(conn, {e.site_id for e in events}, now_ms)
+        return int(elsewhere.insert_events(events, now_ms))
     with write_transaction(conn):
         ensure_sites(conn, {e.site_id for e in events}, now_ms)
         n = insert_events(conn, events, now_ms)
@@ -306,5 +313,10 @@ def write_sites(conn: sqlite3.Connection, sim: Simulator, now_ms: int) -> None:
 
 def write_users(conn: sqlite3.Connection, users: list[SimUser], now_ms: int) -> None:
     """Upsert the simulated users' ``users`` rows (plans, companies)."""
-    insert_new_users(conn, [(u.user_id, u.site_id, u.name, u.email, u.company, u.plan,
-                             u.first_day * DAY_MS, now_ms) for u in users])
+    rows = [(u.user_id, u.site_id, u.name, u.email, u.company, u.plan, u.first_day * DAY_MS,
+             now_ms) for u in users]
+    elsewhere = events_of(conn)
+    if elsewhere is not None:
+        elsewhere.insert_new_users(rows)
+        return
+    insert_new_users(conn, rows)

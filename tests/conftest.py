@@ -38,7 +38,8 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local/share"))
     monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local/state"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(home / ".cache"))
-    for var in ("PULSE_DB", "PULSE_IMPORT_DIR", "PULSE_EXPORT_DIR", "PULSE_NOW"):
+    for var in ("PULSE_DB", "PULSE_IMPORT_DIR", "PULSE_EXPORT_DIR", "PULSE_NOW",
+                "PULSE_EVENTS_STORE"):
         monkeypatch.delenv(var, raising=False)
 
 

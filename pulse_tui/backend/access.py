@@ -32,10 +32,12 @@ class Store:
     """Async facade over one PULSE database: its events backend and its control store."""
 
     def __init__(self, path: Path, clock: Clock | None = None, *,
-                 events_store: str = "sqlite", read_only: bool = False) -> None:
+                 events_store: str = "sqlite", cluster: str | None = None,
+                 read_only: bool = False) -> None:
         self.path = Path(path)
         self.clock = clock or Clock.from_env()
         self.events_store = events_store
+        self.cluster = cluster
         self.read_only = read_only
         self._backends: Backends | None = None
         self._thread: ThreadPoolExecutor | None = None
@@ -50,7 +52,8 @@ class Store:
         try:
             # never upgrades a file: the TUI checked it before taking the screen (SPEC 10)
             self._backends = await self._on_thread(
-                lambda: open_backends(self.path, self.events_store, migrate=False))
+                lambda: open_backends(self.path, self.events_store, cluster=self.cluster,
+                                      migrate=False))
         except BaseException:
             self._thread.shutdown(wait=False)
             self._thread = None

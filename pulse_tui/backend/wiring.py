@@ -7,20 +7,35 @@ from pathlib import Path
 
 from pulse_tui.backend.interface import Backends
 from pulse_tui.backend.sqlite import open_sqlite
+from pulse_tui.config import redact_url
 from pulse_tui.errors import UsageError
 
-# events_store name -> opener(database path, migrate=...); control data is always in SQLite
+
+def _clickhouse(path: Path, url: str, cluster: str | None, *, migrate: bool = True) -> Backends:
+    from pulse_tui.backend.clickhouse import open_clickhouse  # the optional extra
+
+    return open_clickhouse(path, url, cluster=cluster, migrate=migrate)
+
+
+def _sqlite(path: Path, _store: str, _cluster: str | None, *, migrate: bool = True) -> Backends:
+    return open_sqlite(path, migrate=migrate)
+
+
+# events_store scheme -> opener(database path, events_store, cluster, migrate=...); control data
+# is always in the SQLite file (``migrate=False``: never upgrade an existing file's schema)
 BACKENDS: dict[str, Callable[..., Backends]] = {
-    "sqlite": open_sqlite,
+    "sqlite": _sqlite,
+    "chdb": _clickhouse, "clickhouse": _clickhouse, "clickhouses": _clickhouse,
 }
 
 
 def open_backends(db_path: Path, events_store: str = "sqlite", *,
-                  migrate: bool = True) -> Backends:
-    """The events backend and the control store for one PULSE database (``migrate=False``:
+                  cluster: str | None = None, migrate: bool = True) -> Backends:
+    """The events backend and the control store for one PULSE database (``cluster``: the
+    ClickHouse cluster its schema is created on, ``clickhouse_cluster``; ``migrate=False``:
     never upgrade an existing file's schema)."""
-    opener = BACKENDS.get(events_store.split(":", 1)[0])
+    opener = BACKENDS.get(events_store.split(":", 1)[0].lower())
     if opener is None:
-        raise UsageError(f"unknown events store {events_store!r} "
+        raise UsageError(f"unknown events store {redact_url(events_store)!r} "
                          f"(known: {', '.join(sorted(BACKENDS))})")
-    return opener(Path(db_path), migrate=migrate)
+    return opener(Path(db_path), events_store, cluster, migrate=migrate)

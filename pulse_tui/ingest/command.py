@@ -78,13 +78,21 @@ def import_cmd(ctx: click.Context, files: tuple[Path, ...], kind: str | None,
     rejected or a file failed; duplicates alone exit 0. cohort_members go into existing
     static cohorts only.
     """
+    from pulse_tui.backend.wiring import open_backends
     from pulse_tui.store import imports as imports_sql
     from pulse_tui.store.connection import connect
 
     settings = settings_from(ctx)
     if site_id is not None and not site_id.strip():
         raise click.UsageError("--site must not be empty")
-    conn = connect(settings.db, bulk=True)
+    events = None
+    if settings.events_store == "sqlite":
+        conn = connect(settings.db, bulk=True)
+        close = conn.close
+    else:  # rows into ClickHouse; the job, its rejects and checkpoint in the SQLite file
+        backends = open_backends(settings.db, settings.events_store,
+                             cluster=settings.clickhouse_cluster)
+        events, conn, close = backends.events, backends.events.conn, backends.close
     clock = Clock.from_env()
     bad = 0
     try:
@@ -93,7 +101,7 @@ def import_cmd(ctx: click.Context, files: tuple[Path, ...], kind: str | None,
             try:
                 result = import_file(conn, path, kind=kind,
                                      site_id=site_id.strip() if site_id else None,
-                                     clock=clock, progress=progress)
+                                     clock=clock, progress=progress, events=events)
             finally:
                 progress.close()
             imports_sql.clear_source_identity(conn, result.job_id)  # only the worker moves
@@ -115,7 +123,7 @@ def import_cmd(ctx: click.Context, files: tuple[Path, ...], kind: str | None,
                     if written is not None:
                         click.echo(f"  rejected rows: {shown(written)}")
     finally:
-        conn.close()
+        close()
     if bad:
         what = "file" if bad == 1 else "files"
         raise PulseError(f"{bad} {what} with rejected rows or failed")

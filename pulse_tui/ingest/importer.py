@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 from pulse_tui import safefs
 from pulse_tui.clock import Clock
@@ -33,6 +34,14 @@ from pulse_tui.store import imports as store
 from pulse_tui.store.events import newest_seq
 
 log = logging.getLogger("pulse_tui.ingest")
+
+
+class EventsWriter(Protocol):
+    """The import batch writer of an events backend kept outside the SQLite file."""
+
+    def write_import_batch(self, kind: str, job_id: str, rows: Any, rejects: Any,
+                           checkpoint: Any, now_ms: int, lines: Any = ()) -> store.BatchOutcome:
+        ...
 
 DEFAULT_BATCH_SIZE = 100_000  # rows per write transaction (PULSE_IMPORT_BATCH_ROWS)
 MAX_BATCH_ROWS = 1_000_000
@@ -126,6 +135,7 @@ def import_file(
     batch_size: int | None = None,
     max_tx_seconds: float = MAX_TX_SECONDS,
     pause_between_tx: float = 0.0,
+    events: EventsWriter | None = None,
     follow_symlinks: bool = True,
     inside: Path | None = None,
 ) -> ImportResult:
@@ -156,6 +166,9 @@ def import_file(
       connection stored events during the pauses of the last QUIET_AFTER_SECONDS (no live
       traffic is waiting).
 
+    - ``events``: where the rows go when the events do not live in ``conn`` (ClickHouse): each
+      parsed batch is handed to ``events.write_import_batch`` (which moves the job's checkpoint
+      in ``conn`` after storing the rows); ``conn`` keeps the job, its rejects and checkpoint.
     - ``follow_symlinks`` False: a symbolic link at ``path`` is refused (the worker's rule);
       ``inside`` (the import folder): a subfolder of it holding ``path`` is never a link.
     - The file is read through one descriptor; when its size, modification or change time
@@ -178,7 +191,7 @@ def import_file(
                             job_id=job_id, progress=progress, should_stop=should_stop,
                             batch_size=batch_size, max_tx_seconds=max_tx_seconds,
                             pause_between_tx=pause_between_tx,
-                            follow_symlinks=follow_symlinks, inside=inside,
+                            events=events, follow_symlinks=follow_symlinks, inside=inside,
                             created=created)
     except sqlite3.Error as exc:
         if "job_id" in created:
@@ -215,6 +228,7 @@ def _import_file(
     batch_size: int | None,
     max_tx_seconds: float,
     pause_between_tx: float,
+    events: EventsWriter | None,
     follow_symlinks: bool,
     inside: Path | None,
     created: dict[str, str],
@@ -298,7 +312,7 @@ def _import_file(
         processed, dups, failed = job.processed_records, job.duplicate_records, job.failed_records
         sharing = pause_between_tx > 0
         chunk = batch_size
-        if kind == "events":
+        if kind == "events" and events is None:
             chunk = min(batch_size, SHARED_CHUNK_ROWS if sharing else PARSE_CHUNK_ROWS)
         tx_rows = min(batch_size, SHARED_FIRST_TX_ROWS) if sharing else batch_size
         tx_seconds = max_tx_seconds
@@ -308,7 +322,7 @@ def _import_file(
         tx_started = 0.0
         try:
             for batch in batches:
-                if kind == "events":
+                if kind == "events" and events is None:
                     # parsed in chunks, written in transactions of batch_size rows (or
                     # MAX_TX_SECONDS of writing): the checkpoint is the last chunk's
                     if tx is None:
@@ -333,7 +347,7 @@ def _import_file(
                         tx_rows = next_tx_rows(n_tx, held, tx_seconds, chunk, batch_size)
                     done = outcome, n_tx, more
                 else:
-                    outcome = _write(conn, job_id, kind, batch, now_ms)
+                    outcome = _write(conn, job_id, kind, batch, now_ms, events)
                     stop = should_stop is not None and should_stop()
                     done = outcome, batch.records, not batch.final
                 outcome, n_records, more = done
@@ -464,10 +478,13 @@ def _add(tx: store.EventsTx, batch: Batch) -> None:
            store.Checkpoint(batch.records, batch.end_offset, batch.end_line))
 
 
-def _write(conn: sqlite3.Connection, job_id: str, kind: str, batch: Batch, now_ms: int
-           ) -> store.BatchOutcome:
+def _write(conn: sqlite3.Connection, job_id: str, kind: str, batch: Batch, now_ms: int,
+           events: EventsWriter | None = None) -> store.BatchOutcome:
     cp = store.Checkpoint(batch.records, batch.end_offset, batch.end_line)
     rejects = [(r.line, r.column, r.value, r.reason) for r in batch.rejects]
+    if events is not None:
+        return events.write_import_batch(kind, job_id, batch.rows, rejects, cp, now_ms,
+                                         batch.lines)
     if kind == "events":
         return store.write_events_batch(conn, job_id, batch.rows, rejects, cp, now_ms)
     if kind == "users":

@@ -49,6 +49,7 @@ from pulse_tui.models import (
     member_id_for,
 )
 from pulse_tui.store import derived
+from pulse_tui.store.elsewhere import events_of
 from pulse_tui.store.tx import write_transaction as _write
 
 log = logging.getLogger(__name__)
@@ -198,6 +199,9 @@ def list_members(conn: sqlite3.Connection, cohort_id: str, *, active_only: bool 
 def evaluate(conn: sqlite3.Connection, site_id: str, criteria: Group, now_ms: int
              ) -> list[tuple[str, int, int]]:
     """The (user_id, joined_at, last_seen_at) matching ``criteria`` on the site right now."""
+    elsewhere = events_of(conn)  # events in ClickHouse: membership rows stay here
+    if elsewhere is not None:
+        return elsewhere.cohort_evaluate(site_id, criteria, now_ms)
     derived.fold_pending(conn)  # candidates come from user_first_seen
     sql, params = compile_members(criteria, site_id, now_ms,
                                   full_scan=_site_is_large(conn, site_id))
@@ -419,12 +423,18 @@ def refresh_cohort(conn: sqlite3.Connection, clock: Clock, cohort_id: str, *,
             derived.set_meta(conn, FP_PREFIX + cohort_id, fp)
         return RefreshResult(cohort_id, skipped=f"invalid criteria: {why}")
     # 1. evaluate into a temp table: reads only, no write lock on the database
-    sql, params = compile_members(cohort.criteria, cohort.site_id, now,
-                                  full_scan=_site_is_large(conn, cohort.site_id))
     conn.execute(_MATCH_TABLE)
     conn.execute("DELETE FROM temp.cohort_match")
-    conn.execute("INSERT INTO temp.cohort_match (user_id, joined_at, last_seen_at) " + sql,
-                 params)
+    elsewhere = events_of(conn)
+    if elsewhere is not None:
+        conn.executemany("INSERT INTO temp.cohort_match (user_id, joined_at, last_seen_at) "
+                         "VALUES (?, ?, ?)",
+                         elsewhere.cohort_evaluate(cohort.site_id, cohort.criteria, now))
+    else:
+        sql, params = compile_members(cohort.criteria, cohort.site_id, now,
+                                      full_scan=_site_is_large(conn, cohort.site_id))
+        conn.execute("INSERT INTO temp.cohort_match (user_id, joined_at, last_seen_at) " + sql,
+                     params)
     matched = conn.execute("SELECT count(*) FROM temp.cohort_match").fetchone()[0]
     # 2. apply in one short write transaction, unless the definition changed meanwhile
     _register_member_id(conn)

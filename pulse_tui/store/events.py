@@ -115,6 +115,20 @@ def list_sites(conn: sqlite3.Connection) -> list[Site]:
     )]
 
 
+def rows_after(conn: sqlite3.Connection, after_rowid: int, limit: int
+               ) -> list[tuple[object, ...]]:
+    """(rowid, event_id .. device_type, created_at) of the events after a rowid, in arrival
+    order (copy-events)."""
+    return conn.execute(f"SELECT rowid, {EVENT_COLUMNS} FROM events WHERE rowid > ? "
+                        "ORDER BY rowid LIMIT ?", (after_rowid, limit)).fetchall()
+
+
+def all_users(conn: sqlite3.Connection) -> list[tuple[object, ...]]:
+    """Every users row in the seed's column order (copy-events)."""
+    return conn.execute("SELECT user_id, site_id, name, email, company, plan, created_at, "
+                        "updated_at FROM users ORDER BY user_id").fetchall()
+
+
 def upsert_sites(conn: sqlite3.Connection, rows: Sequence[tuple[str, str | None, str | None]],
                  now_ms: int) -> None:
     """(id, name, domain) sites: new ones inserted, existing ones keep a name/domain they have."""

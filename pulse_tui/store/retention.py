@@ -53,6 +53,7 @@ from pulse_tui.models import (
 )
 from pulse_tui.store import derived
 from pulse_tui.store.cohorts import insert_cohort, member_id
+from pulse_tui.store.elsewhere import events_of
 from pulse_tui.store.tx import write_transaction as _write
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,10 @@ def acquisition_rows(conn: sqlite3.Connection, site_id: str, start: date, end: d
     if unfolded:
         sql = _ACQ_SQL_UNFOLDED
         params["hwm"] = derived.high_water_mark(conn)
-    for w, k, n in conn.execute(sql, params):
+    elsewhere = events_of(conn)  # events in ClickHouse: the same counts from its events
+    found = (elsewhere.acquisition_counts(params, WEEKS) if elsewhere is not None
+             else conn.execute(sql, params))
+    for w, k, n in found:
         counts[(w, k)] = n
     rows = []
     for w in weeks:
@@ -171,6 +175,9 @@ def acquisition_cell_users(conn: sqlite3.Connection, site_id: str, cohort_week: 
     monday = date.fromisoformat(cohort_week) if isinstance(cohort_week, str) else cohort_week
     first = _day_number(monday_of(monday))
     fs = (first * DAY_MS, (first + 7) * DAY_MS)
+    elsewhere = events_of(conn)
+    if elsewhere is not None:
+        return elsewhere.acquisition_cell_users(site_id, fs, week_number)
     if week_number == 0:
         sql = ("SELECT user_id FROM user_first_seen WHERE site_id = ? AND first_seen_ms >= ? "
                "AND first_seen_ms < ? ORDER BY user_id")
@@ -324,7 +331,10 @@ def saved_cohort_rows(conn: sqlite3.Connection, now_ms: int, *, site_id: str | N
             "day_lo": span[0] // DAY_MS,
             "day_hi": min((span[1] + WEEKS * WEEK_MS) // DAY_MS, now_ms // DAY_MS),
         }
-        for tag, cid, a, b in conn.execute(sql, params):
+        elsewhere = events_of(conn)
+        found = (elsewhere.saved_retention(site, _members(conn, ids), now_ms, WEEKS)
+                 if elsewhere is not None else conn.execute(sql, params))
+        for tag, cid, a, b in found:
             if tag == "r":
                 returning[(cid, a)] = b
             elif tag == "e":
@@ -363,7 +373,19 @@ def saved_cell_users(conn: sqlite3.Connection, cohort_id: str, week_number: int,
         "day_lo": span[0] // DAY_MS,
         "day_hi": min((span[1] + WEEKS * WEEK_MS) // DAY_MS, now_ms // DAY_MS),
     }
+    elsewhere = events_of(conn)
+    if elsewhere is not None:
+        return elsewhere.saved_cell_users(site, _members(conn, [cohort_id]), now_ms,
+                                          week_number, WEEKS)
     return [r[0] for r in conn.execute(_CELL_SQL, params)]
+
+
+def _members(conn: sqlite3.Connection, cohort_ids: list[str]) -> list[tuple[str, str, int]]:
+    """(cohort_id, user_id, joined_at) of the active members (the ``m`` of _SAVED_CTES)."""
+    return [tuple(r) for r in conn.execute(  # type: ignore[misc]
+        "SELECT cohort_id, user_id, min(joined_at) FROM cohort_members WHERE cohort_id IN "
+        "(SELECT value FROM json_each(?)) AND is_active = 1 AND user_id IS NOT NULL "
+        "GROUP BY cohort_id, user_id", (json.dumps(cohort_ids),))]
 
 
 def cell_users(conn: sqlite3.Connection, row: RetentionRow, week_number: int,
@@ -638,7 +660,8 @@ def save_cell_as_static_cohort(conn: sqlite3.Connection, site_id: str, name: str
         insert_cohort(conn, cohort_id=cid, site_id=site_id, name=name.strip(), description=None,
                       criteria_text=STATIC_CRITERIA, status="active", kind="static",
                       now_ms=now_ms)
-        seen = {
+        elsewhere = events_of(conn)
+        seen = elsewhere.first_last_seen(site_id, users) if elsewhere is not None else {
             u: (f, s) for u, f, s in conn.execute(
                 "SELECT user_id, first_seen_ms, last_seen_ms FROM user_first_seen "
                 "WHERE site_id = ? AND user_id IN (SELECT value FROM json_each(?))",

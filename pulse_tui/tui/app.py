@@ -98,7 +98,8 @@ class PulseApp(ReportsWorkerErrors, App[None]):
         self.settings = settings
         self.read_only = read_only
         self.clock = clock or Clock.from_env()
-        self.store = Store(settings.db, self.clock, read_only=read_only)
+        self.store = Store(settings.db, self.clock, events_store=settings.events_store,
+                           cluster=settings.clickhouse_cluster, read_only=read_only)
         self.demo = demo
         self.worker_enabled = worker
         self.watch_changes = watch_changes

@@ -158,6 +158,7 @@ class WorkerService:
         self._changes: queue.SimpleQueue[Path] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = inbox.InboxLock(self.import_dir, settings.db)
+        self._events: Any = None  # the ClickHouse events backend when events live there
         self._tracker = inbox.SettleTracker(settings.settle_seconds, monotonic)
         self._announced: set[Path] = set()
         # files imported already that could not leave the inbox: identity -> job id
@@ -226,10 +227,22 @@ class WorkerService:
 
     def run(self) -> None:
         """Run until :meth:`request_stop` (blocking). Raises PulseError on a fatal problem."""
+        events_backends = None
         try:
             inbox.ensure_folders(self.import_dir)
+            if self.settings.events_store != "sqlite":
+                # events in ClickHouse: opening it registers the file (store.elsewhere), so the
+                # jobs on their own connections read and clean the events there too
+                from pulse_tui.backend.wiring import open_backends
+
+                events_backends = open_backends(
+                    self.settings.db, self.settings.events_store,
+                    cluster=self.settings.clickhouse_cluster)
+                self._events = events_backends.events
             conn = connect(self.settings.db)
         except PulseError as exc:
+            if events_backends is not None:
+                events_backends.close()
             self._set_state(STOPPED, str(exc))
             raise
         try:
@@ -246,6 +259,8 @@ class WorkerService:
             except Exception as exc:  # noqa: BLE001 - the lease expires anyway
                 log.warning("could not release the worker lease: %s", exc)
             conn.close()
+            if events_backends is not None:
+                events_backends.close()
             if self.state.state != STOPPED:
                 self._set_state(STOPPED, "stopped")
             log.info("worker stopped")
@@ -658,7 +673,8 @@ class WorkerService:
                                         max_tx_seconds=WORKER_TX_SECONDS,
                                         pause_between_tx=WORKER_TX_PAUSE,
                                         progress=progress, should_stop=self._should_stop_import,
-                                        follow_symlinks=False, inside=self.import_dir)
+                                        follow_symlinks=False, inside=self.import_dir,
+                                        events=getattr(self, "_events", None))
             job = getattr(result, "job_id", None) or state.get("job_id")
             changed = bool(getattr(result, "changed", False))
         except FileNotFoundError:

@@ -2,9 +2,11 @@
 
 Parametrised by implementation: ``IMPLEMENTATIONS`` maps a name to how to open it and how its
 three writers store events (the importer, the simulator, and another connection writing rows
-behind PULSE's back). Only "sqlite" exists today; a ClickHouse implementation ("chdb") adds one
-entry and must pass the same checks. Every expected value is computed in plain Python from the
-events the writers were given, never from PULSE's own queries.
+behind PULSE's back): "sqlite", "chdb" (embedded ClickHouse, one directory per test process and a
+fresh database per test, see chdb_support.py) and "clickhouse-server" (the server named by
+PULSE_TEST_CLICKHOUSE_URL; skipped, visibly, when it is not set), all held to the same checks.
+Every expected value is computed in plain Python from the events the writers were given, never
+from PULSE's own queries.
 """
 
 from __future__ import annotations
@@ -88,8 +90,56 @@ def _open_sqlite(db: Path) -> Backends:
     return open_backends(db, "sqlite")
 
 
+def _ch_import(b: Backends, db: Path, path: Path) -> None:
+    from pulse_tui.ingest import import_file
+
+    result = import_file(_sqlite_conn(b), path, kind="events", clock=CLOCK, events=b.events)
+    assert result.status == "completed" and result.failed == 0, result.message
+
+
+def _ch_simulate(b: Backends, db: Path, events: list[NewEvent]) -> None:
+    b.events.insert_events(events, NOW)  # type: ignore[attr-defined]
+
+
+def _ch_foreign(b: Backends, db: Path, events: list[NewEvent]) -> None:
+    # another program: a plain INSERT of the seed's columns (ingest_seq from its DEFAULT)
+    ch = b.events.ch  # type: ignore[attr-defined]
+    cols = ("event_id", "site_id", "event_type", "timestamp_ms", "session_id", "user_id", "url",
+            "referrer", "country", "device_type")
+    arrays = ", ".join(f"{{{c}:Array(Nullable(String))}}" if c != "timestamp_ms"
+                       else f"{{{c}:Array(Int64)}}" for c in cols)
+    ch.command(
+        f"INSERT INTO `{ch.database}`.events ({', '.join(cols)}, created_at) "
+        f"SELECT t.1, t.2, t.3, t.4, t.5, t.6, t.7, t.8, t.9, t.10, {NOW} "
+        f"FROM (SELECT arrayJoin(arrayZip({arrays})) AS t)",
+        {c: [getattr(e, c) for e in events] for c in cols})
+
+
+def _open_chdb(db: Path) -> Backends:
+    from pulse_tui.backend.wiring import open_backends
+    from tests.backend.chdb_support import fresh_chdb_url
+
+    return open_backends(db, fresh_chdb_url())
+
+
+def _open_server(db: Path) -> Backends:
+    import os
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    from pulse_tui.backend.wiring import open_backends
+
+    url = os.environ.get("PULSE_TEST_CLICKHOUSE_URL", "")
+    if not url:
+        pytest.skip("PULSE_TEST_CLICKHOUSE_URL is not set: no ClickHouse server to test against")
+    parts = urlsplit(url)  # a fresh database per test on that server
+    return open_backends(db, urlunsplit(parts._replace(path=f"/t{uuid.uuid4().hex[:12]}")))
+
+
 IMPLEMENTATIONS: dict[str, Implementation] = {
     "sqlite": Implementation(_open_sqlite, _sqlite_import, _sqlite_simulate, _sqlite_foreign),
+    "chdb": Implementation(_open_chdb, _ch_import, _ch_simulate, _ch_foreign),
+    "clickhouse-server": Implementation(_open_server, _ch_import, _ch_simulate, _ch_foreign),
 }
 
 

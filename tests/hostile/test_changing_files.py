@@ -12,7 +12,7 @@ from pulse_tui.clock import Clock
 from pulse_tui.config import Settings
 from pulse_tui.ingest import import_file
 from pulse_tui.store.connection import connect
-from pulse_tui.worker import ImportFinished, ImportProgress
+from pulse_tui.worker import ImportCommitted, ImportFinished
 from tests.conftest import wait_until
 from tests.hostile.conftest import HEADER, event_rows, query, scalar, write_events
 
@@ -56,7 +56,7 @@ def test_file_changed_mid_import_ends_with_every_row_of_the_final_file(
     final: set[str] = set()
 
     def on_event(event: object) -> None:  # runs in the worker's thread, between batches
-        if isinstance(event, ImportProgress) and not final:
+        if isinstance(event, ImportCommitted) and not final:
             final.update(_change(src, how))
 
     worker, rec = make_worker(start=False)

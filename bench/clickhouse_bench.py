@@ -1,0 +1,133 @@
+"""SQLite and embedded ClickHouse (chdb) side by side on the same events CSV.
+
+Usage: python bench/clickhouse_bench.py [--rows N] [--keep]
+
+1. Import: `pulse-tui import FILE` into a fresh SQLite file, the same command with
+   `--events-store chdb:///DIR` (validation, duplicates, checkpoints, errors file: the same
+   importer), and the sqlite3 CLI's `.import` of the same file as the reference.
+2. Queries, each store in its own process (chdb serves one directory per process), through the
+   events interface the panes and `report` use: every report over the last 30 and 90 days of the
+   data, the funnel, a cohort preview with a URL condition, the saved-cohort retention grid
+   (refresh: computed from the events), totals with the previous period; the median of 3 warm
+   runs after one warm-up (bench/timing.py).
+
+The CSV is bench/import_bench.py's generator (cached under bench/.cache/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from import_bench import CACHE, generate, measure, schema_db  # noqa: E402
+
+DATA_END = "2025-12-01"  # the generator writes 30 days from 2025-11-01
+
+
+def queries(db: str, store: str) -> dict[str, float]:
+    """(in its own process) ms per query through the events interface."""
+    from datetime import date, timedelta
+
+    from timing import timed
+
+    from pulse_tui.backend.wiring import open_backends
+    from pulse_tui.clock import Clock
+    from pulse_tui.report_models import DateRange
+
+    end = date.fromisoformat(DATA_END)
+    now_ms = (end - date(1970, 1, 1)).days * 86_400_000 + 12 * 3_600_000
+    clock = Clock(now_ms)
+    b = open_backends(Path(db), store)
+    ev = b.events
+    site = "acme-web"
+    out: dict[str, float] = {}
+    for days in (30, 90):
+        rng = DateRange(end - timedelta(days=days - 1), end)
+        for name in ("daily", "breakdown", "top-urls", "top-referrers", "top-countries",
+                     "top-devices"):
+            out[f"{name} {days} d"] = timed(lambda n=name, r=rng: ev.report(n, site, r,
+                                                                              now_ms=now_ms))
+        out[f"totals + previous {days} d"] = timed(lambda r=rng: ev.range_totals(site, r, now_ms))
+        out[f"funnel {days} d"] = timed(lambda r=rng: ev.funnel(
+            site, r, ("page_view", "click", "signup", "purchase")))
+    url = {"type": "and", "conditions": [
+        {"property": "url", "operator": "contains", "value": "/docs/page-1"},
+        {"property": "country", "operator": "equals", "value": "DE"}]}
+    out["cohort preview, URL condition"] = timed(lambda: ev.cohort_preview(clock, site, url))
+    existing = [c for c in b.control.list_cohorts(site) if c.name == "bench"]
+    if not existing:
+        b.control.create_cohort(clock, site_id=site, name="bench", criteria=url)
+    out["saved-cohort retention grid (refresh)"] = timed(
+        lambda: ev.refresh_retention(site, clock, end - timedelta(days=41), end), repeat=1)
+    b.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--keep", action="store_true", help="keep the databases (print where)")
+    ap.add_argument("--queries", nargs=2, metavar=("DB", "STORE"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.queries:
+        print(json.dumps(queries(*args.queries)))
+        return
+    if not shutil.which("sqlite3"):
+        raise SystemExit("the sqlite3 CLI is needed (apt-get install -y sqlite3)")
+    CACHE.mkdir(parents=True, exist_ok=True)
+    src = CACHE / f"events-{args.rows}-ordered.csv"
+    if not src.exists():
+        t = time.perf_counter()
+        generate(src, args.rows)
+        print(f"generated {src} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    work = Path(tempfile.mkdtemp(prefix="pulse-ch-bench-"))
+    pulse = [sys.executable, "-m", "pulse_tui"]
+    sq_db, ch_db, ref_db = work / "sqlite.db", work / "chdb.db", work / "ref.db"
+    store = f"chdb://{work / 'ch'}"
+    results: dict[str, tuple[float, int]] = {}
+    t, rss, out = measure([*pulse, "--db", str(sq_db), "import", str(src)])
+    results["pulse-tui import, SQLite"] = (t, rss)
+    print(out[-300:], file=sys.stderr)
+    t, rss, out = measure([*pulse, "--db", str(ch_db), "--events-store", store, "import",
+                           str(src)])
+    results["pulse-tui import, chdb"] = (t, rss)
+    print(out[-300:], file=sys.stderr)
+    schema_db(ref_db)
+    t, rss, out = measure(["sqlite3", str(ref_db)], f".import --csv --skip 1 {src} events\n")
+    results["sqlite3 .import (default)"] = (t, rss)
+    ref = results["sqlite3 .import (default)"][0]
+    print(f"\n| {args.rows:,} rows | seconds | rows/s | vs `.import` | peak RSS |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for name, (sec, rss_kb) in results.items():
+        print(f"| {name} | {sec:.1f} | {args.rows / sec:,.0f} | {ref / sec:.2f} | "
+              f"{rss_kb // 1024} MB |")
+    timings = {}
+    for label, db, st in (("SQLite", sq_db, "sqlite"), ("chdb", ch_db, store)):
+        res = subprocess.run([sys.executable, __file__, "--queries", str(db), st],
+                             capture_output=True, text=True, check=True)
+        timings[label] = json.loads(res.stdout.strip().splitlines()[-1])
+    print("\n| query (site acme-web, ms, median of 3 warm runs) | SQLite | chdb |")
+    print("| --- | ---: | ---: |")
+    for q in timings["SQLite"]:
+        print(f"| {q} | {timings['SQLite'][q]:.1f} | {timings['chdb'][q]:.1f} |")
+    du = subprocess.run(["du", "-sm", str(work / "ch"), str(sq_db)], capture_output=True,
+                        text=True).stdout.split()
+    print(f"\ndisk: chdb directory {du[0]} MB, SQLite file {du[2]} MB")
+    if args.keep:
+        print(f"kept in {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""Events in ClickHouse (``events_store`` = ``clickhouse://``, ``clickhouses://`` or ``chdb://``):
+the schema (schema.py), one connection shape over chdb and clickhouse-connect (connection.py)
+and the events backend (backend.py). Control data stays in the PULSE SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pulse_tui.backend.interface import Backends
+
+
+def open_clickhouse(path: Path, url: str, *, cluster: str | None = None,
+                    migrate: bool = True) -> Backends:
+    """The PULSE SQLite file for control data and ClickHouse at ``url`` for the events (the
+    schema is created or migrated on open; ``migrate=False`` never upgrades the SQLite file)."""
+    from pulse_tui.backend.clickhouse.backend import ClickHouseEvents
+    from pulse_tui.backend.clickhouse.connection import connect_clickhouse
+    from pulse_tui.backend.clickhouse.schema import ensure_schema
+    from pulse_tui.backend.sqlite.control import SqliteControl
+    from pulse_tui.store.connection import connect
+
+    ch = connect_clickhouse(url)
+    try:
+        ensure_schema(ch, cluster)
+        conn = connect(path, migrate=migrate)
+    except BaseException:
+        ch.close()
+        raise
+    events = ClickHouseEvents(conn, ch)
+    return Backends(events=events, control=SqliteControl(conn),
+                    closers=[conn.close, events.close])

@@ -1,0 +1,734 @@
+"""The events interface over ClickHouse (``events_store = clickhouse://... | chdb:///dir``).
+
+Events and users live in ClickHouse; cohort definitions, membership rows, retention snapshots,
+alert rules, endpoints, jobs, exports, sites and the lease stay in the PULSE SQLite file
+(``self.conn``). Every read computes SPEC section 8's meanings straight from ``events``:
+distinct users and sessions are ``uniqExact`` (never ``uniq``, an approximation), the funnel is
+exact per user. Values from the data reach ClickHouse only as ``{name:Type}`` parameters.
+
+Duplicates. An event_id is stored once, and every count is exact without ``FINAL``, merges or
+``OPTIMIZE``, because rows only enter through PULSE's single-writer import (the worker lease, or
+the one embedded process) and each batch inserts only the ids the table does not hold yet,
+decided by a query (``IN (SELECT arrayJoin(ids))``: a hash set; a literal ``IN``/``has()`` of
+100,000 ids is analysed element by element and takes minutes). A batch retried after a
+crash (rows stored, SQLite checkpoint not yet moved) recognises its own rows by
+``(ingest_job, ingest_line)`` = (this job, this batch's end line): they count as processed, not
+as duplicates, and are not stored again. ReplacingMergeTree on the sorting key is the belt
+for rows another program inserts twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import date
+from typing import Any
+
+from pulse_tui.alerts import engine
+from pulse_tui.backend.clickhouse.connection import CHConn
+from pulse_tui.backend.interface import ChangeToken, LiveCursor, RejectRow, TailPage
+from pulse_tui.clock import DAY_MS, Clock
+from pulse_tui.cohorts.criteria import NEGATIONS, Group, Node, parse
+from pulse_tui.config import Settings
+from pulse_tui.errors import PulseError, UsageError
+from pulse_tui.models import (
+    SEARCH_SCAN,
+    BatchOutcome,
+    Checkpoint,
+    CleanupResult,
+    CohortPreview,
+    Event,
+    Member,
+    RefreshResult,
+    RetentionGrid,
+    RetentionRow,
+    Site,
+)
+from pulse_tui.report_models import (
+    NONE_LABEL,
+    BreakdownRow,
+    DailyRow,
+    DateRange,
+    FunnelRow,
+    RangeTotals,
+    TopRow,
+    Totals,
+)
+from pulse_tui.store import cleanup as sqlite_cleanup
+from pulse_tui.store import cohorts as sqlite_cohorts
+from pulse_tui.store import elsewhere
+from pulse_tui.store import events as sqlite_events
+from pulse_tui.store import imports as sqlite_imports
+from pulse_tui.store import retention as sqlite_retention
+from pulse_tui.store.tx import write_transaction
+
+_SEARCH_HAY = "concat(" + ", ' ', ".join(
+    f"ifNull(toString({c}), '')" for c in ("event_type", "site_id", "user_id", "url", "referrer",
+                                           "country", "device_type", "session_id",
+                                           "event_id")) + ")"
+EVENT_COLS = ("event_id", "site_id", "event_type", "timestamp_ms", "session_id", "user_id",
+              "url", "referrer", "country", "device_type", "created_at")
+ARROW_TYPES = ("string", "string", "string", "int64", "string", "string", "string", "string",
+               "string", "string", "int64")
+TOP_DIMS = ("url", "referrer", "country", "device_type")
+USER_COLS = ("user_id", "site_id", "name", "email", "company", "plan", "created_at",
+             "updated_at")
+
+
+class NotYetOnClickHouse(PulseError):
+    """A capability the ClickHouse events store does not offer yet (issue 13, left)."""
+
+
+def _not_yet(what: str) -> NotYetOnClickHouse:
+    return NotYetOnClickHouse(f"{what} is not available on the ClickHouse events store yet; "
+                              "use events_store = sqlite for it")
+
+
+class ClickHouseEvents:
+    """Events in ClickHouse, everything else in the PULSE SQLite file ``conn``."""
+
+    def __init__(self, conn: sqlite3.Connection, ch: CHConn) -> None:
+        self.conn = conn
+        self.ch = ch
+        self.db = f"`{ch.database}`"
+        elsewhere.register(conn, self)  # store functions on any connection read the events here
+
+    def close(self) -> None:
+        elsewhere.unregister(self.conn, self)
+        self.ch.close()
+
+    def t(self, name: str) -> str:
+        return f"{self.db}.`{name}`"
+
+    # ---------------------------------------------------------------- sites and the live tail
+    def sites(self) -> list[Site]:
+        known = {s.id: s for s in sqlite_events.list_sites(self.conn)}
+        # sites another program wrote events for without registering them (sorting key prefix)
+        for (site_id,) in self.ch.rows(f"SELECT DISTINCT site_id FROM {self.t('events')}"):
+            known.setdefault(site_id, Site(site_id, site_id, None, 0))
+        return [known[k] for k in sorted(known)]
+
+    def tail(self, *, after: LiveCursor | None = None, site_id: str | None = None,
+             limit: int = 500) -> TailPage:
+        after_seq = int(after.position) if after is not None and after.position else 0
+        where = "ingest_seq > {after:UInt64}"
+        params: dict[str, Any] = {"after": after_seq, "limit": limit}
+        if site_id:
+            where += " AND site_id = {site:String}"
+            params["site"] = site_id
+        rows = self.ch.rows(
+            f"SELECT ingest_seq, {', '.join(EVENT_COLS)} FROM {self.t('events')} "
+            f"WHERE {where} ORDER BY ingest_seq DESC LIMIT {{limit:UInt32}}", params)
+        events = [Event(*r) for r in rows]
+        newest = max(after_seq, events[0].seq) if events else after_seq
+        if not site_id and events:
+            return TailPage(events, LiveCursor(newest))
+        # one site: the cursor still moves past other sites' rows seen so far
+        (top,) = self.ch.rows(f"SELECT max(ingest_seq) FROM {self.t('events')} "
+                              "WHERE ingest_seq > {after:UInt64}", {"after": after_seq})[0]
+        return TailPage(events, LiveCursor(max(newest, int(top or 0))))
+
+    def search(self, *, text: str = "", event_type: str | None = None,
+               site_id: str | None = None, limit: int = 300) -> list[Event]:
+        """As the SQLite backend: the newest matches among the latest ``SEARCH_SCAN``
+        arrivals (by ingest_seq), ``text`` matched ASCII-case-insensitively in any field."""
+        (top,) = self.ch.rows(f"SELECT max(ingest_seq) FROM {self.t('events')}")[0]
+        where = "ingest_seq > {lo:Int64}"
+        params: dict[str, Any] = {"lo": int(top or 0) - SEARCH_SCAN, "limit": limit}
+        if site_id:
+            where += " AND site_id = {site:String}"
+            params["site"] = site_id
+        if event_type:
+            where += " AND event_type = {etype:String}"
+            params["etype"] = event_type
+        if text:
+            where += f" AND positionCaseInsensitive({_SEARCH_HAY}, {{text:String}}) > 0"
+            params["text"] = text
+        rows = self.ch.rows(
+            f"SELECT ingest_seq, {', '.join(EVENT_COLS)} FROM {self.t('events')} "
+            f"WHERE {where} ORDER BY ingest_seq DESC LIMIT {{limit:UInt32}}", params)
+        return [Event(*r) for r in rows]
+
+    def change_token(self) -> ChangeToken:
+        # metadata only (system.parts): rows and the newest block number of the active parts
+        # change with every insert or delete; nothing is read from the tables themselves. The
+        # SQLite file's data_version joins it: cohorts, rules and jobs other programs changed.
+        rows = self.ch.rows(
+            "SELECT sum(rows), max(max_block_number), count() FROM system.parts "
+            "WHERE database = {db:String} AND table IN ('events', 'users') AND active",
+            {"db": self.ch.database})
+        return (tuple(rows[0]) if rows else (), sqlite_events.data_version(self.conn))
+
+    # ---------------------------------------------------------------- reports
+    def _totals(self, site_id: str, rng: DateRange, until_ms: int | None = None) -> Totals:
+        hi = rng.end_ms if until_ms is None else until_ms
+        (n, users, sessions), = self.ch.rows(
+            f"SELECT count(), uniqExact(user_id), uniqExact(session_id) FROM {self.t('events')} "
+            "WHERE site_id = {site:String} AND day BETWEEN {d0:Date} AND {d1:Date} "
+            "AND timestamp_ms BETWEEN {lo:Int64} AND {hi:Int64}",
+            {"site": site_id, "d0": rng.start, "d1": rng.end, "lo": rng.start_ms, "hi": hi})
+        return Totals(rng, int(n), int(users), int(sessions))
+
+    def totals(self, site_id: str, rng: DateRange) -> Totals:
+        return self._totals(site_id, rng)
+
+    def range_totals(self, site_id: str, rng: DateRange, now_ms: int | None = None
+                     ) -> RangeTotals:
+        previous = rng.previous()
+        current = self._totals(site_id, rng)
+        if now_ms is not None and now_ms // DAY_MS == rng.last_day:
+            until = now_ms - rng.days * DAY_MS
+            return RangeTotals(current, self._totals(site_id, previous, until), until)
+        return RangeTotals(current, self._totals(site_id, previous))
+
+    def _range_params(self, site_id: str, rng: DateRange) -> dict[str, Any]:
+        return {"site": site_id, "d0": rng.start, "d1": rng.end}
+
+    RANGE = "site_id = {site:String} AND day BETWEEN {d0:Date} AND {d1:Date}"
+
+    def daily(self, site_id: str, rng: DateRange) -> list[DailyRow]:
+        got = {date.fromisoformat(d): (n, u, s) for d, n, u, s in self.ch.rows(
+            f"SELECT day, count(), uniqExact(user_id), uniqExact(session_id) "
+            f"FROM {self.t('events')} WHERE {self.RANGE} GROUP BY day",
+            self._range_params(site_id, rng))}
+        return [DailyRow(d, *(int(x) for x in got.get(d, (0, 0, 0)))) for d in rng.each_day()]
+
+    def _ranked(self, site_id: str, rng: DateRange, col: str, limit: int | None
+                ) -> list[tuple[str, int, int]]:
+        # NULL and '' are one value, shown (none); order: events desc, then the shown label
+        label = f"if(ifNull({col}, '') = '', {{none:String}}, {col})"
+        sql = (f"SELECT {label} AS v, count() AS n, uniqExact(user_id) "
+               f"FROM {self.t('events')} WHERE {self.RANGE} GROUP BY v ORDER BY n DESC, v")
+        params = {**self._range_params(site_id, rng), "none": NONE_LABEL}
+        if limit is not None:
+            sql += " LIMIT {limit:UInt32}"
+            params["limit"] = limit
+        return [(str(v), int(n), int(u)) for v, n, u in self.ch.rows(sql, params)]
+
+    def breakdown(self, site_id: str, rng: DateRange) -> list[BreakdownRow]:
+        return [BreakdownRow(*r) for r in self._ranked(site_id, rng, "event_type", None)]
+
+    def top(self, site_id: str, rng: DateRange, dim: str, limit: int = 10) -> list[TopRow]:
+        if dim not in TOP_DIMS:
+            raise UsageError(f"not a top-N dimension: {dim!r}")
+        return [TopRow(*r) for r in self._ranked(site_id, rng, dim, limit)]
+
+    def funnel(self, site_id: str, rng: DateRange, steps: Sequence[str]) -> list[FunnelRow]:
+        steps = tuple(steps)
+        if not steps or any(not s for s in steps):
+            raise UsageError("funnel needs --steps a,b,c (event types, at least one)")
+        # per user, the times of each step's events (sorted); then walk the steps in order:
+        # the earliest event of step k strictly after the chosen time of step k-1
+        params: dict[str, Any] = {**self._range_params(site_id, rng), "lo": rng.start_ms,
+                                  "hi": rng.end_ms, "steps": list(steps)}
+        arrays = ", ".join(
+            f"arraySort(groupArrayIf(timestamp_ms, event_type = {{s{k}:String}})) AS t{k}"
+            for k in range(len(steps)))
+        for k, s in enumerate(steps):
+            params[f"s{k}"] = s
+        walk = ["toNullable(t0[1]) AS c0"]
+        for k in range(1, len(steps)):
+            nxt = f"arrayFirstIndex(x -> x > c{k - 1}, t{k})"
+            walk.append(f"if(c{k - 1} IS NULL OR {nxt} = 0, NULL, t{k}[{nxt}]) AS c{k}")
+        counts = ", ".join(f"countIf(c{k} IS NOT NULL)" for k in range(len(steps)))
+        sql = (f"SELECT {counts} FROM (SELECT {', '.join(walk)} FROM ("
+               f"SELECT user_id, {arrays} FROM {self.t('events')} WHERE {self.RANGE} "
+               "AND timestamp_ms BETWEEN {lo:Int64} AND {hi:Int64} AND user_id IS NOT NULL "
+               "AND has({steps:Array(String)}, event_type) GROUP BY user_id) WHERE length(t0) > 0)")
+        row = self.ch.rows(sql, params)[0]
+        return [FunnelRow(k + 1, step, int(row[k])) for k, step in enumerate(steps)]
+
+    def report_names(self) -> list[str]:
+        from pulse_tui.store import reports
+
+        return list(reports.REPORTS)
+
+    def report(self, name: str, site_id: str, rng: DateRange, *, now_ms: int | None = None,
+               limit: int = 10, steps: Sequence[str] = ()) -> list[tuple[object, ...]]:
+        from pulse_tui.store import reports
+
+        spec = reports.REPORTS.get(name)
+        if spec is None:
+            raise UsageError(f"unknown report {name!r} (reports: {', '.join(sorted(reports.REPORTS))})")
+        if name == "daily":
+            rows: Sequence[object] = self.daily(site_id, rng)
+        elif name == "breakdown":
+            rows = self.breakdown(site_id, rng)
+        elif name in reports.TOP_DIMENSIONS:
+            rows = self.top(site_id, rng, reports.TOP_DIMENSIONS[name], limit)
+        elif name == "funnel":
+            rows = self.funnel(site_id, rng, steps)
+        else:  # cohorts, retention: the store's report over the SQLite file, whose event
+            # reads come back here (pulse_tui.store.elsewhere)
+            rows = spec.run(self.conn, reports.ReportParams(
+                site_id, rng, Clock.from_env().now_ms() if now_ms is None else now_ms, limit,
+                tuple(steps)))
+        return [reports.row_values(spec, r) for r in rows]
+
+    # ---------------------------------------------------------------- cohorts
+    def cohort_preview(self, clock: Clock, site_id: str, criteria: object, *,
+                       sample: int = 10) -> CohortPreview:
+        rows = self.cohort_evaluate(site_id, parse(criteria), clock.now_ms())
+        rows.sort(key=lambda r: (-r[2], r[0]))
+        return CohortPreview(len(rows), tuple(Member(u, j, s, True) for u, j, s in rows[:sample]))
+
+    def cohort_evaluate(self, site_id: str, criteria: Group, now_ms: int
+                        ) -> list[tuple[str, int, int]]:
+        sql, params = compile_members_clickhouse(criteria, site_id, now_ms, self.t("events"),
+                                                 self.t("users"))
+        return [(u, int(j), int(s)) for u, j, s in self.ch.rows(sql, params)]
+
+    def cohort_members(self, cohort_id: str, *, active_only: bool = True,
+                       limit: int | None = None, offset: int = 0) -> list[Member]:
+        return sqlite_cohorts.list_members(self.conn, cohort_id, active_only=active_only,
+                                           limit=limit, offset=offset)
+
+    def refresh_cohort(self, clock: Clock, cohort_id: str) -> RefreshResult:
+        return sqlite_cohorts.refresh_cohort(self.conn, clock, cohort_id)
+
+    def refresh_all_cohorts(self, clock: Clock) -> list[RefreshResult]:
+        return sqlite_cohorts.refresh_all(self.conn, clock)
+
+    def refresh_changed_cohorts(self, clock: Clock) -> list[RefreshResult]:
+        return sqlite_cohorts.refresh_changed_results(self.conn, clock)
+
+    # ---------------------------------------------------------------- retention
+    # The grid, its snapshots and the cohorts' members stay in the SQLite file: the store's
+    # retention functions ask the events here (pulse_tui.store.elsewhere) for the counts.
+    def retention_grid(self, site_id: str, start: date, end: date) -> RetentionGrid:
+        return sqlite_retention.load_grid(self.conn, site_id, start, end)
+
+    def refresh_retention(self, site_id: str, clock: Clock, start: date, end: date
+                          ) -> RetentionGrid:
+        return sqlite_retention.refresh_site(self.conn, site_id, clock, start, end)
+
+    def compute_retention(self, site_id: str, start: date, end: date, now_ms: int
+                          ) -> RetentionGrid:
+        # live, storing nothing (read-only sessions): the counts come from the events here
+        return sqlite_retention.compute_grid(self.conn, site_id, start, end, now_ms)
+
+    def retention_cell_users(self, row: RetentionRow, week_number: int, now_ms: int
+                             ) -> list[str]:
+        return sqlite_retention.cell_users(self.conn, row, week_number, now_ms)
+
+    def save_users_as_static_cohort(self, site_id: str, name: str, user_ids: Sequence[str],
+                                    now_ms: int) -> str:
+        return sqlite_retention.save_cell_as_static_cohort(self.conn, site_id, name, user_ids,
+                                                           now_ms)
+
+    _FIRST = ("SELECT assumeNotNull(user_id) AS uid, min(timestamp_ms) AS f "
+              "FROM {events} WHERE site_id = {{site:String}} AND user_id IS NOT NULL "
+              "GROUP BY uid HAVING f >= {{fs_lo:Int64}} AND f < {{fs_hi:Int64}}")
+
+    def acquisition_counts(self, p: dict[str, Any], weeks: int) -> list[tuple[int, int, int]]:
+        """(week, -1, cohort size) and (week, k, returning users) of the acquisition weeks
+        (first events in [fs_lo, fs_hi), activity days day_lo..day_hi); weeks are
+        (day number + 3) // 7, Monday start, as on SQLite."""
+        first = self._FIRST.format(events=self.t("events"))
+        week = f"intDiv(intDiv(f, {DAY_MS}) + 3, 7)"
+        sql = f"""
+WITH c AS (SELECT uid, {week} AS w FROM ({first}))
+SELECT w, -1, count() FROM c GROUP BY w
+UNION ALL
+SELECT c.w, intDiv(intDiv(e.timestamp_ms, {DAY_MS}) + 3, 7) - c.w AS k, uniqExact(e.user_id)
+FROM {self.t('events')} AS e INNER JOIN c ON c.uid = e.user_id
+WHERE e.site_id = {{site:String}} AND e.timestamp_ms >= {{lo:Int64}}
+  AND e.timestamp_ms < {{hi:Int64}}
+GROUP BY c.w, k HAVING k BETWEEN 1 AND {weeks - 1}"""
+        params = {"site": p["site"], "fs_lo": p["fs_lo"], "fs_hi": p["fs_hi"],
+                  "lo": p["day_lo"] * DAY_MS, "hi": (p["day_hi"] + 1) * DAY_MS}
+        return [(int(w), int(k), int(n)) for w, k, n in self.ch.rows(sql, params)]
+
+    def acquisition_cell_users(self, site_id: str, fs: tuple[int, int], week_number: int
+                               ) -> list[str]:
+        first = self._FIRST.format(events=self.t("events"))
+        params = {"site": site_id, "fs_lo": fs[0], "fs_hi": fs[1]}
+        if week_number == 0:
+            return [r[0] for r in self.ch.rows(f"SELECT uid FROM ({first}) ORDER BY uid",
+                                               params)]
+        day = fs[0] // DAY_MS + 7 * week_number
+        params.update(lo=day * DAY_MS, hi=(day + 7) * DAY_MS)
+        return [r[0] for r in self.ch.rows(
+            f"SELECT DISTINCT assumeNotNull(user_id) AS u FROM {self.t('events')} "
+            "WHERE site_id = {site:String} AND timestamp_ms >= {lo:Int64} "
+            f"AND timestamp_ms < {{hi:Int64}} AND user_id IN (SELECT uid FROM ({first})) "
+            "ORDER BY u", params)]
+
+    def _hits(self, members: list[tuple[str, str, int]], weeks: int) -> tuple[str, dict]:
+        """Per member and window k (events in [j + k weeks, j + (k+1) weeks)): the hits."""
+        sql = f"""
+WITH m AS (SELECT t.1 AS cid, t.2 AS uid, t.3 AS j FROM (
+    SELECT arrayJoin(arrayZip({{c:Array(String)}}, {{u:Array(String)}}, {{j:Array(Int64)}})) AS t))
+SELECT m.cid AS cid, m.uid AS uid, m.j AS j, intDiv(e.timestamp_ms - m.j, {7 * DAY_MS}) AS k
+FROM {self.t('events')} AS e INNER JOIN m ON m.uid = e.user_id
+WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(String)}}))
+  AND e.timestamp_ms >= m.j AND e.timestamp_ms < m.j + {weeks * 7 * DAY_MS}"""
+        return sql, {"c": [m[0] for m in members], "u": [m[1] for m in members],
+                     "j": [int(m[2]) for m in members]}
+
+    def saved_retention(self, site_id: str, members: list[tuple[str, str, int]], now_ms: int,
+                        weeks: int) -> list[tuple[str, str, int, int]]:
+        """The tagged rows of store.retention's saved-cohort statement: ('r', cohort, k,
+        returning), ('e', cohort, k, eligible), ('j', cohort, min j, max j), ('n', cohort, n)."""
+        out: list[tuple[str, str, int, int]] = []
+        if not members:
+            return out
+        hits, params = self._hits(members, weeks)
+        for cid, k, n in self.ch.rows(
+                f"SELECT cid, k, uniqExact(uid) FROM ({hits}) "
+                f"WHERE j + (k + 1) * {7 * DAY_MS} <= {{now:Int64}} GROUP BY cid, k",
+                {**params, "site": site_id, "now": now_ms}):
+            out.append(("r", cid, int(k), int(n)))
+        by_cohort: dict[str, list[int]] = {}
+        for cid, _u, j in members:
+            by_cohort.setdefault(cid, []).append(int(j))
+        for cid, js in by_cohort.items():
+            for k in range(weeks):
+                n = sum(1 for j in js if j + (k + 1) * 7 * DAY_MS <= now_ms)
+                if n:
+                    out.append(("e", cid, k, n))
+            out.append(("j", cid, min(js), max(js)))
+            out.append(("n", cid, len(js), 0))
+        return out
+
+    def saved_cell_users(self, site_id: str, members: list[tuple[str, str, int]], now_ms: int,
+                         week_number: int, weeks: int) -> list[str]:
+        if not members:
+            return []
+        hits, params = self._hits(members, weeks)
+        return [r[0] for r in self.ch.rows(
+            f"SELECT DISTINCT uid FROM ({hits}) WHERE k = {{k:Int64}} "
+            f"AND j + (k + 1) * {7 * DAY_MS} <= {{now:Int64}} ORDER BY uid",
+            {**params, "site": site_id, "now": now_ms, "k": week_number})]
+
+    def first_last_seen(self, site_id: str, user_ids: list[str]) -> dict[str, tuple[int, int]]:
+        return {u: (int(f), int(s)) for u, f, s in self.ch.rows(
+            f"SELECT assumeNotNull(user_id) AS u, min(timestamp_ms), max(timestamp_ms) "
+            f"FROM {self.t('events')} WHERE site_id = {{site:String}} "
+            "AND user_id IN (SELECT arrayJoin({ids:Array(String)})) GROUP BY u",
+            {"site": site_id, "ids": list(user_ids)})}
+
+    # ---------------------------------------------------------------- alerts
+    def alert_value(self, site_id: str, condition: object, clock: Clock
+                    ) -> tuple[float | None, bool | None]:
+        return engine.preview_value(self.conn, site_id, condition, clock)  # reads back here
+
+    def alert_backtest(self, condition: object, site_id: str, clock: Clock, days: int = 30
+                       ) -> Any:
+        return engine.backtest(self.conn, condition, site_id, clock, days)
+
+    # the event reads of pulse_tui.store.alerts, answered here (see pulse_tui.store.elsewhere)
+    _METRIC = {"events": "count()", "users": "uniqExact(user_id)",
+               "sessions": "uniqExact(session_id)"}
+
+    def _window_where(self, b: _CHBuilder, flt: dict[str, Any] | None) -> str:
+        where = ("site_id = {site:String} AND timestamp_ms >= {lo:Int64} "
+                 "AND timestamp_ms < {hi:Int64} "
+                 "AND day BETWEEN toDate(intDiv({lo:Int64}, 1000)) "
+                 "AND toDate(intDiv({hi:Int64}, 1000))")
+        if flt:
+            where += " AND " + b.filter_group(flt)
+        return where
+
+    def window_metric(self, site_id: str, metric: str, start_ms: int, end_ms: int,
+                      flt: dict[str, Any] | None = None) -> int:
+        if metric not in self._METRIC:
+            raise UsageError(f"unknown metric {metric!r}")
+        b = _CHBuilder()
+        where = self._window_where(b, flt)
+        rows = self.ch.rows(f"SELECT {self._METRIC[metric]} FROM {self.t('events')} "
+                            f"WHERE {where}",
+                            {**b.params, "site": site_id, "lo": start_ms, "hi": end_ms})
+        return int(rows[0][0])
+
+    def hourly_raw(self, site_id: str, metric: str, start_ms: int, end_ms: int,
+                   flt: dict[str, Any] | None = None) -> list[tuple[int, object]]:
+        b = _CHBuilder()
+        where = self._window_where(b, flt)
+        params = {**b.params, "site": site_id, "lo": start_ms, "hi": end_ms}
+        hour = f"intDiv(timestamp_ms, {3_600_000})"
+        if metric == "events":
+            sql = (f"SELECT {hour} AS h, count() FROM {self.t('events')} WHERE {where} "
+                   "GROUP BY h")
+        else:
+            col = "user_id" if metric == "users" else "session_id"
+            sql = (f"SELECT DISTINCT {hour}, {col} FROM {self.t('events')} WHERE {where} "
+                   f"AND {col} IS NOT NULL")
+        return [(int(h), v) for h, v in self.ch.rows(sql, params)]
+
+    def first_event_ms(self, site_id: str) -> int | None:
+        rows = self.ch.rows(f"SELECT min(timestamp_ms), count() FROM {self.t('events')} "
+                            "WHERE site_id = {site:String}", {"site": site_id})
+        return int(rows[0][0]) if rows and int(rows[0][1]) else None
+
+    # ---------------------------------------------------------------- exports, import, upkeep
+    def users_rows(self, site_id: str, user_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+        if not user_ids:
+            return {}
+        rows = self.ch.rows(
+            f"SELECT {', '.join(USER_COLS)} FROM {self.t('users')} FINAL "
+            "WHERE user_id IN (SELECT arrayJoin({ids:Array(String)})) "
+            "AND (site_id = {site:String} OR site_id IS NULL)",
+            {"ids": list(user_ids), "site": site_id})
+        return {r[0]: tuple(r[2:]) for r in rows}  # (name, email, company, plan, created,
+        # updated), as on SQLite
+
+    def write_import_batch(self, kind: str, job_id: str, rows: Sequence[tuple[Any, ...]],
+                           rejects: Sequence[RejectRow], checkpoint: Checkpoint, now_ms: int,
+                           lines: Sequence[int] = ()) -> BatchOutcome:
+        if kind == "cohort_members":  # membership stays with the cohorts in the SQLite file
+            return sqlite_imports.write_members_batch(self.conn, job_id, rows, rejects,
+                                                      checkpoint, now_ms, lines)
+        if kind == "users":
+            return self._write_users(job_id, rows, rejects, checkpoint, now_ms)
+        return self._write_events(job_id, rows, rejects, checkpoint, now_ms)
+
+    def _write_events(self, job_id: str, rows: Sequence[tuple[Any, ...]],
+                      rejects: Sequence[RejectRow], cp: Checkpoint, now_ms: int
+                      ) -> BatchOutcome:
+        stored_now, ours = self._store_new(rows, job_id, cp.line)
+        processed = stored_now + ours
+        outcome = BatchOutcome(processed, len(rows) - processed, len(rejects))
+        with write_transaction(self.conn):
+            sqlite_events.ensure_sites(self.conn, {r[1] for r in rows}, now_ms)
+            sqlite_imports._record(self.conn, job_id, rejects, outcome, cp,
+                                   rows[0][1] if rows else None)
+        return outcome
+
+    def _store_new(self, rows: Sequence[tuple[Any, ...]], job: str, line: int
+                   ) -> tuple[int, int]:
+        """Insert the rows whose event_id is not stored yet (the first of repeats inside
+        ``rows``); returns (rows stored now, rows this job's batch ending at ``line`` had
+        already stored before a crash)."""
+        first: dict[str, tuple[Any, ...]] = {}
+        for r in rows:
+            first.setdefault(r[0], r)  # a repeat inside the batch is a duplicate
+        stored: dict[str, tuple[str, int]] = {}
+        ids = list(first)
+        for i in range(0, len(ids), 50_000):
+            for eid, ingest_job, ingest_line in self.ch.rows(
+                    f"SELECT event_id, ingest_job, ingest_line FROM {self.t('events')} "
+                    "WHERE event_id IN (SELECT arrayJoin({ids:Array(String)}))",
+                    {"ids": ids[i:i + 50_000]}):
+                stored[eid] = (ingest_job, int(ingest_line))
+        fresh = [r for eid, r in first.items() if eid not in stored]
+        ours = sum(1 for v in stored.values() if job and v == (job, line))
+        if fresh:
+            cols = {c: (t, [r[k] for r in fresh])
+                    for k, (c, t) in enumerate(zip(EVENT_COLS, ARROW_TYPES, strict=True))}
+            cols["ingest_job"] = ("string", [job] * len(fresh))
+            cols["ingest_line"] = ("uint64", [line] * len(fresh))
+            self.ch.insert(self.t("events"), cols)
+        return len(fresh), ours
+
+    def store_rows(self, rows: Sequence[tuple[Any, ...]], *, job: str, line: int
+                   ) -> tuple[int, int]:
+        """Rows in the seed's column order whose ids are not stored yet (copy-events)."""
+        return self._store_new(rows, job, line)
+
+    def meta_get(self, key: str) -> str | None:
+        got = self.ch.rows(f"SELECT argMax(value, updated_at), count() FROM {self.t('pulse_meta')} "
+                           "WHERE key = {key:String}", {"key": key})
+        return got[0][0] if got and int(got[0][1]) else None
+
+    def meta_set(self, key: str, value: str) -> None:
+        self.ch.command(f"INSERT INTO {self.t('pulse_meta')} (key, value, updated_at) VALUES "
+                        "({key:String}, {value:String}, "
+                        "toUInt64(toUnixTimestamp64Nano(now64(9))))",
+                        {"key": key, "value": value})
+
+    def _write_users(self, job_id: str, rows: Sequence[tuple[Any, ...]],
+                     rejects: Sequence[RejectRow], cp: Checkpoint, now_ms: int
+                     ) -> BatchOutcome:
+        changed = self.upsert_users(rows)
+        outcome = BatchOutcome(changed, len(rows) - changed, len(rejects))
+        with write_transaction(self.conn):
+            sqlite_events.ensure_sites(self.conn, {r[1] for r in rows if r[1]}, now_ms)
+            sqlite_imports._record(self.conn, job_id, rejects, outcome, cp,
+                                   next((r[1] for r in rows if r[1]), None))
+        return outcome
+
+    def insert_new_users(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        """users rows (seed order) whose user_id is not stored yet; existing ones are left."""
+        have = {r[0] for r in self.ch.rows(
+            f"SELECT DISTINCT user_id FROM {self.t('users')} WHERE user_id IN "
+            "(SELECT arrayJoin({{ids:Array(String)}}))", {"ids": [r[0] for r in rows]})}
+        new = list({r[0]: r for r in rows if r[0] not in have}.values())
+        return self.upsert_users(new) if new else 0
+
+    def upsert_users(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Store users rows (seed order) whose user_id is new or whose updated_at is newer
+        than the stored one; returns how many. ReplacingMergeTree(updated_at) read with FINAL:
+        the newest version wins; an older or equal one is a duplicate, as on SQLite."""
+        newest: dict[str, tuple[Any, ...]] = {}
+        for r in rows:
+            if r[0] not in newest or r[7] > newest[r[0]][7]:
+                newest[r[0]] = r
+        current = {u: int(t) for u, t in self.ch.rows(
+            f"SELECT user_id, updated_at FROM {self.t('users')} FINAL "
+            "WHERE user_id IN (SELECT arrayJoin({ids:Array(String)}))", {"ids": list(newest)})}
+        changed = [r for u, r in newest.items() if u not in current or r[7] > current[u]]
+        if changed:
+            types = ("string",) * 6 + ("int64", "int64")
+            self.ch.insert(self.t("users"), {
+                c: (t, [r[k] for r in changed])
+                for k, (c, t) in enumerate(zip(USER_COLS, types, strict=True))})
+        return len(changed)
+
+    def insert_events(self, events: Sequence[Any], now_ms: int, *, job: str = "") -> int:
+        """Store events (NewEvent) whose ids are not stored yet (simulate, the demo,
+        copy-events); returns how many were stored. Single writer, as the import."""
+        rows = [(e.event_id, e.site_id, e.event_type, e.timestamp_ms, e.session_id, e.user_id,
+                 e.url, e.referrer, e.country, e.device_type, now_ms) for e in events]
+        return self._store_new(rows, job, 0)[0]
+
+    def unusable_counts(self) -> dict[str, int]:
+        return {"total": 0}  # typed columns: ClickHouse refuses a row PULSE could not use
+
+    def catch_up(self, now_ms: int) -> int:
+        return 0  # nothing derived is kept beside the events: every read is from them
+
+    def cleanup(self, settings: Settings, clock: Clock) -> CleanupResult:
+        """Deletes, not TTL: ``events_retention_days`` is a setting that may change between
+        runs, cleanup reports how many events it removed, and the newest event is never
+        removed (SPEC 9), none of which a table TTL can do. The delete is a synchronous
+        mutation, so counts are exact as soon as it returns."""
+        if not settings.cleanup_enabled:
+            return CleanupResult(enabled=False)
+        # rollups, export runs and deliveries of the SQLite file: the usual pass, minus events
+        rest = sqlite_cleanup.run_cleanup(self.conn, replace(settings, events_retention_days=0),
+                                          clock)
+        if settings.events_retention_days <= 0:
+            return rest
+        cutoff = clock.now_ms() - settings.events_retention_days * DAY_MS
+        params = {"cutoff": cutoff}
+        newest = self.ch.rows(f"SELECT max(ingest_seq) FROM {self.t('events')}")[0][0] or 0
+        params["newest"] = int(newest)
+        (n,), = self.ch.rows(f"SELECT count() FROM {self.t('events')} WHERE timestamp_ms < "
+                             "{cutoff:Int64} AND ingest_seq != {newest:UInt64}", params)
+        if n:
+            self.ch.command(f"ALTER TABLE {self.t('events')} DELETE WHERE timestamp_ms < "
+                            "{cutoff:Int64} AND ingest_seq != {newest:UInt64} "
+                            "SETTINGS mutations_sync = 2", params)
+            sqlite_cohorts.refresh_all(self.conn, clock)  # members who lost their events
+        return replace(rest, events=int(n))
+
+    def rebuild(self, now_ms: int) -> int:
+        # no rollups to rebuild: the reports read the events; the sessions view is
+        # recomputed from them
+        self.ch.command(f"TRUNCATE TABLE {self.t('sessions')}")
+        self.ch.command(
+            f"INSERT INTO {self.t('sessions')} SELECT site_id, session_id, any(user_id), "
+            "min(timestamp_ms), max(timestamp_ms), toUInt64(count()), min(created_at) "
+            f"FROM {self.t('events')} GROUP BY site_id, session_id")
+        return int(self.ch.rows(f"SELECT count() FROM {self.t('events')}")[0][0])
+
+
+# ---------------------------------------------------------------- cohort criteria -> ClickHouse
+_EVENT = ("event_type", "url", "referrer", "country", "device_type")
+_USER = ("plan", "company", "email", "name")
+_COMPARE = {"equals": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+
+
+class _CHBuilder:
+    """Walks a validated tree into a WHERE over one row per candidate user. Every leaf is 0/1
+    (never NULL), so a negative operator is exactly NOT its positive one."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, Any] = {}
+        self.event_flags: list[str] = []
+        self._flag: dict[tuple[str, str, object], int] = {}
+
+    def bind(self, value: object, type_: str) -> str:
+        name = f"p{len(self.params)}"
+        self.params[name] = value
+        return f"{{{name}:{type_}}}"
+
+    def node(self, node: Node) -> str:
+        if isinstance(node, Group):
+            if not node.conditions:
+                raise ValueError("an empty group cannot be compiled")
+            joiner = " AND " if node.type == "and" else " OR "
+            return "(" + joiner.join(self.node(c) for c in node.conditions) + ")"
+        positive = NEGATIONS.get(node.operator)
+        if positive is not None:
+            return "(NOT " + self.leaf(node.property, positive, node.value) + ")"
+        return self.leaf(node.property, node.operator, node.value)
+
+    def pred(self, expr: str, op: str, value: object, numeric: bool = False) -> str:
+        t = "Float64" if numeric else "String"
+        if op in _COMPARE:
+            return f"ifNull({expr} {_COMPARE[op]} {self.bind(value, t)}, 0)"
+        if op == "in":
+            assert isinstance(value, tuple) and value
+            return (f"ifNull(has({self.bind(list(value), f'Array({t})')}, {expr}), 0)"
+                    f" AND {expr} IS NOT NULL")
+        if op == "contains":  # literal: position() has no wildcards (% and _ are characters)
+            return f"ifNull(position({expr}, {self.bind(value, t)}) > 0, 0)"
+        if op == "starts_with":
+            return f"ifNull(startsWith({expr}, {self.bind(value, t)}), 0)"
+        if op == "is_set":
+            return f"({expr} IS NOT NULL AND {expr} != '')"
+        raise ValueError(f"operator {op} cannot be compiled positively")
+
+    def filter_group(self, group: dict[str, Any]) -> str:
+        """A validated alert filter (dicts, event properties only) as a 0/1 predicate."""
+        joiner = " AND " if group["type"] == "and" else " OR "
+        parts = []
+        for cond in group["conditions"]:
+            if "conditions" in cond:
+                parts.append(self.filter_group(cond))
+                continue
+            prop, op = cond["property"], cond["operator"]
+            if prop not in _EVENT:
+                raise UsageError(f"unknown event property {prop!r}")
+            value = cond.get("value")
+            value = tuple(value) if isinstance(value, list) else value
+            positive = NEGATIONS.get(op)
+            pred = self.pred(prop, positive or op, value)
+            parts.append(f"(NOT ({pred}))" if positive else f"({pred})")
+        return "(" + joiner.join(parts) + ")"
+
+    def leaf(self, prop: str, op: str, value: object) -> str:
+        if prop in _EVENT:
+            key = (prop, op, value)
+            if key not in self._flag:
+                self._flag[key] = len(self.event_flags)
+                self.event_flags.append(self.pred(prop, op, value))
+            return f"(ifNull(ev.h{self._flag[key]}, 0) = 1)"
+        if prop in _USER:
+            return f"({self.pred('us.' + prop, op, value)})"
+        if prop == "event_count":
+            return f"({self.pred('ifNull(ev.n, 0)', op, value, numeric=True)})"
+        if prop in ("first_seen_days_ago", "last_seen_days_ago"):
+            col = "ev.first_ms" if prop.startswith("first") else "ev.last_ms"
+            days = f"if(ev.n > 0, floor(({{now:Int64}} - {col}) / {DAY_MS}), NULL)"
+            return f"({self.pred(days, op, value, numeric=True)})"
+        raise ValueError(f"unknown property {prop!r}")
+
+
+def compile_members_clickhouse(criteria: Group, site_id: str, now_ms: int, events: str,
+                               users: str) -> tuple[str, dict[str, Any]]:
+    """SQL and parameters selecting (user_id, joined_at, last_seen_at) of the members, with
+    the same meaning as the SQLite compiler (pulse_tui.cohorts.compiler)."""
+    b = _CHBuilder()
+    where = b.node(criteria)
+    flags = "".join(f", toUInt8(max({p})) AS h{i}" for i, p in enumerate(b.event_flags))
+    sql = f"""
+WITH ev AS (
+    SELECT assumeNotNull(e.user_id) AS uid, min(e.timestamp_ms) AS first_ms,
+           max(e.timestamp_ms) AS last_ms, count() AS n{flags}
+    FROM {events} AS e WHERE e.site_id = {{site:String}} AND e.user_id IS NOT NULL GROUP BY uid),
+us AS (
+    SELECT user_id, site_id, name, email, company, plan, created_at FROM {users} FINAL
+    WHERE site_id = {{site:String}} OR site_id IS NULL)
+SELECT b.user_id, if(ev.n > 0, ev.first_ms, us.created_at) AS joined_at,
+       if(ev.n > 0, ev.last_ms, us.created_at) AS last_seen_at
+FROM (SELECT uid AS user_id FROM ev UNION DISTINCT
+      SELECT user_id FROM us WHERE site_id = {{site:String}}) AS b
+LEFT JOIN ev ON ev.uid = b.user_id
+LEFT JOIN us ON us.user_id = b.user_id
+WHERE {where}
+SETTINGS join_use_nulls = 1"""
+    return sql, {**b.params, "site": site_id, "now": now_ms}

@@ -1,0 +1,243 @@
+"""One small connection shape over both ClickHouse clients: ``chdb`` (embedded, one process)
+and ``clickhouse-connect`` (a server over HTTP). Values always travel as bound parameters
+(``{name:Type}`` placeholders) or as Arrow columns for inserts, never spliced into SQL text.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pulse_tui.config import redact_url
+from pulse_tui.errors import DatabaseError, PulseError
+
+MISSING_EXTRA = ("the events store {url} needs ClickHouse support, which is not installed: "
+                 "pip install 'pulse-tui[clickhouse]'")
+DEFAULT_DATABASE = "pulse"
+
+
+class CHConn(Protocol):
+    database: str
+    url: str  # redacted: safe to show
+
+    def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        ...
+
+    def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        ...
+
+    def insert(self, table: str, columns: dict[str, tuple[str, list[Any]]]) -> None:
+        """Insert columns given as name -> (arrow type name, values)."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+@dataclass(frozen=True)
+class Target:
+    scheme: str
+    path: str  # chdb: the directory
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+
+
+def parse_target(url: str) -> Target:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    query = parse_qs(parts.query)
+    if scheme == "chdb":
+        db = query.get("database", [DEFAULT_DATABASE])[0]
+        return Target(scheme, parts.path, "", 0, "", "", db)
+    db = unquote(parts.path.strip("/")) or DEFAULT_DATABASE
+    secure = scheme == "clickhouses"
+    return Target(scheme, "", parts.hostname or "", parts.port or (8443 if secure else 8123),
+                  unquote(parts.username or "default"), unquote(parts.password or ""), db)
+
+
+def _arrow_table(columns: dict[str, tuple[str, list[Any]]]) -> Any:
+    import pyarrow as pa
+
+    types = {"string": pa.string(), "int64": pa.int64(), "uint64": pa.uint64()}
+    return pa.table({name: pa.array(values, types[t]) for name, (t, values) in columns.items()})
+
+
+# ---------------------------------------------------------------- chdb (embedded)
+class _Embedded:
+    """The process's one embedded engine (chdb refuses a second directory in one process)
+    and the lock file that keeps other processes out of its directory (SPEC 10)."""
+
+    lock = threading.Lock()
+    path: str | None = None
+    session: Any = None
+    lock_fd: int | None = None
+    users = 0
+
+
+def _take_dir_lock(path: Path, url: str) -> int:
+    path.mkdir(parents=True, exist_ok=True)
+    lock_path = path / "pulse-tui.lock"
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+        os.close(fd)
+        raise DatabaseError(
+            f"the embedded events store {url} is open in {holder}; chdb allows one process at "
+            "a time (the TUI runs its worker inside): close it, or use a ClickHouse server "
+            "(clickhouse://...) for several processes") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"process {os.getpid()} ({' '.join(_argv())})".encode(), 0)
+    return fd
+
+
+def _argv() -> list[str]:
+    import sys
+
+    return [Path(sys.argv[0]).name, *sys.argv[1:3]] if sys.argv else ["python"]
+
+
+def _quoted(v: Any) -> str:
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "1" if v else "0"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, list | tuple):
+        return "[" + ",".join(_quoted(x) for x in v) + "]"
+    text = str(v).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{text}'"
+
+
+def chdb_params(params: dict[str, Any]) -> dict[str, str]:
+    """Parameters in ClickHouse's text form (chdb passes them on as given): arrays quoted
+    element by element, NULL as \\N; the server parses them by the placeholder's type."""
+    out = {}
+    for k, v in params.items():
+        if v is None:
+            out[k] = "\\N"
+        elif isinstance(v, list | tuple):
+            out[k] = _quoted(list(v))
+        elif isinstance(v, bool):
+            out[k] = "1" if v else "0"
+        elif isinstance(v, str):
+            out[k] = v.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+        else:
+            out[k] = str(v)
+    return out
+
+
+class ChdbConn:
+    def __init__(self, target: Target, url: str) -> None:
+        try:
+            from chdb.session import Session
+        except ImportError as exc:
+            raise PulseError(MISSING_EXTRA.format(url=url)) from exc
+        self.url = url
+        self.database = target.database
+        path = str(Path(target.path))
+        with _Embedded.lock:
+            if _Embedded.session is not None and _Embedded.path != path:
+                raise DatabaseError(
+                    f"{url}: this process already uses the embedded store chdb://{_Embedded.path}"
+                    " (chdb opens one directory per process)")
+            if _Embedded.session is None:
+                fd = _take_dir_lock(Path(path), url)
+                try:
+                    session = Session(path)
+                    session.query("SET output_format_json_quote_64bit_integers = 0")
+                    session.query("SET output_format_json_quote_denormals = 0")
+                except Exception as exc:
+                    os.close(fd)
+                    raise DatabaseError(f"{url}: cannot open the embedded store ({exc})") from exc
+                _Embedded.session, _Embedded.path, _Embedded.lock_fd = session, path, fd
+            _Embedded.users += 1
+        self._session = _Embedded.session
+        self._closed = False
+
+    def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        res = self._session.query(sql, "JSONCompact", params=chdb_params(params or {}))
+        raw = res.bytes() if hasattr(res, "bytes") else bytes(res)
+        if not raw:
+            return []
+        return [tuple(r) for r in json.loads(raw)["data"]]
+
+    def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        self._session.query(sql, "TSV", params=chdb_params(params or {}))
+
+    def insert(self, table: str, columns: dict[str, tuple[str, list[Any]]]) -> None:
+        arrow_rows = _arrow_table(columns)  # noqa: F841 - read by name by chdb's Python()
+        names = ", ".join(columns)
+        self._session.query(f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(arrow_rows)",
+                            "TSV")
+
+    def close(self) -> None:
+        """The engine stays up for the process (chdb cannot reopen another directory after);
+        the directory lock is released when the last user closes."""
+        if self._closed:
+            return
+        self._closed = True
+        with _Embedded.lock:
+            _Embedded.users -= 1
+
+
+def release_embedded() -> None:
+    """Shut the embedded engine down and free its directory (tests, process end)."""
+    with _Embedded.lock:
+        if _Embedded.session is not None:
+            _Embedded.session.close()
+        if _Embedded.lock_fd is not None:
+            os.close(_Embedded.lock_fd)
+        _Embedded.session = _Embedded.path = _Embedded.lock_fd = None
+        _Embedded.users = 0
+
+
+# ---------------------------------------------------------------- a server (clickhouse-connect)
+class ServerConn:
+    def __init__(self, target: Target, url: str) -> None:
+        try:
+            import clickhouse_connect
+        except ImportError as exc:
+            raise PulseError(MISSING_EXTRA.format(url=url)) from exc
+        self.url = url
+        self.database = target.database
+        try:
+            self._client = clickhouse_connect.get_client(
+                host=target.host, port=target.port, username=target.user,
+                password=target.password, secure=target.scheme == "clickhouses",
+                settings={"mutations_sync": 2})
+        except Exception as exc:  # its messages may carry the URL: say it in our words
+            raise DatabaseError(f"cannot connect to the events store {url}: "
+                                f"{type(exc).__name__}") from None
+
+    def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self._client.query(sql, parameters=params or {}).result_rows]
+
+    def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
+        self._client.command(sql, parameters=params or {})
+
+    def insert(self, table: str, columns: dict[str, tuple[str, list[Any]]]) -> None:
+        self._client.insert_arrow(table, _arrow_table(columns))
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def connect_clickhouse(url: str) -> CHConn:
+    """A connection for a ``chdb://``, ``clickhouse://`` or ``clickhouses://`` events store."""
+    shown = redact_url(url)
+    target = parse_target(url)
+    if target.scheme == "chdb":
+        return ChdbConn(target, shown)
+    return ServerConn(target, shown)

@@ -1,0 +1,162 @@
+"""The ClickHouse schema PULSE creates and migrates (``pulse-tui clickhouse-schema`` prints it).
+
+Tables, and why they are shaped this way (PostHog's ``sharded_events`` is the model: a
+ReplacingMergeTree partitioned by month, ordered by team, day, event and a hash of the person):
+
+* ``events``: the seed's columns with the seed's names and meanings (``timestamp_ms`` epoch ms,
+  ``user_id`` and the dimensions nullable), plus ``ingest_seq`` (arrival order for the live pane:
+  nanoseconds of the insert plus the row's number in it, so a program inserting rows without it
+  still gets arrival order) and ``ingest_job``/``ingest_line`` (which import stored the row: a
+  batch retried after a crash recognises its own rows, see ``backend.py``).
+  - ``PARTITION BY toYYYYMM(day)``: every pane reads a range of days, so whole months are pruned,
+    and cleanup by age drops or rewrites only the oldest partitions.
+  - ``ORDER BY (site_id, day, event_type, cityHash64(ifNull(user_id, '')), event_id)``: every query filters
+    one site and a day range first (the primary index skips the rest); event_type next serves
+    the breakdown, the funnel and alert filters; users hashed next keeps one user's rows of a day
+    together for the distinct counts; ``event_id`` last makes the sorting key unique per event.
+  - ``ReplacingMergeTree``: a belt only. PULSE never stores an event_id twice (the single-writer
+    import inserts only ids not yet present, decided by a query), so every read is exact without
+    ``FINAL`` or waiting for merges; should another program insert a duplicate row, background
+    merges fold it away eventually.
+* ``users``: the seed's users table; ``ReplacingMergeTree(updated_at)`` ordered by ``user_id``
+  (the import upserts: the newest version wins); reads use ``FINAL`` (a small table).
+* ``sessions``: the seed's sessions, kept by a materialized view over ``events``
+  (``AggregatingMergeTree`` of min/max/sum per session, exact when read with GROUP BY).
+* Cohort membership and retention snapshots are keyed to cohort definitions, are small, and are
+  written in the same transaction as the definitions: they stay in the SQLite file with the
+  cohorts; ClickHouse computes them from the events (``backend.py``).
+
+With a cluster (``clickhouse_cluster = "NAME"``) every statement is ``ON CLUSTER NAME``, the
+tables are ``Replicated*`` and named ``*_local``, and a ``Distributed`` table with the plain name
+sits in front of each, sharded by user so one user's events stay on one shard.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+DAY = "toDate(intDiv(timestamp_ms, 1000))"
+
+EVENTS_COLUMNS = f"""(
+    event_id String,
+    site_id LowCardinality(String),
+    event_type LowCardinality(String),
+    timestamp_ms Int64,
+    session_id String,
+    user_id Nullable(String),
+    url Nullable(String),
+    referrer Nullable(String),
+    country LowCardinality(Nullable(String)),
+    device_type LowCardinality(Nullable(String)),
+    created_at Int64,
+    ingest_seq UInt64 DEFAULT toUInt64(toUnixTimestamp64Nano(now64(9))) + rowNumberInAllBlocks(),
+    ingest_job String DEFAULT '',
+    ingest_line UInt64 DEFAULT 0,
+    day Date MATERIALIZED {DAY},
+    -- the import's "is this id stored already?" query reads only the granules that may hold it
+    INDEX idx_event_id event_id TYPE bloom_filter(0.001) GRANULARITY 1
+)"""
+
+USERS_COLUMNS = """(
+    user_id String,
+    site_id Nullable(String),
+    name Nullable(String),
+    email Nullable(String),
+    company Nullable(String),
+    plan Nullable(String),
+    created_at Int64,
+    updated_at Int64
+)"""
+
+SESSIONS_COLUMNS = """(
+    site_id LowCardinality(String),
+    session_id String,
+    user_id SimpleAggregateFunction(any, Nullable(String)),
+    first_event_at SimpleAggregateFunction(min, Int64),
+    last_event_at SimpleAggregateFunction(max, Int64),
+    event_count SimpleAggregateFunction(sum, UInt64),
+    created_at SimpleAggregateFunction(min, Int64)
+)"""
+
+META_COLUMNS = """(
+    key String,
+    value String,
+    updated_at UInt64
+)"""
+
+# name -> (columns, engine, engine args, the rest of the table definition)
+TABLES: dict[str, tuple[str, str, str, str]] = {
+    "events": (EVENTS_COLUMNS, "ReplacingMergeTree", "",
+               "PARTITION BY toYYYYMM(day)\n"
+               "ORDER BY (site_id, day, event_type, cityHash64(ifNull(user_id, '')), event_id)"),
+    "users": (USERS_COLUMNS, "ReplacingMergeTree", "updated_at", "ORDER BY user_id"),
+    "sessions": (SESSIONS_COLUMNS, "AggregatingMergeTree", "", "ORDER BY (site_id, session_id)"),
+    "pulse_meta": (META_COLUMNS, "ReplacingMergeTree", "updated_at", "ORDER BY key"),
+}
+SHARDING_KEY = {"events": "cityHash64(ifNull(user_id, ''))", "users": "cityHash64(ifNull(user_id, ''))",
+                "sessions": "cityHash64(session_id)", "pulse_meta": "0"}
+
+
+def _ident(name: str) -> str:
+    if not name or not all(c.isalnum() or c == "_" for c in name):
+        raise ValueError(f"not a plain ClickHouse name: {name!r}")
+    return f"`{name}`"
+
+
+def ddl(database: str, cluster: str | None = None) -> list[str]:
+    """Every statement that creates the schema, in order (idempotent: IF NOT EXISTS)."""
+    db = _ident(database)
+    on = f" ON CLUSTER {_ident(cluster)}" if cluster else ""
+    out = [f"CREATE DATABASE IF NOT EXISTS {db}{on}"]
+    for name, (columns, engine, args, rest) in TABLES.items():
+        local = f"{name}_local" if cluster else name
+        if cluster:
+            zk = f"'/clickhouse/tables/{{shard}}/{database}/{local}', '{{replica}}'"
+            engine_sql = f"Replicated{engine}({zk}{', ' + args if args else ''})"
+        else:
+            engine_sql = f"{engine}({args})"
+        out.append(f"CREATE TABLE IF NOT EXISTS {db}.{_ident(local)}{on}\n{columns}\n"
+                   f"ENGINE = {engine_sql}\n{rest}")
+        if cluster:
+            out.append(f"CREATE TABLE IF NOT EXISTS {db}.{_ident(name)}{on}\nAS {db}.{_ident(local)}\n"
+                       f"ENGINE = Distributed({_ident(cluster)}, {db}, {_ident(local)}, "
+                       f"{SHARDING_KEY[name]})")
+    target = "sessions_local" if cluster else "sessions"
+    source = "events_local" if cluster else "events"
+    out.append(
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.`sessions_mv`{on}\n"
+        f"TO {db}.{_ident(target)}\nAS SELECT site_id, session_id, any(user_id) AS user_id, "
+        "min(timestamp_ms) AS first_event_at, max(timestamp_ms) AS last_event_at, "
+        "toUInt64(count()) AS event_count, min(created_at) AS created_at\n"
+        f"FROM {db}.{_ident(source)} GROUP BY site_id, session_id")
+    return out
+
+
+def ddl_text(database: str = "pulse", cluster: str | None = None) -> str:
+    """The DDL as one script for a DBA to review (``pulse-tui clickhouse-schema``)."""
+    return "".join(f"{stmt};\n\n" for stmt in ddl(database, cluster))
+
+
+def ensure_schema(ch: object, cluster: str | None = None) -> int:
+    """Create what is missing and record the version (later versions migrate from it here)."""
+    run = ch.command  # type: ignore[attr-defined]
+    rows = ch.rows  # type: ignore[attr-defined]
+    database = ch.database  # type: ignore[attr-defined]
+    have = rows("SELECT count() FROM system.tables WHERE database = {db:String} "
+                "AND name = 'pulse_meta'", {"db": database})[0][0]
+    if have:
+        got = rows(f"SELECT argMax(value, updated_at) FROM {_ident(database)}.`pulse_meta` "
+                   "WHERE key = 'schema_version'")
+        if got and got[0][0] and int(got[0][0]) > SCHEMA_VERSION:
+            from pulse_tui.errors import DatabaseError
+
+            raise DatabaseError(f"the ClickHouse schema of {ch.url} is version "  # type: ignore[attr-defined]
+                                f"{got[0][0]}, newer than this PULSE ({SCHEMA_VERSION})")
+        if got and got[0][0] and int(got[0][0]) == SCHEMA_VERSION:
+            return SCHEMA_VERSION
+    for stmt in ddl(database, cluster):
+        run(stmt)
+    run(f"INSERT INTO {_ident(database)}.`pulse_meta` (key, value, updated_at) VALUES "
+        "('schema_version', {v:String}, toUInt64(toUnixTimestamp64Milli(now64(3))))",
+        {"v": str(SCHEMA_VERSION)})
+    return SCHEMA_VERSION

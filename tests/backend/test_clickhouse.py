@@ -1,0 +1,397 @@
+"""Events in ClickHouse (chdb here; a server when PULSE_TEST_CLICKHOUSE_URL is set): the same
+numbers as SQLite value for value, duplicates never stored twice, the schema's cluster DDL
+through ClickHouse's own parser, the setting and its redaction, one process per chdb dir."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from pulse_tui.backend.interface import Backends
+from pulse_tui.backend.wiring import open_backends
+from pulse_tui.clock import DAY_MS, HOUR_MS, Clock
+from pulse_tui.config import load_settings, redact_url
+from pulse_tui.errors import PulseError, UsageError
+from pulse_tui.ingest import import_file
+from pulse_tui.models import Checkpoint
+from pulse_tui.report_models import DateRange
+from tests.backend.chdb_support import chdb_dir, fresh_chdb_url
+
+NOW = 1_795_953_600_000 + 15 * HOUR_MS  # 2026-11-29 15:00 UTC
+CLOCK = Clock(NOW)
+TODAY = date(2026, 11, 29)
+EVENT_COLS = ("event_id", "site_id", "event_type", "timestamp_ms", "session_id", "user_id",
+              "url", "referrer", "country", "device_type")
+USER_COLS = ("user_id", "site_id", "name", "email", "company", "plan", "created_at",
+             "updated_at")
+# text a LIKE pattern or a parameter splice would misread
+URLS = ("/", "/a%b", "/a_b", "/axb", "/100%", "/it's", "/back\\slash", "/ünï", None, "")
+
+
+def _events(seed: int, n: int, prefix: str = "e") -> list[tuple[object, ...]]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        ts = NOW - rng.randrange(1, 75 * DAY_MS)
+        user = rng.choice((*(f"u{k}" for k in range(80)), None))
+        out.append((f"{prefix}{i:05d}", rng.choice(("s1", "s2")),
+                    rng.choice(("view", "click", "signup", "buy")), ts,
+                    f"{user or 'anon'}-{ts // (5 * HOUR_MS)}", user, rng.choice(URLS),
+                    rng.choice(("https://x.example/?q=%25", None, "")),
+                    rng.choice(("US", "DE", "JP", None)), rng.choice(("desktop", "mobile", None))))
+    return out
+
+
+def _write(path: Path, cols: tuple[str, ...], rows: list[tuple[object, ...]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        for r in rows:
+            w.writerow(["" if v is None else v for v in r])
+    return path
+
+
+def _import(b: Backends, path: Path, kind: str = "events"):  # type: ignore[no-untyped-def]
+    events = None if b.events.__class__.__name__ == "SqliteEvents" else b.events
+    return import_file(b.events.conn, path, kind=kind, clock=CLOCK,  # type: ignore[attr-defined]
+                       events=events)
+
+
+@pytest.fixture
+def ch(tmp_path: Path) -> Iterator[Backends]:
+    b = open_backends(tmp_path / "ch.db", fresh_chdb_url())
+    yield b
+    b.close()
+
+
+# ---------------------------------------------------------------- both stores, value for value
+CRITERIA = [
+    {"type": "and", "conditions": [{"property": "url", "operator": "contains", "value": "%"}]},
+    {"type": "and", "conditions": [{"property": "url", "operator": "contains", "value": "_"}]},
+    {"type": "and", "conditions": [{"property": "url", "operator": "not_contains",
+                                    "value": "a%b"}]},
+    {"type": "or", "conditions": [
+        {"property": "country", "operator": "not_equals", "value": "US"},
+        {"type": "and", "conditions": [
+            {"property": "event_type", "operator": "in", "value": ["buy", "signup"]},
+            {"property": "device_type", "operator": "is_not_set"}]}]},
+    {"type": "and", "conditions": [
+        {"property": "event_count", "operator": "gte", "value": 9},
+        {"property": "last_seen_days_ago", "operator": "lt", "value": 10},
+        {"property": "url", "operator": "starts_with", "value": "/it'"}]},
+    {"type": "and", "conditions": [{"property": "plan", "operator": "equals", "value": "pro"}]},
+    {"type": "or", "conditions": [
+        {"property": "company", "operator": "is_set"},
+        {"property": "first_seen_days_ago", "operator": "gt", "value": 60},
+        {"property": "referrer", "operator": "not_in", "value": ["https://x.example/?q=%25"]}]},
+]
+
+
+def _everything(b: Backends) -> dict[str, object]:
+    ev = b.events
+    out: dict[str, object] = {}
+    ranges = [DateRange(TODAY - timedelta(days=29), TODAY),
+              DateRange(TODAY - timedelta(days=89), TODAY - timedelta(days=3)),
+              DateRange(TODAY, TODAY)]
+    for site in ("s1", "s2"):
+        for rng in ranges:
+            for name in ev.report_names():
+                out[f"{site} {rng} {name}"] = ev.report(
+                    name, site, rng, now_ms=NOW, limit=4,
+                    steps=("view", "click", "buy") if name == "funnel" else ())
+            out[f"{site} {rng} totals"] = ev.range_totals(site, rng, NOW)
+        for i, crit in enumerate(CRITERIA):
+            out[f"{site} criteria {i}"] = sorted(ev.cohort_evaluate(
+                site, _parse(crit), NOW))
+            out[f"{site} preview {i}"] = ev.cohort_preview(CLOCK, site, crit, sample=5)
+        cond = {"metric": "users", "window_minutes": 180, "comparison": "change_pct_gt",
+                "threshold": 10, "filter": CRITERIA[0]}
+        out[f"{site} alert"] = ev.alert_value(site, cond, CLOCK)
+        out[f"{site} backtest"] = ev.alert_backtest(cond, site, CLOCK, 3)
+        out[f"{site} users"] = ev.users_rows(site, ["u1", "u2", "u3", "nobody"])
+        cohort = b.control.create_cohort(CLOCK, site_id=site, name="c", criteria=CRITERIA[3],
+                                         cohort_id=f"c-{site}")
+        out[f"{site} members"] = ev.cohort_members(cohort.cohort_id)
+        live = ev.compute_retention(site, TODAY - timedelta(days=70), TODAY, NOW)
+        out[f"{site} live grid"] = [(r.kind, r.key, r.size,
+                                     [(c.week_number, c.returning, c.base) for c in r.cells])
+                                    for r in live.rows]
+        for text, etype in (("", None), ("U1", None), ("/", "click"), ("nothing-has-this", None)):
+            out[f"{site} search {text!r} {etype}"] = [
+                e.event_id for e in ev.search(text=text, event_type=etype, site_id=site,
+                                              limit=50)]
+        grid = ev.refresh_retention(site, CLOCK, TODAY - timedelta(days=70), TODAY)
+        out[f"{site} grid"] = [(r.kind, r.key, r.size, [(c.week_number, c.returning, c.base)
+                                                      for c in r.cells])
+                               for r in grid.rows]
+        out[f"{site} saved cell"] = ev.retention_cell_users(grid.cohorts[0], 1, NOW)
+    out["sites"] = [s.id for s in ev.sites()]
+    out["retention report"] = ev.report("retention", "s1", ranges[1], now_ms=NOW)
+    return out
+
+
+def _parse(raw: object):  # type: ignore[no-untyped-def]
+    from pulse_tui.cohorts.criteria import parse
+
+    return parse(raw)
+
+
+def test_the_reports_are_identical_on_both_stores(tmp_path: Path, ch: Backends) -> None:
+    events = _write(tmp_path / "events.csv", EVENT_COLS, _events(7, 3000))
+    rng = random.Random(3)
+    users = _write(tmp_path / "users.csv", USER_COLS, [
+        (f"u{k}", rng.choice(("s1", "s2", None)), f"N{k}", f"u{k}@x.example",
+         rng.choice(("Acme", None, "")), rng.choice(("pro", "free")), NOW - 90 * DAY_MS,
+         NOW - 80 * DAY_MS) for k in range(0, 90, 2)])
+    sq = open_backends(tmp_path / "sq.db", "sqlite")
+    try:
+        for b in (sq, ch):
+            assert _import(b, events).processed == 3000
+            assert _import(b, users, "users").processed == 45
+        got_sqlite, got_ch = _everything(sq), _everything(ch)
+    finally:
+        sq.close()
+    assert got_sqlite.keys() == got_ch.keys()
+    for key in got_sqlite:
+        assert got_ch[key] == got_sqlite[key], key
+    # the data has what the comparison is about
+    assert any(r[1] for r in got_sqlite["s1 criteria 0"]) and got_sqlite["s1 criteria 1"]
+    assert got_sqlite["s1 search 'U1' None"] and got_sqlite["s1 search '/' click"]
+    assert any(row[2] for row in got_sqlite["s1 live grid"])
+
+
+def test_contains_takes_percent_and_underscore_literally(tmp_path: Path, ch: Backends) -> None:
+    rows = [("p1", "s1", "view", NOW - 1000, "a", "u-pct", "/a%b", None, None, None),
+            ("p2", "s1", "view", NOW - 1000, "b", "u-und", "/a_b", None, None, None),
+            ("p3", "s1", "view", NOW - 1000, "c", "u-x", "/axb", None, None, None)]
+    _import(ch, _write(tmp_path / "e.csv", EVENT_COLS, rows))
+
+    def users(op: str, value: str) -> set[str]:
+        crit = {"type": "and", "conditions": [{"property": "url", "operator": op,
+                                               "value": value}]}
+        return {u for u, _, _ in ch.events.cohort_evaluate("s1", _parse(crit), NOW)}
+
+    assert users("contains", "a%b") == {"u-pct"}
+    assert users("contains", "%") == {"u-pct"}
+    assert users("contains", "_") == {"u-und"}
+    assert users("not_contains", "_") == {"u-pct", "u-x"}
+    assert users("starts_with", "/a_") == {"u-und"}
+
+
+# ---------------------------------------------------------------- duplicates
+def test_a_duplicate_event_id_across_two_files_is_stored_once(tmp_path: Path,
+                                                              ch: Backends) -> None:
+    first = _events(1, 500)
+    second = first[250:] + _events(2, 100, prefix="f")  # 250 already stored, 100 new
+    r1 = _import(ch, _write(tmp_path / "a.csv", EVENT_COLS, first))
+    r2 = _import(ch, _write(tmp_path / "b.csv", EVENT_COLS, second))
+    assert (r1.processed, r1.duplicates) == (500, 0)
+    assert (r2.processed, r2.duplicates) == (100, 250)
+    assert len(ch.events.tail(limit=10_000).events) == 600
+    # every count exact at once: no FINAL, no merge, no OPTIMIZE
+    whole = DateRange(TODAY - timedelta(days=80), TODAY)
+    assert sum(ch.events.range_totals(s, whole, NOW).current.events for s in ("s1", "s2")) == 600
+
+
+def test_a_retried_batch_counts_its_own_rows_once(ch: Backends) -> None:
+    ch.control.create_import_job(job_id="j", kind="events", site_id="s1", file_name="x.csv",
+                                 file_size=1, source_path=None, now_ms=NOW)
+    rows = [(*r, NOW) for r in _events(4, 40)]
+    cp = Checkpoint(40, 999, 41)
+    ch.events.store_rows(rows[:25], job="j", line=41)  # type: ignore[attr-defined]
+    # ... the process died here: rows stored, checkpoint not moved; the worker retries
+    outcome = ch.events.write_import_batch("events", "j", rows, [], cp, NOW)
+    assert (outcome.processed, outcome.duplicates) == (40, 0)
+    job = ch.control.get_import_job("j")
+    assert job is not None and (job.processed_records, job.duplicate_records) == (40, 0)
+    assert len(ch.events.tail(limit=1000).events) == 40
+    # the same ids in a later batch of the same job are duplicates, not "ours"
+    again = ch.events.write_import_batch("events", "j", rows[:5], [], Checkpoint(5, 2000, 46),
+                                         NOW)
+    assert (again.processed, again.duplicates) == (0, 5)
+
+
+# ---------------------------------------------------------------- cleanup and the live pane
+def test_cleanup_deletes_exactly_the_old_events(tmp_path: Path, ch: Backends,
+                                                pulse_settings) -> None:  # type: ignore[no-untyped-def]
+    rows = _events(5, 400)
+    _import(ch, _write(tmp_path / "e.csv", EVENT_COLS, rows))
+    settings = replace(pulse_settings, events_retention_days=30)
+    result = ch.events.cleanup(settings, CLOCK)
+    cutoff = NOW - 30 * DAY_MS
+    old = [r for r in rows if int(r[3]) < cutoff]  # type: ignore[call-overload]
+    assert result.events == len(old) > 0
+    left = {e.event_id for e in ch.events.tail(limit=10_000).events}
+    assert left == {r[0] for r in rows if int(r[3]) >= cutoff}  # type: ignore[call-overload]
+    assert ch.events.cleanup(settings, CLOCK).events == 0
+
+
+def test_a_foreign_insert_moves_the_change_token_and_shows_in_the_tail(ch: Backends) -> None:
+    first = ch.events.tail(limit=10)
+    token = ch.events.change_token()
+    assert ch.events.change_token() == token
+    conn = ch.events.ch  # type: ignore[attr-defined]
+    conn.command(f"INSERT INTO `{conn.database}`.events (event_id, site_id, event_type, "
+                 "timestamp_ms, session_id, created_at) VALUES ('x1', 's9', 'view', "
+                 f"{NOW}, 'sx', {NOW})")
+    assert ch.events.change_token() != token
+    page = ch.events.tail(after=first.cursor)
+    assert [e.event_id for e in page.events] == ["x1"]
+    assert "s9" in [s.id for s in ch.events.sites()]
+
+
+# ---------------------------------------------------------------- schema
+def test_the_cluster_ddl_is_valid_clickhouse(ch: Backends) -> None:
+    from pulse_tui.backend.clickhouse.schema import ddl
+
+    statements = ddl("pulse", "prod_cluster")
+    assert any("Distributed(`prod_cluster`" in s for s in statements)
+    assert all("ON CLUSTER `prod_cluster`" in s for s in statements)
+    assert sum("ReplicatedReplacingMergeTree" in s for s in statements) == 3
+    conn = ch.events.ch  # type: ignore[attr-defined]
+    for stmt in statements:  # ClickHouse's own parser (raises on a syntax error)
+        formatted = conn.rows("SELECT formatQuery({q:String})", {"q": stmt})[0][0]
+        assert formatted.startswith("CREATE")
+    with pytest.raises(Exception, match="(?i)syntax"):
+        conn.rows("SELECT formatQuery({q:String})", {"q": statements[1] + " ORDER BY ("})
+
+
+def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pulse_tui", *args], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_clickhouse_schema_command_prints_the_ddl() -> None:
+    done = _run("clickhouse-schema", "--cluster", "c1")
+    assert done.returncode == 0, done.stderr
+    assert "CREATE TABLE IF NOT EXISTS `pulse`.`events_local` ON CLUSTER `c1`" in done.stdout
+    assert "ENGINE = Distributed(`c1`, `pulse`, `events_local`" in done.stdout
+    bad = _run("clickhouse-schema", "--cluster", "bad name;")
+    assert bad.returncode == 2 and "not a plain ClickHouse name" in bad.stderr
+
+
+# ---------------------------------------------------------------- the setting
+SECRET = "s3cr3t-pw"
+
+
+def test_events_store_from_toml_env_and_flag(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('events_store = "chdb:///var/pulse/ch"\nclickhouse_cluster = "c1"\n')
+    s = load_settings(config_file=cfg, environ={})
+    assert (s.events_store, s.clickhouse_cluster) == ("chdb:///var/pulse/ch", "c1")
+    s = load_settings(config_file=cfg, environ={"PULSE_EVENTS_STORE": "sqlite"})
+    assert s.events_store == "sqlite"
+    s = load_settings(config_file=cfg, environ={"PULSE_EVENTS_STORE": "sqlite"},
+                      events_store=f"clickhouses://u:{SECRET}@db.example:8443/pulse")
+    assert s.events_store.startswith("clickhouses://") and s.sources["events_store"] == "flag"
+    assert SECRET not in str(s.describe())
+    for bad in ("mysql://x", "chdb://relative", f"clickhouse://u:{SECRET}@:80/x", "nonsense"):
+        with pytest.raises(UsageError) as info:
+            load_settings(environ={"PULSE_EVENTS_STORE": bad})
+        assert SECRET not in str(info.value) and "PULSE_EVENTS_STORE" in str(info.value)
+
+
+def test_passwords_never_show(tmp_path: Path) -> None:
+    url = f"clickhouse://admin:{SECRET}@127.0.0.1:9/pulse"
+    assert redact_url(url) == "clickhouse://admin:***@127.0.0.1:9/pulse"
+    env = {"PULSE_EVENTS_STORE": url, "PULSE_DB": str(tmp_path / "p.db")}
+    helped = _run("--help", env=env)
+    assert helped.returncode == 0 and "admin:***@127.0.0.1" in helped.stdout
+    failed = _run("report", "daily", env=env)  # nothing listens on port 9
+    assert failed.returncode == 1
+    assert "cannot connect to the events store clickhouse://admin:***@127.0.0.1:9" in failed.stderr
+    for text in (helped.stdout, helped.stderr, failed.stdout, failed.stderr):
+        assert SECRET not in text
+
+
+def test_a_missing_extra_is_said_in_our_words(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real = builtins.__import__
+
+    def no_clickhouse(name: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name.startswith(("clickhouse_connect", "chdb")):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_clickhouse)
+    with pytest.raises(PulseError, match=r"pip install 'pulse-tui\[clickhouse\]'") as info:
+        open_backends(tmp_path / "p.db", f"clickhouse://u:{SECRET}@h:8123/d")
+    assert SECRET not in str(info.value)
+
+
+# ---------------------------------------------------------------- processes
+def _pulse(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "pulse_tui", *args],
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_a_second_process_on_a_chdb_dir_exits_1_naming_the_holder(tmp_path: Path) -> None:
+    chdb_dir()  # skip without chdb
+    store = f"chdb://{tmp_path / 'ch'}"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pulse_tui.backend.wiring import open_backends; "
+         f"b = open_backends({str(tmp_path / 'a.db')!r}, {store!r}); "
+         "print('open', flush=True); sys.stdin.readline()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        second = _pulse("report", "daily", "--db", str(tmp_path / "a.db"), "--events-store",
+                        store)
+        out, err = second.communicate(timeout=120)
+        assert second.returncode == 1
+        assert f"process {holder.pid}" in err and "ClickHouse server" in err
+        assert "Traceback" not in err
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_copy_events_interrupted_and_resumed(tmp_path: Path) -> None:
+    chdb_dir()
+    db = tmp_path / "p.db"
+    sq = open_backends(db, "sqlite")
+    rows = _events(9, 3000)
+    _import(sq, _write(tmp_path / "e.csv", EVENT_COLS, rows))
+    sq.close()
+    store = f"chdb://{tmp_path / 'ch'}"
+    env = {"PULSE_COPY_CHUNK_ROWS": "100", "PULSE_DB": str(db)}
+    first = _pulse("copy-events", "--to", store, env=env)
+    assert first.stderr is not None
+    while True:  # progress lines: "copied up to row N: ..."; stop it once past row 500
+        line = first.stderr.readline()
+        assert line, "copy-events ended before it could be interrupted"
+        if line.startswith("copied up to row ") and int(line.split()[4].rstrip(":")) >= 500:
+            break
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    second = _pulse("copy-events", "--to", store, env=env)
+    out, err = second.communicate(timeout=300)
+    assert second.returncode == 0, err
+    assert "resuming after row" in err
+    assert "events (" in out and "were already there" in out
+    copied = int(out.split("copied ")[1].split(" events")[0])
+    assert 0 < copied < 3000
+    # the same numbers from either store
+    for name in ("daily", "top-urls", "breakdown"):
+        a = _pulse("report", name, "--site", "s1", "--from", "2026-09-01", "--to", "2026-11-29",
+                   "--format", "json", env={"PULSE_DB": str(db), "PULSE_NOW": "2026-11-29T15:00:00Z"})
+        b = _pulse("report", name, "--site", "s1", "--from", "2026-09-01", "--to", "2026-11-29",
+                   "--format", "json", "--events-store", store,
+                   env={"PULSE_DB": str(db), "PULSE_NOW": "2026-11-29T15:00:00Z"})
+        (a_out, a_err), (b_out, b_err) = a.communicate(timeout=120), b.communicate(timeout=120)
+        assert a.returncode == b.returncode == 0, (a_err, b_err)
+        assert a_out == b_out and len(a_out) > 50
