@@ -28,6 +28,7 @@ from typing import Any
 from pulse_tui.alerts import engine
 from pulse_tui.backend.clickhouse.connection import CHConn
 from pulse_tui.backend.interface import ChangeToken, LiveCursor, RejectRow, TailPage
+from pulse_tui.backend.sqlite.events import MembershipInSqlite
 from pulse_tui.clock import DAY_MS, Clock
 from pulse_tui.cohorts.criteria import NEGATIONS, Group, Node, parse
 from pulse_tui.config import Settings
@@ -40,9 +41,6 @@ from pulse_tui.models import (
     CohortPreview,
     Event,
     Member,
-    RefreshResult,
-    RetentionGrid,
-    RetentionRow,
     Site,
 )
 from pulse_tui.report_models import (
@@ -60,7 +58,6 @@ from pulse_tui.store import cohorts as sqlite_cohorts
 from pulse_tui.store import elsewhere
 from pulse_tui.store import events as sqlite_events
 from pulse_tui.store import imports as sqlite_imports
-from pulse_tui.store import retention as sqlite_retention
 from pulse_tui.store.tx import write_transaction
 
 _SEARCH_HAY = "concat(" + ", ' ', ".join(
@@ -85,7 +82,7 @@ def _not_yet(what: str) -> NotYetOnClickHouse:
                               "use events_store = sqlite for it")
 
 
-class ClickHouseEvents:
+class ClickHouseEvents(MembershipInSqlite):
     """Events in ClickHouse, everything else in the PULSE SQLite file ``conn``."""
 
     def __init__(self, conn: sqlite3.Connection, ch: CHConn) -> None:
@@ -279,43 +276,6 @@ class ClickHouseEvents:
                                                  self.t("users"))
         return [(u, int(j), int(s)) for u, j, s in self.ch.rows(sql, params)]
 
-    def cohort_members(self, cohort_id: str, *, active_only: bool = True,
-                       limit: int | None = None, offset: int = 0) -> list[Member]:
-        return sqlite_cohorts.list_members(self.conn, cohort_id, active_only=active_only,
-                                           limit=limit, offset=offset)
-
-    def refresh_cohort(self, clock: Clock, cohort_id: str) -> RefreshResult:
-        return sqlite_cohorts.refresh_cohort(self.conn, clock, cohort_id)
-
-    def refresh_all_cohorts(self, clock: Clock) -> list[RefreshResult]:
-        return sqlite_cohorts.refresh_all(self.conn, clock)
-
-    def refresh_changed_cohorts(self, clock: Clock) -> list[RefreshResult]:
-        return sqlite_cohorts.refresh_changed_results(self.conn, clock)
-
-    # ---------------------------------------------------------------- retention
-    # The grid, its snapshots and the cohorts' members stay in the SQLite file: the store's
-    # retention functions ask the events here (pulse_tui.store.elsewhere) for the counts.
-    def retention_grid(self, site_id: str, start: date, end: date) -> RetentionGrid:
-        return sqlite_retention.load_grid(self.conn, site_id, start, end)
-
-    def refresh_retention(self, site_id: str, clock: Clock, start: date, end: date
-                          ) -> RetentionGrid:
-        return sqlite_retention.refresh_site(self.conn, site_id, clock, start, end)
-
-    def compute_retention(self, site_id: str, start: date, end: date, now_ms: int
-                          ) -> RetentionGrid:
-        # live, storing nothing (read-only sessions): the counts come from the events here
-        return sqlite_retention.compute_grid(self.conn, site_id, start, end, now_ms)
-
-    def retention_cell_users(self, row: RetentionRow, week_number: int, now_ms: int
-                             ) -> list[str]:
-        return sqlite_retention.cell_users(self.conn, row, week_number, now_ms)
-
-    def save_users_as_static_cohort(self, site_id: str, name: str, user_ids: Sequence[str],
-                                    now_ms: int) -> str:
-        return sqlite_retention.save_cell_as_static_cohort(self.conn, site_id, name, user_ids,
-                                                           now_ms)
 
     _FIRST = ("SELECT assumeNotNull(user_id) AS uid, min(timestamp_ms) AS f "
               "FROM {events} WHERE site_id = {{site:String}} AND user_id IS NOT NULL "

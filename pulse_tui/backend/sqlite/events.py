@@ -45,7 +45,50 @@ IMPORT_WRITERS = {
 }
 
 
-class SqliteEvents:
+class MembershipInSqlite:
+    """Cohort membership and retention snapshots: they live in the PULSE SQLite file ``conn``
+    whatever holds the events (the store functions read the events through
+    ``pulse_tui.store.elsewhere`` when another store holds them), so every events backend
+    shares these methods."""
+
+    conn: sqlite3.Connection
+
+    def cohort_members(self, cohort_id: str, *, active_only: bool = True,
+                       limit: int | None = None, offset: int = 0) -> list[Member]:
+        return cohorts.list_members(self.conn, cohort_id, active_only=active_only, limit=limit,
+                                    offset=offset)
+
+    def refresh_cohort(self, clock: Clock, cohort_id: str) -> RefreshResult:
+        return cohorts.refresh_cohort(self.conn, clock, cohort_id)
+
+    def refresh_all_cohorts(self, clock: Clock) -> list[RefreshResult]:
+        return cohorts.refresh_all(self.conn, clock)
+
+    def refresh_changed_cohorts(self, clock: Clock) -> list[RefreshResult]:
+        return cohorts.refresh_changed_results(self.conn, clock)
+
+    # ---------------------------------------------------------------- retention
+    def retention_grid(self, site_id: str, start: date, end: date) -> RetentionGrid:
+        return retention.load_grid(self.conn, site_id, start, end)
+
+    def refresh_retention(self, site_id: str, clock: Clock, start: date, end: date
+                          ) -> RetentionGrid:
+        return retention.refresh_site(self.conn, site_id, clock, start, end)
+
+    def compute_retention(self, site_id: str, start: date, end: date, now_ms: int
+                          ) -> RetentionGrid:
+        return retention.compute_grid(self.conn, site_id, start, end, now_ms)
+
+    def retention_cell_users(self, row: RetentionRow, week_number: int, now_ms: int
+                             ) -> list[str]:
+        return retention.cell_users(self.conn, row, week_number, now_ms)
+
+    def save_users_as_static_cohort(self, site_id: str, name: str, user_ids: Sequence[str],
+                                    now_ms: int) -> str:
+        return retention.save_cell_as_static_cohort(self.conn, site_id, name, user_ids, now_ms)
+
+
+class SqliteEvents(MembershipInSqlite):
     """Events kept in the PULSE SQLite file (the default ``events_store``)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -105,39 +148,6 @@ class SqliteEvents:
                         ) -> list[tuple[str, int, int]]:
         return cohorts.evaluate(self.conn, site_id, criteria, now_ms)
 
-    def cohort_members(self, cohort_id: str, *, active_only: bool = True,
-                       limit: int | None = None, offset: int = 0) -> list[Member]:
-        return cohorts.list_members(self.conn, cohort_id, active_only=active_only, limit=limit,
-                                    offset=offset)
-
-    def refresh_cohort(self, clock: Clock, cohort_id: str) -> RefreshResult:
-        return cohorts.refresh_cohort(self.conn, clock, cohort_id)
-
-    def refresh_all_cohorts(self, clock: Clock) -> list[RefreshResult]:
-        return cohorts.refresh_all(self.conn, clock)
-
-    def refresh_changed_cohorts(self, clock: Clock) -> list[RefreshResult]:
-        return cohorts.refresh_changed_results(self.conn, clock)
-
-    # ---------------------------------------------------------------- retention
-    def retention_grid(self, site_id: str, start: date, end: date) -> RetentionGrid:
-        return retention.load_grid(self.conn, site_id, start, end)
-
-    def refresh_retention(self, site_id: str, clock: Clock, start: date, end: date
-                          ) -> RetentionGrid:
-        return retention.refresh_site(self.conn, site_id, clock, start, end)
-
-    def compute_retention(self, site_id: str, start: date, end: date, now_ms: int
-                          ) -> RetentionGrid:
-        return retention.compute_grid(self.conn, site_id, start, end, now_ms)
-
-    def retention_cell_users(self, row: RetentionRow, week_number: int, now_ms: int
-                             ) -> list[str]:
-        return retention.cell_users(self.conn, row, week_number, now_ms)
-
-    def save_users_as_static_cohort(self, site_id: str, name: str, user_ids: Sequence[str],
-                                    now_ms: int) -> str:
-        return retention.save_cell_as_static_cohort(self.conn, site_id, name, user_ids, now_ms)
 
     # ---------------------------------------------------------------- alerts
     def alert_value(self, site_id: str, condition: object, clock: Clock
