@@ -28,7 +28,7 @@ from __future__ import annotations
 import sqlite3
 
 from pulse_tui.clock import DAY_MS
-from pulse_tui.cohorts.criteria import NEGATIONS, Group, Node
+from pulse_tui.cohorts.criteria import Group, Node, render_condition_tree
 from pulse_tui.store.derived import MAX_TS, MIN_TS, UNUSABLE_ROWIDS
 
 # property -> SQL column; the only names that ever reach the SQL text
@@ -61,15 +61,7 @@ class _Builder:
         self.needs_counts = False
 
     def node(self, node: Node) -> str:
-        if isinstance(node, Group):
-            if not node.conditions:
-                raise ValueError("an empty group cannot be compiled")
-            joiner = " AND " if node.type == "and" else " OR "
-            return "(" + joiner.join(self.node(c) for c in node.conditions) + ")"
-        positive = NEGATIONS.get(node.operator)
-        if positive is not None:
-            return "(NOT " + self.leaf(node.property, positive, node.value) + ")"
-        return self.leaf(node.property, node.operator, node.value)
+        return render_condition_tree(node, self.leaf)
 
     @staticmethod
     def _predicate(expr: str, op: str, value: object) -> tuple[str, list[object]]:

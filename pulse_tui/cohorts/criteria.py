@@ -21,6 +21,7 @@ no events at all; ``is_not_set plan`` includes users without a users row).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -393,3 +394,19 @@ def properties_used(node: Node) -> set[str]:
     for child in node.conditions:
         out |= properties_used(child)
     return out
+
+
+def render_condition_tree(node: Node, leaf: Callable[[str, str, object], str]) -> str:
+    """One boolean expression for a parsed tree, in any SQL dialect: groups join their
+    conditions with AND / OR, a negated operator is ``NOT`` of its positive form (so rows where
+    the property is missing match ``not_contains``), and ``leaf(property, operator, value)``
+    writes each condition. An empty group cannot be rendered (ValueError)."""
+    if isinstance(node, Group):
+        if not node.conditions:
+            raise ValueError("an empty group cannot be compiled")
+        joiner = " AND " if node.type == "and" else " OR "
+        return "(" + joiner.join(render_condition_tree(c, leaf) for c in node.conditions) + ")"
+    positive = NEGATIONS.get(node.operator)
+    if positive is not None:
+        return "(NOT " + leaf(node.property, positive, node.value) + ")"
+    return leaf(node.property, node.operator, node.value)

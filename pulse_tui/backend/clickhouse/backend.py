@@ -30,7 +30,7 @@ from pulse_tui.backend.clickhouse.connection import CHConn
 from pulse_tui.backend.interface import ChangeToken, LiveCursor, RejectRow, TailPage
 from pulse_tui.backend.sqlite.events import MembershipInSqlite
 from pulse_tui.clock import DAY_MS, Clock
-from pulse_tui.cohorts.criteria import NEGATIONS, Group, Node, parse
+from pulse_tui.cohorts.criteria import NEGATIONS, Group, Node, parse, render_condition_tree
 from pulse_tui.config import Settings
 from pulse_tui.errors import PulseError, UsageError
 from pulse_tui.models import (
@@ -606,15 +606,7 @@ class _CHBuilder:
         return f"{{{name}:{type_}}}"
 
     def node(self, node: Node) -> str:
-        if isinstance(node, Group):
-            if not node.conditions:
-                raise ValueError("an empty group cannot be compiled")
-            joiner = " AND " if node.type == "and" else " OR "
-            return "(" + joiner.join(self.node(c) for c in node.conditions) + ")"
-        positive = NEGATIONS.get(node.operator)
-        if positive is not None:
-            return "(NOT " + self.leaf(node.property, positive, node.value) + ")"
-        return self.leaf(node.property, node.operator, node.value)
+        return render_condition_tree(node, self.leaf)
 
     def pred(self, expr: str, op: str, value: object, numeric: bool = False) -> str:
         t = "Float64" if numeric else "String"
