@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from pulse_tui.alerts import engine
 from pulse_tui.backend.interface import Backends
 from pulse_tui.backend.wiring import open_backends
 from pulse_tui.clock import DAY_MS, HOUR_MS, Clock
@@ -116,8 +117,8 @@ def _everything(b: Backends) -> dict[str, object]:
             out[f"{site} preview {i}"] = ev.cohort_preview(CLOCK, site, crit, sample=5)
         cond = {"metric": "users", "window_minutes": 180, "comparison": "change_pct_gt",
                 "threshold": 10, "filter": CRITERIA[0]}
-        out[f"{site} alert"] = ev.alert_value(site, cond, CLOCK)
-        out[f"{site} backtest"] = ev.alert_backtest(cond, site, CLOCK, 3)
+        out[f"{site} alert"] = engine.preview_value(b, site, cond, CLOCK)
+        out[f"{site} backtest"] = engine.backtest(b, cond, site, CLOCK, 3)
         out[f"{site} users"] = ev.users_rows(site, ["u1", "u2", "u3", "nobody"])
         cohort = b.control.create_cohort(CLOCK, site_id=site, name="c", criteria=CRITERIA[3],
                                          cohort_id=f"c-{site}")

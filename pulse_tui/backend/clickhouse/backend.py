@@ -20,16 +20,15 @@ for rows another program inserts twice.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date
 from typing import Any
 
-from pulse_tui.alerts import engine
 from pulse_tui.backend.clickhouse.connection import CHConn
 from pulse_tui.backend.interface import ChangeToken, LiveCursor, RejectRow, TailPage
 from pulse_tui.backend.sqlite.events import MembershipInSqlite
-from pulse_tui.clock import DAY_MS, Clock
+from pulse_tui.clock import DAY_MS, HOUR_MS, Clock
 from pulse_tui.cohorts.criteria import NEGATIONS, Group, Node, parse, render_condition_tree
 from pulse_tui.config import Settings
 from pulse_tui.errors import PulseError, UsageError
@@ -55,7 +54,6 @@ from pulse_tui.report_models import (
 )
 from pulse_tui.store import cleanup as sqlite_cleanup
 from pulse_tui.store import cohorts as sqlite_cohorts
-from pulse_tui.store import elsewhere
 from pulse_tui.store import events as sqlite_events
 from pulse_tui.store import imports as sqlite_imports
 from pulse_tui.store.tx import write_transaction
@@ -89,11 +87,15 @@ class ClickHouseEvents(MembershipInSqlite):
         self.conn = conn
         self.ch = ch
         self.db = f"`{ch.database}`"
-        elsewhere.register(conn, self)  # store functions on any connection read the events here
+        self.elsewhere = self  # the store's membership and retention code reads events here
 
     def close(self) -> None:
-        elsewhere.unregister(self.conn, self)
         self.ch.close()
+
+    def bound_to(self, conn: sqlite3.Connection) -> ClickHouseEvents:
+        """This ClickHouse connection with another connection to the PULSE file (a worker
+        job's thread); closing stays with this one."""
+        return ClickHouseEvents(conn, self.ch)
 
     def t(self, name: str) -> str:
         return f"{self.db}.`{name}`"
@@ -256,11 +258,11 @@ class ClickHouseEvents(MembershipInSqlite):
             rows = self.top(site_id, rng, reports.TOP_DIMENSIONS[name], limit)
         elif name == "funnel":
             rows = self.funnel(site_id, rng, steps)
-        else:  # cohorts, retention: the store's report over the SQLite file, whose event
-            # reads come back here (pulse_tui.store.elsewhere)
+        else:  # cohorts, retention: the store's report over the SQLite file, its event
+            # reads answered here (``events=self``)
             rows = spec.run(self.conn, reports.ReportParams(
                 site_id, rng, Clock.from_env().now_ms() if now_ms is None else now_ms, limit,
-                tuple(steps)))
+                tuple(steps), events=self))
         return [reports.row_values(spec, r) for r in rows]
 
     # ---------------------------------------------------------------- cohorts
@@ -369,16 +371,7 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
             "AND user_id IN (SELECT arrayJoin({ids:Array(String)})) GROUP BY u",
             {"site": site_id, "ids": list(user_ids)})}
 
-    # ---------------------------------------------------------------- alerts
-    def alert_value(self, site_id: str, condition: object, clock: Clock
-                    ) -> tuple[float | None, bool | None]:
-        return engine.preview_value(self.conn, site_id, condition, clock)  # reads back here
-
-    def alert_backtest(self, condition: object, site_id: str, clock: Clock, days: int = 30
-                       ) -> Any:
-        return engine.backtest(self.conn, condition, site_id, clock, days)
-
-    # the event reads of pulse_tui.store.alerts, answered here (see pulse_tui.store.elsewhere)
+    # ---------------------------------------------------------------- alert metrics
     _METRIC = {"events": "count()", "users": "uniqExact(user_id)",
                "sessions": "uniqExact(session_id)"}
 
@@ -416,6 +409,15 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
             sql = (f"SELECT DISTINCT {hour}, {col} FROM {self.t('events')} WHERE {where} "
                    f"AND {col} IS NOT NULL")
         return [(int(h), v) for h, v in self.ch.rows(sql, params)]
+
+    def hourly_events(self, site_id: str, from_hour: int, to_hour: int) -> dict[int, int]:
+        # no rollups beside the events: the hourly counts come from them
+        return {h: int(n) for h, n in self.hourly_raw(site_id, "events", from_hour * HOUR_MS,
+                                                      to_hour * HOUR_MS, None)}
+
+    def first_hour_with_data(self, site_id: str) -> int | None:
+        first = self.first_event_ms(site_id)
+        return None if first is None else first // HOUR_MS
 
     def first_event_ms(self, site_id: str) -> int | None:
         rows = self.ch.rows(f"SELECT min(timestamp_ms), count() FROM {self.t('events')} "
@@ -536,6 +538,14 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
                 for k, (c, t) in enumerate(zip(USER_COLS, types, strict=True))})
         return len(changed)
 
+    def write_events(self, events: Sequence[Any], now_ms: int) -> int:
+        with write_transaction(self.conn):  # the sites are registered in the PULSE file
+            sqlite_events.ensure_sites(self.conn, {e.site_id for e in events}, now_ms)
+        return self.insert_events(events, now_ms)
+
+    def write_new_users(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        self.insert_new_users(rows)
+
     def insert_events(self, events: Sequence[Any], now_ms: int, *, job: str = "") -> int:
         """Store events (NewEvent) whose ids are not stored yet (simulate, the demo,
         copy-events); returns how many were stored. Single writer, as the import."""
@@ -549,7 +559,8 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
     def catch_up(self, now_ms: int) -> int:
         return 0  # nothing derived is kept beside the events: every read is from them
 
-    def cleanup(self, settings: Settings, clock: Clock) -> CleanupResult:
+    def cleanup(self, settings: Settings, clock: Clock, *,
+                should_stop: Callable[[], bool] | None = None) -> CleanupResult:
         """Deletes, not TTL: ``events_retention_days`` is a setting that may change between
         runs, cleanup reports how many events it removed, and the newest event is never
         removed (SPEC 9), none of which a table TTL can do. The delete is a synchronous
@@ -558,7 +569,7 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
             return CleanupResult(enabled=False)
         # rollups, export runs and deliveries of the SQLite file: the usual pass, minus events
         rest = sqlite_cleanup.run_cleanup(self.conn, replace(settings, events_retention_days=0),
-                                          clock)
+                                          clock, should_stop=should_stop)
         if settings.events_retention_days <= 0:
             return rest
         cutoff = clock.now_ms() - settings.events_retention_days * DAY_MS
@@ -571,7 +582,7 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
             self.ch.command(f"ALTER TABLE {self.t('events')} DELETE WHERE timestamp_ms < "
                             "{cutoff:Int64} AND ingest_seq != {newest:UInt64} "
                             "SETTINGS mutations_sync = 2", params)
-            sqlite_cohorts.refresh_all(self.conn, clock)  # members who lost their events
+            sqlite_cohorts.refresh_all(self.conn, clock, events=self)  # who lost their events
         return replace(rest, events=int(n))
 
     def rebuild(self, now_ms: int) -> int:
