@@ -396,3 +396,65 @@ def test_copy_events_interrupted_and_resumed(tmp_path: Path) -> None:
         (a_out, a_err), (b_out, b_err) = a.communicate(timeout=120), b.communicate(timeout=120)
         assert a.returncode == b.returncode == 0, (a_err, b_err)
         assert a_out == b_out and len(a_out) > 50
+
+
+# ---------------------------------------------------------------- the worker's job bodies
+def test_the_worker_jobs_read_the_events_where_they_live(tmp_path: Path, ch: Backends,
+                                                         pulse_settings) -> None:  # type: ignore[no-untyped-def]
+    """Each periodic job, run as the worker runs it (its own connection to the PULSE file,
+    ``JobContext.shared`` = the worker's backends), gives on ClickHouse what it gives on
+    SQLite: membership, alert states, export files, retention snapshots, cleanup counts."""
+    from pulse_tui.exports import definitions as export_defs
+    from pulse_tui.models import NewEvent
+    from pulse_tui.simulate import write_batch
+    from pulse_tui.store import alerts as alert_store
+    from pulse_tui.store import cohorts as cohort_store
+    from pulse_tui.store.connection import connect
+    from pulse_tui.worker.jobs import JOBS
+    from pulse_tui.worker.scheduler import JobContext, resolve
+
+    events = _write(tmp_path / "events.csv", EVENT_COLS, _events(11, 1500))
+    live = [NewEvent(f"live{i}", "s1", "view", NOW - i * 60_000, f"ls{i % 3}", f"u{i % 5}",
+                     "/", None, "US", "desktop") for i in range(30)]
+    sq = open_backends(tmp_path / "sq.db", "sqlite")
+    outcomes: dict[str, dict[str, object]] = {}
+    try:
+        for name, b, shared in (("sqlite", sq, None), ("chdb", ch, ch)):
+            assert _import(b, events).processed == 1500
+            assert write_batch(b, live, NOW) == 30  # the simulator, through the backends
+            conn = b.conn
+            # another program's cohort (no fingerprint: the cohorts job computes it)
+            cohort_store.create_cohort(conn, CLOCK, site_id="s1", name="de",
+                                       criteria=CRITERIA[3], cohort_id="c1", refresh=False)
+            alert_store.create_rule(conn, site_id="s1", name="busy", now_ms=NOW,
+                                    notification_type="log", notification_config={},
+                                    condition={"metric": "users", "window_minutes": 60,
+                                               "comparison": "gt", "threshold": 2})
+            settings = replace(pulse_settings, db=tmp_path / f"{name}.db",
+                               export_dir=tmp_path / f"exports-{name}",
+                               events_retention_days=40)
+            export_defs.create_export(b, CLOCK, site_id="s1", type="audience", name="de",
+                                      filters={"cohort_id": "c1"}, export_id="x1")
+            job_conn = connect(tmp_path / ("sq.db" if shared is None else "ch.db"))
+            try:
+                ctx = JobContext(conn=job_conn, settings=settings, clock=CLOCK, shared=shared)
+                got = {job.name: resolve(job.fn)(ctx) for job in JOBS}
+            finally:
+                job_conn.close()
+            got["members"] = sorted(m.user_id for m in b.events.cohort_members("c1"))
+            got["rule"] = [(r.state, r.last_value) for r in b.control.list_rules("s1")]
+            got["export"] = [p.read_text() for p in sorted(settings.export_dir.iterdir())]
+            got["tail"] = len(b.events.tail(site_id="s1", limit=10_000).events)
+            outcomes[name] = got
+    finally:
+        sq.close()
+    assert outcomes["sqlite"]["members"] and outcomes["sqlite"]["rule"][0][0] == "firing"
+    assert "1 completed" in str(outcomes["sqlite"]["exports"])
+    for key, want in outcomes["sqlite"].items():
+        if key == "derived-catch-up":
+            continue  # SQLite folds the simulated rows; ClickHouse keeps nothing to fold
+        if key == "cleanup":  # ClickHouse keeps no sessions table to prune: the events count
+            assert str(outcomes["chdb"][key]).split(",")[0] == str(want).split(",")[0]
+            assert str(want).startswith("deleted ") and not str(want).startswith("deleted 0 ")
+            continue
+        assert outcomes["chdb"][key] == want, key
