@@ -458,3 +458,28 @@ def test_the_worker_jobs_read_the_events_where_they_live(tmp_path: Path, ch: Bac
             assert str(want).startswith("deleted ") and not str(want).startswith("deleted 0 ")
             continue
         assert outcomes["chdb"][key] == want, key
+
+
+def test_simulate_and_rebuild_write_the_events_where_they_live(tmp_path: Path) -> None:
+    """``simulate`` and ``rebuild-rollups`` on a ClickHouse events store reach it through the
+    backends (the SQLite file keeps no events)."""
+    import sqlite3
+
+    chdb_dir()  # skip without chdb
+    db, store = str(tmp_path / "a.db"), f"chdb://{tmp_path / 'ch'}"
+    sim = _pulse("--db", db, "--events-store", store, "simulate", "--rate", "200",
+                 "--duration", "0.5", "--seed", "3")
+    out, err = sim.communicate(timeout=120)
+    assert sim.returncode == 0, err
+    written = int(err.split("wrote ")[1].split(" events")[0])
+    assert written > 0
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM sites").fetchone()[0] > 0
+    finally:
+        conn.close()
+    rebuild = _pulse("--db", db, "--events-store", store, "rebuild-rollups")
+    out, err = rebuild.communicate(timeout=120)
+    assert rebuild.returncode == 0, err
+    assert f"from {written} event rows" in out

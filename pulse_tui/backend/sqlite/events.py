@@ -59,11 +59,11 @@ IMPORT_WRITERS = {
 class MembershipInSqlite:
     """Cohort membership and retention snapshots: they live in the PULSE SQLite file ``conn``
     whatever holds the events, so every events backend shares these methods. The store
-    functions read the events from the file, or through ``elsewhere`` (the events backend
+    functions read the events from the file, or through ``events_outside`` (the backend
     itself) when another store holds them."""
 
     conn: sqlite3.Connection
-    elsewhere: Any = None  # None: the events are in ``conn``
+    events_outside: Any = None  # None: the events are in ``conn``
 
     def cohort_members(self, cohort_id: str, *, active_only: bool = True,
                        limit: int | None = None, offset: int = 0) -> list[Member]:
@@ -71,13 +71,13 @@ class MembershipInSqlite:
                                     offset=offset)
 
     def refresh_cohort(self, clock: Clock, cohort_id: str) -> RefreshResult:
-        return cohorts.refresh_cohort(self.conn, clock, cohort_id, events=self.elsewhere)
+        return cohorts.refresh_cohort(self.conn, clock, cohort_id, events=self.events_outside)
 
     def refresh_all_cohorts(self, clock: Clock) -> list[RefreshResult]:
-        return cohorts.refresh_all(self.conn, clock, events=self.elsewhere)
+        return cohorts.refresh_all(self.conn, clock, events=self.events_outside)
 
     def refresh_changed_cohorts(self, clock: Clock) -> list[RefreshResult]:
-        return cohorts.refresh_changed_results(self.conn, clock, events=self.elsewhere)
+        return cohorts.refresh_changed_results(self.conn, clock, events=self.events_outside)
 
     # ---------------------------------------------------------------- retention
     def retention_grid(self, site_id: str, start: date, end: date) -> RetentionGrid:
@@ -86,26 +86,26 @@ class MembershipInSqlite:
     def refresh_retention(self, site_id: str, clock: Clock, start: date, end: date
                           ) -> RetentionGrid:
         return retention.refresh_site(self.conn, site_id, clock, start, end,
-                                      events=self.elsewhere)
+                                      events=self.events_outside)
 
     def compute_retention(self, site_id: str, start: date, end: date, now_ms: int
                           ) -> RetentionGrid:
         return retention.compute_grid(self.conn, site_id, start, end, now_ms,
-                                      events=self.elsewhere)
+                                      events=self.events_outside)
 
     def retention_cell_users(self, row: RetentionRow, week_number: int, now_ms: int
                              ) -> list[str]:
-        return retention.cell_users(self.conn, row, week_number, now_ms, events=self.elsewhere)
+        return retention.cell_users(self.conn, row, week_number, now_ms, events=self.events_outside)
 
     def save_users_as_static_cohort(self, site_id: str, name: str, user_ids: Sequence[str],
                                     now_ms: int) -> str:
         return cohorts.create_static_cohort(self.conn, site_id, name, user_ids, now_ms,
-                                            events=self.elsewhere)
+                                            events=self.events_outside)
 
     def snapshot_retention(self, clock: Clock) -> str:
         """Every cohort's retention rows and each site's recent acquisition weeks (the daily
         worker job); one line."""
-        return retention.snapshot_all(self.conn, clock, events=self.elsewhere)
+        return retention.snapshot_all(self.conn, clock, events=self.events_outside)
 
 
 class SqliteEvents(MembershipInSqlite):
