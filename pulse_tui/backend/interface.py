@@ -270,6 +270,40 @@ class EventsBackend(Protocol):
         ...
 
 
+class OutsideEvents(Protocol):
+    """The event reads the store's membership and retention code (``store/cohorts.py``,
+    ``store/retention.py``) asks an events backend for when the events are not in the PULSE
+    file (``events=`` of those functions; None: it reads the file's own tables). Membership rows
+    and retention snapshots stay in the file; only these reads go out."""
+
+    def cohort_evaluate(self, site_id: str, criteria: Group, now_ms: int
+                        ) -> list[tuple[str, int, int]]:
+        ...
+
+    def acquisition_counts(self, p: dict[str, Any], weeks: int) -> list[tuple[int, int, int]]:
+        """(week, -1, cohort size) and (week, k, returning users) of the acquisition weeks
+        whose first events fall in [p["fs_lo"], p["fs_hi"]), activity days p["day_lo"] ..
+        p["day_hi"], site p["site"]."""
+        ...
+
+    def acquisition_cell_users(self, site_id: str, fs: tuple[int, int], week_number: int
+                               ) -> list[str]:
+        ...
+
+    def saved_retention(self, site_id: str, members: list[tuple[str, str, int]], now_ms: int,
+                        weeks: int) -> list[tuple[str, str, int, int]]:
+        """The tagged rows of the saved-cohort statement (see store/retention.py)."""
+        ...
+
+    def saved_cell_users(self, site_id: str, members: list[tuple[str, str, int]], now_ms: int,
+                         week_number: int, weeks: int) -> list[str]:
+        ...
+
+    def first_last_seen(self, site_id: str, user_ids: list[str]
+                        ) -> dict[str, tuple[int, int]]:
+        ...
+
+
 @runtime_checkable
 class ControlStore(Protocol):
     """Definitions, jobs and state that always live in the SQLite file."""

@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pulse_tui.backend.interface import OutsideEvents
 from pulse_tui.clock import DAY_MS, Clock
 from pulse_tui.cohorts.compiler import compile_members
 from pulse_tui.cohorts.criteria import (
@@ -259,7 +260,7 @@ def create_cohort(conn: sqlite3.Connection, clock: Clock, *, site_id: str, name:
                   criteria: object = None, description: str | None = None,
                   kind: str = "criteria", status: str = "active",
                   cohort_id: str | None = None, refresh: bool = True,
-                  events: Any = None) -> Cohort:
+                  events: OutsideEvents | None = None) -> Cohort:
     """Validate and insert a cohort, then compute its membership (criteria cohorts; ``events``:
     the events backend when the events are not in this file, see :func:`refresh_cohort`).
 
@@ -285,7 +286,7 @@ _UNSET: Any = object()
 def update_cohort(conn: sqlite3.Connection, clock: Clock, cohort_id: str, *,
                   expected_updated_at: int, name: str | None = None,
                   description: str | None = _UNSET, criteria: object = None,
-                  refresh: bool = True, events: Any = None) -> Cohort:
+                  refresh: bool = True, events: OutsideEvents | None = None) -> Cohort:
     """Save changes if nobody else saved since ``expected_updated_at`` (else ConflictError),
     then recompute membership. Fields left None (description: not given) are unchanged."""
     current = get_cohort(conn, cohort_id)
@@ -341,7 +342,8 @@ def restore_cohort(conn: sqlite3.Connection, clock: Clock, cohort_id: str, *,
 
 
 def duplicate_cohort(conn: sqlite3.Connection, clock: Clock, cohort_id: str, *,
-                     name: str | None = None, refresh: bool = True, events: Any = None
+                     name: str | None = None, refresh: bool = True,
+                     events: OutsideEvents | None = None
                      ) -> Cohort:
     """A copy named "<name> (copy)"; a static cohort's members are copied too."""
     src = get_cohort(conn, cohort_id)
@@ -391,7 +393,8 @@ def delete_cohort(conn: sqlite3.Connection, cohort_id: str, *,
 
 
 def create_static_cohort(conn: sqlite3.Connection, site_id: str, name: str,
-                         user_ids: Sequence[str], now_ms: int, *, events: Any = None) -> str:
+                         user_ids: Sequence[str], now_ms: int, *,
+                         events: OutsideEvents | None = None) -> str:
     """Create a static cohort holding ``user_ids`` (one transaction); returns its cohort_id
     (a retention cell's users saved as a cohort).
 
@@ -444,7 +447,7 @@ CREATE TEMP TABLE IF NOT EXISTS cohort_match (
 
 
 def refresh_cohort(conn: sqlite3.Connection, clock: Clock, cohort_id: str, *,
-                   catch_up: bool = True, notify: bool = True, events: Any = None
+                   catch_up: bool = True, notify: bool = True, events: OutsideEvents | None = None
                    ) -> RefreshResult:
     """Recompute one criteria cohort's membership (static cohorts: skipped, untouched).
 
@@ -537,7 +540,8 @@ def refresh_cohort(conn: sqlite3.Connection, clock: Clock, cohort_id: str, *,
     return result
 
 
-def _notify(conn: sqlite3.Connection, clock: Clock, changed: list[str], events: Any) -> None:
+def _notify(conn: sqlite3.Connection, clock: Clock, changed: list[str],
+            events: OutsideEvents | None) -> None:
     for hook in list(MEMBERSHIP_CHANGED_HOOKS):
         try:
             if events is None:
@@ -560,7 +564,8 @@ def _criteria_cohort_ids(conn: sqlite3.Connection) -> list[str]:
         "ORDER BY cohort_id")]
 
 
-def _refresh_many(conn: sqlite3.Connection, clock: Clock, ids: list[str], events: Any
+def _refresh_many(conn: sqlite3.Connection, clock: Clock, ids: list[str],
+                  events: OutsideEvents | None
                   ) -> list[RefreshResult]:
     derived.fold_pending(conn)
     results = []
@@ -580,7 +585,7 @@ def _refresh_many(conn: sqlite3.Connection, clock: Clock, ids: list[str], events
     return results
 
 
-def refresh_all(conn: sqlite3.Connection, clock: Clock, *, events: Any = None
+def refresh_all(conn: sqlite3.Connection, clock: Clock, *, events: OutsideEvents | None = None
                 ) -> list[RefreshResult]:
     """Recompute every criteria cohort (archived ones too; static ones never)."""
     mark = _data_mark(conn, clock.now_ms())
@@ -606,7 +611,8 @@ def changed_cohort_ids(conn: sqlite3.Connection) -> list[str]:
     return out
 
 
-def refresh_changed_results(conn: sqlite3.Connection, clock: Clock, *, events: Any = None
+def refresh_changed_results(conn: sqlite3.Connection, clock: Clock, *,
+                            events: OutsideEvents | None = None
                             ) -> list[RefreshResult]:
     """Refresh the cohorts changed by other programs, or every criteria cohort when the data
     moved since the last full refresh (throttled); returns what was refreshed."""
@@ -641,12 +647,14 @@ def describe(results: list[RefreshResult]) -> str:
     return text
 
 
-def refresh_changed(conn: sqlite3.Connection, clock: Clock, *, events: Any = None) -> str:
+def refresh_changed(conn: sqlite3.Connection, clock: Clock, *,
+                    events: OutsideEvents | None = None) -> str:
     """The periodic worker job (every ~10 s): see :func:`refresh_changed_results`."""
     return describe(refresh_changed_results(conn, clock, events=events))
 
 
-def refresh_all_text(conn: sqlite3.Connection, clock: Clock, *, events: Any = None) -> str:
+def refresh_all_text(conn: sqlite3.Connection, clock: Clock, *,
+                     events: OutsideEvents | None = None) -> str:
     """The after-import hook: recompute every criteria cohort; one line of outcome."""
     return describe(refresh_all(conn, clock, events=events))
 

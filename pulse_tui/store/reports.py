@@ -29,8 +29,8 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
+from pulse_tui.backend.interface import OutsideEvents
 from pulse_tui.clock import Clock
 from pulse_tui.errors import UsageError
 from pulse_tui.models import Site
@@ -359,7 +359,7 @@ class ReportParams:
     now_ms: int
     limit: int = DEFAULT_LIMIT
     steps: tuple[str, ...] = ()
-    events: Any = None  # the events backend when the events are not in this file (retention)
+    events: OutsideEvents | None = None  # the events' backend when not in this file (retention)
 
 
 ReportFn = Callable[[sqlite3.Connection, ReportParams], Sequence[object]]

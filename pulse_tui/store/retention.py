@@ -38,6 +38,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
+from pulse_tui.backend.interface import OutsideEvents
 from pulse_tui.clock import DAY_MS, WEEK_MS, Clock
 from pulse_tui.models import (
     _EPOCH,
@@ -118,7 +119,7 @@ _ACQ_SQL_UNFOLDED = (
 
 
 def acquisition_rows(conn: sqlite3.Connection, site_id: str, start: date, end: date,
-                     now_ms: int, *, events: Any = None) -> list[RetentionRow]:
+                     now_ms: int, *, events: OutsideEvents | None = None) -> list[RetentionRow]:
     """Weekly acquisition cohorts whose Monday lies in [start, end], oldest first (SPEC 8/9).
     Rows other programs inserted count also when they cannot be folded (read around)."""
     unfolded = derived.fold_pending(conn)  # first-seen times and user-days: others' rows too
@@ -162,7 +163,7 @@ def acquisition_rows(conn: sqlite3.Connection, site_id: str, start: date, end: d
 
 
 def acquisition_cell_users(conn: sqlite3.Connection, site_id: str, cohort_week: date | str,
-                           week_number: int, *, events: Any = None) -> list[str]:
+                           week_number: int, *, events: OutsideEvents | None = None) -> list[str]:
     """User ids of one acquisition cell (cohort week's Monday, k): cohort users with an event in
     week k (k = 0: every cohort user), sorted."""
     derived.fold_pending(conn)
@@ -299,7 +300,7 @@ def _span(conn: sqlite3.Connection, cohort_ids: list[str]) -> tuple[int, int] | 
 
 def saved_cohort_rows(conn: sqlite3.Connection, now_ms: int, *, site_id: str | None = None,
                       cohort_ids: Sequence[str] | None = None,
-                      include_archived: bool = False, events: Any = None
+                      include_archived: bool = False, events: OutsideEvents | None = None
                       ) -> list[RetentionRow]:
     """Retention rows of saved cohorts (of a site, or the given ids), by name then id.
 
@@ -351,7 +352,7 @@ def saved_cohort_rows(conn: sqlite3.Connection, now_ms: int, *, site_id: str | N
 
 
 def saved_cell_users(conn: sqlite3.Connection, cohort_id: str, week_number: int,
-                     now_ms: int, *, events: Any = None) -> list[str]:
+                     now_ms: int, *, events: OutsideEvents | None = None) -> list[str]:
     """User ids of one saved-cohort cell: eligible members who returned in window k, sorted."""
     derived.fold_pending(conn)
     info = _cohort_info(conn, [cohort_id], None, True)
@@ -381,7 +382,7 @@ def _members(conn: sqlite3.Connection, cohort_ids: list[str]) -> list[tuple[str,
 
 
 def cell_users(conn: sqlite3.Connection, row: RetentionRow, week_number: int,
-               now_ms: int, *, events: Any = None) -> list[str]:
+               now_ms: int, *, events: OutsideEvents | None = None) -> list[str]:
     """User ids behind a grid cell (either kind of row), sorted; [] where nothing ended."""
     if row.kind == ACQUISITION:
         if week_number > 0 and row.cells[week_number].returning is None:
@@ -392,7 +393,7 @@ def cell_users(conn: sqlite3.Connection, row: RetentionRow, week_number: int,
 
 # ---------------------------------------------------------------------------- the grid
 def compute_grid(conn: sqlite3.Connection, site_id: str, start: date, end: date,
-                 now_ms: int, *, events: Any = None) -> RetentionGrid:
+                 now_ms: int, *, events: OutsideEvents | None = None) -> RetentionGrid:
     """Live grid (no snapshots): acquisition weeks of [start, end] and the site's saved cohorts
     (archived ones left out)."""
     return RetentionGrid(site_id, start, end,
@@ -415,7 +416,7 @@ def load_grid(conn: sqlite3.Connection, site_id: str, start: date, end: date
 
 
 def refresh_site(conn: sqlite3.Connection, site_id: str, clock: Clock, start: date,
-                 end: date, *, events: Any = None) -> RetentionGrid:
+                 end: date, *, events: OutsideEvents | None = None) -> RetentionGrid:
     """Recompute on demand: snapshot the site's cohorts and the acquisition weeks of
     [start, end], then return the grid as stored."""
     now = clock.now_ms()
@@ -444,7 +445,7 @@ def snapshot_id(cohort_id: str, week_number: int) -> str:
 
 
 def snapshot_cohorts(conn: sqlite3.Connection, clock: Clock, cohort_ids: Iterable[str], *,
-                     events: Any = None) -> int:
+                     events: OutsideEvents | None = None) -> int:
     """Recompute and store the retention rows of these cohorts; returns rows written.
 
     Computed without the write lock, then written in one short transaction per call: one row
@@ -487,14 +488,14 @@ def snapshot_cohorts(conn: sqlite3.Connection, clock: Clock, cohort_ids: Iterabl
 
 
 def snapshot_cohort(conn: sqlite3.Connection, cohort_id: str, clock: Clock, *,
-                    events: Any = None) -> int:
+                    events: OutsideEvents | None = None) -> int:
     """Recompute and store one cohort's retention rows; returns rows written."""
     return snapshot_cohorts(conn, clock, [cohort_id], events=events)
 
 
 def snapshot_acquisition(conn: sqlite3.Connection, site_id: str, now_ms: int,
                          start: date | None = None, end: date | None = None, *,
-                         events: Any = None) -> int:
+                         events: OutsideEvents | None = None) -> int:
     """Store the acquisition weeks of [start, end] (default: the last SNAPSHOT_WEEKS weeks up
     to today): week 0 always, week k once ended. Replaces those weeks' rows; returns rows."""
     today = _day_date(now_ms // DAY_MS)
@@ -585,7 +586,8 @@ def read_cohort_snapshots(conn: sqlite3.Connection, site_id: str, *,
     return rows
 
 
-def snapshot_all(conn: sqlite3.Connection, clock: Clock, *, events: Any = None) -> str:
+def snapshot_all(conn: sqlite3.Connection, clock: Clock, *,
+                 events: OutsideEvents | None = None) -> str:
     """The daily job: every cohort's rows and each site's recent acquisition weeks; one line."""
     now = clock.now_ms()
     cohort_ids = [r[0] for r in conn.execute("SELECT cohort_id FROM cohorts ORDER BY cohort_id")]
@@ -604,7 +606,7 @@ def snapshot_all(conn: sqlite3.Connection, clock: Clock, *, events: Any = None) 
 
 # ---------------------------------------------------------------------------- hooks
 def on_membership_changed(conn: sqlite3.Connection, clock: Clock, cohort_ids: list[str], *,
-                          events: Any = None) -> None:
+                          events: OutsideEvents | None = None) -> None:
     """``cohorts.MEMBERSHIP_CHANGED_HOOKS`` entry: re-snapshot the cohorts that changed."""
     n = snapshot_cohorts(conn, clock, cohort_ids, events=events)
     log.info("retention snapshots of %d changed cohort(s): %d row(s)", len(cohort_ids), n)
