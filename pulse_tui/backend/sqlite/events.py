@@ -1,7 +1,8 @@
 """The events interface over the PULSE SQLite file: each method wraps today's store function.
 
-No query lives here: every method hands its connection to the function in pulse_tui/store (or
-the service built on it) that has always answered that question.
+No query lives here: every method hands its connection to the function in pulse_tui/store that
+has always answered that question. No service is imported here: the services (alert engine,
+exports, simulator) call these methods.
 """
 
 from __future__ import annotations
@@ -11,7 +12,13 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import date
 from typing import Any
 
-from pulse_tui.backend.interface import ChangeToken, LiveCursor, RejectRow, TailPage
+from pulse_tui.backend.interface import (
+    ChangeToken,
+    LiveCursor,
+    OutsideEvents,
+    RejectRow,
+    TailPage,
+)
 from pulse_tui.clock import Clock
 from pulse_tui.cohorts.criteria import Group
 from pulse_tui.config import Settings
@@ -63,7 +70,7 @@ class MembershipInSqlite:
     itself) when another store holds them."""
 
     conn: sqlite3.Connection
-    events_outside: Any = None  # None: the events are in ``conn``
+    events_outside: OutsideEvents | None = None  # None: the events are in ``conn``
 
     def cohort_members(self, cohort_id: str, *, active_only: bool = True,
                        limit: int | None = None, offset: int = 0) -> list[Member]:
