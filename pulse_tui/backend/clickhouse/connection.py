@@ -9,6 +9,9 @@ import fcntl
 import json
 import os
 import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +37,11 @@ class CHConn(Protocol):
 
     def insert(self, table: str, columns: dict[str, tuple[str, list[Any]]]) -> None:
         """Insert columns given as name -> (arrow type name, values)."""
+        ...
+
+    def lines_source(self, fd: int, compressed: bool) -> Any:
+        """A context manager giving SQL that reads the lines of the open file ``fd`` (gzip
+        when ``compressed``) as one String column ``line`` (the import's fast path)."""
         ...
 
     def close(self) -> None:
@@ -182,6 +190,13 @@ class ChdbConn:
         self._session.query(f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(arrow_rows)",
                             "TSV")
 
+    @contextmanager
+    def lines_source(self, fd: int, compressed: bool) -> Iterator[str]:
+        # the engine runs in this process: it opens the very file the importer opened (a
+        # rename or a new file at its path changes nothing), from its start
+        yield (f"file('/proc/self/fd/{int(fd)}', 'LineAsString', 'line String', "
+               f"'{'gzip' if compressed else 'none'}')")
+
     def close(self) -> None:
         """The engine stays up for the process (chdb cannot reopen another directory after);
         the directory lock is released when the last user closes."""
@@ -229,6 +244,25 @@ class ServerConn:
 
     def insert(self, table: str, columns: dict[str, tuple[str, list[Any]]]) -> None:
         self._client.insert_arrow(table, _arrow_table(columns))
+
+    @contextmanager
+    def lines_source(self, fd: int, compressed: bool) -> Iterator[str]:
+        # the server cannot read our file: its bytes are streamed as they are (gzip as the
+        # request's Content-Encoding) into a staging table of lines, dropped afterwards
+        table = f"`{self.database}`.`pulse_stage_{uuid.uuid4().hex}`"
+        self.command(f"CREATE TABLE {table} (line String) ENGINE = MergeTree ORDER BY tuple()")
+        try:
+            def chunks() -> Iterator[bytes]:
+                pos = 0
+                while chunk := os.pread(fd, 1 << 20, pos):
+                    pos += len(chunk)
+                    yield chunk
+
+            self._client.raw_insert(table, ["line"], insert_block=chunks(), fmt="LineAsString",
+                                    compression="gzip" if compressed else None)
+            yield table
+        finally:
+            self.command(f"DROP TABLE IF EXISTS {table}")
 
     def close(self) -> None:
         self._client.close()
