@@ -174,21 +174,33 @@ class ChdbConn:
         self._session = _Embedded.session
         self._closed = False
 
+    def _query(self, sql: str, fmt: str, params: dict[str, Any] | None = None) -> Any:
+        try:
+            return self._session.query(sql, fmt, params=chdb_params(params or {}))
+        except Exception:
+            # chdb hands what a failed query had written (e.g. its JSON header) out with the
+            # next query's result: a throwaway query takes it
+            try:
+                self._session.query("SELECT 1", "TSV")
+            except Exception:  # noqa: BLE001, S110 - the first error is the one to raise
+                pass
+            raise
+
     def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        res = self._session.query(sql, "JSONCompact", params=chdb_params(params or {}))
+        res = self._query(sql, "JSONCompact", params)
         raw = res.bytes() if hasattr(res, "bytes") else bytes(res)
         if not raw:
             return []
         return [tuple(r) for r in json.loads(raw)["data"]]
 
     def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
-        self._session.query(sql, "TSV", params=chdb_params(params or {}))
+        self._query(sql, "TSV", params)
 
     def insert(self, table: str, columns: dict[str, tuple[str, list[Any]]]) -> None:
         arrow_rows = _arrow_table(columns)  # noqa: F841 - read by name by chdb's Python()
         names = ", ".join(columns)
-        self._session.query(f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(arrow_rows)",
-                            "TSV")
+        self._query(f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(arrow_rows)",
+                    "TSV")
 
     @contextmanager
     def lines_source(self, fd: int, compressed: bool) -> Iterator[str]:
