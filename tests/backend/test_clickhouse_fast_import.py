@@ -10,10 +10,12 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from hypothesis import event, given
@@ -91,9 +93,27 @@ def _state(b: Backends, job: str = "job1") -> dict[str, Any]:
     }
 
 
+def _server_url() -> str:
+    """A fresh database on the server PULSE_TEST_CLICKHOUSE_URL names (skipped without)."""
+    url = os.environ.get("PULSE_TEST_CLICKHOUSE_URL", "")
+    if not url:
+        pytest.skip("PULSE_TEST_CLICKHOUSE_URL is not set: no ClickHouse server to test against")
+    return urlunsplit(urlsplit(url)._replace(path=f"/t{uuid.uuid4().hex[:12]}"))
+
+
+@pytest.fixture(params=["chdb", "clickhouse-server"])
+def where(request: pytest.FixtureRequest) -> str:
+    """Where the fast path runs: embedded (file() on the open descriptor) or a server (the
+    file's bytes streamed into a staging table)."""
+    if request.param == "clickhouse-server":
+        _server_url()
+    return str(request.param)
+
+
 @contextmanager
-def _two_stores(tmp: Path) -> Iterator[tuple[Backends, Backends]]:
-    fast = open_backends(tmp / "fast.db", fresh_chdb_url())
+def _two_stores(tmp: Path, where: str = "chdb") -> Iterator[tuple[Backends, Backends]]:
+    fast = open_backends(tmp / "fast.db",
+                         _server_url() if where == "clickhouse-server" else fresh_chdb_url())
     slow = open_backends(tmp / "slow.db", fresh_chdb_url())
     try:
         yield fast, slow
@@ -103,13 +123,14 @@ def _two_stores(tmp: Path) -> Iterator[tuple[Backends, Backends]]:
 
 
 def _both(tmp: Path, data: bytes, name: str = "events.csv", *, site: str | None = None,
-          before: bytes | None = None) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+          before: bytes | None = None, where: str = "chdb"
+          ) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
     """Import ``data`` into a fresh store by the fast path (when it takes it) and into another
     by the Python path (``before`` first into both, always by the Python path)."""
     tmp.mkdir(parents=True, exist_ok=True)
     path = tmp / name
     path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
-    with _two_stores(tmp) as (fast, slow):
+    with _two_stores(tmp, where) as (fast, slow):
         if before is not None:
             first = tmp / "before.csv"
             first.write_bytes(before)
@@ -151,8 +172,8 @@ PLAIN = [
 
 @pytest.mark.parametrize(("what", "data", "name", "site"), PLAIN, ids=[p[0] for p in PLAIN])
 def test_a_plain_file_takes_the_fast_path_and_ends_as_the_python_path(
-        tmp_path: Path, what: str, data: bytes, name: str, site: str | None) -> None:
-    seen, fast, slow = _both(tmp_path, data, name, site=site)
+        tmp_path: Path, what: str, data: bytes, name: str, site: str | None, where: str) -> None:
+    seen, fast, slow = _both(tmp_path, data, name, site=site, where=where)
     assert len(seen) == 1 and seen[0] is not None, what
     assert fast == slow
     assert fast["job"][0] == "completed" and fast["job"][1] > 0 and fast["ids"] == fast["job"][1]
@@ -188,8 +209,8 @@ UNUSUAL = [
 
 @pytest.mark.parametrize(("what", "text"), UNUSUAL, ids=[u[0] for u in UNUSUAL])
 def test_an_unusual_file_is_declined_and_imported_by_the_python_path(
-        tmp_path: Path, what: str, text: str) -> None:
-    seen, fast, slow = _both(tmp_path, text.encode() + _rows(5, "ok").encode())
+        tmp_path: Path, what: str, text: str, where: str) -> None:
+    seen, fast, slow = _both(tmp_path, text.encode() + _rows(5, "ok").encode(), where=where)
     assert all(s is None for s in seen), what  # declined (or not offered)
     assert fast == slow
 
