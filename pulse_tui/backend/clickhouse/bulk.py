@@ -81,7 +81,7 @@ def _sql_text(value: str) -> str:
     return "'" + "".join(f"\\x{b:02X}" for b in value.encode("utf-8")) + "'"
 
 
-def _columns(header: Header, site_id: str | None, now_ms: int) -> tuple[dict[str, str], str]:
+def _columns(header: Header, site_id: str | None) -> tuple[dict[str, str], str]:
     """Per target column the SQL of its stripped text, and the SQL that is 1 for a good row
     (the rules of pulse_tui.ingest.parse.make_row_parser)."""
     value: dict[str, str] = {}
@@ -101,7 +101,6 @@ def _columns(header: Header, site_id: str | None, now_ms: int) -> tuple[dict[str
             good = (f"(match({v}, '^[0-9]{{12,13}}$') AND "
                     f"toInt64OrZero({v}) BETWEEN {MIN_TS} AND {MAX_TS})")
             ok.append(good if required else f"({v} = '' OR {good})")
-    del site_id, now_ms
     return value, " AND ".join(ok)
 
 
@@ -163,7 +162,7 @@ def _checked(ch: Any, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]
 def _import(ch: Any, events_table: str, ids_table: str, source: str, *, job_id: str,
             header: Header, header_text: str, site_id: str | None, now_ms: int,
             file_size: int, compressed: bool, isize: int | None) -> WholeFile | None:
-    value, ok = _columns(header, site_id, now_ms)
+    value, ok = _columns(header, site_id)
     params: dict[str, Any] = {"hdr": header_text, "bom_hdr": BOM + header_text,
                               "site": site_id or "", "job": job_id}
     unusual = "[" + ", ".join(_sql_text(u) for u in _UNUSUAL) + "]"
@@ -173,14 +172,14 @@ def _import(ch: Any, events_table: str, ids_table: str, source: str, *, job_id: 
     record = "NOT is_header AND NOT blank"
     eid = value["event_id"]
     site = _select(value, site_id, now_ms)[1]
+    check = (f"SELECT count(), sum(length(line) + 1), max(length(line)), countIf(is_header), "
+             f"countIf({record}), countIf({record} AND NOT ({ok})), "
+             f"countIf(NOT isValidUTF8(l) OR multiSearchAny(l, {unusual})), "
+             f"uniqExactIf(cityHash64({eid}), {record}), "
+             f"groupUniqArrayIf({MAX_SITES})({site}, {record}), minIf({eid}, {record}), "
+             f"maxIf({eid}, {record}) FROM ({lines})")
     (n_lines, n_bytes, longest, headers, records, bad, unusual_lines, distinct_ids, sites,
-     lo, hi), = _checked(ch,
-        f"SELECT count(), sum(length(line) + 1), max(length(line)), countIf(is_header), "
-        f"countIf({record}), countIf({record} AND NOT ({ok})), "
-        f"countIf(NOT isValidUTF8(l) OR multiSearchAny(l, {unusual})), "
-        f"uniqExactIf(cityHash64({eid}), {record}), "
-        f"groupUniqArrayIf({MAX_SITES})({site}, {record}), minIf({eid}, {record}), "
-        f"maxIf({eid}, {record}) FROM ({lines})", params)
+     lo, hi), = _checked(ch, check, params)
     n_lines, n_bytes, records = int(n_lines), int(n_bytes), int(records)
     if (int(headers) != 1 or int(bad) or int(unusual_lines) or int(longest) > MAX_LINE_BYTES - 2
             or int(distinct_ids) != records or len(sites) >= MAX_SITES or records == 0):
@@ -196,21 +195,21 @@ def _import(ch: Any, events_table: str, ids_table: str, source: str, *, job_id: 
         if file_size not in (n_bytes, n_bytes - 1):
             return None  # the file moved under us: Python says so
         end_offset = file_size
-    (first_site,), = _checked(ch,
-        f"SELECT {site} FROM ({lines}) WHERE {record} LIMIT 1 "
-        "SETTINGS max_threads = 1, input_format_parallel_parsing = 0", params)
+    first = (f"SELECT {site} FROM ({lines}) WHERE {record} LIMIT 1 "
+             "SETTINGS max_threads = 1, input_format_parallel_parsing = 0")  # in file order
+    (first_site,), = _checked(ch, first, params)
     # which of the file's ids are stored already: none can be unless the stored range
     # overlaps the file's (the primary index answers that without reading)
     params.update(lo=lo, hi=hi, line=n_lines)
     stored_before = ours = 0
     in_file = f"SELECT {eid} FROM ({lines}) WHERE {record}"
-    overlap, = _checked(ch, f"SELECT count() FROM {ids_table} WHERE event_id BETWEEN {{lo:String}} "
-                       "AND {hi:String}", params)[0]
-    if int(overlap):
-        stored_before, ours = (int(x) for x in _checked(ch,
-            f"SELECT uniqExact(event_id), uniqExactIf(event_id, ingest_job = {{job:String}} "
-            f"AND ingest_line = {{line:UInt64}}) FROM {ids_table} "
-            f"WHERE event_id IN ({in_file})", params)[0])
+    overlap = (f"SELECT count() FROM {ids_table} "
+               "WHERE event_id BETWEEN {lo:String} AND {hi:String}")
+    if int(_checked(ch, overlap, params)[0][0]):
+        stored = (f"SELECT uniqExact(event_id), uniqExactIf(event_id, ingest_job = {{job:String}} "
+                  f"AND ingest_line = {{line:UInt64}}) FROM {ids_table} "
+                  f"WHERE event_id IN ({in_file})")
+        stored_before, ours = (int(x) for x in _checked(ch, stored, params)[0])
     fresh = records - stored_before
     if fresh:
         unseen = (f" AND {eid} NOT IN (SELECT event_id FROM {ids_table} "
