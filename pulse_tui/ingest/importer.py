@@ -422,7 +422,8 @@ def _whole_file(src: CsvFile, events: Any, job_id: str,
                 ) -> tuple[store.BatchOutcome, store.Checkpoint] | None:
     """The events store's fast path for a fresh job (ClickHouse reads, checks and stores the
     whole file: backend/clickhouse/bulk.py), when it has one and the header is the file's
-    first line alone; None when there is none or it declines (nothing stored)."""
+    first line alone; None when there is none or it declines (nothing stored). It is one
+    step: ``should_stop`` is next asked after it (FAST_PATH_MAX_BYTES bounds how long)."""
     fast = getattr(events, "import_whole_file", None)
     if fast is None or os.environ.get(FAST_PATH_ENV, "").strip() == "0":
         return None
