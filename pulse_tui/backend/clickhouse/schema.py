@@ -62,7 +62,8 @@ EVENTS_COLUMNS = f"""(
     ingest_job String DEFAULT '',
     ingest_line UInt64 DEFAULT 0,
     day Date MATERIALIZED {DAY},
-    -- the import's "is this id stored already?" query reads only the granules that may hold it
+    -- a lookup of one event by id reads only the granules that may hold it (the import looks
+    -- ids up in event_ids since schema 2; no PULSE query needs this index now)
     INDEX idx_event_id event_id TYPE bloom_filter(0.001) GRANULARITY 1
 )"""
 
