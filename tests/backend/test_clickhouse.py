@@ -222,6 +222,49 @@ def test_a_retried_batch_counts_its_own_rows_once(ch: Backends) -> None:
     assert (again.processed, again.duplicates) == (0, 5)
 
 
+def test_the_id_lookup_reads_only_the_granules_that_may_hold_the_ids(ch: Backends) -> None:
+    ev = ch.events
+    conn = ev.ch  # type: ignore[attr-defined]
+    for part in range(4):  # 4 parts of 20,000 ids, small granules: the index has work to do
+        conn.command(f"INSERT INTO {ev.t('events')} (event_id, site_id, event_type, "  # type: ignore[attr-defined]
+                     "timestamp_ms, session_id, created_at) SELECT concat('id', "
+                     f"leftPad(toString(number + {part * 20_000}), 8, '0')), 's1', 'view', "
+                     f"{NOW}, 'x', {NOW} FROM numbers(20000)")
+    assert conn.rows(f"SELECT count() FROM {ev.t('event_ids')}")[0][0] == 80_000  # type: ignore[attr-defined]
+    sql = ev.id_lookup("SELECT arrayJoin({ids:Array(String)})")  # type: ignore[attr-defined]
+    params = {"ids": ["id00000007", "id00041234", "nope"]}
+    assert sorted(r[0] for r in conn.rows(sql, params)) == ["id00000007", "id00041234"]
+    plan = "\n".join(r[0] for r in conn.rows(f"EXPLAIN indexes = 1 {sql}", params))
+    granules = [tuple(map(int, g.split("/"))) for g in
+                __import__("re").findall(r"Granules: (\d+/\d+)", plan)]
+    assert "PrimaryKey" in plan and granules, plan
+    picked, total = granules[-1]
+    assert total >= 8 and picked <= 2, plan  # at most one granule per id, never the table
+
+
+def test_an_old_store_gets_event_ids_on_open(tmp_path: Path) -> None:
+    url = fresh_chdb_url()
+    b = open_backends(tmp_path / "a.db", url)
+    rows = _events(11, 300)
+    _import(b, _write(tmp_path / "a.csv", EVENT_COLS, rows))
+    conn = b.events.ch  # type: ignore[attr-defined]
+    t = b.events.t  # type: ignore[attr-defined]
+    # back to schema 1: no event_ids, no view
+    conn.command(f"DROP VIEW {t('event_ids_mv')}")
+    conn.command(f"DROP TABLE {t('event_ids')}")
+    b.events.meta_set("schema_version", "1")  # type: ignore[attr-defined]
+    b.close()
+    b = open_backends(tmp_path / "a.db", url)
+    try:
+        conn = b.events.ch  # type: ignore[attr-defined]
+        assert conn.rows(f"SELECT count() FROM {t('event_ids')}")[0][0] == 300
+        assert b.events.meta_get("schema_version") == "2"  # type: ignore[attr-defined]
+        r = _import(b, _write(tmp_path / "b.csv", EVENT_COLS, rows[:100] + _events(12, 5, "z")))
+        assert (r.processed, r.duplicates) == (5, 100)
+    finally:
+        b.close()
+
+
 # ---------------------------------------------------------------- cleanup and the live pane
 def test_cleanup_deletes_exactly_the_old_events(tmp_path: Path, ch: Backends,
                                                 pulse_settings) -> None:  # type: ignore[no-untyped-def]
@@ -235,6 +278,9 @@ def test_cleanup_deletes_exactly_the_old_events(tmp_path: Path, ch: Backends,
     left = {e.event_id for e in ch.events.tail(limit=10_000).events}
     assert left == {r[0] for r in rows if int(r[3]) >= cutoff}  # type: ignore[call-overload]
     assert ch.events.cleanup(settings, CLOCK).events == 0
+    # a deleted event's id may be imported again (as on SQLite); a kept one is a duplicate
+    again = _import(ch, _write(tmp_path / "again.csv", EVENT_COLS, old[:3] + rows[-2:]))
+    assert (again.processed, again.duplicates) == (3, 2)
 
 
 def test_a_foreign_insert_moves_the_change_token_and_shows_in_the_tail(ch: Backends) -> None:
@@ -259,6 +305,8 @@ def test_the_cluster_ddl_is_valid_clickhouse(ch: Backends) -> None:
     assert any("Distributed(`prod_cluster`" in s for s in statements)
     assert all("ON CLUSTER `prod_cluster`" in s for s in statements)
     assert sum("ReplicatedReplacingMergeTree" in s for s in statements) == 3
+    assert any("`event_ids_local`" in s and "ReplicatedMergeTree(" in s for s in statements)
+    assert any("`event_ids_mv`" in s and "TO `pulse`.`event_ids_local`" in s for s in statements)
     conn = ch.events.ch  # type: ignore[attr-defined]
     for stmt in statements:  # ClickHouse's own parser (raises on a syntax error)
         formatted = conn.rows("SELECT formatQuery({q:String})", {"q": stmt})[0][0]

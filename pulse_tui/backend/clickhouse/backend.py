@@ -8,9 +8,12 @@ exact per user. Values from the data reach ClickHouse only as ``{name:Type}`` pa
 
 Duplicates. An event_id is stored once, and every count is exact without ``FINAL``, merges or
 ``OPTIMIZE``, because rows only enter through PULSE's single-writer import (the worker lease, or
-the one embedded process) and each batch inserts only the ids the table does not hold yet,
-decided by a query (``IN (SELECT arrayJoin(ids))``: a hash set; a literal ``IN``/``has()`` of
-100,000 ids is analysed element by element and takes minutes). A batch retried after a
+the one embedded process) and each batch inserts only the ids not stored yet, decided by a
+query on ``event_ids`` (ordered by id, kept by a materialized view from ``events``; see
+schema.py) with ``event_id IN (SELECT arrayJoin(ids))``: the set is built once and the primary
+index reads only the granules that may hold the ids, so the lookup's cost follows the batch, not
+the table (a literal ``IN``/``has()`` of 100,000 ids is analysed element by element and takes
+minutes). A batch retried after a
 crash (rows stored, SQLite checkpoint not yet moved) recognises its own rows by
 ``(ingest_job, ingest_line)`` = (this job, this batch's end line): they count as processed, not
 as duplicates, and are not stored again. ReplacingMergeTree on the sorting key is the belt
@@ -19,12 +22,14 @@ for rows another program inserts twice.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date
 from typing import Any
 
+from pulse_tui.backend.clickhouse import bulk
 from pulse_tui.backend.clickhouse.connection import CHConn
 from pulse_tui.backend.interface import ChangeToken, LiveCursor, RejectRow, TailPage
 from pulse_tui.backend.sqlite.events import MembershipInSqlite
@@ -458,6 +463,34 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
                                    rows[0][1] if rows else None)
         return outcome
 
+    def import_whole_file(self, job_id: str, fd: int, *, compressed: bool, header: Any,
+                          header_text: str, site_id: str | None, now_ms: int
+                          ) -> tuple[BatchOutcome, Checkpoint] | None:
+        """The events import's fast path (bulk.py): ClickHouse reads, checks and stores the
+        whole open file ``fd``, and the job's counters and checkpoint move to its end; None
+        when it declines (nothing stored: the importer reads the file the usual way)."""
+        size = os.fstat(fd).st_size
+        with self.ch.lines_source(fd, compressed) as source:
+            done = bulk.import_whole_file(
+                self.ch, self.t("events"), self.t("event_ids"), source, job_id=job_id,
+                header=header, header_text=header_text, site_id=site_id, now_ms=now_ms,
+                file_size=size, compressed=compressed,
+                isize=bulk.gzip_isize(fd) if compressed else None)
+        if done is None:
+            return None
+        outcome = BatchOutcome(done.stored + done.ours, done.duplicates, 0)
+        cp = Checkpoint(done.records, done.end_offset, done.end_line)
+        with write_transaction(self.conn):
+            sqlite_events.ensure_sites(self.conn, set(done.sites), now_ms)
+            sqlite_imports._record(self.conn, job_id, [], outcome, cp, done.first_site)
+        return outcome, cp
+
+    def id_lookup(self, ids_sql: str) -> str:
+        """(event_id, ingest_job, ingest_line) of the stored ids among those ``ids_sql``
+        selects: ``event_ids``' primary index reads only the granules that may hold them."""
+        return (f"SELECT event_id, ingest_job, ingest_line FROM {self.t('event_ids')} "
+                f"WHERE event_id IN ({ids_sql})")
+
     def _store_new(self, rows: Sequence[tuple[Any, ...]], job: str, line: int
                    ) -> tuple[int, int]:
         """Insert the rows whose event_id is not stored yet (the first of repeats inside
@@ -470,8 +503,7 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
         ids = list(first)
         for i in range(0, len(ids), 50_000):
             for eid, ingest_job, ingest_line in self.ch.rows(
-                    f"SELECT event_id, ingest_job, ingest_line FROM {self.t('events')} "
-                    "WHERE event_id IN (SELECT arrayJoin({ids:Array(String)}))",
+                    self.id_lookup("SELECT arrayJoin({ids:Array(String)})"),
                     {"ids": ids[i:i + 50_000]}):
                 stored[eid] = (ingest_job, int(ingest_line))
         fresh = [r for eid, r in first.items() if eid not in stored]
@@ -576,12 +608,20 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
         params = {"cutoff": cutoff}
         newest = self.ch.rows(f"SELECT max(ingest_seq) FROM {self.t('events')}")[0][0] or 0
         params["newest"] = int(newest)
-        (n,), = self.ch.rows(f"SELECT count() FROM {self.t('events')} WHERE timestamp_ms < "
-                             "{cutoff:Int64} AND ingest_seq != {newest:UInt64}", params)
+        old = "timestamp_ms < {cutoff:Int64} AND ingest_seq != {newest:UInt64}"
+        (n,), = self.ch.rows(f"SELECT count() FROM {self.t('events')} WHERE {old}", params)
+        (ids,), = self.ch.rows(f"SELECT count() FROM {self.t('event_ids')} WHERE {old}", params)
+        # the events first, then their ids (the same condition: event_ids carries both
+        # columns), so that an id deleted from events may be imported again, as on SQLite.
+        # Stopped between the two, an id is left without its event (it counts as a duplicate
+        # until the next cleanup deletes it): never an event stored twice.
         if n:
-            self.ch.command(f"ALTER TABLE {self.t('events')} DELETE WHERE timestamp_ms < "
-                            "{cutoff:Int64} AND ingest_seq != {newest:UInt64} "
+            self.ch.command(f"ALTER TABLE {self.t('events')} DELETE WHERE {old} "
                             "SETTINGS mutations_sync = 2", params)
+        if n or ids:
+            self.ch.command(f"ALTER TABLE {self.t('event_ids')} DELETE WHERE {old} "
+                            "SETTINGS mutations_sync = 2", params)
+        if n:
             sqlite_cohorts.refresh_all(self.conn, clock, events=self)  # who lost their events
         return replace(rest, events=int(n))
 
@@ -593,6 +633,10 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
             f"INSERT INTO {self.t('sessions')} SELECT site_id, session_id, any(user_id), "
             "min(timestamp_ms), max(timestamp_ms), toUInt64(count()), min(created_at) "
             f"FROM {self.t('events')} GROUP BY site_id, session_id")
+        self.ch.command(f"TRUNCATE TABLE {self.t('event_ids')}")
+        cols = "event_id, ingest_job, ingest_line, timestamp_ms, ingest_seq"
+        self.ch.command(f"INSERT INTO {self.t('event_ids')} ({cols}) SELECT {cols} "
+                        f"FROM {self.t('events')}")
         return int(self.ch.rows(f"SELECT count() FROM {self.t('events')}")[0][0])
 
 
