@@ -242,6 +242,21 @@ def test_the_id_lookup_reads_only_the_granules_that_may_hold_the_ids(ch: Backend
     assert total >= 8 and picked <= 2, plan  # at most one granule per id, never the table
 
 
+def test_a_query_failing_mid_stream_leaves_nothing_in_the_next_result(tmp_path: Path,
+                                                                       ch: Backends) -> None:
+    import gzip
+
+    conn = ch.events.ch  # type: ignore[attr-defined]
+    if conn.__class__.__name__ != "ChdbConn":
+        pytest.skip("chdb only")
+    data = gzip.compress(b"a\n" * 200_000)
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(Exception, match="(?i)inflate|gzip|zlib"):
+        conn.rows(f"SELECT count() FROM file('{cut}', 'LineAsString', 'line String', 'gzip')")
+    assert conn.rows("SELECT 42") == [(42,)]  # chdb had the failed query's header in front
+
+
 def test_an_old_store_gets_event_ids_on_open(tmp_path: Path) -> None:
     url = fresh_chdb_url()
     b = open_backends(tmp_path / "a.db", url)
