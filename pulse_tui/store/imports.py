@@ -6,7 +6,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from pulse_tui.models import BatchOutcome, Checkpoint, ImportJob
 from pulse_tui.store import derived
@@ -155,9 +155,10 @@ def finish_job(conn: sqlite3.Connection, job_id: str, now_ms: int) -> None:
         )
 
 
-def _record(conn: sqlite3.Connection, job_id: str, rejects: Sequence[RejectRow],
-            outcome: BatchOutcome, cp: Checkpoint, site_id: str | None) -> None:
-    """Append rejects and move the job's counters and checkpoint (caller's transaction)."""
+def record_batch(conn: sqlite3.Connection, job_id: str, rejects: Sequence[RejectRow],
+                 outcome: BatchOutcome, cp: Checkpoint, site_id: str | None) -> None:
+    """Append rejects and move the job's counters and checkpoint (caller's transaction):
+    every batch writer ends with it."""
     if rejects:
         conn.executemany(
             "INSERT INTO import_rejects (job_id, line, column_name, value, reason) "
@@ -244,7 +245,7 @@ class EventsTx:
                 derived.catch_up(conn, self.now_ms)
             outcome = BatchOutcome(self.processed, self.duplicates, self.failed)
             if self._cp is not None:
-                _record(conn, self.job_id, (), outcome, self._cp, self._site)
+                record_batch(conn, self.job_id, (), outcome, self._cp, self._site)
             conn.execute("COMMIT")
         except BaseException:
             self.rollback()
@@ -259,12 +260,13 @@ class EventsTx:
 
 
 def write_events_batch(conn: sqlite3.Connection, job_id: str, rows: Sequence[tuple[Any, ...]],
-                       rejects: Sequence[RejectRow], cp: Checkpoint, now_ms: int
-                       ) -> BatchOutcome:
+                       rejects: Sequence[RejectRow], cp: Checkpoint, now_ms: int,
+                       lines: Sequence[int] = ()) -> BatchOutcome:
     """One transaction: sites, INSERT OR IGNORE events, derived catch-up, rejects, checkpoint.
 
     ``rows`` are tuples in events column order (event_id .. device_type, created_at).
     Rows whose event_id is already stored (or repeated in the batch) count as duplicates.
+    (``lines``: unused here, every writer of ``WRITERS`` takes them.)
     """
     tx = EventsTx(conn, job_id, now_ms)
     try:
@@ -287,9 +289,10 @@ WHERE excluded.updated_at > users.updated_at
 
 
 def write_users_batch(conn: sqlite3.Connection, job_id: str, rows: Sequence[tuple[Any, ...]],
-                      rejects: Sequence[RejectRow], cp: Checkpoint, now_ms: int
-                      ) -> BatchOutcome:
-    """Upsert users by user_id (a newer updated_at wins; an older or equal one is a duplicate)."""
+                      rejects: Sequence[RejectRow], cp: Checkpoint, now_ms: int,
+                      lines: Sequence[int] = ()) -> BatchOutcome:
+    """Upsert users by user_id (a newer updated_at wins; an older or equal one is a duplicate).
+    (``lines``: unused here, every writer of ``WRITERS`` takes them.)"""
     with write_transaction(conn):
         changed = 0
         if rows:
@@ -299,7 +302,7 @@ def write_users_batch(conn: sqlite3.Connection, job_id: str, rows: Sequence[tupl
             changed = conn.total_changes - before
         outcome = BatchOutcome(changed, len(rows) - changed, len(rejects))
         first_site = next((r[1] for r in rows if r[1]), None)
-        _record(conn, job_id, rejects, outcome, cp, first_site)
+        record_batch(conn, job_id, rejects, outcome, cp, first_site)
     return outcome
 
 
@@ -366,8 +369,30 @@ def write_members_batch(conn: sqlite3.Connection, job_id: str, rows: Sequence[tu
             changed = conn.total_changes - before
         all_rejects.sort(key=lambda r: r[0])
         outcome = BatchOutcome(changed, len(good) - changed, len(all_rejects))
-        _record(conn, job_id, all_rejects, outcome, cp, first_site)
+        record_batch(conn, job_id, all_rejects, outcome, cp, first_site)
     return outcome
+
+
+class BatchWriter(Protocol):
+    """Stores one parsed batch of an import kind's rows with its rejects, the job's counters
+    and checkpoint, in one transaction; ``lines`` are the lines the rows start on."""
+
+    def __call__(self, conn: sqlite3.Connection, job_id: str, rows: Sequence[tuple[Any, ...]],
+                 rejects: Sequence[RejectRow], cp: Checkpoint, now_ms: int,
+                 lines: Sequence[int]) -> BatchOutcome: ...
+
+
+# The SQLite batch writers by the name an import kind gives (pulse_tui/ingest/kinds.py:
+# ImportKind.writer). A kind with a table of its own adds its writer here.
+WRITERS: dict[str, BatchWriter] = {
+    "events": write_events_batch,
+    "users": write_users_batch,
+    "cohort_members": write_members_batch,
+}
+
+# Writers whose batches the importer may gather into one long transaction (EventsTx: parsed in
+# chunks, committed every batch_size rows or MAX_TX_SECONDS) when the rows go into this file.
+STREAMED_WRITERS: dict[str, type[EventsTx]] = {"events": EventsTx}
 
 
 def iter_rejects(conn: sqlite3.Connection, job_id: str) -> Iterator[RejectRow]:
