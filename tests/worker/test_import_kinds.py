@@ -218,3 +218,35 @@ def test_the_built_in_kinds_and_their_writers() -> None:
     # `import --type` offers exactly the registered kinds
     [choice] = [p.type for p in import_cmd.params if p.name == "kind"]
     assert tuple(choice.choices) == kinds.names()  # type: ignore[attr-defined]
+
+
+def test_on_clickhouse_an_events_kind_goes_there_and_a_table_of_its_own_stays_in_sqlite(
+        registry: dict[str, ImportKind], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        fixed_clock: Clock) -> None:
+    from pulse_tui.backend.wiring import open_backends
+    from tests.backend.chdb_support import fresh_chdb_url
+
+    kinds.register(PAGEVIEWS_LITE)
+    kinds.register(NOTES)
+    monkeypatch.setitem(imports.WRITERS, "notes", _write_notes)
+    backends = open_backends(tmp_path / "ch.db", fresh_chdb_url())
+    try:
+        conn = backends.events.conn  # type: ignore[attr-defined]
+        conn.execute("CREATE TABLE notes (note_id TEXT PRIMARY KEY, body TEXT, "
+                     "noted_at INTEGER)")
+        lite = _lite_csv(tmp_path / "pageviews_lite" / "nov.csv", 20)
+        got = import_file(conn, lite, clock=fixed_clock, events=backends.events, batch_size=7)
+        assert (got.status, got.processed, got.duplicates, got.failed) == (
+            "completed", 20, 1, 1)
+        tail = backends.events.tail(limit=100).events
+        assert sorted(e.event_id for e in tail) == sorted(f"p{i}" for i in range(20))
+        assert {e.event_type for e in tail} == {"pageview"}
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+        notes = tmp_path / "notes.csv"
+        notes.write_text("note_id,body\nn1,a\nn2,b\n", encoding="utf-8")
+        done = import_file(conn, notes, clock=fixed_clock, events=backends.events)
+        assert (done.kind, done.status, done.processed) == ("notes", "completed", 2)
+        assert conn.execute("SELECT note_id FROM notes ORDER BY 1").fetchall() == [("n1",),
+                                                                                   ("n2",)]
+    finally:
+        backends.close()
