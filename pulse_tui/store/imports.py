@@ -155,10 +155,9 @@ def finish_job(conn: sqlite3.Connection, job_id: str, now_ms: int) -> None:
         )
 
 
-def record_batch(conn: sqlite3.Connection, job_id: str, rejects: Sequence[RejectRow],
-                 outcome: BatchOutcome, cp: Checkpoint, site_id: str | None) -> None:
-    """Append rejects and move the job's counters and checkpoint (caller's transaction):
-    every batch writer ends with it."""
+def _record(conn: sqlite3.Connection, job_id: str, rejects: Sequence[RejectRow],
+            outcome: BatchOutcome, cp: Checkpoint, site_id: str | None) -> None:
+    """Append rejects and move the job's counters and checkpoint (caller's transaction)."""
     if rejects:
         conn.executemany(
             "INSERT INTO import_rejects (job_id, line, column_name, value, reason) "
@@ -245,7 +244,7 @@ class EventsTx:
                 derived.catch_up(conn, self.now_ms)
             outcome = BatchOutcome(self.processed, self.duplicates, self.failed)
             if self._cp is not None:
-                record_batch(conn, self.job_id, (), outcome, self._cp, self._site)
+                _record(conn, self.job_id, (), outcome, self._cp, self._site)
             conn.execute("COMMIT")
         except BaseException:
             self.rollback()
@@ -302,7 +301,7 @@ def write_users_batch(conn: sqlite3.Connection, job_id: str, rows: Sequence[tupl
             changed = conn.total_changes - before
         outcome = BatchOutcome(changed, len(rows) - changed, len(rejects))
         first_site = next((r[1] for r in rows if r[1]), None)
-        record_batch(conn, job_id, rejects, outcome, cp, first_site)
+        _record(conn, job_id, rejects, outcome, cp, first_site)
     return outcome
 
 
@@ -369,7 +368,7 @@ def write_members_batch(conn: sqlite3.Connection, job_id: str, rows: Sequence[tu
             changed = conn.total_changes - before
         all_rejects.sort(key=lambda r: r[0])
         outcome = BatchOutcome(changed, len(good) - changed, len(all_rejects))
-        record_batch(conn, job_id, all_rejects, outcome, cp, first_site)
+        _record(conn, job_id, all_rejects, outcome, cp, first_site)
     return outcome
 
 

@@ -137,7 +137,7 @@ def _write_notes(conn: sqlite3.Connection, job_id: str, rows: Sequence[tuple[Any
                          "VALUES (?, ?, ?)", [(*r, now_ms) for r in rows])
         stored = conn.total_changes - before
         outcome = BatchOutcome(stored, len(rows) - stored, len(rejects))
-        imports.record_batch(conn, job_id, rejects, outcome, cp, None)
+        imports._record(conn, job_id, rejects, outcome, cp, None)
     return outcome
 
 

@@ -462,7 +462,7 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
         outcome = BatchOutcome(processed, len(rows) - processed, len(rejects))
         with write_transaction(self.conn):
             sqlite_events.ensure_sites(self.conn, {r[1] for r in rows}, now_ms)
-            sqlite_imports.record_batch(self.conn, job_id, rejects, outcome, cp,
+            sqlite_imports._record(self.conn, job_id, rejects, outcome, cp,
                                    rows[0][1] if rows else None)
         return outcome
 
@@ -542,7 +542,7 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
         outcome = BatchOutcome(changed, len(rows) - changed, len(rejects))
         with write_transaction(self.conn):
             sqlite_events.ensure_sites(self.conn, {r[1] for r in rows if r[1]}, now_ms)
-            sqlite_imports.record_batch(self.conn, job_id, rejects, outcome, cp,
+            sqlite_imports._record(self.conn, job_id, rejects, outcome, cp,
                                    next((r[1] for r in rows if r[1]), None))
         return outcome
 
