@@ -44,6 +44,8 @@ Row = tuple[Any, ...]
 
 @dataclass(frozen=True, slots=True)
 class ImportKind:
+    """One kind of import file (the fields are described at the top of this module)."""
+
     name: str
     columns: tuple[Column, ...]
     writer: str
