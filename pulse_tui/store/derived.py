@@ -470,9 +470,10 @@ def fold_pending(conn: sqlite3.Connection) -> int:
 # STALE_TABLE; the next fold re-derives those (site, day) pairs from the events
 # (:func:`refold_stale`), so every number is right without rebuild-rollups. The DELETE trigger
 # also lowers the high-water mark when the newest rows go: SQLite gives the next insert
-# max(rowid) + 1, which would otherwise lie below the mark and never be folded. The mark's
-# identity (``rowid quote(event_id)`` under MARK_KEY) catches that case when the triggers were
-# missing: catch_up then rebuilds. Days whose raw events cleanup deleted (up to the recorded
+# max(rowid) + 1, which would otherwise lie below the mark and never be folded. The identity
+# of the newest folded row (``rowid quote(event_id)`` under MARK_KEY, moved by the triggers
+# when that row is deleted or changed) catches that case when the triggers were missing:
+# catch_up then rebuilds. Days whose raw events cleanup deleted (up to the recorded
 # cutoff) keep their rollups, as rebuild-rollups keeps them.
 STALE_TABLE = "derived_stale"
 MARK_KEY = "derived_mark"
@@ -493,6 +494,14 @@ def _record(side: str) -> str:
             f"WHERE {side}.rowid <= {_HWM_SQL} AND {valid_event_sql(side)};")
 
 
+# the newest rows went (deleted, or their rowid moved down): the next insert's rowid
+# (max(rowid) + 1) must lie above the high-water mark
+_CLAMP = (f"UPDATE pulse_meta SET value = {_TOP_SQL} "
+          f"WHERE key = '{HWM_KEY}' AND CAST(value AS INTEGER) > {_TOP_SQL};")
+# the remembered newest folded row changed or went: remember the newest one left
+_REMARK = (f"UPDATE pulse_meta SET value = (SELECT {_MARK_SQL} FROM events "
+           f"WHERE rowid <= {_HWM_SQL} ORDER BY rowid DESC LIMIT 1) "
+           f"WHERE key = '{MARK_KEY}' AND value = old.rowid || ' ' || quote(old.event_id);")
 _CHANGED = " OR ".join(["old.rowid IS NOT new.rowid",
                         *(f"old.{c} IS NOT new.{c} OR typeof(old.{c}) != typeof(new.{c})"
                           for c in _WATCHED)])
@@ -501,16 +510,10 @@ WATCH_SQL = (
     "session_id TEXT NOT NULL, user_id TEXT, event_type TEXT, url TEXT, referrer TEXT, "
     "country TEXT, device_type TEXT)",
     f"CREATE TRIGGER IF NOT EXISTS {DELETE_TRIGGER} AFTER DELETE ON events "
-    f"WHEN old.rowid <= {_HWM_SQL} BEGIN {_record('old')} "
-    f"UPDATE pulse_meta SET value = (SELECT {_MARK_SQL} FROM events ORDER BY rowid DESC LIMIT 1) "
-    f"WHERE key = '{MARK_KEY}' AND CAST(value AS INTEGER) > {_TOP_SQL}; "
-    f"UPDATE pulse_meta SET value = {_TOP_SQL} "
-    f"WHERE key = '{HWM_KEY}' AND CAST(value AS INTEGER) > {_TOP_SQL}; END",
+    f"BEGIN {_record('old')} {_CLAMP} {_REMARK} END",
     f"CREATE TRIGGER IF NOT EXISTS {UPDATE_TRIGGER} AFTER UPDATE ON events "
     f"WHEN (old.rowid <= {_HWM_SQL} OR new.rowid <= {_HWM_SQL}) AND ({_CHANGED}) "
-    f"BEGIN {_record('old')} {_record('new')} "
-    f"UPDATE pulse_meta SET value = new.rowid || ' ' || quote(new.event_id) "
-    f"WHERE key = '{MARK_KEY}' AND value = old.rowid || ' ' || quote(old.event_id); END",
+    f"BEGIN {_record('old')} {_record('new')} {_CLAMP} {_REMARK} END",
 )
 _UPKEEP = ((STALE_TABLE, "table"), (DELETE_TRIGGER, "trigger"), (UPDATE_TRIGGER, "trigger"),
            (UNUSABLE_INDEX, "index"))
@@ -939,7 +942,8 @@ def _rebuild(conn: sqlite3.Connection, now_ms: int) -> int:
     """:func:`rebuild` inside the caller's write transaction."""
     if mark_ok(conn):  # rows nobody folded yet count in the history that is kept
         _fold_new(conn, now_ms)
-        refold_stale(conn, now_ms)
+    # days other programs changed: not mistaken for history whose events cleanup deleted
+    refold_stale(conn, now_ms)
     _drop_unusable_derived(conn)
     keep = history_days(conn)
     if keep:
