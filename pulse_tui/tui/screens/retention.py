@@ -145,10 +145,14 @@ class RetentionScreen(PaneScreen):
             rows.extend(grid.acquisition)
         if view in ("all", "cohorts"):
             rows.extend(grid.cohorts)
-        # weeks 0 .. 12, up to the first week that has ended for no row (later ones say only
-        # "not ended"): the default 30 days fit 80 columns without scrolling
+        # weeks 0 .. 12 as far as they fit; on a narrow screen at least up to the first week
+        # that has ended for no row (later ones only say "not ended"), so the default 30 days
+        # fit 80 columns without scrolling
         ended = [c.week_number for row in rows for c in row.cells if c.returning is not None]
-        weeks = min(WEEKS, max(ended, default=WEEKS - 2) + 2)
+        needed = min(WEEKS, max(ended, default=WEEKS - 2) + 2)
+        width = table.size.width or self.app.size.width
+        fit = (width - (LABEL_WIDTH + 2) - (7 + 2)) // (CELL_WIDTH + 2)
+        weeks = max(needed, min(WEEKS, fit))
         self._columns(table, weeks)
         labels = distinct_labels([visible(row.label) for row in rows], LABEL_WIDTH - 1)
         for row, shown in zip(rows, labels, strict=True):
@@ -178,6 +182,9 @@ class RetentionScreen(PaneScreen):
         self.query_one("#retention-title", Static).update(title)
 
     # ------------------------------------------------------------------ actions
+    def on_resize(self) -> None:
+        self._show()  # as many week columns as fit
+
     def action_toggle_view(self) -> None:
         self.view = (self.view + 1) % len(VIEWS)
         self._show()
