@@ -22,11 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from pulse_tui.alerts import engine
 from pulse_tui.backend.interface import Backends, ControlStore, EventsBackend, LiveCursor
 from pulse_tui.clock import DAY_MS, HOUR_MS, Clock
 from pulse_tui.config import Settings
 from pulse_tui.models import ACQUISITION, Checkpoint, NewEvent
-from pulse_tui.report_models import NONE_LABEL, DateRange
+from pulse_tui.report_models import DateRange
+from tests.reference import ref_funnel, ref_ranked
 
 NOW = 1_795_953_600_000 + 12 * HOUR_MS  # 2026-11-29 12:00 UTC, a Sunday
 CLOCK = Clock(NOW)
@@ -213,33 +215,6 @@ def ref_totals(evs: list[NewEvent]) -> tuple[int, int, int]:
             len({e.session_id for e in evs}))
 
 
-def ref_ranked(evs: list[NewEvent], col: str) -> list[tuple[str, int, int]]:
-    events: dict[str, int] = defaultdict(int)
-    users: dict[str, set[str]] = defaultdict(set)
-    for e in evs:
-        v = getattr(e, col) or NONE_LABEL
-        events[v] += 1
-        if e.user_id is not None:
-            users[v].add(e.user_id)
-    return [(v, events[v], len(users[v])) for v in sorted(events, key=lambda v: (-events[v], v))]
-
-
-def ref_funnel(evs: list[NewEvent], steps: tuple[str, ...]) -> list[tuple[int, str, int]]:
-    rows = sorted(evs, key=lambda e: e.timestamp_ms)
-    times: dict[str, int] | None = None
-    out = []
-    for k, step in enumerate(steps, start=1):
-        nxt: dict[str, int] = {}
-        for e in rows:
-            if e.event_type != step or e.user_id is None or e.user_id in nxt:
-                continue
-            if times is None or (e.user_id in times and e.timestamp_ms > times[e.user_id]):
-                nxt[e.user_id] = e.timestamp_ms
-        times = nxt
-        out.append((k, step, len(nxt)))
-    return out
-
-
 def in_range(w: World, site: str, rng: DateRange) -> list[NewEvent]:
     return w.of(site, rng.start_ms, rng.end_ms + 1)
 
@@ -409,15 +384,15 @@ def test_acquisition_retention_grid_and_a_cells_members(world: World) -> None:
 
 def test_alert_values_and_the_backtest(world: World) -> None:
     day = {"metric": "events", "window_minutes": 24 * 60, "comparison": "gt", "threshold": 5}
-    value, fires = world.ev.alert_value("s1", day, CLOCK)
+    value, fires = engine.preview_value(world.b, "s1", day, CLOCK)
     want = len(world.of("s1", NOW - DAY_MS, NOW))
     assert value == want and fires == (want > 5)
     users_us = {**day, "metric": "users", "filter": US_ONLY}
-    value, _ = world.ev.alert_value("s1", users_us, CLOCK)
+    value, _ = engine.preview_value(world.b, "s1", users_us, CLOCK)
     assert value == len({e.user_id for e in world.of("s1", NOW - DAY_MS, NOW)
                          if e.user_id and e.country == "US"})
     hourly = {"metric": "events", "window_minutes": 120, "comparison": "gt", "threshold": 0}
-    result = world.ev.alert_backtest(hourly, "s1", CLOCK, 2)
+    result = engine.backtest(world.b, hourly, "s1", CLOCK, 2)
     assert len(result.points) == 48
     for point in result.points:
         t = point.at // HOUR_MS
