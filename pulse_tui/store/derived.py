@@ -715,6 +715,10 @@ def _refold_people(conn: sqlite3.Connection, now_ms: int, cutoff: int) -> None:
     from their usable events (a session with none left goes; a first-seen time from before
     cleanup's cutoff stays, like cleanup keeps it)."""
     ok = valid_event_sql("x")
+    # per user: through idx_events_site_user (the time bounds of the rule would otherwise tempt
+    # the planner into the (site_id, timestamp_ms) index, a scan of the site per user)
+    ok_user = ok.replace("x.timestamp_ms BETWEEN", "+x.timestamp_ms BETWEEN")
+    assert ok_user != ok
     sessions = "(SELECT session_id FROM temp._sx)"
     conn.execute(
         f"DELETE FROM sessions WHERE session_id IN {sessions} AND NOT EXISTS "
@@ -732,13 +736,13 @@ def _refold_people(conn: sqlite3.Connection, now_ms: int, cutoff: int) -> None:
     conn.execute(
         f"DELETE FROM user_first_seen WHERE (site_id, user_id) IN {users} "
         "AND first_seen_ms >= ? AND NOT EXISTS (SELECT 1 FROM events x WHERE "
-        f"x.site_id = user_first_seen.site_id AND x.user_id = user_first_seen.user_id AND {ok})",
-        (cutoff,))
+        f"x.site_id = user_first_seen.site_id AND x.user_id = user_first_seen.user_id "
+        f"AND {ok_user})", (cutoff,))
     conn.execute(
         "INSERT INTO user_first_seen (site_id, user_id, first_seen_ms, last_seen_ms) "
         "SELECT x.site_id, x.user_id, min(x.timestamp_ms), max(x.timestamp_ms) FROM "
         f"(SELECT DISTINCT site_id, user_id FROM temp._sx WHERE user_id IS NOT NULL) u "
-        f"CROSS JOIN events x ON x.site_id = u.site_id AND x.user_id = u.user_id WHERE {ok} "
+        f"CROSS JOIN events x ON x.site_id = u.site_id AND x.user_id = u.user_id WHERE {ok_user} "
         "GROUP BY x.site_id, x.user_id "
         "ON CONFLICT(site_id, user_id) DO UPDATE SET first_seen_ms = CASE "
         "WHEN user_first_seen.first_seen_ms < ? "
