@@ -252,6 +252,13 @@ class PulseApp(ReportsWorkerErrors, App[None]):
         if pane in self._panes and self.current_mode != pane:
             await self.switch_mode(pane)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The global site is chosen on the panes only: editors and modals (the alert
+        editor's own keys, a site picker already open) neither offer nor run it."""
+        if action == "pick_site" and not isinstance(self.screen, PaneScreen):
+            return False
+        return True
+
     @work(exclusive=True, group="site-picker", exit_on_error=False)
     async def action_pick_site(self) -> None:
         sites = await self.store.sites()
