@@ -21,7 +21,7 @@ import click
 
 from pulse_tui import __version__
 from pulse_tui.clock import Clock
-from pulse_tui.config import Settings, load_settings
+from pulse_tui.config import Settings, load_settings, redact_url
 from pulse_tui.errors import PulseError, UsageError
 
 log = logging.getLogger("pulse_tui")
@@ -285,8 +285,9 @@ def simulate_cmd(ctx: click.Context, rate: float, duration: float | None, sites:
     try:
         with write_transaction(conn):
             write_sites(conn, sim, int(time.time() * 1000))
-        click.echo(f"simulating {rate:g} events/s into {settings.db} (ctrl+c to stop)",
-                   err=True)
+        where = (str(settings.db) if settings.events_store == "sqlite"
+                 else f"{redact_url(settings.events_store)} (control data: {settings.db})")
+        click.echo(f"simulating {rate:g} events/s into {where} (ctrl+c to stop)", err=True)
         next_at = start
         while not stop["now"]:
             now = time.monotonic()

@@ -513,7 +513,7 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
         """users rows (seed order) whose user_id is not stored yet; existing ones are left."""
         have = {r[0] for r in self.ch.rows(
             f"SELECT DISTINCT user_id FROM {self.t('users')} WHERE user_id IN "
-            "(SELECT arrayJoin({{ids:Array(String)}}))", {"ids": [r[0] for r in rows]})}
+            "(SELECT arrayJoin({ids:Array(String)}))", {"ids": [r[0] for r in rows]})}
         new = list({r[0]: r for r in rows if r[0] not in have}.values())
         return self.upsert_users(new) if new else 0
 
