@@ -8,9 +8,17 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-from tests.backend.chdb_support import chdb_dir
+import pytest
+
+from pulse_tui.backend.interface import Backends
+from pulse_tui.backend.wiring import open_backends
+from pulse_tui.clock import DAY_MS
+from pulse_tui.cohorts.criteria import parse
+from tests.backend.chdb_support import chdb_dir, fresh_chdb_url
+from tests.backend.test_clickhouse import NOW, USER_COLS, _import, _write
 
 
 def _run(*args: str, env: dict[str, str] | None = None, timeout: float = 180
@@ -43,3 +51,42 @@ def test_simulate_writes_into_the_configured_clickhouse_store(tmp_path: Path) ->
     daily = _run("report", "daily", "--format", "json", "--db", str(db), "--events-store", store)
     assert daily.returncode == 0, daily.stderr
     assert sum(row["events"] for row in json.loads(daily.stdout)) == written
+
+
+# ---------------------------------------------------------------- users rows
+@pytest.fixture
+def ch(tmp_path: Path) -> Iterator[Backends]:
+    b = open_backends(tmp_path / "ch.db", fresh_chdb_url())
+    yield b
+    b.close()
+
+
+def test_a_users_row_without_a_site_keeps_the_users_site_on_both_stores(
+        tmp_path: Path, ch: Backends) -> None:
+    first = _write(tmp_path / "u1.csv", USER_COLS,
+                   [("u1", "s1", "Ann", "a@x.example", "Acme", "free", NOW - DAY_MS,
+                     NOW - DAY_MS),
+                    ("u2", None, "Bob", "b@x.example", None, "free", NOW - DAY_MS,
+                     NOW - DAY_MS)])
+    # newer rows: u1 without a site (keeps s1), u2 now with one
+    second = _write(tmp_path / "u2.csv", USER_COLS,
+                    [("u1", None, "Ann B", "a@x.example", "Acme", "pro", NOW - DAY_MS, NOW),
+                     ("u2", "s2", "Bob", "b@x.example", None, "pro", NOW - DAY_MS, NOW)])
+    sq = open_backends(tmp_path / "sq.db", "sqlite")
+    try:
+        got = []
+        for b in (sq, ch):
+            for path in (first, second):
+                assert _import(b, path, "users").processed == 2
+            crit = parse({"type": "and", "conditions": [
+                {"property": "plan", "operator": "equals", "value": "pro"}]})
+            got.append((b.events.users_rows("s1", ["u1", "u2"]),
+                        b.events.users_rows("s2", ["u1", "u2"]),
+                        sorted(b.events.cohort_evaluate("s1", crit, NOW)),
+                        sorted(b.events.cohort_evaluate("s2", crit, NOW))))
+    finally:
+        sq.close()
+    assert got[1] == got[0]
+    s1_rows, s2_rows, s1_members, _ = got[1]
+    assert s1_rows["u1"][3] == "pro" and "u2" not in s1_rows  # u1 is still of s1
+    assert set(s2_rows) == {"u2"} and [m[0] for m in s1_members] == ["u1"]

@@ -520,15 +520,22 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
     def upsert_users(self, rows: Sequence[tuple[Any, ...]]) -> int:
         """Store users rows (seed order) whose user_id is new or whose updated_at is newer
         than the stored one; returns how many. ReplacingMergeTree(updated_at) read with FINAL:
-        the newest version wins; an older or equal one is a duplicate, as on SQLite."""
+        the newest version wins; an older or equal one is a duplicate, as on SQLite. A newer
+        row without a site_id keeps the site the user has (SQLite's
+        ``coalesce(excluded.site_id, users.site_id)``), so it never moves a user off its site."""
         newest: dict[str, tuple[Any, ...]] = {}
         for r in rows:
             if r[0] not in newest or r[7] > newest[r[0]][7]:
                 newest[r[0]] = r
-        current = {u: int(t) for u, t in self.ch.rows(
-            f"SELECT user_id, updated_at FROM {self.t('users')} FINAL "
+        current = {u: (int(t), site) for u, t, site in self.ch.rows(
+            f"SELECT user_id, updated_at, site_id FROM {self.t('users')} FINAL "
             "WHERE user_id IN (SELECT arrayJoin({ids:Array(String)}))", {"ids": list(newest)})}
-        changed = [r for u, r in newest.items() if u not in current or r[7] > current[u]]
+        changed = []
+        for u, r in newest.items():
+            if u not in current:
+                changed.append(r)
+            elif r[7] > current[u][0]:
+                changed.append(r if r[1] is not None else (r[0], current[u][1], *r[2:]))
         if changed:
             types = ("string",) * 6 + ("int64", "int64")
             self.ch.insert(self.t("users"), {
