@@ -202,6 +202,7 @@ def _demo_progress() -> Iterator[Callable[[str, int, int], None]]:
 
 
 def run_tui(settings: Settings, *, demo: bool, worker: bool, read_only: bool = False) -> None:
+    from pulse_tui.backend.sqlite.home import check_events_home
     from pulse_tui.backend.wiring import open_backends
     from pulse_tui.store.connection import connect
 
@@ -216,7 +217,11 @@ def run_tui(settings: Settings, *, demo: bool, worker: bool, read_only: bool = F
     elif settings.events_store == "sqlite":
         # create or check it before the screen is taken; the TUI only reads until the
         # operator writes, so a file that needs upgrading is refused untouched (SPEC 10)
-        connect(settings.db, migrate=False, keep_journal_mode=True).close()
+        conn = connect(settings.db, migrate=False, keep_journal_mode=True)
+        try:  # a file whose events live in ClickHouse is refused, not shown empty
+            check_events_home(conn, settings.db, "sqlite")
+        finally:
+            conn.close()
     else:  # the same for the SQLite file, and create or check the events store
         open_backends(settings.db, settings.events_store,
                       cluster=settings.clickhouse_cluster, migrate=False).close()
@@ -321,6 +326,7 @@ def rebuild_rollups_cmd(ctx: click.Context) -> None:
     Days whose raw events cleanup deleted keep their rollups as they are (charts outlive raw
     events), and distinct counts stay exact across that border.
     """
+    from pulse_tui.backend.sqlite.home import check_events_home
     from pulse_tui.clock import day_of
     from pulse_tui.store import derived
     from pulse_tui.store.connection import connect
@@ -329,6 +335,8 @@ def rebuild_rollups_cmd(ctx: click.Context) -> None:
     conn = connect(settings.db, bulk=True)
     start = time.monotonic()
     try:
+        if settings.events_store == "sqlite":  # the file's own (empty) table is no source
+            check_events_home(conn, settings.db, "sqlite")
         kept = derived.history_days(conn)
         n = derived.rebuild(conn, Clock.from_env().now_ms())
         unusable = derived.describe_unusable(derived.unusable_counts(conn))

@@ -237,6 +237,26 @@ def redact_url(url: str) -> str:
         return f"{url.split(':', 1)[0]}://(unparsable)"
 
 
+def events_store_identity(value: str) -> str:
+    """What names an events store for good, to record in the PULSE file (never a user or a
+    password): ``sqlite``; ``chdb:///real/dir`` (plus ``?database=NAME`` when not the default
+    one); ``clickhouse[s]://host:port/database`` with the default port filled in."""
+    import os
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    if value == "sqlite":
+        return value
+    parts = urlsplit(value)
+    scheme = parts.scheme.lower()
+    if scheme == "chdb":
+        database = parse_qs(parts.query).get("database", ["pulse"])[0]
+        where = os.path.realpath(unquote(parts.path))
+        return f"chdb://{where}" + ("" if database == "pulse" else f"?database={database}")
+    port = parts.port or (8443 if scheme == "clickhouses" else 8123)
+    database = unquote(parts.path.strip("/")) or "pulse"
+    return f"{scheme}://{(parts.hostname or '').lower()}:{port}/{database}"
+
+
 def check_events_store(value: str, where: str) -> str:
     """``value`` when it names a known events store, else a UsageError in our words (the
     password never appears in it)."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from pulse_tui.backend.sqlite.home import check_events_home
 from pulse_tui.backend.wiring import open_backends
 from pulse_tui.cli import cli, pulse_command, settings_from
 from pulse_tui.clock import Clock
@@ -122,6 +123,7 @@ def report_cmd(ctx: click.Context, name: str, site: str | None, start: str | Non
     if settings.events_store == "sqlite":
         conn = connect(settings.db, migrate=False, keep_journal_mode=True)  # reads only (SPEC 10)
         try:
+            check_events_home(conn, settings.db, "sqlite")  # not zeros of a moved file
             site_id = reports.resolve_site(conn, site)
             rows = reports.run_report(conn, name, site_id, rng, now_ms=clock.now_ms(),
                                       limit=limit, steps=step_list)

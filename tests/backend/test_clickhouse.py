@@ -368,6 +368,13 @@ def test_copy_events_interrupted_and_resumed(tmp_path: Path) -> None:
     _import(sq, _write(tmp_path / "e.csv", EVENT_COLS, rows))
     sq.close()
     store = f"chdb://{tmp_path / 'ch'}"
+    at = {"PULSE_DB": str(db), "PULSE_NOW": "2026-11-29T15:00:00Z"}
+    span = ("--site", "s1", "--from", "2026-09-01", "--to", "2026-11-29", "--format", "json")
+    before = {}  # the file's own reports, before its events move (then it refuses SQLite)
+    for name in ("daily", "top-urls", "breakdown"):
+        done = _run("report", name, *span, env=at)
+        assert done.returncode == 0, done.stderr
+        before[name] = done.stdout
     env = {"PULSE_COPY_CHUNK_ROWS": "100", "PULSE_DB": str(db)}
     first = _pulse("copy-events", "--to", store, env=env)
     assert first.stderr is not None
@@ -387,11 +394,9 @@ def test_copy_events_interrupted_and_resumed(tmp_path: Path) -> None:
     assert 0 < copied < 3000
     # the same numbers from either store
     for name in ("daily", "top-urls", "breakdown"):
-        a = _pulse("report", name, "--site", "s1", "--from", "2026-09-01", "--to", "2026-11-29",
-                   "--format", "json", env={"PULSE_DB": str(db), "PULSE_NOW": "2026-11-29T15:00:00Z"})
-        b = _pulse("report", name, "--site", "s1", "--from", "2026-09-01", "--to", "2026-11-29",
-                   "--format", "json", "--events-store", store,
-                   env={"PULSE_DB": str(db), "PULSE_NOW": "2026-11-29T15:00:00Z"})
-        (a_out, a_err), (b_out, b_err) = a.communicate(timeout=120), b.communicate(timeout=120)
-        assert a.returncode == b.returncode == 0, (a_err, b_err)
-        assert a_out == b_out and len(a_out) > 50
+        after = _run("report", name, *span, "--events-store", store, env=at)
+        assert after.returncode == 0, after.stderr
+        assert after.stdout == before[name] and len(before[name]) > 50
+    # the file now says where its events live: SQLite is refused in words, not shown empty
+    refused = _run("report", "daily", *span, env=at)
+    assert refused.returncode == 1 and "--events-store chdb://" in refused.stderr

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,10 +16,14 @@ import pytest
 
 from pulse_tui.backend.interface import Backends
 from pulse_tui.backend.wiring import open_backends
-from pulse_tui.clock import DAY_MS
+from pulse_tui.clock import DAY_MS, Clock
 from pulse_tui.cohorts.criteria import parse
+from pulse_tui.config import Settings, events_store_identity
+from pulse_tui.errors import DatabaseError, PulseError
+from pulse_tui.models import NewEvent
+from pulse_tui.worker.service import WorkerService
 from tests.backend.chdb_support import chdb_dir, fresh_chdb_url
-from tests.backend.test_clickhouse import NOW, USER_COLS, _import, _write
+from tests.backend.test_clickhouse import EVENT_COLS, NOW, USER_COLS, _import, _write
 
 
 def _run(*args: str, env: dict[str, str] | None = None, timeout: float = 180
@@ -90,3 +95,79 @@ def test_a_users_row_without_a_site_keeps_the_users_site_on_both_stores(
     s1_rows, s2_rows, s1_members, _ = got[1]
     assert s1_rows["u1"][3] == "pro" and "u2" not in s1_rows  # u1 is still of s1
     assert set(s2_rows) == {"u2"} and [m[0] for m in s1_members] == ["u1"]
+
+
+# ---------------------------------------------------------------- the file says where its events live
+def test_a_file_whose_events_live_in_clickhouse_is_refused_by_another_store(
+        tmp_path: Path) -> None:
+    db = tmp_path / "p.db"
+    url_a, url_b = fresh_chdb_url(), fresh_chdb_url()
+    first = open_backends(db, url_a)  # the first ClickHouse-configured use records it
+    first.events.insert_events(  # type: ignore[attr-defined]
+        [NewEvent("e1", "s1", "view", NOW - 1000, "x", "u1", "/", None, None, None)], NOW)
+    first.close()
+    identity = events_store_identity(url_a)
+    assert "?database=" in identity and "@" not in identity
+
+    with pytest.raises(DatabaseError) as sqlite_side:
+        open_backends(db, "sqlite")
+    text = str(sqlite_side.value)
+    assert identity in text and "events_store = sqlite" in text
+    assert f"--events-store {identity}" in text
+    with pytest.raises(DatabaseError) as other:
+        open_backends(db, url_b)
+    assert identity in str(other.value) and events_store_identity(url_b) in str(other.value)
+    again = open_backends(db, url_a)  # the recorded one still opens, with its events
+    try:
+        assert [e.event_id for e in again.events.tail().events] == ["e1"]
+    finally:
+        again.close()
+
+    # the commands that open the file by themselves say the same, exit 1, change nothing
+    csv_file = _write(tmp_path / "events.csv", EVENT_COLS,
+                      [("e2", "s1", "view", NOW - 500, "x", "u1", "/", None, None, None)])
+    env = {"PULSE_DB": str(db)}
+    for args in (("report", "daily", "--site", "s1"), ("import", str(csv_file)),
+                 ("rebuild-rollups",), ()):
+        done = _run(*args, env=env)
+        assert done.returncode == 1, (args, done.stderr)
+        assert identity in done.stderr and "--events-store" in done.stderr, args
+        assert "Traceback" not in done.stderr
+    assert _sqlite_events(db) == 0
+
+
+def test_a_clickhouse_store_refuses_a_file_that_still_holds_its_own_events(
+        tmp_path: Path) -> None:
+    db = tmp_path / "p.db"
+    sq = open_backends(db, "sqlite")
+    _import(sq, _write(tmp_path / "e.csv", EVENT_COLS,
+                       [("e1", "s1", "view", NOW - 1000, "x", "u1", "/", None, None, None)]))
+    sq.close()
+    url = fresh_chdb_url()
+    with pytest.raises(DatabaseError, match="copy-events --to URL"):
+        open_backends(db, url)
+    reopened = open_backends(db, "sqlite")  # nothing was recorded: SQLite still reads it
+    reopened.close()
+
+
+def test_the_worker_on_a_moved_file_stops_saying_why(tmp_path: Path,
+                                                     pulse_settings: Settings) -> None:
+    open_backends(pulse_settings.db, url := fresh_chdb_url()).close()
+    service = WorkerService(pulse_settings, clock=Clock(NOW))
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            service.run()
+        except BaseException as exc:  # noqa: BLE001 - what the test looks at
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=30)  # a deadline: it should stop at once
+    if thread.is_alive():
+        service.request_stop()
+        thread.join(timeout=10)
+        pytest.fail("the worker served a file whose events live in ClickHouse")
+    assert len(raised) == 1 and isinstance(raised[0], PulseError)
+    assert events_store_identity(url) in str(raised[0])
