@@ -76,8 +76,15 @@ class Settings:
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def with_demo(self) -> Settings:
-        """The demo's own database and folders under ``<data dir>/demo/`` (no cleanup)."""
+        """The demo's own database and folders under ``<data dir>/demo/`` (no cleanup); with
+        a ClickHouse events store, a database and folders of its own per store under it
+        (``demo/events-<hash>/``), since a file records which store holds its events."""
         base = data_dir() / "demo"
+        if self.events_store != "sqlite":
+            import hashlib
+
+            digest = hashlib.sha1(events_store_identity(self.events_store).encode())
+            base = base / f"events-{digest.hexdigest()[:10]}"
         return replace(
             self,
             db=base / "pulse.db",

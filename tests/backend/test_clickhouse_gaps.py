@@ -171,3 +171,51 @@ def test_the_worker_on_a_moved_file_stops_saying_why(tmp_path: Path,
         pytest.fail("the worker served a file whose events live in ClickHouse")
     assert len(raised) == 1 and isinstance(raised[0], PulseError)
     assert events_store_identity(url) in str(raised[0])
+
+
+# ---------------------------------------------------------------- threads on one embedded engine
+THREADS_SCRIPT = """
+import sys, threading
+from pulse_tui.backend.wiring import open_backends
+from pulse_tui.models import NewEvent
+
+db, store = sys.argv[1], sys.argv[2]
+writer, reader = open_backends(db, store), open_backends(db, store)
+errors = []
+
+def write():
+    try:
+        for k in range(40):
+            writer.events.insert_events([NewEvent(f"e{k}-{i}", "s1", "view", 1_700_000_000_000 + i,
+                                                  "x", "u", "/", None, None, None)
+                                         for i in range(200)], 1_700_000_000_000)
+    except BaseException as exc:
+        errors.append(exc)
+
+def read():
+    try:
+        for _ in range(200):
+            reader.events.tail(limit=5)
+            reader.events.change_token()
+    except BaseException as exc:
+        errors.append(exc)
+
+threads = [threading.Thread(target=write), threading.Thread(target=read)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print("done", len(reader.events.tail(limit=100_000).events), errors)
+"""
+
+
+def test_two_threads_on_one_embedded_engine_do_not_deadlock(tmp_path: Path) -> None:
+    """The TUI's panes, its embedded worker and the demo's traffic query chdb from three
+    threads; an insert through Python() while another thread queries used to hang forever.
+    A subprocess, so a hang fails the test by its timeout instead of stopping the suite."""
+    chdb_dir()
+    done = subprocess.run([sys.executable, "-c", THREADS_SCRIPT, str(tmp_path / "p.db"),
+                           f"chdb://{tmp_path / 'ch'}"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["done", "8000", "[]"]

@@ -77,6 +77,11 @@ class _Embedded:
     and the lock file that keeps other processes out of its directory (SPEC 10)."""
 
     lock = threading.Lock()
+    # one query at a time on the engine, waited for here with the GIL released: chdb waits
+    # for its own engine lock holding the GIL, and an insert from Python(arrow_rows) needs the
+    # GIL inside that lock, so two threads querying at once (the TUI's panes, its embedded
+    # worker, the demo's traffic) would otherwise deadlock
+    query_lock = threading.Lock()
     path: str | None = None
     session: Any = None
     lock_fd: int | None = None
@@ -167,20 +172,23 @@ class ChdbConn:
         self._closed = False
 
     def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        res = self._session.query(sql, "JSONCompact", params=chdb_params(params or {}))
+        with _Embedded.query_lock:
+            res = self._session.query(sql, "JSONCompact", params=chdb_params(params or {}))
         raw = res.bytes() if hasattr(res, "bytes") else bytes(res)
         if not raw:
             return []
         return [tuple(r) for r in json.loads(raw)["data"]]
 
     def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
-        self._session.query(sql, "TSV", params=chdb_params(params or {}))
+        with _Embedded.query_lock:
+            self._session.query(sql, "TSV", params=chdb_params(params or {}))
 
     def insert(self, table: str, columns: dict[str, tuple[str, list[Any]]]) -> None:
         arrow_rows = _arrow_table(columns)  # noqa: F841 - read by name by chdb's Python()
         names = ", ".join(columns)
-        self._session.query(f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(arrow_rows)",
-                            "TSV")
+        with _Embedded.query_lock:
+            self._session.query(
+                f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(arrow_rows)", "TSV")
 
     def close(self) -> None:
         """The engine stays up for the process (chdb cannot reopen another directory after);
