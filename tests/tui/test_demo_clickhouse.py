@@ -13,7 +13,7 @@ import pytest
 from textual.widgets import DataTable
 from tui_helpers import until
 
-from pulse_tui.cli import prepare_demo
+from pulse_tui.cli.tui import prepare_demo
 from pulse_tui.clock import Clock
 from pulse_tui.config import Settings
 from pulse_tui.report_models import DateRange
