@@ -1,10 +1,18 @@
 """SQLite and embedded ClickHouse (chdb) side by side on the same events CSV.
 
-Usage: python bench/clickhouse_bench.py [--rows N] [--keep]
+Usage: python bench/clickhouse_bench.py [--rows N] [--shape sessions|daily] [--import-only]
+                                      [--python-path] [--keep]
 
 1. Import: `pulse-tui import FILE` into a fresh SQLite file, the same command with
    `--events-store chdb:///DIR` (validation, duplicates, checkpoints, errors file: the same
-   importer), and the sqlite3 CLI's `.import` of the same file as the reference.
+   importer; a plain file takes the ClickHouse fast path, backend/clickhouse/bulk.py), the same
+   file again into that store (every row a duplicate: the id lookup), and the sqlite3 CLI's
+   `.import` of the same file as the reference. ``--python-path`` adds the chdb import with the
+   fast path off (PULSE_IMPORT_FAST_PATH=0); ``--import-only`` skips PULSE's SQLite import and
+   the queries.
+
+Shapes: ``sessions`` (bench/import_bench.py's generator: sessions of 1-12 events, time-ordered
+ids) and ``daily`` (one event per user and day over 30 days, in random time order, random ids).
 2. Queries, each store in its own process (chdb serves one directory per process), through the
    events interface the panes and `report` use: every report over the last 30 and 90 days of the
    data, the funnel, a cohort preview with a URL condition, the saved-cohort retention grid
@@ -32,6 +40,31 @@ sys.path.insert(0, str(ROOT / "bench"))
 from import_bench import CACHE, generate, measure, schema_db  # noqa: E402
 
 DATA_END = "2025-12-01"  # the generator writes 30 days from 2025-11-01
+
+
+def generate_daily(path: Path, rows: int) -> None:
+    """One event per user and day for 30 days from 2025-11-01, in random time order."""
+    import csv
+    import random
+
+    rnd = random.Random(11)
+    users = -(-rows // 30)
+    cells = [(u, d) for u in range(users) for d in range(30)][:rows]
+    rnd.shuffle(cells)
+    start = 1_761_955_200_000
+    sites = ["acme-web", "acme-docs", "acme-shop"]
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["event_id", "site_id", "event_type", "timestamp_ms", "session_id",
+                    "user_id", "url", "referrer", "country", "device_type", "created_at"])
+        for u, d in cells:
+            t = start + d * 86_400_000 + rnd.randrange(86_400_000)
+            w.writerow([f"{rnd.getrandbits(64):016x}", sites[u % 3], "page_view", t,
+                        f"s{u}-{d}", f"u{u}", f"/docs/page-{rnd.randrange(200)}", "",
+                        ("US", "DE", "JP", "FR")[u % 4], ("desktop", "mobile")[u % 2],
+                        1_764_000_000_000])
+    tmp.replace(path)
 
 
 def queries(db: str, store: str) -> dict[str, float]:
@@ -77,6 +110,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--keep", action="store_true", help="keep the databases (print where)")
+    ap.add_argument("--shape", choices=("sessions", "daily"), default="sessions")
+    ap.add_argument("--import-only", action="store_true")
+    ap.add_argument("--python-path", action="store_true")
     ap.add_argument("--queries", nargs=2, metavar=("DB", "STORE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.queries:
@@ -85,23 +121,36 @@ def main() -> None:
     if not shutil.which("sqlite3"):
         raise SystemExit("the sqlite3 CLI is needed (apt-get install -y sqlite3)")
     CACHE.mkdir(parents=True, exist_ok=True)
-    src = CACHE / f"events-{args.rows}-ordered.csv"
+    src = CACHE / (f"events-{args.rows}-ordered.csv" if args.shape == "sessions" else
+                   f"events-{args.rows}-daily.csv")
     if not src.exists():
         t = time.perf_counter()
-        generate(src, args.rows)
+        (generate if args.shape == "sessions" else generate_daily)(src, args.rows)
         print(f"generated {src} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
     work = Path(tempfile.mkdtemp(prefix="pulse-ch-bench-"))
     pulse = [sys.executable, "-m", "pulse_tui"]
     sq_db, ch_db, ref_db = work / "sqlite.db", work / "chdb.db", work / "ref.db"
     store = f"chdb://{work / 'ch'}"
     results: dict[str, tuple[float, int]] = {}
-    t, rss, out = measure([*pulse, "--db", str(sq_db), "import", str(src)])
-    results["pulse-tui import, SQLite"] = (t, rss)
-    print(out[-300:], file=sys.stderr)
+    if not args.import_only:
+        t, rss, out = measure([*pulse, "--db", str(sq_db), "import", str(src)])
+        results["pulse-tui import, SQLite"] = (t, rss)
+        print(out[-300:], file=sys.stderr)
     t, rss, out = measure([*pulse, "--db", str(ch_db), "--events-store", store, "import",
                            str(src)])
     results["pulse-tui import, chdb"] = (t, rss)
     print(out[-300:], file=sys.stderr)
+    t, rss, out = measure([*pulse, "--db", str(ch_db), "--events-store", store, "import",
+                           str(src)])
+    results["... the same file again (all duplicates)"] = (t, rss)
+    print(out[-300:], file=sys.stderr)
+    if args.python_path:
+        slow = f"chdb://{work / 'ch-python'}"
+        t, rss, out = measure(["env", "PULSE_IMPORT_FAST_PATH=0", *pulse, "--db",
+                               str(work / "python.db"), "--events-store", slow, "import",
+                               str(src)])
+        results["pulse-tui import, chdb, Python path"] = (t, rss)
+        print(out[-300:], file=sys.stderr)
     schema_db(ref_db)
     t, rss, out = measure(["sqlite3", str(ref_db)], f".import --csv --skip 1 {src} events\n")
     results["sqlite3 .import (default)"] = (t, rss)
@@ -111,6 +160,9 @@ def main() -> None:
     for name, (sec, rss_kb) in results.items():
         print(f"| {name} | {sec:.1f} | {args.rows / sec:,.0f} | {ref / sec:.2f} | "
               f"{rss_kb // 1024} MB |")
+    if args.import_only:
+        shutil.rmtree(work, ignore_errors=True)
+        return
     timings = {}
     for label, db, st in (("SQLite", sq_db, "sqlite"), ("chdb", ch_db, store)):
         res = subprocess.run([sys.executable, __file__, "--queries", str(db), st],

@@ -101,11 +101,11 @@ def _build_history_elsewhere(conn: sqlite3.Connection, events: Any, now_ms: int,
     total = 0
     for index, batch in enumerate(sim.history(today - days, today - 1)):
         say(f"generating day {index + 1} of {days} of history", index)
-        total += events.insert_events(batch, now_ms)
-    total += events.insert_events([e for e in sim.day_events(today)
-                                   if e.timestamp_ms <= now_ms], now_ms)
+        total += events.write_events(batch, now_ms)
+    total += events.write_events([e for e in sim.day_events(today)
+                                  if e.timestamp_ms <= now_ms], now_ms)
     users = sim.users()
-    events.insert_new_users([(u.user_id, u.site_id, u.name, u.email, u.company, u.plan,
+    events.write_new_users([(u.user_id, u.site_id, u.name, u.email, u.company, u.plan,
                               u.first_day * DAY_MS, now_ms) for u in users])
     say(f"stored {total:,} events", days)  # nothing to roll up: ClickHouse reads the events
     say("importing samples, example cohorts", days + 1)
@@ -137,18 +137,19 @@ def seed_examples(conn: sqlite3.Connection, clock: Clock, *, events: Any = None)
     if samples is not None:
         cohorts.create_cohort(conn, clock, site_id="acme-web", name="Beta testers",
                               kind="static", cohort_id="beta-testers",
-                              description="imported from sample_data/cohort_members.csv")
+                              description="imported from sample_data/cohort_members.csv",
+                              events=events)
         for kind in ("events", "users", "cohort_members"):
             result = import_file(conn, samples / f"{kind}.csv", kind=kind, clock=clock,
                                  events=events)
             log.info("demo: imported sample_data/%s.csv: %s", kind, result.status)
     cohorts.create_cohort(
-        conn, clock, site_id="acme-app", name="Signed up in North America",
+        conn, clock, site_id="acme-app", name="Signed up in North America", events=events,
         criteria={"type": "and", "conditions": [
             {"property": "event_type", "operator": "equals", "value": "signup"},
             {"property": "country", "operator": "in", "value": ["US", "CA"]}]})
     cohorts.create_cohort(
-        conn, clock, site_id="acme-app", name="Paying, active this week",
+        conn, clock, site_id="acme-app", name="Paying, active this week", events=events,
         criteria={"type": "and", "conditions": [
             {"type": "or", "conditions": [
                 {"property": "plan", "operator": "equals", "value": "pro"},
@@ -171,11 +172,14 @@ def seed_examples(conn: sqlite3.Connection, clock: Clock, *, events: Any = None)
 class DemoTraffic:
     """Simulated live traffic for the demo: a background thread writing a few events a second."""
 
-    def __init__(self, db: Path, *, rate: float = 12.0, seed: int | None = None) -> None:
+    def __init__(self, db: Path, *, rate: float = 12.0, seed: int | None = None,
+                 events_store: str = "sqlite", cluster: str | None = None) -> None:
         import threading
         import time
 
         self.db = db
+        self.events_store = events_store  # the traffic goes where the demo's events live
+        self.cluster = cluster
         self.rate = rate
         # a new seed every start: event ids come from the seed, so a fixed one would repeat
         # the previous run's ids, and every "new" event would be dropped as a duplicate
@@ -198,7 +202,15 @@ class DemoTraffic:
         sim = Simulator(seed=self.seed)
         rng = random.Random(self.seed)
         try:
-            conn = connect(self.db)
+            if self.events_store == "sqlite":
+                conn = connect(self.db)
+                target: Any = conn
+                close = conn.close
+            else:
+                from pulse_tui.backend.wiring import open_backends
+
+                target = open_backends(self.db, self.events_store, cluster=self.cluster)
+                close = target.close
         except Exception:  # noqa: BLE001 - the demo goes on without live traffic
             log.exception("demo traffic could not open the database")
             return
@@ -213,8 +225,8 @@ class DemoTraffic:
                 carry -= count
                 if count:
                     try:
-                        write_batch(conn, sim.live(now_ms, count), now_ms)
+                        write_batch(target, sim.live(now_ms, count), now_ms)
                     except sqlite3.OperationalError:
                         log.warning("demo traffic: database busy, retrying")
         finally:
-            conn.close()
+            close()

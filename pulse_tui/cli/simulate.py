@@ -55,7 +55,7 @@ def simulate_cmd(ctx: click.Context, rate: float, duration: float | None, sites:
     stop = _stop_on_signals()
     backends = open_backends(settings.db, settings.events_store,
                              cluster=settings.clickhouse_cluster)  # events: SQLite or ClickHouse
-    conn = backends.events.conn  # type: ignore[attr-defined]
+    conn = backends.conn
     sim = Simulator(seed=seed if seed is not None else time.time_ns() % 1_000_000, sites=sites)
     start = time.monotonic()
     written = 0
@@ -63,7 +63,7 @@ def simulate_cmd(ctx: click.Context, rate: float, duration: float | None, sites:
     carry = 0.0
     try:
         with write_transaction(conn):
-            write_sites(conn, sim, int(time.time() * 1000))
+            write_sites(backends, sim, int(time.time() * 1000))
         where = (str(settings.db) if settings.events_store == "sqlite"
                  else f"{redact_url(settings.events_store)} (control data: {settings.db})")
         click.echo(f"simulating {rate:g} events/s into {where} (ctrl+c to stop)", err=True)
@@ -80,13 +80,13 @@ def simulate_cmd(ctx: click.Context, rate: float, duration: float | None, sites:
                 n = min(count, SIMULATE_CHUNK)
                 count -= n
                 now_ms = int(time.time() * 1000)
-                written += write_batch(conn, sim.live(now_ms, n), now_ms)
+                written += write_batch(backends, sim.live(now_ms, n), now_ms)
             next_at = max(next_at + tick, time.monotonic() - tick)
             stop["event"].wait(max(0.0, next_at - time.monotonic()))
         users = sim.users()
         if users:
             with write_transaction(conn):
-                write_users(conn, users, int(time.time() * 1000))
+                write_users(backends, users, int(time.time() * 1000))
     finally:
         backends.close()
     click.echo(f"wrote {written} events in {time.monotonic() - start:.1f}s", err=True)

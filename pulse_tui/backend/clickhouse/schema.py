@@ -15,9 +15,18 @@ ReplacingMergeTree partitioned by month, ordered by team, day, event and a hash 
     the breakdown, the funnel and alert filters; users hashed next keeps one user's rows of a day
     together for the distinct counts; ``event_id`` last makes the sorting key unique per event.
   - ``ReplacingMergeTree``: a belt only. PULSE never stores an event_id twice (the single-writer
-    import inserts only ids not yet present, decided by a query), so every read is exact without
-    ``FINAL`` or waiting for merges; should another program insert a duplicate row, background
-    merges fold it away eventually.
+    import inserts only ids not yet present, decided by a query on ``event_ids``), so every read
+    is exact without ``FINAL`` or waiting for merges; should another program insert a duplicate
+    row, background merges fold it away eventually.
+* ``event_ids``: every stored event's id with the import that stored it (``ingest_job``,
+  ``ingest_line``), kept by a materialized view from ``events`` (so rows other programs insert
+  are covered too). ``MergeTree ORDER BY event_id``: the import's "which of these ids are stored
+  already?" query (``event_id IN (subquery)``) reads only the granules the primary index points
+  at, so its cost follows the batch, not the table (``events`` is ordered by site and day, where
+  an id lookup would read the whole column). A plain MergeTree, not Replacing: a repeated row
+  (another program inserting an id twice) is harmless to a lookup, and nothing waits on merges.
+  ``timestamp_ms`` and ``ingest_seq`` let cleanup delete the ids of the events it deletes with
+  the same condition.
 * ``users``: the seed's users table; ``ReplacingMergeTree(updated_at)`` ordered by ``user_id``
   (the import upserts: the newest version wins); reads use ``FINAL`` (a small table).
 * ``sessions``: the seed's sessions, kept by a materialized view over ``events``
@@ -33,7 +42,7 @@ sits in front of each, sharded by user so one user's events stay on one shard.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: event_ids (the import's id lookup)
 
 DAY = "toDate(intDiv(timestamp_ms, 1000))"
 
@@ -53,7 +62,8 @@ EVENTS_COLUMNS = f"""(
     ingest_job String DEFAULT '',
     ingest_line UInt64 DEFAULT 0,
     day Date MATERIALIZED {DAY},
-    -- the import's "is this id stored already?" query reads only the granules that may hold it
+    -- a lookup of one event by id reads only the granules that may hold it (the import looks
+    -- ids up in event_ids since schema 2; no PULSE query needs this index now)
     INDEX idx_event_id event_id TYPE bloom_filter(0.001) GRANULARITY 1
 )"""
 
@@ -78,6 +88,14 @@ SESSIONS_COLUMNS = """(
     created_at SimpleAggregateFunction(min, Int64)
 )"""
 
+EVENT_IDS_COLUMNS = """(
+    event_id String,
+    ingest_job String,
+    ingest_line UInt64,
+    timestamp_ms Int64,
+    ingest_seq UInt64
+)"""
+
 META_COLUMNS = """(
     key String,
     value String,
@@ -91,10 +109,12 @@ TABLES: dict[str, tuple[str, str, str, str]] = {
                "ORDER BY (site_id, day, event_type, cityHash64(ifNull(user_id, '')), event_id)"),
     "users": (USERS_COLUMNS, "ReplacingMergeTree", "updated_at", "ORDER BY user_id"),
     "sessions": (SESSIONS_COLUMNS, "AggregatingMergeTree", "", "ORDER BY (site_id, session_id)"),
+    "event_ids": (EVENT_IDS_COLUMNS, "MergeTree", "", "ORDER BY event_id"),
     "pulse_meta": (META_COLUMNS, "ReplacingMergeTree", "updated_at", "ORDER BY key"),
 }
 SHARDING_KEY = {"events": "cityHash64(ifNull(user_id, ''))", "users": "cityHash64(ifNull(user_id, ''))",
-                "sessions": "cityHash64(session_id)", "pulse_meta": "0"}
+                "sessions": "cityHash64(session_id)", "event_ids": "cityHash64(event_id)",
+                "pulse_meta": "0"}
 
 
 def _ident(name: str) -> str:
@@ -129,6 +149,11 @@ def ddl(database: str, cluster: str | None = None) -> list[str]:
         "min(timestamp_ms) AS first_event_at, max(timestamp_ms) AS last_event_at, "
         "toUInt64(count()) AS event_count, min(created_at) AS created_at\n"
         f"FROM {db}.{_ident(source)} GROUP BY site_id, session_id")
+    ids = "event_ids_local" if cluster else "event_ids"
+    out.append(
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.`event_ids_mv`{on}\n"
+        f"TO {db}.{_ident(ids)}\nAS SELECT event_id, ingest_job, ingest_line, timestamp_ms, ingest_seq\n"
+        f"FROM {db}.{_ident(source)}")
     return out
 
 
@@ -154,9 +179,18 @@ def ensure_schema(ch: object, cluster: str | None = None) -> int:
                                 f"{got[0][0]}, newer than this PULSE ({SCHEMA_VERSION})")
         if got and got[0][0] and int(got[0][0]) == SCHEMA_VERSION:
             return SCHEMA_VERSION
+        before = int(got[0][0]) if got and got[0][0] else 0
+    else:
+        before = 0
     for stmt in ddl(database, cluster):
         run(stmt)
+    if 0 < before < 2:
+        # event_ids arrived in version 2: its view (just created) covers new rows; the rows
+        # stored before it are copied once (an id copied twice is harmless to the lookup)
+        db = _ident(database)
+        cols = "event_id, ingest_job, ingest_line, timestamp_ms, ingest_seq"
+        run(f"INSERT INTO {db}.`event_ids` ({cols}) SELECT {cols} FROM {db}.`events`")
     run(f"INSERT INTO {_ident(database)}.`pulse_meta` (key, value, updated_at) VALUES "
-        "('schema_version', {v:String}, toUInt64(toUnixTimestamp64Milli(now64(3))))",
+        "('schema_version', {v:String}, toUInt64(toUnixTimestamp64Nano(now64(9))))",
         {"v": str(SCHEMA_VERSION)})
     return SCHEMA_VERSION
