@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from pulse_tui.alerts import engine
+from pulse_tui.backend.clickhouse.schema import SCHEMA_VERSION
 from pulse_tui.backend.interface import Backends
 from pulse_tui.backend.wiring import open_backends
 from pulse_tui.clock import DAY_MS, HOUR_MS, Clock
@@ -258,7 +259,7 @@ def test_an_old_store_gets_event_ids_on_open(tmp_path: Path) -> None:
     try:
         conn = b.events.ch  # type: ignore[attr-defined]
         assert conn.rows(f"SELECT count() FROM {t('event_ids')}")[0][0] == 300
-        assert b.events.meta_get("schema_version") == "2"  # type: ignore[attr-defined]
+        assert b.events.meta_get("schema_version") == str(SCHEMA_VERSION)  # type: ignore[attr-defined]
         r = _import(b, _write(tmp_path / "b.csv", EVENT_COLS, rows[:100] + _events(12, 5, "z")))
         assert (r.processed, r.duplicates) == (5, 100)
     finally:

@@ -76,6 +76,11 @@ USER_COLS = ("user_id", "site_id", "name", "email", "company", "plan", "created_
              "updated_at")
 
 
+CLEANED_BEFORE = "cleaned_before"  # pulse_meta: the latest cutoff cleanup applied (ms)
+CLEANUP_PENDING = "cleanup_pending"  # pulse_meta: "batch state" of a pass under way
+KEPT_DIMS = ("event_type", *TOP_DIMS)  # what cleaned_dims keeps per day (breakdown, top-N)
+
+
 class NotYetOnClickHouse(PulseError):
     """A capability the ClickHouse events store does not offer yet (issue 13, left)."""
 
@@ -165,14 +170,32 @@ class ClickHouseEvents(MembershipInSqlite):
         return (tuple(rows[0]) if rows else (), sqlite_events.data_version(self.conn))
 
     # ---------------------------------------------------------------- reports
+    # Days whose raw events cleanup deleted are read from what it kept of them
+    # (``cleaned_daily``/``cleaned_dims``: counts and exact uniqExact states per site and day,
+    # for rollup_retention_days, as the SQLite file's rollups); the states of the remaining
+    # events merge with them, so distinct users and sessions stay exact across the border.
+    # Without such days in the range (the usual case) the queries read the events alone.
+    def _has_cleaned(self, site_id: str, rng: DateRange) -> bool:
+        return bool(self.ch.rows(
+            f"SELECT count() FROM {self.t('cleaned_daily')} WHERE {self.RANGE}",
+            self._range_params(site_id, rng))[0][0])
+
     def _totals(self, site_id: str, rng: DateRange, until_ms: int | None = None) -> Totals:
         hi = rng.end_ms if until_ms is None else until_ms
-        (n, users, sessions), = self.ch.rows(
-            f"SELECT count(), uniqExact(user_id), uniqExact(session_id) FROM {self.t('events')} "
-            "WHERE site_id = {site:String} AND day BETWEEN {d0:Date} AND {d1:Date} "
-            "AND timestamp_ms BETWEEN {lo:Int64} AND {hi:Int64}",
-            {"site": site_id, "d0": rng.start, "d1": rng.end, "lo": rng.start_ms, "hi": hi})
-        return Totals(rng, int(n), int(users), int(sessions))
+        params = {"site": site_id, "d0": rng.start, "d1": rng.end, "lo": rng.start_ms, "hi": hi}
+        where = ("WHERE site_id = {site:String} AND day BETWEEN {d0:Date} AND {d1:Date} "
+                 "AND timestamp_ms BETWEEN {lo:Int64} AND {hi:Int64}")
+        if self._has_cleaned(site_id, rng):
+            sql = (f"SELECT sum(n), uniqExactMerge(u), uniqExactMerge(s) FROM ("
+                   f"SELECT count() AS n, uniqExactState(user_id) AS u, "
+                   f"uniqExactState(session_id) AS s FROM {self.t('events')} {where} "
+                   f"UNION ALL SELECT toUInt64(events), users, sessions "
+                   f"FROM {self.t('cleaned_daily')} WHERE {self.RANGE})")
+        else:
+            sql = (f"SELECT count(), uniqExact(user_id), uniqExact(session_id) "
+                   f"FROM {self.t('events')} {where}")
+        (n, users, sessions), = self.ch.rows(sql, params)
+        return Totals(rng, int(n or 0), int(users or 0), int(sessions or 0))
 
     def totals(self, site_id: str, rng: DateRange) -> Totals:
         return self._totals(site_id, rng)
@@ -183,7 +206,9 @@ class ClickHouseEvents(MembershipInSqlite):
         current = self._totals(site_id, rng)
         if now_ms is not None and now_ms // DAY_MS == rng.last_day:
             until = now_ms - rng.days * DAY_MS
-            return RangeTotals(current, self._totals(site_id, previous, until), until)
+            # as on SQLite: the same time of day, unless cleanup deleted that day's events
+            if int(self.meta_get(CLEANED_BEFORE) or 0) <= previous.last_day * DAY_MS:
+                return RangeTotals(current, self._totals(site_id, previous, until), until)
         return RangeTotals(current, self._totals(site_id, previous))
 
     def _range_params(self, site_id: str, rng: DateRange) -> dict[str, Any]:
@@ -192,10 +217,17 @@ class ClickHouseEvents(MembershipInSqlite):
     RANGE = "site_id = {site:String} AND day BETWEEN {d0:Date} AND {d1:Date}"
 
     def daily(self, site_id: str, rng: DateRange) -> list[DailyRow]:
+        sql = (f"SELECT day, count(), uniqExact(user_id), uniqExact(session_id) "
+               f"FROM {self.t('events')} WHERE {self.RANGE} GROUP BY day")
+        if self._has_cleaned(site_id, rng):
+            sql = (f"SELECT day, sum(n), uniqExactMerge(u), uniqExactMerge(s) FROM ("
+                   f"SELECT day, count() AS n, uniqExactState(user_id) AS u, "
+                   f"uniqExactState(session_id) AS s FROM {self.t('events')} "
+                   f"WHERE {self.RANGE} GROUP BY day "
+                   f"UNION ALL SELECT day, toUInt64(events), users, sessions "
+                   f"FROM {self.t('cleaned_daily')} WHERE {self.RANGE}) GROUP BY day")
         got = {date.fromisoformat(d): (n, u, s) for d, n, u, s in self.ch.rows(
-            f"SELECT day, count(), uniqExact(user_id), uniqExact(session_id) "
-            f"FROM {self.t('events')} WHERE {self.RANGE} GROUP BY day",
-            self._range_params(site_id, rng))}
+            sql, self._range_params(site_id, rng))}
         return [DailyRow(d, *(int(x) for x in got.get(d, (0, 0, 0)))) for d in rng.each_day()]
 
     def _ranked(self, site_id: str, rng: DateRange, col: str, limit: int | None
@@ -205,6 +237,14 @@ class ClickHouseEvents(MembershipInSqlite):
         sql = (f"SELECT {label} AS v, count() AS n, uniqExact(user_id) "
                f"FROM {self.t('events')} WHERE {self.RANGE} GROUP BY v ORDER BY n DESC, v")
         params = {**self._range_params(site_id, rng), "none": NONE_LABEL}
+        if self._has_cleaned(site_id, rng):
+            sql = (f"SELECT v, sum(n) AS n, uniqExactMerge(u) FROM ("
+                   f"SELECT toString({label}) AS v, count() AS n, uniqExactState(user_id) AS u "
+                   f"FROM {self.t('events')} WHERE {self.RANGE} GROUP BY v "
+                   f"UNION ALL SELECT value, toUInt64(events), users "
+                   f"FROM {self.t('cleaned_dims')} WHERE {self.RANGE} AND dim = {{dim:String}}"
+                   f") GROUP BY v ORDER BY n DESC, v")
+            params["dim"] = col
         if limit is not None:
             sql += " LIMIT {limit:UInt32}"
             params["limit"] = limit
@@ -609,6 +649,8 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
         # rollups, export runs and deliveries of the SQLite file: the usual pass, minus events
         rest = sqlite_cleanup.run_cleanup(self.conn, replace(settings, events_retention_days=0),
                                           clock, should_stop=should_stop)
+        rollup_rows = self._drop_old_kept(settings, clock)
+        rest = replace(rest, rollup_rows=rest.rollup_rows + rollup_rows)
         if settings.events_retention_days <= 0:
             return rest
         cutoff = clock.now_ms() - settings.events_retention_days * DAY_MS
@@ -622,15 +664,79 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
         # columns), so that an id deleted from events may be imported again, as on SQLite.
         # Stopped between the two, an id is left without its event (it counts as a duplicate
         # until the next cleanup deletes it): never an event stored twice.
+        self._settle_pending()
         if n:
+            batch = self._keep(old, params)  # what SPEC 9 says cleanup keeps, before it goes
+            self.meta_set(CLEANUP_PENDING, f"{batch} deleting")
             self.ch.command(f"ALTER TABLE {self.t('events')} DELETE WHERE {old} "
                             "SETTINGS mutations_sync = 2", params)
+            before = int(self.meta_get(CLEANED_BEFORE) or 0)
+            self.meta_set(CLEANED_BEFORE, str(max(before, cutoff)))
+            self.meta_set(CLEANUP_PENDING, "")
         if n or ids:
             self.ch.command(f"ALTER TABLE {self.t('event_ids')} DELETE WHERE {old} "
                             "SETTINGS mutations_sync = 2", params)
         if n:
             sqlite_cohorts.refresh_all(self.conn, clock, events=self)  # who lost their events
-        return replace(rest, events=int(n))
+        return replace(rest, events=int(n), events_cutoff_ms=cutoff)
+
+    def _settle_pending(self) -> None:
+        """A pass stopped after writing what it keeps and before deleting the events: its
+        kept rows go (the pass runs again), unless its delete was issued (a ClickHouse
+        mutation finishes after a restart, so those rows are the only record left)."""
+        pending = (self.meta_get(CLEANUP_PENDING) or "").split()
+        if len(pending) == 2 and pending[1] == "keeping":
+            for table in ("cleaned_daily", "cleaned_dims"):
+                self.ch.command(f"ALTER TABLE {self.t(table)} DELETE WHERE batch = "
+                                "{batch:String} SETTINGS mutations_sync = 2",
+                                {"batch": pending[0]})
+        if pending:
+            self.meta_set(CLEANUP_PENDING, "")
+
+    def _keep(self, old: str, params: dict[str, Any]) -> str:
+        """From the events about to be deleted (``old``): the users' first and last times
+        (``user_first_seen``, never deleted: retention and cohorts keep each user's first-seen
+        date), and the day rollups of the reports (``cleaned_daily``, ``cleaned_dims``) tagged
+        with this pass. Returns the pass's batch name."""
+        import uuid
+
+        batch = uuid.uuid4().hex
+        self.meta_set(CLEANUP_PENDING, f"{batch} keeping")
+        p = {**params, "batch": batch, "none": NONE_LABEL}
+        ev = self.t("events")
+        self.ch.command(
+            f"INSERT INTO {self.t('user_first_seen')} SELECT site_id, assumeNotNull(user_id), "
+            f"min(timestamp_ms), max(timestamp_ms) FROM {ev} WHERE {old} "
+            "AND user_id IS NOT NULL GROUP BY site_id, user_id", p)
+        self.ch.command(
+            f"INSERT INTO {self.t('cleaned_daily')} SELECT site_id, day, {{batch:String}}, "
+            f"count(), uniqExactState(user_id), uniqExactState(session_id) FROM {ev} "
+            f"WHERE {old} GROUP BY site_id, day", p)
+        pairs = ", ".join(
+            f"('{d}', ifNull(nullIf(CAST({d} AS Nullable(String)), ''), {{none:String}}))"
+            for d in KEPT_DIMS)
+        self.ch.command(
+            f"INSERT INTO {self.t('cleaned_dims')} SELECT site_id, day, kv.1, kv.2, "
+            f"{{batch:String}}, count(), uniqExactState(user_id) FROM {ev} "
+            f"ARRAY JOIN [{pairs}] AS kv WHERE {old} GROUP BY site_id, day, kv.1, kv.2", p)
+        return batch
+
+    def _drop_old_kept(self, settings: Settings, clock: Clock) -> int:
+        """The kept day rollups older than ``rollup_retention_days`` (as the file's rollups);
+        user_first_seen is never deleted."""
+        if settings.rollup_retention_days <= 0:
+            return 0
+        before = (clock.now_ms() - settings.rollup_retention_days * DAY_MS) // DAY_MS
+        p = {"d": date.fromordinal(date(1970, 1, 1).toordinal() + before)}
+        gone = 0
+        for table in ("cleaned_daily", "cleaned_dims"):
+            (n,), = self.ch.rows(f"SELECT count() FROM {self.t(table)} WHERE day < {{d:Date}}",
+                                 p)
+            if n:
+                self.ch.command(f"ALTER TABLE {self.t(table)} DELETE WHERE day < {{d:Date}} "
+                                "SETTINGS mutations_sync = 2", p)
+                gone += int(n)
+        return gone
 
     def rebuild(self, now_ms: int) -> int:
         # no rollups to rebuild: the reports read the events; the sessions view is
