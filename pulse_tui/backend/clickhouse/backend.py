@@ -319,10 +319,27 @@ class ClickHouseEvents(MembershipInSqlite):
 
     def cohort_evaluate(self, site_id: str, criteria: Group, now_ms: int
                         ) -> list[tuple[str, int, int]]:
-        sql, params = compile_members_clickhouse(criteria, site_id, now_ms, self.t("events"),
-                                                 self.t("users"))
+        sql, params = compile_members_clickhouse(
+            criteria, site_id, now_ms, self.t("events"), self.t("users"),
+            first_seen=self.t("user_first_seen") if self._has_first_seen(site_id) else None)
         return [(u, int(j), int(s)) for u, j, s in self.ch.rows(sql, params)]
 
+    def _has_first_seen(self, site_id: str) -> bool:
+        """Whether cleanup kept first-seen times of deleted events for the site (else every
+        first and last time is in the events, and the queries read them alone)."""
+        return bool(self.ch.rows(f"SELECT count() FROM {self.t('user_first_seen')} "
+                                 "WHERE site_id = {site:String}", {"site": site_id})[0][0])
+
+    def _first_sql(self, site_id: str) -> str:
+        """(uid, f) of the site's users whose first event (kept through cleanup) lies in
+        [fs_lo, fs_hi)."""
+        if not self._has_first_seen(site_id):
+            return self._FIRST.format(events=self.t("events"))
+        return (f"SELECT uid, min(t) AS f FROM (SELECT assumeNotNull(user_id) AS uid, "
+                f"timestamp_ms AS t FROM {self.t('events')} WHERE site_id = {{site:String}} "
+                f"AND user_id IS NOT NULL UNION ALL SELECT user_id, first_seen_ms "
+                f"FROM {self.t('user_first_seen')} WHERE site_id = {{site:String}}) "
+                "GROUP BY uid HAVING f >= {fs_lo:Int64} AND f < {fs_hi:Int64}")
 
     _FIRST = ("SELECT assumeNotNull(user_id) AS uid, min(timestamp_ms) AS f "
               "FROM {events} WHERE site_id = {{site:String}} AND user_id IS NOT NULL "
@@ -332,7 +349,7 @@ class ClickHouseEvents(MembershipInSqlite):
         """(week, -1, cohort size) and (week, k, returning users) of the acquisition weeks
         (first events in [fs_lo, fs_hi), activity days day_lo..day_hi); weeks are
         (day number + 3) // 7, Monday start, as on SQLite."""
-        first = self._FIRST.format(events=self.t("events"))
+        first = self._first_sql(p["site"])
         week = f"intDiv(intDiv(f, {DAY_MS}) + 3, 7)"
         sql = f"""
 WITH c AS (SELECT uid, {week} AS w FROM ({first}))
@@ -349,7 +366,7 @@ GROUP BY c.w, k HAVING k BETWEEN 1 AND {weeks - 1}"""
 
     def acquisition_cell_users(self, site_id: str, fs: tuple[int, int], week_number: int
                                ) -> list[str]:
-        first = self._FIRST.format(events=self.t("events"))
+        first = self._first_sql(site_id)
         params = {"site": site_id, "fs_lo": fs[0], "fs_hi": fs[1]}
         if week_number == 0:
             return [r[0] for r in self.ch.rows(f"SELECT uid FROM ({first}) ORDER BY uid",
@@ -410,10 +427,14 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
             {**params, "site": site_id, "now": now_ms, "k": week_number})]
 
     def first_last_seen(self, site_id: str, user_ids: list[str]) -> dict[str, tuple[int, int]]:
+        source = (f"SELECT user_id, timestamp_ms AS f, timestamp_ms AS l "
+                  f"FROM {self.t('events')} WHERE site_id = {{site:String}}")
+        if self._has_first_seen(site_id):  # kept through cleanup
+            source += (f" UNION ALL SELECT user_id, first_seen_ms, last_seen_ms "
+                       f"FROM {self.t('user_first_seen')} WHERE site_id = {{site:String}}")
         return {u: (int(f), int(s)) for u, f, s in self.ch.rows(
-            f"SELECT assumeNotNull(user_id) AS u, min(timestamp_ms), max(timestamp_ms) "
-            f"FROM {self.t('events')} WHERE site_id = {{site:String}} "
-            "AND user_id IN (SELECT arrayJoin({ids:Array(String)})) GROUP BY u",
+            f"SELECT assumeNotNull(user_id) AS u, min(f), max(l) FROM ({source}) "
+            "WHERE user_id IN (SELECT arrayJoin({ids:Array(String)})) GROUP BY u",
             {"site": site_id, "ids": list(user_ids)})}
 
     # ---------------------------------------------------------------- alert metrics
@@ -763,10 +784,14 @@ class _CHBuilder:
     """Walks a validated tree into a WHERE over one row per candidate user. Every leaf is 0/1
     (never NULL), so a negative operator is exactly NOT its positive one."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, seen: str = "ev.n > 0", first: str = "ev.first_ms",
+                 last: str = "ev.last_ms") -> None:
         self.params: dict[str, Any] = {}
         self.event_flags: list[str] = []
         self._flag: dict[tuple[str, str, object], int] = {}
+        # "the user has a first-seen time", and that time and the last one (the events', or
+        # with what cleanup kept of deleted ones)
+        self.seen, self.first, self.last = seen, first, last
 
     def bind(self, value: object, type_: str) -> str:
         name = f"p{len(self.params)}"
@@ -822,17 +847,32 @@ class _CHBuilder:
         if prop == "event_count":
             return f"({self.pred('ifNull(ev.n, 0)', op, value, numeric=True)})"
         if prop in ("first_seen_days_ago", "last_seen_days_ago"):
-            col = "ev.first_ms" if prop.startswith("first") else "ev.last_ms"
-            days = f"if(ev.n > 0, floor(({{now:Int64}} - {col}) / {DAY_MS}), NULL)"
+            col = self.first if prop.startswith("first") else self.last
+            days = f"if({self.seen}, floor(({{now:Int64}} - {col}) / {DAY_MS}), NULL)"
             return f"({self.pred(days, op, value, numeric=True)})"
         raise ValueError(f"unknown property {prop!r}")
 
 
 def compile_members_clickhouse(criteria: Group, site_id: str, now_ms: int, events: str,
-                               users: str) -> tuple[str, dict[str, Any]]:
+                               users: str, *, first_seen: str | None = None
+                               ) -> tuple[str, dict[str, Any]]:
     """SQL and parameters selecting (user_id, joined_at, last_seen_at) of the members, with
-    the same meaning as the SQLite compiler (pulse_tui.cohorts.compiler)."""
-    b = _CHBuilder()
+    the same meaning as the SQLite compiler (pulse_tui.cohorts.compiler). ``first_seen``: the
+    table of first/last times cleanup kept of deleted events, when it has rows for the site
+    (their users stay candidates, with those times, as with SQLite's user_first_seen)."""
+    if first_seen is None:
+        b = _CHBuilder()
+        fs_cte = fs_base = fs_join = ""
+    else:
+        b = _CHBuilder(
+            seen="(ev.n > 0 OR fs.f IS NOT NULL)",
+            first="if(ev.n > 0, if(fs.f IS NULL, ev.first_ms, least(ev.first_ms, fs.f)), fs.f)",
+            last="if(ev.n > 0, if(fs.l IS NULL, ev.last_ms, greatest(ev.last_ms, fs.l)), fs.l)")
+        fs_cte = (f"fs AS (SELECT user_id AS uid, min(first_seen_ms) AS f, "
+                  f"max(last_seen_ms) AS l FROM {first_seen} "
+                  "WHERE site_id = {site:String} GROUP BY uid),\n")
+        fs_base = "SELECT uid FROM fs UNION DISTINCT\n      "
+        fs_join = "LEFT JOIN fs ON fs.uid = b.user_id\n"
     where = b.node(criteria)
     flags = "".join(f", toUInt8(max({p})) AS h{i}" for i, p in enumerate(b.event_flags))
     sql = f"""
@@ -840,15 +880,15 @@ WITH ev AS (
     SELECT assumeNotNull(e.user_id) AS uid, min(e.timestamp_ms) AS first_ms,
            max(e.timestamp_ms) AS last_ms, count() AS n{flags}
     FROM {events} AS e WHERE e.site_id = {{site:String}} AND e.user_id IS NOT NULL GROUP BY uid),
-us AS (
+{fs_cte}us AS (
     SELECT user_id, site_id, name, email, company, plan, created_at FROM {users} FINAL
     WHERE site_id = {{site:String}} OR site_id IS NULL)
-SELECT b.user_id, if(ev.n > 0, ev.first_ms, us.created_at) AS joined_at,
-       if(ev.n > 0, ev.last_ms, us.created_at) AS last_seen_at
+SELECT b.user_id, if({b.seen}, {b.first}, us.created_at) AS joined_at,
+       if({b.seen}, {b.last}, us.created_at) AS last_seen_at
 FROM (SELECT uid AS user_id FROM ev UNION DISTINCT
-      SELECT user_id FROM us WHERE site_id = {{site:String}}) AS b
+      {fs_base}SELECT user_id FROM us WHERE site_id = {{site:String}}) AS b
 LEFT JOIN ev ON ev.uid = b.user_id
-LEFT JOIN us ON us.user_id = b.user_id
+{fs_join}LEFT JOIN us ON us.user_id = b.user_id
 WHERE {where}
 SETTINGS join_use_nulls = 1"""
     return sql, {**b.params, "site": site_id, "now": now_ms}
