@@ -305,7 +305,7 @@ def test_the_cluster_ddl_is_valid_clickhouse(ch: Backends) -> None:
     statements = ddl("pulse", "prod_cluster")
     assert any("Distributed(`prod_cluster`" in s for s in statements)
     assert all("ON CLUSTER `prod_cluster`" in s for s in statements)
-    assert sum("ReplicatedReplacingMergeTree" in s for s in statements) == 3
+    assert sum("ReplicatedReplacingMergeTree" in s for s in statements) == 4
     assert any("`event_ids_local`" in s and "ReplicatedMergeTree(" in s for s in statements)
     assert any("`event_ids_mv`" in s and "TO `pulse`.`event_ids_local`" in s for s in statements)
     conn = ch.events.ch  # type: ignore[attr-defined]

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -21,9 +23,20 @@ from pulse_tui.cohorts.criteria import parse
 from pulse_tui.config import Settings, events_store_identity
 from pulse_tui.errors import DatabaseError, PulseError
 from pulse_tui.models import NewEvent
+from pulse_tui.report_models import DateRange
 from pulse_tui.worker.service import WorkerService
 from tests.backend.chdb_support import chdb_dir, fresh_chdb_url
-from tests.backend.test_clickhouse import EVENT_COLS, NOW, USER_COLS, _import, _write
+from tests.backend.test_clickhouse import (
+    CLOCK,
+    EVENT_COLS,
+    NOW,
+    TODAY,
+    USER_COLS,
+    _events,
+    _everything,
+    _import,
+    _write,
+)
 
 
 def _run(*args: str, env: dict[str, str] | None = None, timeout: float = 180
@@ -178,6 +191,7 @@ THREADS_SCRIPT = """
 import sys, threading
 from pulse_tui.backend.wiring import open_backends
 from pulse_tui.models import NewEvent
+from pulse_tui.report_models import DateRange
 
 db, store = sys.argv[1], sys.argv[2]
 writer, reader = open_backends(db, store), open_backends(db, store)
@@ -219,3 +233,59 @@ def test_two_threads_on_one_embedded_engine_do_not_deadlock(tmp_path: Path) -> N
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["done", "8000", "[]"]
+
+
+# ---------------------------------------------------------------- cleanup keeps what SPEC 9 keeps
+RETENTION_KEYS = ("retention", "grid", "saved cell")  # see the test below
+
+
+def _after_cleanup(tmp_path: Path, ch: Backends, pulse_settings: Settings
+                   ) -> tuple[dict[str, object], dict[str, object]]:
+    rows = _events(7, 3000)
+    events = _write(tmp_path / "events.csv", EVENT_COLS, rows)
+    settings = replace(pulse_settings, events_retention_days=30)
+    sq = open_backends(tmp_path / "sq.db", "sqlite")
+    try:
+        deleted = []
+        for b in (sq, ch):
+            assert _import(b, events).processed == 3000
+            deleted.append(b.events.cleanup(settings, CLOCK).events)
+        old = sum(1 for r in rows if int(r[3]) < NOW - 30 * DAY_MS)  # type: ignore[call-overload]
+        assert deleted[0] == deleted[1] >= old - 1 > 0  # the newest arrival is kept
+        return _everything(sq), _everything(ch)
+    finally:
+        sq.close()
+
+
+def test_cleanup_keeps_reports_first_seen_dates_and_cohorts_as_on_sqlite(
+        tmp_path: Path, ch: Backends, pulse_settings: Settings) -> None:
+    got_sqlite, got_ch = _after_cleanup(tmp_path, ch, pulse_settings)
+    compared = [k for k in got_sqlite if not any(k.endswith(r) for r in RETENTION_KEYS)]
+    for key in compared:
+        assert got_ch[key] == got_sqlite[key], key
+    # what the comparison is about: 90-day reports still count the deleted days, and users
+    # whose events before the cutoff are gone keep their first-seen dates
+    whole = [k for k in compared if k.startswith("s1 DateRange(start=datetime.date(2026, 9, 1)")]
+    daily = next(got_sqlite[k] for k in whole if k.endswith(" daily"))
+    assert sum(r[1] for r in daily[:30]) > 0  # type: ignore[index]
+    old_members = [m for m in got_sqlite["s1 criteria 6"] if m[1] < NOW - 30 * DAY_MS]
+    assert old_members
+
+
+def test_a_cleanup_pass_stopped_before_its_delete_counts_nothing_twice(
+        tmp_path: Path, ch: Backends, pulse_settings: Settings) -> None:
+    rows = _events(8, 800)
+    _import(ch, _write(tmp_path / "e.csv", EVENT_COLS, rows))
+    settings = replace(pulse_settings, events_retention_days=30)
+    whole = DateRange(TODAY - timedelta(days=80), TODAY)
+    want = {s: ch.events.range_totals(s, whole, NOW).current for s in ("s1", "s2")}
+    ev = ch.events
+    cutoff = NOW - 30 * DAY_MS
+    newest = ev.ch.rows(f"SELECT max(ingest_seq) FROM {ev.t('events')}")[0][0]  # type: ignore[attr-defined]
+    ev._keep("timestamp_ms < {cutoff:Int64} AND ingest_seq != {newest:UInt64}",  # type: ignore[attr-defined]
+             {"cutoff": cutoff, "newest": int(newest)})
+    # ... the process died here: kept rows written, the events not deleted yet
+    assert ev.cleanup(settings, CLOCK).events > 0
+    assert {s: ev.range_totals(s, whole, NOW).current for s in ("s1", "s2")} == want
+    assert ev.cleanup(settings, CLOCK).events == 0
+    assert {s: ev.range_totals(s, whole, NOW).current for s in ("s1", "s2")} == want

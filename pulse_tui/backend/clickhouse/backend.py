@@ -355,13 +355,12 @@ class ClickHouseEvents(MembershipInSqlite):
 WITH c AS (SELECT uid, {week} AS w FROM ({first}))
 SELECT w, -1, count() FROM c GROUP BY w
 UNION ALL
-SELECT c.w, intDiv(intDiv(e.timestamp_ms, {DAY_MS}) + 3, 7) - c.w AS k, uniqExact(e.user_id)
-FROM {self.t('events')} AS e INNER JOIN c ON c.uid = e.user_id
-WHERE e.site_id = {{site:String}} AND e.timestamp_ms >= {{lo:Int64}}
-  AND e.timestamp_ms < {{hi:Int64}}
+SELECT c.w, intDiv(e.d + 3, 7) - c.w AS k, uniqExact(e.user_id)
+FROM ({self._user_days()}) AS e INNER JOIN c ON c.uid = e.user_id
 GROUP BY c.w, k HAVING k BETWEEN 1 AND {weeks - 1}"""
         params = {"site": p["site"], "fs_lo": p["fs_lo"], "fs_hi": p["fs_hi"],
-                  "lo": p["day_lo"] * DAY_MS, "hi": (p["day_hi"] + 1) * DAY_MS}
+                  "lo": p["day_lo"] * DAY_MS, "hi": (p["day_hi"] + 1) * DAY_MS,
+                  "d_lo": p["day_lo"], "d_hi": p["day_hi"]}
         return [(int(w), int(k), int(n)) for w, k, n in self.ch.rows(sql, params)]
 
     def acquisition_cell_users(self, site_id: str, fs: tuple[int, int], week_number: int
@@ -372,12 +371,20 @@ GROUP BY c.w, k HAVING k BETWEEN 1 AND {weeks - 1}"""
             return [r[0] for r in self.ch.rows(f"SELECT uid FROM ({first}) ORDER BY uid",
                                                params)]
         day = fs[0] // DAY_MS + 7 * week_number
-        params.update(lo=day * DAY_MS, hi=(day + 7) * DAY_MS)
+        params.update(lo=day * DAY_MS, hi=(day + 7) * DAY_MS, d_lo=day, d_hi=day + 6)
         return [r[0] for r in self.ch.rows(
-            f"SELECT DISTINCT assumeNotNull(user_id) AS u FROM {self.t('events')} "
-            "WHERE site_id = {site:String} AND timestamp_ms >= {lo:Int64} "
-            f"AND timestamp_ms < {{hi:Int64}} AND user_id IN (SELECT uid FROM ({first})) "
-            "ORDER BY u", params)]
+            f"SELECT DISTINCT assumeNotNull(user_id) AS u FROM ({self._user_days()}) "
+            f"WHERE user_id IN (SELECT uid FROM ({first})) ORDER BY u", params)]
+
+    def _user_days(self) -> str:
+        """(user_id, d = UTC day number) of the site's users active in [lo, hi) (days d_lo..
+        d_hi): the events, and the user-days cleanup kept of deleted ones (as the SQLite
+        file's rollup_daily_users, which its retention reads)."""
+        return (f"SELECT user_id, intDiv(timestamp_ms, {DAY_MS}) AS d FROM {self.t('events')} "
+                "WHERE site_id = {site:String} AND timestamp_ms >= {lo:Int64} "
+                "AND timestamp_ms < {hi:Int64} AND user_id IS NOT NULL "
+                f"UNION ALL SELECT user_id, day_num FROM {self.t('cleaned_user_days')} "
+                "WHERE site_id = {site:String} AND day_num BETWEEN {d_lo:Int64} AND {d_hi:Int64}")
 
     def _hits(self, members: list[tuple[str, str, int]], weeks: int) -> tuple[str, dict]:
         """Per member and window k (events in [j + k weeks, j + (k+1) weeks)): the hits."""
@@ -730,6 +737,10 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
             f"min(timestamp_ms), max(timestamp_ms) FROM {ev} WHERE {old} "
             "AND user_id IS NOT NULL GROUP BY site_id, user_id", p)
         self.ch.command(
+            f"INSERT INTO {self.t('cleaned_user_days')} SELECT DISTINCT site_id, "
+            f"intDiv(timestamp_ms, {DAY_MS}), assumeNotNull(user_id) FROM {ev} WHERE {old} "
+            "AND user_id IS NOT NULL", p)
+        self.ch.command(
             f"INSERT INTO {self.t('cleaned_daily')} SELECT site_id, day, {{batch:String}}, "
             f"count(), uniqExactState(user_id), uniqExactState(session_id) FROM {ev} "
             f"WHERE {old} GROUP BY site_id, day", p)
@@ -757,6 +768,12 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
                 self.ch.command(f"ALTER TABLE {self.t(table)} DELETE WHERE day < {{d:Date}} "
                                 "SETTINGS mutations_sync = 2", p)
                 gone += int(n)
+        (n,), = self.ch.rows(f"SELECT count() FROM {self.t('cleaned_user_days')} "
+                             "WHERE day_num < {b:Int64}", {"b": before})
+        if n:
+            self.ch.command(f"ALTER TABLE {self.t('cleaned_user_days')} DELETE WHERE "
+                            "day_num < {b:Int64} SETTINGS mutations_sync = 2", {"b": before})
+            gone += int(n)
         return gone
 
     def rebuild(self, now_ms: int) -> int:

@@ -108,6 +108,13 @@ FIRST_SEEN_COLUMNS = """(
     last_seen_ms SimpleAggregateFunction(max, Int64)
 )"""
 
+# the users active per day (acquisition retention's returns), idempotent: a repeat is the same
+USER_DAYS_COLUMNS = """(
+    site_id LowCardinality(String),
+    day_num Int64,
+    user_id String
+)"""
+
 # ``batch`` (the cleanup pass) is in the key, so a pass interrupted between its inserts and
 # its delete removes its own rows and runs again without counting an event twice
 CLEANED_DAILY_COLUMNS = """(
@@ -146,6 +153,8 @@ TABLES: dict[str, tuple[str, str, str, str]] = {
     "pulse_meta": (META_COLUMNS, "ReplacingMergeTree", "updated_at", "ORDER BY key"),
     "user_first_seen": (FIRST_SEEN_COLUMNS, "AggregatingMergeTree", "",
                         "ORDER BY (site_id, user_id)"),
+    "cleaned_user_days": (USER_DAYS_COLUMNS, "ReplacingMergeTree", "",
+                          "ORDER BY (site_id, user_id, day_num)"),
     "cleaned_daily": (CLEANED_DAILY_COLUMNS, "AggregatingMergeTree", "",
                       "ORDER BY (site_id, day, batch)"),
     "cleaned_dims": (CLEANED_DIMS_COLUMNS, "AggregatingMergeTree", "",
@@ -154,7 +163,8 @@ TABLES: dict[str, tuple[str, str, str, str]] = {
 SHARDING_KEY = {"events": "cityHash64(ifNull(user_id, ''))", "users": "cityHash64(ifNull(user_id, ''))",
                 "sessions": "cityHash64(session_id)", "event_ids": "cityHash64(event_id)",
                 "pulse_meta": "0", "user_first_seen": "cityHash64(user_id)",
-                "cleaned_daily": "0", "cleaned_dims": "0"}
+                "cleaned_user_days": "cityHash64(user_id)", "cleaned_daily": "0",
+                "cleaned_dims": "0"}
 
 
 def _ident(name: str) -> str:
