@@ -386,15 +386,42 @@ GROUP BY c.w, k HAVING k BETWEEN 1 AND {weeks - 1}"""
                 f"UNION ALL SELECT user_id, day_num FROM {self.t('cleaned_user_days')} "
                 "WHERE site_id = {site:String} AND day_num BETWEEN {d_lo:Int64} AND {d_hi:Int64}")
 
-    def _hits(self, members: list[tuple[str, str, int]], weeks: int) -> tuple[str, dict]:
-        """Per member and window k (events in [j + k weeks, j + (k+1) weeks)): the hits."""
-        sql = f"""
+    def _hits(self, members: list[tuple[str, str, int]], weeks: int, site_id: str
+              ) -> tuple[str, dict]:
+        """Per member and window k (events in [j + k weeks, j + (k+1) weeks)): the hits.
+
+        After cleanup, a user-day it kept (``cleaned_user_days``) is decided as the SQLite
+        file decides a rollup day whose raw events are gone: a day wholly inside window k is a
+        hit of k; a day the window boundary b splits counts for the window holding its larger
+        part (ties: the later one); that user-day's remaining events then do not count."""
+        week = 7 * DAY_MS
+        m_cte = """
 WITH m AS (SELECT t.1 AS cid, t.2 AS uid, t.3 AS j FROM (
-    SELECT arrayJoin(arrayZip({{c:Array(String)}}, {{u:Array(String)}}, {{j:Array(Int64)}})) AS t))
-SELECT m.cid AS cid, m.uid AS uid, m.j AS j, intDiv(e.timestamp_ms - m.j, {7 * DAY_MS}) AS k
+    SELECT arrayJoin(arrayZip({c:Array(String)}, {u:Array(String)}, {j:Array(Int64)})) AS t))"""
+        raw = f"""
+SELECT m.cid AS cid, m.uid AS uid, m.j AS j, intDiv(e.timestamp_ms - m.j, {week}) AS k
 FROM {self.t('events')} AS e INNER JOIN m ON m.uid = e.user_id
 WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(String)}}))
-  AND e.timestamp_ms >= m.j AND e.timestamp_ms < m.j + {weeks * 7 * DAY_MS}"""
+  AND e.timestamp_ms >= m.j AND e.timestamp_ms < m.j + {weeks * week}"""
+        kept = self.t("cleaned_user_days")
+        has_kept = self.ch.rows(f"SELECT count() FROM {kept} WHERE site_id = {{site:String}}",
+                                {"site": site_id})[0][0]
+        if not has_kept:
+            sql = m_cte + raw
+        else:
+            kb = f"intDiv((d.day_num + 1) * {DAY_MS} - 1 - m.j, {week})"
+            sql = m_cte + raw + f"""
+  AND (e.user_id, intDiv(e.timestamp_ms, {DAY_MS})) NOT IN (
+      SELECT user_id, day_num FROM {kept} WHERE site_id = {{site:String}})
+UNION ALL
+SELECT cid, uid, j, k FROM (
+  SELECT m.cid AS cid, m.uid AS uid, m.j AS j, {kb} AS kb, m.j + {kb} * {week} AS b,
+         d.day_num * {DAY_MS} AS ds,
+         if(b <= ds OR (b - ds) * 2 <= {DAY_MS}, kb, kb - 1) AS k
+  FROM {kept} AS d INNER JOIN m ON m.uid = d.user_id
+  WHERE d.site_id = {{site:String}} AND (d.day_num + 1) * {DAY_MS} > m.j
+    AND d.day_num * {DAY_MS} < m.j + {weeks * week})
+WHERE k BETWEEN 0 AND {weeks - 1}"""
         return sql, {"c": [m[0] for m in members], "u": [m[1] for m in members],
                      "j": [int(m[2]) for m in members]}
 
@@ -405,7 +432,7 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
         out: list[tuple[str, str, int, int]] = []
         if not members:
             return out
-        hits, params = self._hits(members, weeks)
+        hits, params = self._hits(members, weeks, site_id)
         for cid, k, n in self.ch.rows(
                 f"SELECT cid, k, uniqExact(uid) FROM ({hits}) "
                 f"WHERE j + (k + 1) * {7 * DAY_MS} <= {{now:Int64}} GROUP BY cid, k",
@@ -427,7 +454,7 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
                          week_number: int, weeks: int) -> list[str]:
         if not members:
             return []
-        hits, params = self._hits(members, weeks)
+        hits, params = self._hits(members, weeks, site_id)
         return [r[0] for r in self.ch.rows(
             f"SELECT DISTINCT uid FROM ({hits}) WHERE k = {{k:Int64}} "
             f"AND j + (k + 1) * {7 * DAY_MS} <= {{now:Int64}} ORDER BY uid",
