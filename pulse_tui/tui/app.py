@@ -146,7 +146,9 @@ class PulseApp(ReportsWorkerErrors, App[None]):
     def _start_demo_traffic(self) -> None:
         from pulse_tui.demo import DemoTraffic
 
-        self._demo_traffic = DemoTraffic(self.settings.db)
+        self._demo_traffic = DemoTraffic(self.settings.db,
+                                         events_store=self.settings.events_store,
+                                         cluster=self.settings.clickhouse_cluster)
         self._demo_traffic.start()
 
     def _start_worker(self) -> None:
