@@ -27,6 +27,7 @@ from typing import Any
 
 from pulse_tui.alerts import engine
 from pulse_tui.backend.clickhouse.connection import CHConn
+from pulse_tui.backend.clickhouse.schema import ROLLUPS, fill_rollup
 from pulse_tui.backend.interface import ChangeToken, LiveCursor, RejectRow, TailPage
 from pulse_tui.backend.sqlite.events import MembershipInSqlite
 from pulse_tui.clock import DAY_MS, Clock
@@ -71,6 +72,14 @@ ARROW_TYPES = ("string", "string", "string", "int64", "string", "string", "strin
 TOP_DIMS = ("url", "referrer", "country", "device_type")
 USER_COLS = ("user_id", "site_id", "name", "email", "company", "plan", "created_at",
              "updated_at")
+
+
+def _day(number: int) -> date:
+    """A UTC day number (days since 1970-01-01) as a date."""
+    return date.fromordinal(_EPOCH + number)
+
+
+_EPOCH = date(1970, 1, 1).toordinal()
 
 
 class NotYetOnClickHouse(PulseError):
@@ -159,13 +168,25 @@ class ClickHouseEvents(MembershipInSqlite):
 
     # ---------------------------------------------------------------- reports
     def _totals(self, site_id: str, rng: DateRange, until_ms: int | None = None) -> Totals:
+        """The days wholly inside [start, until] from events_daily; a last day cut part-way
+        (the same-time comparison) from the events, its hash sets merged with the days'."""
         hi = rng.end_ms if until_ms is None else until_ms
+        full_last = min(rng.last_day, (hi + 1) // DAY_MS - 1)  # the last day wholly covered
+        params: dict[str, Any] = {"site": site_id, "d0": rng.start, "lo": rng.start_ms,
+                                  "hi": hi, "dn": _day(full_last)}
+        parts = [f"SELECT sum(events) AS n, uniqExactMergeState(users) AS u, "
+                 f"uniqExactMergeState(sessions) AS s FROM {self.t('events_daily')} "
+                 "WHERE site_id = {site:String} AND day BETWEEN {d0:Date} AND {dn:Date}"]
+        if full_last < rng.last_day and hi >= (full_last + 1) * DAY_MS:
+            params["part"] = _day(full_last + 1)
+            parts.append(f"SELECT toUInt64(count()), uniqExactState(user_id), "
+                         f"uniqExactState(session_id) FROM {self.t('events')} "
+                         "WHERE site_id = {site:String} AND day = {part:Date} "
+                         "AND timestamp_ms BETWEEN {lo:Int64} AND {hi:Int64}")
         (n, users, sessions), = self.ch.rows(
-            f"SELECT count(), uniqExact(user_id), uniqExact(session_id) FROM {self.t('events')} "
-            "WHERE site_id = {site:String} AND day BETWEEN {d0:Date} AND {d1:Date} "
-            "AND timestamp_ms BETWEEN {lo:Int64} AND {hi:Int64}",
-            {"site": site_id, "d0": rng.start, "d1": rng.end, "lo": rng.start_ms, "hi": hi})
-        return Totals(rng, int(n), int(users), int(sessions))
+            "SELECT sum(n), uniqExactMerge(u), uniqExactMerge(s) FROM ("
+            + " UNION ALL ".join(parts) + ")", params)
+        return Totals(rng, int(n or 0), int(users), int(sessions))
 
     def totals(self, site_id: str, rng: DateRange) -> Totals:
         return self._totals(site_id, rng)
@@ -186,22 +207,34 @@ class ClickHouseEvents(MembershipInSqlite):
 
     def daily(self, site_id: str, rng: DateRange) -> list[DailyRow]:
         got = {date.fromisoformat(d): (n, u, s) for d, n, u, s in self.ch.rows(
-            f"SELECT day, count(), uniqExact(user_id), uniqExact(session_id) "
-            f"FROM {self.t('events')} WHERE {self.RANGE} GROUP BY day",
+            f"SELECT day, sum(events), uniqExactMerge(users), uniqExactMerge(sessions) "
+            f"FROM {self.t('events_daily')} WHERE {self.RANGE} GROUP BY day",
             self._range_params(site_id, rng))}
         return [DailyRow(d, *(int(x) for x in got.get(d, (0, 0, 0)))) for d in rng.each_day()]
 
     def _ranked(self, site_id: str, rng: DateRange, col: str, limit: int | None
                 ) -> list[tuple[str, int, int]]:
-        # NULL and '' are one value, shown (none); order: events desc, then the shown label
-        label = f"if(ifNull({col}, '') = '', {{none:String}}, {col})"
-        sql = (f"SELECT {label} AS v, count() AS n, uniqExact(user_id) "
-               f"FROM {self.t('events')} WHERE {self.RANGE} GROUP BY v ORDER BY n DESC, v")
-        params = {**self._range_params(site_id, rng), "none": NONE_LABEL}
+        """From events_dims, as SQLite's rollups: NULL and '' are one stored value ('', shown
+        (none)); order: events desc, then the shown label, then the value. With a limit, the
+        values are ranked by events first and only the first ``limit`` values' user sets are
+        merged."""
+        order = "ORDER BY n DESC, if(value = '', {none:String}, value), value"
+        where = f"{self.RANGE} AND dim = {{dim:String}}"
+        params: dict[str, Any] = {**self._range_params(site_id, rng), "none": NONE_LABEL,
+                                  "dim": col}
         if limit is not None:
-            sql += " LIMIT {limit:UInt32}"
             params["limit"] = limit
-        return [(str(v), int(n), int(u)) for v, n, u in self.ch.rows(sql, params)]
+            top = self.ch.rows(
+                f"SELECT value, sum(events) AS n FROM {self.t('events_dims')} "
+                f"WHERE {where} GROUP BY value {order} LIMIT {{limit:UInt32}}", params)
+            if not top:
+                return []
+            params["values"] = [str(v) for v, _n in top]
+            where += " AND value IN {values:Array(String)}"
+        rows = self.ch.rows(
+            f"SELECT value, sum(events) AS n, uniqExactMerge(users) "
+            f"FROM {self.t('events_dims')} WHERE {where} GROUP BY value {order}", params)
+        return [(NONE_LABEL if v == "" else str(v), int(n), int(u)) for v, n, u in rows]
 
     def breakdown(self, site_id: str, rng: DateRange) -> list[BreakdownRow]:
         return [BreakdownRow(*r) for r in self._ranked(site_id, rng, "event_type", None)]
@@ -215,24 +248,28 @@ class ClickHouseEvents(MembershipInSqlite):
         steps = tuple(steps)
         if not steps or any(not s for s in steps):
             raise UsageError("funnel needs --steps a,b,c (event types, at least one)")
-        # per user, the times of each step's events (sorted); then walk the steps in order:
-        # the earliest event of step k strictly after the chosen time of step k-1
+        # per user: the first time of step 1, and the times of each later step's events;
+        # then walk the steps in order: step k's time is the earliest of its events strictly
+        # after step k-1's (arrayMin of the later ones: no sort). ``event_type IN`` (not has())
+        # lets the sorting key skip the other event types.
         params: dict[str, Any] = {**self._range_params(site_id, rng), "lo": rng.start_ms,
                                   "hi": rng.end_ms, "steps": list(steps)}
-        arrays = ", ".join(
-            f"arraySort(groupArrayIf(timestamp_ms, event_type = {{s{k}:String}})) AS t{k}"
-            for k in range(len(steps)))
         for k, s in enumerate(steps):
             params[f"s{k}"] = s
-        walk = ["toNullable(t0[1]) AS c0"]
+        arrays = "".join(
+            f", groupArrayIf(timestamp_ms, event_type = {{s{k}:String}}) AS t{k}"
+            for k in range(1, len(steps)))
+        walk = ["toNullable(c) AS c0"]
         for k in range(1, len(steps)):
-            nxt = f"arrayFirstIndex(x -> x > c{k - 1}, t{k})"
-            walk.append(f"if(c{k - 1} IS NULL OR {nxt} = 0, NULL, t{k}[{nxt}]) AS c{k}")
+            walk.append(f"arrayFilter(x -> x > c{k - 1}, t{k}) AS f{k}, "
+                        f"if(empty(f{k}), NULL, arrayMin(f{k})) AS c{k}")
         counts = ", ".join(f"countIf(c{k} IS NOT NULL)" for k in range(len(steps)))
         sql = (f"SELECT {counts} FROM (SELECT {', '.join(walk)} FROM ("
-               f"SELECT user_id, {arrays} FROM {self.t('events')} WHERE {self.RANGE} "
+               f"SELECT user_id, minIf(timestamp_ms, event_type = {{s0:String}}) AS c{arrays} "
+               f"FROM {self.t('events')} WHERE {self.RANGE} "
                "AND timestamp_ms BETWEEN {lo:Int64} AND {hi:Int64} AND user_id IS NOT NULL "
-               "AND has({steps:Array(String)}, event_type) GROUP BY user_id) WHERE length(t0) > 0)")
+               "AND event_type IN {steps:Array(String)} GROUP BY user_id "
+               "HAVING countIf(event_type = {s0:String}) > 0))")
         row = self.ch.rows(sql, params)[0]
         return [FunnelRow(k + 1, step, int(row[k])) for k, step in enumerate(steps)]
 
@@ -571,12 +608,31 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
             self.ch.command(f"ALTER TABLE {self.t('events')} DELETE WHERE timestamp_ms < "
                             "{cutoff:Int64} AND ingest_seq != {newest:UInt64} "
                             "SETTINGS mutations_sync = 2", params)
+            self._refill_rollups(cutoff)
             sqlite_cohorts.refresh_all(self.conn, clock)  # members who lost their events
         return replace(rest, events=int(n))
 
+    def _refill_rollups(self, until_ms: int | None = None) -> None:
+        """Recompute the rollups (schema.ROLLUPS) from the events: all of them, or the days up
+        to the one holding ``until_ms`` (after a delete of older events)."""
+        for name in ROLLUPS:
+            if until_ms is None:
+                self.ch.command(f"TRUNCATE TABLE {self.t(name)}")
+                self.ch.command(fill_rollup(self.ch.database, name))
+                continue
+            if name == "user_days":
+                where = f"dayn <= {int(until_ms) // DAY_MS}"
+                source = f"intDiv(timestamp_ms, {DAY_MS}) <= {int(until_ms) // DAY_MS}"
+            else:
+                where = source = f"day <= toDate(intDiv({int(until_ms)}, 1000))"
+            self.ch.command(f"ALTER TABLE {self.t(name)} DELETE WHERE {where} "
+                            "SETTINGS mutations_sync = 2")
+            self.ch.command(fill_rollup(self.ch.database, name, source))
+
     def rebuild(self, now_ms: int) -> int:
-        # no rollups to rebuild: the reports read the events; the sessions view is
-        # recomputed from them
+        # the reports read the rollups kept by materialized views; rebuild recomputes them and
+        # the sessions view from the events
+        self._refill_rollups()
         self.ch.command(f"TRUNCATE TABLE {self.t('sessions')}")
         self.ch.command(
             f"INSERT INTO {self.t('sessions')} SELECT site_id, session_id, any(user_id), "
