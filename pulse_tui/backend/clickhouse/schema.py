@@ -169,10 +169,11 @@ ROLLUPS: dict[str, str] = {
         f"uniqExactState(user_id) AS users FROM {{src}} ARRAY JOIN {_DIMS_ARRAY} AS d "
         "GROUP BY site_id, dim, value, day"),
     "user_days": (
-        "SELECT site_id, assumeNotNull(user_id) AS user_id, intDiv(timestamp_ms, 86400000) AS dayn, "
-        "min(timestamp_ms) AS first_ms, max(timestamp_ms) AS last_ms, "
-        "toUInt64(count()) AS events FROM {src} WHERE user_id IS NOT NULL "
-        "GROUP BY site_id, user_id, dayn"),
+        # e.user_id: the table's column (a bare user_id in WHERE would be the alias, never NULL)
+        "SELECT e.site_id AS site_id, assumeNotNull(e.user_id) AS user_id, "
+        "intDiv(e.timestamp_ms, 86400000) AS dayn, min(e.timestamp_ms) AS first_ms, "
+        "max(e.timestamp_ms) AS last_ms, toUInt64(count()) AS events FROM {src} AS e "
+        "WHERE e.user_id IS NOT NULL GROUP BY site_id, user_id, dayn"),
 }
 
 
