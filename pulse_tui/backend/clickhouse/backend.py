@@ -310,57 +310,65 @@ class ClickHouseEvents(MembershipInSqlite):
     def cohort_evaluate(self, site_id: str, criteria: Group, now_ms: int
                         ) -> list[tuple[str, int, int]]:
         sql, params = compile_members_clickhouse(criteria, site_id, now_ms, self.t("events"),
-                                                 self.t("users"))
+                                                 self.t("users"), self.t("user_days"))
         return [(u, int(j), int(s)) for u, j, s in self.ch.rows(sql, params)]
 
 
-    _FIRST = ("SELECT assumeNotNull(user_id) AS uid, min(timestamp_ms) AS f "
-              "FROM {events} WHERE site_id = {{site:String}} AND user_id IS NOT NULL "
+    # each user's first event on the site, from user_days (per user and UTC day: first and
+    # last event time, count); fs_lo/fs_hi are day boundaries
+    _FIRST = ("SELECT user_id AS uid, min(first_ms) AS f "
+              "FROM {user_days} WHERE site_id = {{site:String}} "
               "GROUP BY uid HAVING f >= {{fs_lo:Int64}} AND f < {{fs_hi:Int64}}")
 
     def acquisition_counts(self, p: dict[str, Any], weeks: int) -> list[tuple[int, int, int]]:
         """(week, -1, cohort size) and (week, k, returning users) of the acquisition weeks
         (first events in [fs_lo, fs_hi), activity days day_lo..day_hi); weeks are
-        (day number + 3) // 7, Monday start, as on SQLite."""
-        first = self._FIRST.format(events=self.t("events"))
-        week = f"intDiv(intDiv(f, {DAY_MS}) + 3, 7)"
+        (day number + 3) // 7, Monday start, as on SQLite. Days and first events only: read
+        from user_days."""
+        first = self._FIRST.format(user_days=self.t("user_days"))
         sql = f"""
-WITH c AS (SELECT uid, {week} AS w FROM ({first}))
+WITH c AS (SELECT uid, intDiv(intDiv(f, {DAY_MS}) + 3, 7) AS w FROM ({first}))
 SELECT w, -1, count() FROM c GROUP BY w
 UNION ALL
-SELECT c.w, intDiv(intDiv(e.timestamp_ms, {DAY_MS}) + 3, 7) - c.w AS k, uniqExact(e.user_id)
-FROM {self.t('events')} AS e INNER JOIN c ON c.uid = e.user_id
-WHERE e.site_id = {{site:String}} AND e.timestamp_ms >= {{lo:Int64}}
-  AND e.timestamp_ms < {{hi:Int64}}
+SELECT c.w, intDiv(e.dayn + 3, 7) - c.w AS k, uniqExact(e.user_id)
+FROM {self.t('user_days')} AS e INNER JOIN c ON c.uid = e.user_id
+WHERE e.site_id = {{site:String}} AND e.dayn BETWEEN {{lo:Int64}} AND {{hi:Int64}}
 GROUP BY c.w, k HAVING k BETWEEN 1 AND {weeks - 1}"""
         params = {"site": p["site"], "fs_lo": p["fs_lo"], "fs_hi": p["fs_hi"],
-                  "lo": p["day_lo"] * DAY_MS, "hi": (p["day_hi"] + 1) * DAY_MS}
+                  "lo": p["day_lo"], "hi": p["day_hi"]}
         return [(int(w), int(k), int(n)) for w, k, n in self.ch.rows(sql, params)]
 
     def acquisition_cell_users(self, site_id: str, fs: tuple[int, int], week_number: int
                                ) -> list[str]:
-        first = self._FIRST.format(events=self.t("events"))
+        first = self._FIRST.format(user_days=self.t("user_days"))
         params = {"site": site_id, "fs_lo": fs[0], "fs_hi": fs[1]}
         if week_number == 0:
             return [r[0] for r in self.ch.rows(f"SELECT uid FROM ({first}) ORDER BY uid",
                                                params)]
         day = fs[0] // DAY_MS + 7 * week_number
-        params.update(lo=day * DAY_MS, hi=(day + 7) * DAY_MS)
+        params.update(lo=day, hi=day + 6)
         return [r[0] for r in self.ch.rows(
-            f"SELECT DISTINCT assumeNotNull(user_id) AS u FROM {self.t('events')} "
-            "WHERE site_id = {site:String} AND timestamp_ms >= {lo:Int64} "
-            f"AND timestamp_ms < {{hi:Int64}} AND user_id IN (SELECT uid FROM ({first})) "
-            "ORDER BY u", params)]
+            f"SELECT DISTINCT user_id AS u FROM {self.t('user_days')} "
+            "WHERE site_id = {site:String} AND dayn BETWEEN {lo:Int64} AND {hi:Int64} "
+            f"AND user_id IN (SELECT uid FROM ({first})) ORDER BY u", params)]
 
     def _hits(self, members: list[tuple[str, str, int]], weeks: int) -> tuple[str, dict]:
-        """Per member and window k (events in [j + k weeks, j + (k+1) weeks)): the hits."""
+        """Per member and window k (events in [j + k weeks, j + (k+1) weeks)): the hits.
+
+        From user_days, exactly: a window is 7 days long, so it cuts a day at one end at most
+        and a day meets at most two windows. The day's first event (when not before j) lies in
+        one of them and its last event in the other (or the same); when the day starts before
+        j, its events from j on all lie in window 0, and there are some if its last is >= j."""
+        w = 7 * DAY_MS
         sql = f"""
 WITH m AS (SELECT t.1 AS cid, t.2 AS uid, t.3 AS j FROM (
     SELECT arrayJoin(arrayZip({{c:Array(String)}}, {{u:Array(String)}}, {{j:Array(Int64)}})) AS t))
-SELECT m.cid AS cid, m.uid AS uid, m.j AS j, intDiv(e.timestamp_ms - m.j, {7 * DAY_MS}) AS k
-FROM {self.t('events')} AS e INNER JOIN m ON m.uid = e.user_id
+SELECT cid, uid, j, arrayJoin(arrayFilter(x -> x >= 0 AND x < {weeks}, arrayDistinct([
+    if(e.first_ms >= m.j, intDiv(e.first_ms - m.j, {w}), -1), intDiv(e.last_ms - m.j, {w})])))
+    AS k
+FROM {self.t('user_days')} AS e INNER JOIN m ON m.uid = e.user_id
 WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(String)}}))
-  AND e.timestamp_ms >= m.j AND e.timestamp_ms < m.j + {weeks * 7 * DAY_MS}"""
+  AND e.last_ms >= m.j AND e.first_ms < m.j + {weeks * w}"""
         return sql, {"c": [m[0] for m in members], "u": [m[1] for m in members],
                      "j": [int(m[2]) for m in members]}
 
@@ -401,8 +409,8 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
 
     def first_last_seen(self, site_id: str, user_ids: list[str]) -> dict[str, tuple[int, int]]:
         return {u: (int(f), int(s)) for u, f, s in self.ch.rows(
-            f"SELECT assumeNotNull(user_id) AS u, min(timestamp_ms), max(timestamp_ms) "
-            f"FROM {self.t('events')} WHERE site_id = {{site:String}} "
+            f"SELECT user_id AS u, min(first_ms), max(last_ms) "
+            f"FROM {self.t('user_days')} WHERE site_id = {{site:String}} "
             "AND user_id IN (SELECT arrayJoin({ids:Array(String)})) GROUP BY u",
             {"site": site_id, "ids": list(user_ids)})}
 
@@ -704,7 +712,7 @@ class _CHBuilder:
             if key not in self._flag:
                 self._flag[key] = len(self.event_flags)
                 self.event_flags.append(self.pred(prop, op, value))
-            return f"(ifNull(ev.h{self._flag[key]}, 0) = 1)"
+            return f"(ifNull(fl.h{self._flag[key]}, 0) = 1)"
         if prop in _USER:
             return f"({self.pred('us.' + prop, op, value)})"
         if prop == "event_count":
@@ -717,26 +725,35 @@ class _CHBuilder:
 
 
 def compile_members_clickhouse(criteria: Group, site_id: str, now_ms: int, events: str,
-                               users: str) -> tuple[str, dict[str, Any]]:
+                               users: str, user_days: str) -> tuple[str, dict[str, Any]]:
     """SQL and parameters selecting (user_id, joined_at, last_seen_at) of the members, with
-    the same meaning as the SQLite compiler (pulse_tui.cohorts.compiler)."""
+    the same meaning as the SQLite compiler (pulse_tui.cohorts.compiler). Each user's first
+    and last event and count come from user_days; the event-property conditions read only the
+    events that meet at least one of them (a user without such events has every flag 0)."""
     b = _CHBuilder()
     where = b.node(criteria)
-    flags = "".join(f", toUInt8(max({p})) AS h{i}" for i, p in enumerate(b.event_flags))
+    flags = ""
+    if b.event_flags:
+        cols = "".join(f", toUInt8(max({p})) AS h{i}" for i, p in enumerate(b.event_flags))
+        flags = f""",
+fl AS (
+    SELECT assumeNotNull(e.user_id) AS uid{cols}
+    FROM {events} AS e WHERE e.site_id = {{site:String}} AND e.user_id IS NOT NULL
+    AND ({' OR '.join(b.event_flags)}) GROUP BY uid)"""
     sql = f"""
 WITH ev AS (
-    SELECT assumeNotNull(e.user_id) AS uid, min(e.timestamp_ms) AS first_ms,
-           max(e.timestamp_ms) AS last_ms, count() AS n{flags}
-    FROM {events} AS e WHERE e.site_id = {{site:String}} AND e.user_id IS NOT NULL GROUP BY uid),
+    SELECT user_id AS uid, min(first_ms) AS first_ms, max(last_ms) AS last_ms,
+           sum(events) AS n
+    FROM {user_days} WHERE site_id = {{site:String}} GROUP BY uid),
 us AS (
     SELECT user_id, site_id, name, email, company, plan, created_at FROM {users} FINAL
-    WHERE site_id = {{site:String}} OR site_id IS NULL)
+    WHERE site_id = {{site:String}} OR site_id IS NULL){flags}
 SELECT b.user_id, if(ev.n > 0, ev.first_ms, us.created_at) AS joined_at,
        if(ev.n > 0, ev.last_ms, us.created_at) AS last_seen_at
 FROM (SELECT uid AS user_id FROM ev UNION DISTINCT
       SELECT user_id FROM us WHERE site_id = {{site:String}}) AS b
 LEFT JOIN ev ON ev.uid = b.user_id
-LEFT JOIN us ON us.user_id = b.user_id
+LEFT JOIN us ON us.user_id = b.user_id{chr(10) + "LEFT JOIN fl ON fl.uid = b.user_id" if flags else ""}
 WHERE {where}
 SETTINGS join_use_nulls = 1"""
     return sql, {**b.params, "site": site_id, "now": now_ms}
