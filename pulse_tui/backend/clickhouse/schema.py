@@ -44,6 +44,9 @@ ReplacingMergeTree partitioned by month, ordered by team, day, event and a hash 
   - Cleanup (deletes) recomputes the rollup rows of the days it touched; ``rebuild-rollups``
     recomputes all of them. Schema version 2 added them; opening a version-1 store creates them
     and fills them from the events (``ensure_schema``: run while no other process imports).
+* ``idx_ingest_seq`` (minmax, version 2): the live pane asks for the newest arrivals
+  (``ORDER BY ingest_seq DESC LIMIT n``); with the index ClickHouse reads only the granules that
+  can hold them (``use_skip_indexes_for_top_k``): 30 ms instead of 130 ms of CPU at 10M rows.
 * Cohort membership and retention snapshots are keyed to cohort definitions, are small, and are
   written in the same transaction as the definitions: they stay in the SQLite file with the
   cohorts; ClickHouse computes them from the events (``backend.py``).
@@ -58,6 +61,10 @@ from __future__ import annotations
 SCHEMA_VERSION = 2
 
 DAY = "toDate(intDiv(timestamp_ms, 1000))"
+
+# the live pane's "newest arrivals first" (ORDER BY ingest_seq DESC LIMIT n) reads only the
+# granules whose range can hold them (use_skip_indexes_for_top_k) instead of every row
+SEQ_INDEX = "INDEX idx_ingest_seq ingest_seq TYPE minmax GRANULARITY 1"
 
 EVENTS_COLUMNS = f"""(
     event_id String,
@@ -76,7 +83,8 @@ EVENTS_COLUMNS = f"""(
     ingest_line UInt64 DEFAULT 0,
     day Date MATERIALIZED {DAY},
     -- the import's "is this id stored already?" query reads only the granules that may hold it
-    INDEX idx_event_id event_id TYPE bloom_filter(0.001) GRANULARITY 1
+    INDEX idx_event_id event_id TYPE bloom_filter(0.001) GRANULARITY 1,
+    {SEQ_INDEX}
 )"""
 
 USERS_COLUMNS = """(
@@ -241,7 +249,13 @@ def ensure_schema(ch: object, cluster: str | None = None) -> int:
             return SCHEMA_VERSION
     for stmt in ddl(database, cluster):
         run(stmt)
-    if have:  # version 1 -> 2: the rollups (just created, empty) start from the events stored
+    if have:  # version 1 -> 2: the ingest_seq index, and the rollups (just created, empty)
+        # start from the events stored
+        events = _ident("events_local" if cluster else "events")
+        on = f" ON CLUSTER {_ident(cluster)}" if cluster else ""
+        run(f"ALTER TABLE {_ident(database)}.{events}{on} ADD INDEX IF NOT EXISTS {SEQ_INDEX[6:]}")
+        run(f"ALTER TABLE {_ident(database)}.{events}{on} MATERIALIZE INDEX idx_ingest_seq "
+            "SETTINGS mutations_sync = 2")
         for name in ROLLUPS:
             run(fill_rollup(database, name))
     run(f"INSERT INTO {_ident(database)}.`pulse_meta` (key, value, updated_at) VALUES "
