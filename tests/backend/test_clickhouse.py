@@ -272,9 +272,10 @@ def test_a_version_1_store_gets_its_rollups_from_the_events(tmp_path: Path) -> N
     want = _numbers(b)
     conn = b.events.ch  # type: ignore[attr-defined]
     db = f"`{conn.database}`"
-    for name in ROLLUPS:  # what a version-1 store had: no rollups
+    for name in ROLLUPS:  # what a version-1 store had: no rollups, no ingest_seq index
         conn.command(f"DROP VIEW {db}.`{name}_mv`")
         conn.command(f"DROP TABLE {db}.`{name}`")
+    conn.command(f"ALTER TABLE {db}.events DROP INDEX idx_ingest_seq")
     conn.command(f"ALTER TABLE {db}.pulse_meta DELETE WHERE key = 'schema_version' "
                  "SETTINGS mutations_sync = 2")
     conn.command(f"INSERT INTO {db}.pulse_meta VALUES ('schema_version', '1', 1)")
@@ -283,6 +284,9 @@ def test_a_version_1_store_gets_its_rollups_from_the_events(tmp_path: Path) -> N
     b = open_backends(tmp_path / "ch.db", url)
     try:
         assert _numbers(b) == want
+        assert conn.rows("SELECT name FROM system.data_skipping_indices WHERE database = "
+                         "{db:String} AND table = 'events' AND name = 'idx_ingest_seq'",
+                         {"db": conn.database}) == [("idx_ingest_seq",)]
         _import(b, _write(tmp_path / "more.csv", EVENT_COLS, _events(10, 50, prefix="m")))
         assert _numbers(b) != want  # and the views keep them current from now on
     finally:

@@ -131,17 +131,22 @@ class ClickHouseEvents(MembershipInSqlite):
         if not site_id and events:
             return TailPage(events, LiveCursor(newest))
         # one site: the cursor still moves past other sites' rows seen so far
-        (top,) = self.ch.rows(f"SELECT max(ingest_seq) FROM {self.t('events')} "
-                              "WHERE ingest_seq > {after:UInt64}", {"after": after_seq})[0]
-        return TailPage(events, LiveCursor(max(newest, int(top or 0))))
+        return TailPage(events, LiveCursor(max(newest, self._newest_seq(after_seq))))
+
+    def _newest_seq(self, after: int = 0) -> int:
+        """max(ingest_seq) (0: none), as a top-1 the ingest_seq index answers from a few
+        granules (max() would read the whole column)."""
+        rows = self.ch.rows(f"SELECT ingest_seq FROM {self.t('events')} "
+                            "WHERE ingest_seq > {after:UInt64} ORDER BY ingest_seq DESC LIMIT 1",
+                            {"after": after})
+        return int(rows[0][0]) if rows else 0
 
     def search(self, *, text: str = "", event_type: str | None = None,
                site_id: str | None = None, limit: int = 300) -> list[Event]:
         """As the SQLite backend: the newest matches among the latest ``SEARCH_SCAN``
         arrivals (by ingest_seq), ``text`` matched ASCII-case-insensitively in any field."""
-        (top,) = self.ch.rows(f"SELECT max(ingest_seq) FROM {self.t('events')}")[0]
         where = "ingest_seq > {lo:Int64}"
-        params: dict[str, Any] = {"lo": int(top or 0) - SEARCH_SCAN, "limit": limit}
+        params: dict[str, Any] = {"lo": self._newest_seq() - SEARCH_SCAN, "limit": limit}
         if site_id:
             where += " AND site_id = {site:String}"
             params["site"] = site_id
@@ -608,8 +613,7 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
             return rest
         cutoff = clock.now_ms() - settings.events_retention_days * DAY_MS
         params = {"cutoff": cutoff}
-        newest = self.ch.rows(f"SELECT max(ingest_seq) FROM {self.t('events')}")[0][0] or 0
-        params["newest"] = int(newest)
+        params["newest"] = self._newest_seq()
         (n,), = self.ch.rows(f"SELECT count() FROM {self.t('events')} WHERE timestamp_ms < "
                              "{cutoff:Int64} AND ingest_seq != {newest:UInt64}", params)
         if n:
