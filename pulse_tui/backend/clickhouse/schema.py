@@ -44,6 +44,12 @@ ReplacingMergeTree partitioned by month, ordered by team, day, event and a hash 
   - Cleanup (deletes) recomputes the rollup rows of the days it touched; ``rebuild-rollups``
     recomputes all of them. Schema version 2 added them; opening a version-1 store creates them
     and fills them from the events (``ensure_schema``: run while no other process imports).
+* ``url`` and ``referrer`` are ``LowCardinality`` (version 2; country and device_type always were):
+  pages and referrers repeat, so each part stores a dictionary of the distinct values and a
+  number per row. A cohort condition such as ``url contains '/docs'`` is then evaluated once per
+  distinct value instead of once per row (16 ms instead of 110 ms of CPU over 3.3M rows), and
+  the column is a third of its size. A store with very many distinct URLs stays correct; the
+  dictionaries just stop saving.
 * ``idx_ingest_seq`` (minmax, version 2): the live pane asks for the newest arrivals
   (``ORDER BY ingest_seq DESC LIMIT n``); with the index ClickHouse reads only the granules that
   can hold them (``use_skip_indexes_for_top_k``): 30 ms instead of 130 ms of CPU at 10M rows.
@@ -73,8 +79,8 @@ EVENTS_COLUMNS = f"""(
     timestamp_ms Int64,
     session_id String,
     user_id Nullable(String),
-    url Nullable(String),
-    referrer Nullable(String),
+    url LowCardinality(Nullable(String)),
+    referrer LowCardinality(Nullable(String)),
     country LowCardinality(Nullable(String)),
     device_type LowCardinality(Nullable(String)),
     created_at Int64,
@@ -253,6 +259,10 @@ def ensure_schema(ch: object, cluster: str | None = None) -> int:
         # start from the events stored
         events = _ident("events_local" if cluster else "events")
         on = f" ON CLUSTER {_ident(cluster)}" if cluster else ""
+        for table in (("events_local", "events") if cluster else ("events",)):
+            for col in ("url", "referrer"):
+                run(f"ALTER TABLE {_ident(database)}.{_ident(table)}{on} MODIFY COLUMN {col} "
+                    "LowCardinality(Nullable(String)) SETTINGS mutations_sync = 2")
         run(f"ALTER TABLE {_ident(database)}.{events}{on} ADD INDEX IF NOT EXISTS {SEQ_INDEX[6:]}")
         run(f"ALTER TABLE {_ident(database)}.{events}{on} MATERIALIZE INDEX idx_ingest_seq "
             "SETTINGS mutations_sync = 2")
