@@ -1,6 +1,6 @@
 """SQLite and embedded ClickHouse (chdb) side by side on the same events CSV.
 
-Usage: python bench/clickhouse_bench.py [--rows N] [--keep]
+Usage: python bench/clickhouse_bench.py [--rows N] [--csv FILE] [--work DIR] [--keep]
 
 1. Import: `pulse-tui import FILE` into a fresh SQLite file, the same command with
    `--events-store chdb:///DIR` (validation, duplicates, checkpoints, errors file: the same
@@ -10,14 +10,19 @@ Usage: python bench/clickhouse_bench.py [--rows N] [--keep]
    data, the funnel, a cohort preview with a URL condition, the saved-cohort retention grid
    (refresh: computed from the events), totals with the previous period; the median of 3 warm
    runs after one warm-up (bench/timing.py).
+3. The charts pane's first paint (bench/charts_paint_bench.py) on each store.
 
-The CSV is bench/import_bench.py's generator (cached under bench/.cache/).
+The CSV is bench/import_bench.py's generator (cached under bench/.cache/, or --csv). With
+``--work DIR`` the databases and each finished step's figures (DIR/results.json, with the time
+and load average it ran at) stay in DIR, and a run started again skips the finished steps: a
+10M-row run takes an hour of a shared 2-core machine, so it may be resumed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -60,6 +65,8 @@ def queries(db: str, store: str) -> dict[str, float]:
         out[f"totals + previous {days} d"] = timed(lambda r=rng: ev.range_totals(site, r, now_ms))
         out[f"funnel {days} d"] = timed(lambda r=rng: ev.funnel(
             site, r, ("page_view", "click", "signup", "purchase")))
+    out["live pane: newest 500 arrivals"] = timed(lambda: ev.tail(limit=500))
+    out["live pane: newest 500 of the site"] = timed(lambda: ev.tail(site_id=site, limit=500))
     url = {"type": "and", "conditions": [
         {"property": "url", "operator": "contains", "value": "/docs/page-1"},
         {"property": "country", "operator": "equals", "value": "DE"}]}
@@ -73,9 +80,26 @@ def queries(db: str, store: str) -> dict[str, float]:
     return out
 
 
+def _step(work: Path, name: str, run) -> object:  # type: ignore[no-untyped-def]
+    """The figures of step ``name``: from DIR/results.json when it ran already, else run it."""
+    path = work / "results.json"
+    done = json.loads(path.read_text()) if path.exists() else {}
+    if name not in done:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        value = run()
+        done = json.loads(path.read_text()) if path.exists() else {}
+        done[name] = {"value": value, "started": started,
+                      "ended": time.strftime("%H:%M:%S", time.gmtime()),
+                      "load": os.getloadavg()[0]}
+        path.write_text(json.dumps(done, indent=1))
+    return done[name]["value"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--csv", type=Path, help="the events CSV (default: generated and cached)")
+    ap.add_argument("--work", type=Path, help="keep databases and figures here; resume")
     ap.add_argument("--keep", action="store_true", help="keep the databases (print where)")
     ap.add_argument("--queries", nargs=2, metavar=("DB", "STORE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -84,46 +108,75 @@ def main() -> None:
         return
     if not shutil.which("sqlite3"):
         raise SystemExit("the sqlite3 CLI is needed (apt-get install -y sqlite3)")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    src = CACHE / f"events-{args.rows}-ordered.csv"
-    if not src.exists():
-        t = time.perf_counter()
-        generate(src, args.rows)
-        print(f"generated {src} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
-    work = Path(tempfile.mkdtemp(prefix="pulse-ch-bench-"))
+    src = args.csv
+    if src is None:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        src = CACHE / f"events-{args.rows}-ordered.csv"
+        if not src.exists():
+            t = time.perf_counter()
+            generate(src, args.rows)
+            print(f"generated {src} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    work = args.work or Path(tempfile.mkdtemp(prefix="pulse-ch-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     pulse = [sys.executable, "-m", "pulse_tui"]
     sq_db, ch_db, ref_db = work / "sqlite.db", work / "chdb.db", work / "ref.db"
     store = f"chdb://{work / 'ch'}"
-    results: dict[str, tuple[float, int]] = {}
-    t, rss, out = measure([*pulse, "--db", str(sq_db), "import", str(src)])
-    results["pulse-tui import, SQLite"] = (t, rss)
-    print(out[-300:], file=sys.stderr)
-    t, rss, out = measure([*pulse, "--db", str(ch_db), "--events-store", store, "import",
-                           str(src)])
-    results["pulse-tui import, chdb"] = (t, rss)
-    print(out[-300:], file=sys.stderr)
-    schema_db(ref_db)
-    t, rss, out = measure(["sqlite3", str(ref_db)], f".import --csv --skip 1 {src} events\n")
-    results["sqlite3 .import (default)"] = (t, rss)
+
+    def imp(cmd: list[str], stdin: str | None = None, fresh: Path | None = None):  # type: ignore[no-untyped-def]
+        def run() -> list[float]:
+            for leftover in (fresh, work / "ch") if fresh == ch_db else (fresh,):
+                if leftover is not None and leftover.exists():  # an interrupted earlier try
+                    shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+            if fresh == ref_db:
+                schema_db(ref_db)
+            t, rss, out = measure(cmd, stdin)
+            print(out[-300:], file=sys.stderr)
+            return [t, rss]
+        return run
+
+    results: dict[str, list[float]] = {}
+    results["pulse-tui import, SQLite"] = _step(work, "pulse-tui import, SQLite", imp(
+        [*pulse, "--db", str(sq_db), "import", str(src)], fresh=sq_db))  # type: ignore[assignment]
+    results["pulse-tui import, chdb"] = _step(work, "pulse-tui import, chdb", imp(
+        [*pulse, "--db", str(ch_db), "--events-store", store, "import", str(src)],
+        fresh=ch_db))  # type: ignore[assignment]
+    results["sqlite3 .import (default)"] = _step(work, "sqlite3 .import (default)", imp(
+        ["sqlite3", str(ref_db)], f".import --csv --skip 1 {src} events\n",
+        fresh=ref_db))  # type: ignore[assignment]
     ref = results["sqlite3 .import (default)"][0]
     print(f"\n| {args.rows:,} rows | seconds | rows/s | vs `.import` | peak RSS |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, (sec, rss_kb) in results.items():
         print(f"| {name} | {sec:.1f} | {args.rows / sec:,.0f} | {ref / sec:.2f} | "
-              f"{rss_kb // 1024} MB |")
+              f"{int(rss_kb) // 1024} MB |")
     timings = {}
+    paints = {}
     for label, db, st in (("SQLite", sq_db, "sqlite"), ("chdb", ch_db, store)):
-        res = subprocess.run([sys.executable, __file__, "--queries", str(db), st],
-                             capture_output=True, text=True, check=True)
-        timings[label] = json.loads(res.stdout.strip().splitlines()[-1])
+        def run_queries(db: Path = db, st: str = st) -> dict[str, float]:
+            res = subprocess.run([sys.executable, __file__, "--queries", str(db), st],
+                                 capture_output=True, text=True, check=True)
+            return json.loads(res.stdout.strip().splitlines()[-1])
+
+        def run_paint(db: Path = db, st: str = st) -> dict[str, float]:
+            res = subprocess.run([sys.executable, str(ROOT / "bench/charts_paint_bench.py"),
+                                  "--db", str(db), "--events-store", st, "--today", DATA_END,
+                                  "--runs", "3", "--json"],
+                                 capture_output=True, text=True, check=True)
+            return json.loads(res.stdout.strip().splitlines()[-1])
+
+        timings[label] = _step(work, f"queries, {label}", run_queries)
+        paints[label] = _step(work, f"charts first paint, {label}", run_paint)
     print("\n| query (site acme-web, ms, median of 3 warm runs) | SQLite | chdb |")
     print("| --- | ---: | ---: |")
-    for q in timings["SQLite"]:
-        print(f"| {q} | {timings['SQLite'][q]:.1f} | {timings['chdb'][q]:.1f} |")
+    for q in timings["SQLite"]:  # type: ignore[union-attr]
+        print(f"| {q} | {timings['SQLite'][q]:.1f} | {timings['chdb'][q]:.1f} |")  # type: ignore[index]
+    print(f"| charts pane first paint, 30 d (median of 3 app runs) | "
+          f"{paints['SQLite']['paint_ms']:.0f} | {paints['chdb']['paint_ms']:.0f} |")  # type: ignore[index]
     du = subprocess.run(["du", "-sm", str(work / "ch"), str(sq_db)], capture_output=True,
                         text=True).stdout.split()
     print(f"\ndisk: chdb directory {du[0]} MB, SQLite file {du[2]} MB")
-    if args.keep:
+    print(f"steps: {json.dumps({k: (v['started'], v['ended'], v['load']) for k, v in json.loads((work / 'results.json').read_text()).items()})}")
+    if args.keep or args.work:
         print(f"kept in {work}")
     else:
         shutil.rmtree(work, ignore_errors=True)

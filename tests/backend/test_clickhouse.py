@@ -276,6 +276,9 @@ def test_a_version_1_store_gets_its_rollups_from_the_events(tmp_path: Path) -> N
         conn.command(f"DROP VIEW {db}.`{name}_mv`")
         conn.command(f"DROP TABLE {db}.`{name}`")
     conn.command(f"ALTER TABLE {db}.events DROP INDEX idx_ingest_seq")
+    for col in ("url", "referrer"):  # and plain strings
+        conn.command(f"ALTER TABLE {db}.events MODIFY COLUMN {col} Nullable(String) "
+                     "SETTINGS mutations_sync = 2")
     conn.command(f"ALTER TABLE {db}.pulse_meta DELETE WHERE key = 'schema_version' "
                  "SETTINGS mutations_sync = 2")
     conn.command(f"INSERT INTO {db}.pulse_meta VALUES ('schema_version', '1', 1)")
@@ -287,6 +290,11 @@ def test_a_version_1_store_gets_its_rollups_from_the_events(tmp_path: Path) -> N
         assert conn.rows("SELECT name FROM system.data_skipping_indices WHERE database = "
                          "{db:String} AND table = 'events' AND name = 'idx_ingest_seq'",
                          {"db": conn.database}) == [("idx_ingest_seq",)]
+        assert conn.rows("SELECT name, type FROM system.columns WHERE database = {db:String} "
+                         "AND table = 'events' AND name IN ('url', 'referrer') ORDER BY name",
+                         {"db": conn.database}) == [
+            ("referrer", "LowCardinality(Nullable(String))"),
+            ("url", "LowCardinality(Nullable(String))")]
         _import(b, _write(tmp_path / "more.csv", EVENT_COLS, _events(10, 50, prefix="m")))
         assert _numbers(b) != want  # and the views keep them current from now on
     finally:
