@@ -29,19 +29,22 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a live process (fields 14 and 15 of /proc/PID/stat)."""
+    """User + system CPU time of a live process, all its threads (fields 14 and 15 of
+    /proc/PID/stat)."""
     raw = Path(f"/proc/{pid}/stat").read_text()
     fields = raw[raw.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def write_events(path: Path, rows: int, prefix: str) -> None:
+def write_events(path: Path, rows: int, prefix: str) -> Path:
+    """``rows`` pageviews in a file that appears whole (written aside, then renamed)."""
     body = HEADER + "".join(
         f"{prefix}-{i},pageview,{BASE_TS + i * 1000},{prefix}-s{i // 20},site1,u{i % 50}\n"
         for i in range(rows))
     part = path.with_name(path.name + ".part")
     part.write_text(body, encoding="utf-8")
     os.rename(part, path)
+    return path
 
 
 def jobs(db: Path) -> list[tuple[str, str]]:

@@ -26,7 +26,8 @@ from pulse_tui.backend.interface import Backends, ControlStore, EventsBackend, L
 from pulse_tui.clock import DAY_MS, HOUR_MS, Clock
 from pulse_tui.config import Settings
 from pulse_tui.models import ACQUISITION, Checkpoint, NewEvent
-from pulse_tui.report_models import NONE_LABEL, DateRange
+from pulse_tui.report_models import DateRange
+from tests.reference import ref_funnel, ref_ranked
 
 NOW = 1_795_953_600_000 + 12 * HOUR_MS  # 2026-11-29 12:00 UTC, a Sunday
 CLOCK = Clock(NOW)
@@ -211,33 +212,6 @@ def world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]:
 def ref_totals(evs: list[NewEvent]) -> tuple[int, int, int]:
     return (len(evs), len({e.user_id for e in evs if e.user_id}),
             len({e.session_id for e in evs}))
-
-
-def ref_ranked(evs: list[NewEvent], col: str) -> list[tuple[str, int, int]]:
-    events: dict[str, int] = defaultdict(int)
-    users: dict[str, set[str]] = defaultdict(set)
-    for e in evs:
-        v = getattr(e, col) or NONE_LABEL
-        events[v] += 1
-        if e.user_id is not None:
-            users[v].add(e.user_id)
-    return [(v, events[v], len(users[v])) for v in sorted(events, key=lambda v: (-events[v], v))]
-
-
-def ref_funnel(evs: list[NewEvent], steps: tuple[str, ...]) -> list[tuple[int, str, int]]:
-    rows = sorted(evs, key=lambda e: e.timestamp_ms)
-    times: dict[str, int] | None = None
-    out = []
-    for k, step in enumerate(steps, start=1):
-        nxt: dict[str, int] = {}
-        for e in rows:
-            if e.event_type != step or e.user_id is None or e.user_id in nxt:
-                continue
-            if times is None or (e.user_id in times and e.timestamp_ms > times[e.user_id]):
-                nxt[e.user_id] = e.timestamp_ms
-        times = nxt
-        out.append((k, step, len(nxt)))
-    return out
 
 
 def in_range(w: World, site: str, rng: DateRange) -> list[NewEvent]:

@@ -17,19 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.burst_bench import cpu_seconds, jobs, write_events
 from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-HEADER = "event_id,event_type,timestamp_ms,session_id,site_id,user_id\n"
-BASE_TS = 1_764_000_000_000
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a live process, all its threads (/proc/PID/stat)."""
-    raw = Path(f"/proc/{pid}/stat").read_text()
-    fields = raw[raw.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def wakeups(pid: int) -> int:
@@ -44,27 +35,6 @@ def wakeups(pid: int) -> int:
             if line.startswith("voluntary_ctxt_switches:"):
                 total += int(line.split()[1])
     return total
-
-
-def write_events(path: Path, rows: int, prefix: str) -> Path:
-    body = HEADER + "".join(
-        f"{prefix}-{i},pageview,{BASE_TS + i * 1000},{prefix}-s{i // 20},site1,u{i % 50}\n"
-        for i in range(rows))
-    part = path.with_name(path.name + ".part")
-    part.write_text(body, encoding="utf-8")
-    os.rename(part, path)
-    return path
-
-
-def jobs(db: Path) -> list[tuple[str, str]]:
-    try:
-        conn = sqlite3.connect(db, timeout=10)
-        try:
-            return conn.execute("SELECT file_name, status FROM import_jobs").fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return []
 
 
 class Worker:

@@ -64,6 +64,26 @@ def test_an_import_that_breaks_a_contract_fails_lint_imports(tree: Path, module:
     assert culprit in broken, out.stdout
 
 
+
+@pytest.mark.parametrize(("module", "line", "contract"), [
+    # the shared module never reaches a command (pulse_tui.cli adds them), commands never
+    # reach each other, and only the CLI uses click
+    ("pulse_tui/cli/common.py", "from pulse_tui.cli import report", "CLI: each command"),
+    ("pulse_tui/cli/report.py", "from pulse_tui.cli import serve", "CLI: each command"),
+    ("pulse_tui/worker/service.py", "import click", "Only the CLI uses click"),
+    ("pulse_tui/ingest/importer.py", "import click", "Only the CLI uses click"),
+])
+def test_an_import_added_to_a_module_that_breaks_a_contract_fails(tree: Path, module: str,
+                                                                  line: str,
+                                                                  contract: str) -> None:
+    path = tree / module
+    path.write_text(path.read_text(encoding="utf-8") + f"\n{line}  # noqa\n", encoding="utf-8")
+    out = _lint(tree)
+    assert out.returncode != 0
+    broken = out.stdout[out.stdout.index("Broken contracts"):]
+    assert contract in broken, out.stdout
+    assert module.removesuffix(".py").replace("/", ".") in broken, out.stdout
+
 def test_ci_runs_ruff_and_the_contracts_before_the_tests_and_stops_on_failure() -> None:
     lines = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
              if ln.strip() and not ln.lstrip().startswith("#")]

@@ -43,6 +43,24 @@ def test_the_cli_worker_and_store_load_without_textual() -> None:
     assert out.stdout.strip() == "[]"
 
 
+
+def test_no_command_module_imports_the_cli_package_back() -> None:
+    """pulse_tui.cli adds the commands; a module under it imports only its siblings (an import
+    of the package itself, or a name from it, would be the old cycle)."""
+    offenders = []
+    for path in sorted((PACKAGE / "cli").glob("*.py")):
+        if path.name == "__init__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module in ("pulse_tui.cli", "pulse_tui") \
+                    and (node.module == "pulse_tui.cli"
+                         or any(alias.name == "cli" for alias in node.names)):
+                offenders.append(f"{path.name}:{node.lineno}")
+            elif isinstance(node, ast.Import) and any(a.name == "pulse_tui.cli"
+                                                      for a in node.names):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []
+
 def test_widgets_and_screens_hold_no_sql() -> None:
     offenders = []
     for path in _modules(outside_tui=False):

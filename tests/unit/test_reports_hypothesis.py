@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections import defaultdict
 from collections.abc import Iterator
 from datetime import date, timedelta
 
@@ -12,10 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pulse_tui.models import NewEvent
-from pulse_tui.report_models import NONE_LABEL, DateRange
+from pulse_tui.report_models import DateRange
 from pulse_tui.simulate import write_batch
 from pulse_tui.store import reports
 from pulse_tui.store.connection import connect
+from tests.reference import ref_funnel, ref_ranked
 
 DAY = 86_400_000
 BASE = date(2026, 10, 28)  # ranges cross the October/November boundary
@@ -46,31 +46,10 @@ def reference(evs: list[NewEvent], site: str, rng: DateRange, name: str, limit: 
                         len({e.session_id for e in day})))
         return out
     if name == "funnel":
-        rows = sorted(sel, key=lambda e: e.timestamp_ms)
-        times: dict[str, int] | None = None
-        out = []
-        for k, step in enumerate(steps, start=1):
-            nxt: dict[str, int] = {}
-            for e in rows:
-                if e.event_type != step or e.user_id is None or e.user_id in nxt:
-                    continue
-                if times is None or (e.user_id in times and e.timestamp_ms > times[e.user_id]):
-                    nxt[e.user_id] = e.timestamp_ms
-            times = nxt
-            out.append((k, step, len(nxt)))
-        return out
-    col = "event_type" if name == "breakdown" else reports.TOP_DIMENSIONS[name]
-    events: dict[str, int] = defaultdict(int)
-    users: dict[str, set[str]] = defaultdict(set)
-    for e in sel:
-        v = getattr(e, col) or NONE_LABEL if name != "breakdown" else e.event_type
-        events[v] += 1
-        if e.user_id is not None:
-            users[v].add(e.user_id)
-    ranked = sorted(events, key=lambda v: (-events[v], v))
-    if name != "breakdown":
-        ranked = ranked[:limit]
-    return [(v, events[v], len(users[v])) for v in ranked]
+        return list(ref_funnel(sel, steps))
+    if name == "breakdown":
+        return list(ref_ranked(sel, "event_type"))
+    return list(ref_ranked(sel, reports.TOP_DIMENSIONS[name])[:limit])
 
 
 RESET = ("events", "sessions", "sites", "user_first_seen", "pulse_meta", "rollup_daily",

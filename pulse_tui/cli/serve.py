@@ -6,11 +6,11 @@ import os
 
 import click
 
-from pulse_tui.cli import cli, pulse_command, settings_from
+from pulse_tui.cli.common import pulse_command, settings_from
 from pulse_tui.errors import PulseError, UsageError
 
 
-@pulse_command(cli, "serve")
+@pulse_command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; any non-loopback address needs a token.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8377, show_default=True,

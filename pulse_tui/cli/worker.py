@@ -7,11 +7,11 @@ from typing import Any
 
 import click
 
-from pulse_tui.cli import cli, pulse_command, settings_from
+from pulse_tui.cli.common import pulse_command, settings_from
 from pulse_tui.clock import Clock
 
 
-@pulse_command(cli, "worker")
+@pulse_command("worker")
 @click.pass_context
 def worker_cmd(ctx: click.Context) -> None:
     """Import dropped files and run scheduled jobs, without the TUI (for systemd).

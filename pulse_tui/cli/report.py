@@ -15,7 +15,7 @@ from typing import Any
 import click
 
 from pulse_tui.backend.wiring import open_backends
-from pulse_tui.cli import cli, pulse_command, settings_from
+from pulse_tui.cli.common import pulse_command, settings_from
 from pulse_tui.clock import Clock
 from pulse_tui.csvsafe import neutralise_row
 from pulse_tui.errors import UsageError
@@ -89,7 +89,7 @@ def _parse_steps(text: str | None) -> tuple[str, ...]:
     return steps
 
 
-@pulse_command(cli, "report")
+@pulse_command("report")
 @click.argument("name")
 @click.option("--site", "site", default=None, help="Site id (default: the only site).")
 @click.option("--from", "start", default=None, metavar="YYYY-MM-DD",

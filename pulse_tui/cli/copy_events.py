@@ -1,5 +1,5 @@
-"""``pulse-tui clickhouse-schema`` (print the DDL) and ``pulse-tui copy-events --to URL`` (move
-the events and users of the SQLite file into ClickHouse, resumable)."""
+"""``pulse-tui copy-events --to URL``: move the events and users of the SQLite file into
+ClickHouse, resumable."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from pulse_tui.cli import cli, pulse_command, settings_from
+from pulse_tui.cli.common import pulse_command, settings_from
 from pulse_tui.config import check_events_store, redact_url
 from pulse_tui.errors import UsageError
 
@@ -17,26 +17,7 @@ COPY_CHUNK_ENV = "PULSE_COPY_CHUNK_ROWS"
 COPY_CHUNK_ROWS = 100_000
 
 
-@pulse_command(cli, "clickhouse-schema")
-@click.option("--cluster", default=None, metavar="NAME",
-              help="Print the DDL for a cluster: ON CLUSTER NAME, Replicated tables and a "
-                   "Distributed table in front (default: clickhouse_cluster of the config).")
-@click.option("--database", default="pulse", show_default=True,
-              help="Database name in the DDL.")
-@click.pass_context
-def clickhouse_schema_cmd(ctx: click.Context, cluster: str | None, database: str,
-                          **_: Any) -> None:
-    """Print the ClickHouse DDL PULSE creates for its events store (for a DBA to review)."""
-    from pulse_tui.backend.clickhouse.schema import ddl_text
-
-    cluster = cluster or settings_from(ctx).clickhouse_cluster
-    try:
-        click.echo(ddl_text(database, cluster), nl=False)
-    except ValueError as exc:
-        raise UsageError(f"--cluster/--database: {exc}") from exc
-
-
-@pulse_command(cli, "copy-events")
+@pulse_command("copy-events")
 @click.option("--to", "to", required=True, metavar="URL",
               help="clickhouse://user:password@host:8123/db, clickhouses://... or chdb:///dir")
 @click.pass_context

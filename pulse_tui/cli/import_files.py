@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from pulse_tui.cli import cli, pulse_command, settings_from
+from pulse_tui.cli.common import pulse_command, settings_from
 from pulse_tui.clock import Clock
 from pulse_tui.errors import PulseError
 from pulse_tui.ingest.importer import ImportProgress, ImportResult, import_file, write_errors_csv
@@ -62,7 +62,7 @@ def _summary(result: ImportResult) -> str:
             f"({rate:,.0f} rows/s) [{result.kind}, job {result.job_id}]")
 
 
-@pulse_command(cli, "import")
+@pulse_command("import")
 @click.argument("files", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--type", "kind", type=click.Choice(KINDS),

@@ -1,0 +1,76 @@
+"""The TUI launch (``pulse-tui`` without a command): prepare the database and the import
+folders before the screen is taken, then run the app."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+
+from pulse_tui.clock import Clock
+from pulse_tui.config import Settings
+from pulse_tui.errors import PulseError
+
+
+@contextlib.contextmanager
+def _demo_progress() -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar saying what the demo build is doing (a line per step without a
+    terminal); nothing is drawn when the demo already exists."""
+    bar: Any = None
+    last: list[str] = [""]
+
+    def report(what: str, done: int, total: int) -> None:
+        nonlocal bar
+        if not sys.stderr.isatty():
+            if what.split(" ", 1)[0] != last[0] or done == total:
+                click.echo(f"  {what}", err=True)
+            last[0] = what.split(" ", 1)[0]
+            return
+        if bar is None:
+            bar = click.progressbar(length=total, file=sys.stderr, width=24,
+                                    show_eta=False, show_percent=True,
+                                    item_show_func=lambda item: item)
+            bar.__enter__()
+        bar.update(done - bar.pos, what)
+
+    try:
+        yield report
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+
+
+def run_tui(settings: Settings, *, demo: bool, worker: bool, read_only: bool = False) -> None:
+    from pulse_tui.backend.wiring import open_backends
+    from pulse_tui.store.connection import connect
+
+    clock = Clock.from_env()
+    if demo:
+        from pulse_tui.demo import ensure_demo_database
+
+        click.echo(f"Preparing the demo database at {settings.db} (first start only)",
+                   err=True)
+        with _demo_progress() as progress:
+            ensure_demo_database(settings.db, clock, progress=progress)
+    elif settings.events_store == "sqlite":
+        # create or check it before the screen is taken; the TUI only reads until the
+        # operator writes, so a file that needs upgrading is refused untouched (SPEC 10)
+        connect(settings.db, migrate=False, keep_journal_mode=True).close()
+    else:  # the same for the SQLite file, and create or check the events store
+        open_backends(settings.db, settings.events_store,
+                      cluster=settings.clickhouse_cluster, migrate=False).close()
+    for sub in ("events", "users", "cohort_members"):
+        try:
+            (settings.import_dir / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PulseError(f"cannot create import folder {settings.import_dir / sub}: "
+                             f"{exc.strerror}") from exc
+    from pulse_tui.tui.app import make_app
+
+    app = make_app(settings, clock=clock, demo=demo, worker=worker, read_only=read_only)
+    app.run()
+    if app.return_code:
+        sys.exit(app.return_code)
