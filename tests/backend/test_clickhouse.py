@@ -16,6 +16,8 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pulse_tui.backend.interface import Backends
 from pulse_tui.backend.wiring import open_backends
@@ -23,7 +25,7 @@ from pulse_tui.clock import DAY_MS, HOUR_MS, Clock
 from pulse_tui.config import load_settings, redact_url
 from pulse_tui.errors import PulseError, UsageError
 from pulse_tui.ingest import import_file
-from pulse_tui.models import Checkpoint
+from pulse_tui.models import Checkpoint, NewEvent
 from pulse_tui.report_models import DateRange
 from tests.backend.chdb_support import chdb_dir, fresh_chdb_url
 
@@ -475,3 +477,45 @@ def test_copy_events_interrupted_and_resumed(tmp_path: Path) -> None:
         (a_out, a_err), (b_out, b_err) = a.communicate(timeout=120), b.communicate(timeout=120)
         assert a.returncode == b.returncode == 0, (a_err, b_err)
         assert a_out == b_out and len(a_out) > 50
+
+
+# ---------------------------------------------------------------- user_days: exact windows
+WEEK = 7 * DAY_MS
+_members = st.lists(st.tuples(st.sampled_from(("c1", "c2")), st.integers(0, 3),
+                              st.integers(0, 30 * DAY_MS)), min_size=1, max_size=4,
+                    unique_by=lambda m: (m[0], m[1]))
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(members=_members, weeks=st.integers(1, 6), data=st.data())
+def test_saved_retention_from_user_days_matches_a_plain_reference(
+        ch: Backends, members: list[tuple[str, int, int]], weeks: int, data: st.DataObject
+) -> None:
+    # windows start at any millisecond, so they cut UTC days: the per-day first/last times of
+    # user_days must decide every window exactly as the events themselves would. Events fall
+    # anywhere, or within a day of a window's edge (both sides of it on one day)
+    near = st.builds(lambda m, k, d: (m[1], m[2] + k * WEEK + d), st.sampled_from(members),
+                     st.integers(0, 6), st.integers(-3 * HOUR_MS, 3 * HOUR_MS))
+    anywhere = st.tuples(st.integers(0, 3), st.integers(0, 45 * DAY_MS))
+    evs = [(u, site, off) for (u, off), site in data.draw(st.lists(
+        st.tuples(st.one_of(near, near, anywhere), st.sampled_from(("s1", "s1", "s2"))),
+        min_size=1, max_size=40))]
+    base = NOW - 50 * DAY_MS
+    conn = ch.events.ch  # type: ignore[attr-defined]
+    for table in ("events", "user_days", "events_daily", "events_dims", "sessions"):
+        conn.command(f"TRUNCATE TABLE `{conn.database}`.`{table}`")
+    ch.events.insert_events([  # type: ignore[attr-defined]
+        NewEvent(f"h{i}", site, "view", base + off, f"s{i}", f"u{u}")
+        for i, (u, site, off) in enumerate(evs)], NOW)
+    rows = [(cid, f"u{u}", base + off) for cid, u, off in members]
+    got = {r for r in ch.events.saved_retention("s1", rows, NOW, weeks)  # type: ignore[attr-defined]
+           if r[0] == "r"}
+    want: dict[tuple[str, int], int] = {}
+    for cid, uid, j in rows:
+        for k in range(weeks):
+            if j + (k + 1) * WEEK > NOW:
+                continue
+            if any(f"u{u}" == uid and site == "s1" and j + k * WEEK <= base + off < j + (k + 1) * WEEK
+                   for u, site, off in evs):
+                want[(cid, k)] = want.get((cid, k), 0) + 1
+    assert got == {("r", cid, k, n) for (cid, k), n in want.items()}
