@@ -1,10 +1,19 @@
 """SQLite and embedded ClickHouse (chdb) side by side on the same events CSV.
 
 Usage: python bench/clickhouse_bench.py [--rows N] [--csv FILE] [--work DIR] [--keep]
+                                      [--shape sessions|daily] [--import-only] [--python-path]
+                                      [--sqlite-only]
 
 1. Import: `pulse-tui import FILE` into a fresh SQLite file, the same command with
    `--events-store chdb:///DIR` (validation, duplicates, checkpoints, errors file: the same
-   importer), and the sqlite3 CLI's `.import` of the same file as the reference.
+   importer; a plain file takes the ClickHouse fast path, backend/clickhouse/bulk.py), the same
+   file again into that store (every row a duplicate: the id lookup), and the sqlite3 CLI's
+   `.import` of the same file as the reference. ``--python-path`` adds the chdb import with the
+   fast path off (PULSE_IMPORT_FAST_PATH=0); ``--import-only`` skips PULSE's SQLite import and
+   the queries.
+
+Shapes: ``sessions`` (bench/import_bench.py's generator: sessions of 1-12 events, time-ordered
+ids) and ``daily`` (one event per user and day over 30 days, in random time order, random ids).
 2. Queries, each store in its own process (chdb serves one directory per process), through the
    events interface the panes and `report` use: every report over the last 30 and 90 days of the
    data, the funnel, a cohort preview with a URL condition, the saved-cohort retention grid
@@ -37,6 +46,31 @@ sys.path.insert(0, str(ROOT / "bench"))
 from import_bench import CACHE, generate, measure, schema_db  # noqa: E402
 
 DATA_END = "2025-12-01"  # the generator writes 30 days from 2025-11-01
+
+
+def generate_daily(path: Path, rows: int) -> None:
+    """One event per user and day for 30 days from 2025-11-01, in random time order."""
+    import csv
+    import random
+
+    rnd = random.Random(11)
+    users = -(-rows // 30)
+    cells = [(u, d) for u in range(users) for d in range(30)][:rows]
+    rnd.shuffle(cells)
+    start = 1_761_955_200_000
+    sites = ["acme-web", "acme-docs", "acme-shop"]
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(["event_id", "site_id", "event_type", "timestamp_ms", "session_id",
+                    "user_id", "url", "referrer", "country", "device_type", "created_at"])
+        for u, d in cells:
+            t = start + d * 86_400_000 + rnd.randrange(86_400_000)
+            w.writerow([f"{rnd.getrandbits(64):016x}", sites[u % 3], "page_view", t,
+                        f"s{u}-{d}", f"u{u}", f"/docs/page-{rnd.randrange(200)}", "",
+                        ("US", "DE", "JP", "FR")[u % 4], ("desktop", "mobile")[u % 2],
+                        1_764_000_000_000])
+    tmp.replace(path)
 
 
 def queries(db: str, store: str) -> dict[str, tuple[float, float]]:
@@ -125,6 +159,9 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the databases (print where)")
     ap.add_argument("--sqlite-only", action="store_true",
                     help="run the SQLite steps only (the chdb ones later, with --work)")
+    ap.add_argument("--shape", choices=("sessions", "daily"), default="sessions")
+    ap.add_argument("--import-only", action="store_true")
+    ap.add_argument("--python-path", action="store_true")
     ap.add_argument("--queries", nargs=2, metavar=("DB", "STORE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.queries:
@@ -135,10 +172,11 @@ def main() -> None:
     src = args.csv
     if src is None:
         CACHE.mkdir(parents=True, exist_ok=True)
-        src = CACHE / f"events-{args.rows}-ordered.csv"
+        src = CACHE / (f"events-{args.rows}-ordered.csv" if args.shape == "sessions" else
+                       f"events-{args.rows}-daily.csv")
         if not src.exists():
             t = time.perf_counter()
-            generate(src, args.rows)
+            (generate if args.shape == "sessions" else generate_daily)(src, args.rows)
             print(f"generated {src} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
     work = args.work or Path(tempfile.mkdtemp(prefix="pulse-ch-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -148,10 +186,11 @@ def main() -> None:
 
     def imp(cmd: list[str], stdin: str | None = None, fresh: Path | None = None):  # type: ignore[no-untyped-def]
         def run() -> list[float]:
-            assert fresh is not None
-            for leftover in (fresh, Path(f"{fresh}-wal"), Path(f"{fresh}-shm"), work / "ch"):
-                if leftover.name == "ch" and fresh != ch_db:
-                    continue
+            leftovers = [] if fresh is None else [fresh, Path(f"{fresh}-wal"),
+                                                  Path(f"{fresh}-shm")]
+            if fresh == ch_db:
+                leftovers.append(work / "ch")
+            for leftover in leftovers:
                 if leftover.exists():  # an interrupted earlier try
                     shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
             if fresh == ref_db:
@@ -162,8 +201,9 @@ def main() -> None:
         return run
 
     results: dict[str, list[float]] = {}
-    results["pulse-tui import, SQLite"] = _step(work, "pulse-tui import, SQLite", imp(
-        [*pulse, "--db", str(sq_db), "import", str(src)], fresh=sq_db))  # type: ignore[assignment]
+    if not args.import_only:
+        results["pulse-tui import, SQLite"] = _step(work, "pulse-tui import, SQLite", imp(
+            [*pulse, "--db", str(sq_db), "import", str(src)], fresh=sq_db))  # type: ignore[assignment]
     results["sqlite3 .import (default)"] = _step(work, "sqlite3 .import (default)", imp(
         ["sqlite3", str(ref_db)], f".import --csv --skip 1 {src} events\n",
         fresh=ref_db))  # type: ignore[assignment]
@@ -173,12 +213,23 @@ def main() -> None:
     results["pulse-tui import, chdb"] = _step(work, "pulse-tui import, chdb", imp(
         [*pulse, "--db", str(ch_db), "--events-store", store, "import", str(src)],
         fresh=ch_db))  # type: ignore[assignment]
+    again = "... the same file again (all duplicates)"
+    results[again] = _step(work, again, imp(
+        [*pulse, "--db", str(ch_db), "--events-store", store, "import", str(src)]))  # type: ignore[assignment]
+    if args.python_path:
+        slow, py_db = work / "ch-python", work / "python.db"
+        results["pulse-tui import, chdb, Python path"] = _step(
+            work, "pulse-tui import, chdb, Python path", imp(
+                ["env", "PULSE_IMPORT_FAST_PATH=0", *pulse, "--db", str(py_db),
+                 "--events-store", f"chdb://{slow}", "import", str(src)], fresh=py_db))  # type: ignore[assignment]
     ref = results["sqlite3 .import (default)"][0]
     print(f"\n| {args.rows:,} rows | seconds | rows/s | vs `.import` | peak RSS |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, (sec, rss_kb) in results.items():
         print(f"| {name} | {sec:.1f} | {args.rows / sec:,.0f} | {ref / sec:.2f} | "
               f"{int(rss_kb) // 1024} MB |")
+    if args.import_only:
+        return
     timings = {}
     paints = {}
     for label, db, st in (("SQLite", sq_db, "sqlite"), ("chdb", ch_db, store)):

@@ -24,6 +24,7 @@ from timing import timed  # noqa: E402  (bench/timing.py, beside this script)
 
 from pulse_tui.clock import DAY_MS, Clock, day_start_ms  # noqa: E402
 from pulse_tui.simulate import Simulator, write_sites  # noqa: E402
+from pulse_tui.store import cohorts as cohort_store  # noqa: E402
 from pulse_tui.store import derived, retention  # noqa: E402
 from pulse_tui.store.connection import connect  # noqa: E402
 from pulse_tui.store.events import insert_events  # noqa: E402
@@ -76,7 +77,7 @@ def add_cohorts(conn, site: str) -> dict[str, int]:  # type: ignore[no-untyped-d
         cid = f"bench-{n}"
         conn.execute("INSERT INTO cohorts (cohort_id, site_id, name, criteria, created_at, "
                      "updated_at, kind) VALUES (?, ?, ?, ?, ?, ?, 'static')",
-                     (cid, site, name, retention.STATIC_CRITERIA, NOW, NOW))
+                     (cid, site, name, cohort_store.STATIC_CRITERIA, NOW, NOW))
         conn.execute(
             "INSERT INTO cohort_members (member_id, cohort_id, user_id, joined_at, last_seen_at,"
             " is_active) SELECT ? || user_id, ?, user_id, first_seen_ms, last_seen_ms, 1 "

@@ -1,7 +1,8 @@
 """Realistic synthetic traffic: sites, users who return over weeks, sessions of several events.
 
 Used by ``pulse-tui simulate``, the demo database and the benchmarks. Pure generation here;
-writing goes through the store (``write_batch``) so sessions and rollups stay exact.
+writing goes through the events backend (``write_batch``: ``EventsBackend.write_events``) so
+sessions and rollups stay exact wherever the events live.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from pulse_tui.backend.interface import Backends
+from pulse_tui.backend.wiring import backends_on
 from pulse_tui.models import NewEvent
-from pulse_tui.store import derived
-from pulse_tui.store.elsewhere import events_of
-from pulse_tui.store.events import ensure_sites, insert_events, insert_new_users, upsert_sites
-from pulse_tui.store.tx import write_transaction
+from pulse_tui.store.events import upsert_sites
 
 DAY_MS = 86_400_000
 
@@ -292,31 +292,21 @@ class Simulator:
 
 
 # -------------------------------------------------------------------- writing
-def write_batch(conn: sqlite3.Connection, events: list[NewEvent], now_ms: int) -> int:
-    """Insert events and fold them into sessions and rollups in one transaction (into
-    ClickHouse when the file's events live there: pulse_tui.store.elsewhere)."""
-    elsewhere = events_of(conn)
-    if elsewhere is not None:
-        with write_transaction(conn):
-            ensure_sites(conn, {e.site_id for e in events}, now_ms)
-        return int(elsewhere.insert_events(events, now_ms))
-    with write_transaction(conn):
-        ensure_sites(conn, {e.site_id for e in events}, now_ms)
-        n = insert_events(conn, events, now_ms)
-        derived.catch_up(conn, now_ms)
-    return n
+Target = Backends | sqlite3.Connection  # a bare connection: events in that SQLite file
 
 
-def write_sites(conn: sqlite3.Connection, sim: Simulator, now_ms: int) -> None:
-    upsert_sites(conn, sim.site_rows(), now_ms)
+def write_batch(target: Target, events: list[NewEvent], now_ms: int) -> int:
+    """Store events (their sites registered) and fold them into sessions and rollups, wherever
+    the events live (``EventsBackend.write_events``); returns how many were new."""
+    return int(backends_on(target).events.write_events(events, now_ms))
 
 
-def write_users(conn: sqlite3.Connection, users: list[SimUser], now_ms: int) -> None:
-    """Upsert the simulated users' ``users`` rows (plans, companies)."""
+def write_sites(target: Target, sim: Simulator, now_ms: int) -> None:
+    upsert_sites(backends_on(target).conn, sim.site_rows(), now_ms)
+
+
+def write_users(target: Target, users: list[SimUser], now_ms: int) -> None:
+    """Add the simulated users' ``users`` rows (plans, companies); stored ones are kept."""
     rows = [(u.user_id, u.site_id, u.name, u.email, u.company, u.plan, u.first_day * DAY_MS,
              now_ms) for u in users]
-    elsewhere = events_of(conn)
-    if elsewhere is not None:
-        elsewhere.insert_new_users(rows)
-        return
-    insert_new_users(conn, rows)
+    backends_on(target).events.write_new_users(rows)

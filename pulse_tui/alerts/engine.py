@@ -10,6 +10,11 @@ was down evaluates once at the current time when it comes back: there is no repl
 State changes, history rows and queued webhook deliveries are written in one transaction, which
 re-reads each rule's state first, so two evaluators (worker and a TUI "evaluate now") never both
 notify one change.
+
+Every function takes the :class:`~pulse_tui.backend.interface.Backends` (a bare SQLite
+connection means "events in that file"): metric values are read only through
+``EventsBackend`` (wherever the events live), rule states and deliveries are written to the
+PULSE SQLite file (``backends.conn``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from pulse_tui.alerts.models import (
     Evaluation,
     FiringPeriod,
 )
+from pulse_tui.backend.interface import Backends
+from pulse_tui.backend.wiring import backends_on
 from pulse_tui.clock import HOUR_MS, Clock
 from pulse_tui.errors import UsageError, ValidationError
 from pulse_tui.notify import delivery
@@ -46,15 +53,19 @@ class _Value:
     error: str | None = None
 
 
-def compute_value(conn: sqlite3.Connection, site_id: str, cond: AlertCondition,
+Target = Backends | sqlite3.Connection  # a bare connection: events in that SQLite file
+
+
+def compute_value(target: Target, site_id: str, cond: AlertCondition,
                   now_ms: int) -> tuple[float | None, int, int | None]:
     """(value, current window metric, previous window metric or None) at ``now_ms``."""
+    events = backends_on(target).events
     w = cond.window_ms
-    current = store.window_metric(conn, site_id, cond.metric, now_ms - w, now_ms, cond.filter)
+    current = events.window_metric(site_id, cond.metric, now_ms - w, now_ms, cond.filter)
     if not cond.is_change:
         return float(current), current, None
-    previous = store.window_metric(conn, site_id, cond.metric, now_ms - 2 * w, now_ms - w,
-                                   cond.filter)
+    previous = events.window_metric(site_id, cond.metric, now_ms - 2 * w, now_ms - w,
+                                    cond.filter)
     return change_pct(current, previous), current, previous
 
 
@@ -65,11 +76,11 @@ def change_pct(current: float, previous: float) -> float | None:
     return (current - previous) * 100.0 / previous
 
 
-def _value_of(conn: sqlite3.Connection, rule: AlertRule, now_ms: int) -> _Value:
+def _value_of(b: Backends, rule: AlertRule, now_ms: int) -> _Value:
     if rule.condition is None:
         return _Value(None, 0, None, f"invalid condition: {rule.condition_error}")
     try:
-        value, current, previous = compute_value(conn, rule.site_id, rule.condition, now_ms)
+        value, current, previous = compute_value(b, rule.site_id, rule.condition, now_ms)
     except sqlite3.Error as exc:
         return _Value(None, 0, None, f"query failed: {exc}")
     except Exception as exc:  # noqa: BLE001 - one broken rule never stops the others
@@ -101,9 +112,10 @@ def _message(rule: AlertRule, v: _Value, new_state: str) -> str:
 
 
 # ---------------------------------------------------------------- evaluation
-def _evaluate(conn: sqlite3.Connection, rules: list[AlertRule], now_ms: int) -> list[Evaluation]:
+def _evaluate(b: Backends, rules: list[AlertRule], now_ms: int) -> list[Evaluation]:
     # 1. values: reads only, no lock held
-    values = {r.rule_id: _value_of(conn, r, now_ms) for r in rules}
+    values = {r.rule_id: _value_of(b, r, now_ms) for r in rules}
+    conn = b.conn
     results: list[Evaluation] = []
     log_lines: list[tuple[int, str]] = []
     # 2. states, history and notifications in one write transaction
@@ -181,29 +193,31 @@ def _notify(conn: sqlite3.Connection, rule: AlertRule, site_id: str, event_type:
                 "%s: %s (%s): %s", event_type, rule.name, rule.rule_id, message)
 
 
-def evaluate_rules(conn: sqlite3.Connection, clock: Clock, site_id: str | None = None
+def evaluate_rules(target: Target, clock: Clock, site_id: str | None = None
                    ) -> list[Evaluation]:
     """Evaluate every rule (of a site) once at the clock's now."""
-    return _evaluate(conn, store.list_rules(conn, site_id), clock.now_ms())
+    b = backends_on(target)
+    return _evaluate(b, store.list_rules(b.conn, site_id), clock.now_ms())
 
 
-def evaluate_rule(conn: sqlite3.Connection, rule_id: str, clock: Clock) -> Evaluation:
+def evaluate_rule(target: Target, rule_id: str, clock: Clock) -> Evaluation:
     """Evaluate one rule now (the editor's "evaluate now"); notifies like the worker does."""
-    rule = store.get_rule(conn, rule_id)
+    b = backends_on(target)
+    rule = store.get_rule(b.conn, rule_id)
     if rule is None:
         raise UsageError(f"no alert rule {rule_id!r}")
-    results = _evaluate(conn, [rule], clock.now_ms())
+    results = _evaluate(b, [rule], clock.now_ms())
     if results:
         return results[0]
-    fresh = store.get_rule(conn, rule_id)
+    fresh = store.get_rule(b.conn, rule_id)
     state = fresh.state if fresh else rule.state
     return Evaluation(rule.rule_id, rule.name, clock.now_ms(), None, state, state,
                       message="skipped: evaluated at a later time by another process")
 
 
-def evaluate_all(conn: sqlite3.Connection, clock: Clock, site_id: str | None = None) -> str:
+def evaluate_all(target: Target, clock: Clock, site_id: str | None = None) -> str:
     """The worker's job: evaluate every rule once, return a one-line outcome."""
-    results = evaluate_rules(conn, clock, site_id)
+    results = evaluate_rules(target, clock, site_id)
     if not results:
         return "no alert rules"
     firing = sum(1 for r in results if r.state_after == "firing")
@@ -216,16 +230,16 @@ def evaluate_all(conn: sqlite3.Connection, clock: Clock, site_id: str | None = N
     return text
 
 
-def preview_value(conn: sqlite3.Connection, site_id: str, condition: object, clock: Clock
+def preview_value(target: Target, site_id: str, condition: object, clock: Clock
                   ) -> tuple[float | None, bool | None]:
     """(value now, whether it would fire) for an unsaved condition; ValidationError if bad."""
     cond = parse_condition(condition)
-    value, _, _ = compute_value(conn, site_id, cond, clock.now_ms())
+    value, _, _ = compute_value(target, site_id, cond, clock.now_ms())
     return value, None if value is None else cond.holds(value)
 
 
 # ---------------------------------------------------------------- backtest
-def backtest(conn: sqlite3.Connection, condition: object, site_id: str, clock: Clock,
+def backtest(target: Target, condition: object, site_id: str, clock: Clock,
              days: int = 30) -> BacktestResult:
     """How often and when ``condition`` would have fired over the last ``days`` days.
 
@@ -237,6 +251,7 @@ def backtest(conn: sqlite3.Connection, condition: object, site_id: str, clock: C
     of the period once, as distinct (hour, id) pairs, and count distinct ids exactly in each
     window; hours before the oldest stored event have no data (``data_from``).
     """
+    events = backends_on(target).events
     try:
         cond = parse_condition(condition)
     except ValidationError:
@@ -255,21 +270,21 @@ def backtest(conn: sqlite3.Connection, condition: object, site_id: str, clock: C
     if cond.metric == "events" and not cond.filter:
         method = (f"hourly rollups: events per hour, windows of {h} h "
                   f"(window rounded up to whole hours)")
-        series = store.hourly_events(conn, site_id, lo, last_point)
-        data_from = store.first_rollup_hour(conn, site_id)
+        series = events.hourly_events(site_id, lo, last_point)
+        data_from = events.first_hour_with_data(site_id)
         data_from = None if data_from is None else data_from * HOUR_MS
     else:
         what = {"events": "filtered events", "users": "distinct users",
                 "sessions": "distinct sessions"}[cond.metric]
         method = (f"raw events: exact {what} per window of {h} h "
                   f"(window rounded up to whole hours)")
-        for hour, item in store.hourly_raw(conn, site_id, cond.metric, lo * HOUR_MS,
-                                           last_point * HOUR_MS, cond.filter):
+        for hour, item in events.hourly_raw(site_id, cond.metric, lo * HOUR_MS,
+                                            last_point * HOUR_MS, cond.filter):
             if cond.metric == "events":
                 series[hour] = int(item)  # type: ignore[arg-type]
             else:
                 sets[hour].add(item)
-        data_from = store.first_event_ms(conn, site_id)
+        data_from = events.first_event_ms(site_id)
 
     def window(end_hour: int) -> float:
         if cond.metric == "events":

@@ -12,4 +12,4 @@ if TYPE_CHECKING:
 
 def evaluate(ctx: JobContext) -> str:
     """Evaluate all rules at the current time (no replay of missed minutes: no storm)."""
-    return evaluate_all(ctx.conn, ctx.clock)
+    return evaluate_all(ctx.backends, ctx.clock)

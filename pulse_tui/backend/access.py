@@ -90,7 +90,7 @@ class Store:
         """``fn(connection, *args)`` with the PULSE file's raw sqlite3 connection, on the database
         thread: for tests and diagnostics only (the app and the panes use read and write; a test
         proves it). Control data always lives in that file, whatever holds the events."""
-        return await self.read(lambda d: fn(d.control.conn, *args, **kwargs))  # type: ignore[attr-defined]
+        return await self.read(lambda d: fn(d.conn, *args, **kwargs))
 
     async def write(self, fn: Callable[[Backends], T]) -> T:
         """Like read, for calls that write: our own commit also counts as a change (counted in

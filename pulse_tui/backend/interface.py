@@ -15,8 +15,12 @@ default, pulse_tui.backend.sqlite) is one implementation; a ClickHouse one fits 
 ``ControlStore`` is the data that always stays in the SQLite file, whatever holds the events:
 cohort definitions, alert rules, webhook endpoints and deliveries, import and export jobs, the
 scheduler's rows and the worker lease. Its write methods that need events (saving a cohort
-recomputes its membership, "evaluate now" reads the rule's metric) are given them by the
-implementation, never by the caller.
+recomputes its membership) are given them by the implementation, never by the caller.
+
+What combines the two (evaluating alert rules, running exports, delivering webhooks, retrying
+an import) is a service (``alerts.engine``, ``exports.runner``, ``notify.delivery``,
+``worker.inbox``): it takes the :class:`Backends` and reads events only through
+``EventsBackend``; the implementations never import a service.
 
 Both are synchronous: the CLI and the worker call them on their own thread; the TUI calls them
 through :class:`pulse_tui.backend.access.Store`, which runs each call on one database thread.
@@ -24,10 +28,9 @@ through :class:`pulse_tui.backend.access.Store`, which runs each call on one dat
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pulse_tui.models import (
@@ -41,6 +44,7 @@ from pulse_tui.models import (
     ImportJob,
     LeaseInfo,
     Member,
+    NewEvent,
     RefreshResult,
     RetentionGrid,
     RetentionRow,
@@ -54,21 +58,15 @@ from pulse_tui.report_models import (
     FunnelRow,
     RangeTotals,
     TopRow,
+    Totals,
 )
 
 if TYPE_CHECKING:  # types only: the domain layer does not import the services
-    from pulse_tui.alerts.models import AlertHistoryEntry, AlertRule, BacktestResult, Evaluation
+    from pulse_tui.alerts.models import AlertHistoryEntry, AlertRule
     from pulse_tui.clock import Clock
     from pulse_tui.cohorts.criteria import Group
     from pulse_tui.config import Settings
-    from pulse_tui.exports.models import ExportDefinition, ExportRunResult, ExportSummary
-    from pulse_tui.notify.delivery import PreparedTest
-    from pulse_tui.notify.models import (
-        CreatedEndpoint,
-        SendResult,
-        WebhookDelivery,
-        WebhookEndpoint,
-    )
+    from pulse_tui.notify.models import CreatedEndpoint, WebhookDelivery, WebhookEndpoint
 
 RejectRow = tuple[int, str | None, str | None, str]  # line, column, value, reason
 ChangeToken = Hashable  # opaque: equal tokens mean "nothing another writer committed since"
@@ -110,6 +108,11 @@ class EventsBackend(Protocol):
         contain ``text`` (ASCII letters case-insensitive), optionally of one type."""
         ...
 
+    def bound_to(self, conn: Any) -> EventsBackend:
+        """The same events seen with ``conn``, another connection to the PULSE SQLite file
+        (a worker job's own thread): what this backend keeps in the file goes through it."""
+        ...
+
     def change_token(self) -> ChangeToken:
         """A value that changes when another writer commits events (cheap when nothing did)."""
         ...
@@ -119,6 +122,10 @@ class EventsBackend(Protocol):
                      ) -> RangeTotals:
         """Events, users and sessions of the range, against the previous range of the same
         length measured to the same time of day when the range ends today."""
+        ...
+
+    def totals(self, site_id: str, rng: DateRange) -> Totals:
+        """Events, exact distinct users and sessions of the range (the metrics export)."""
         ...
 
     def daily(self, site_id: str, rng: DateRange) -> list[DailyRow]:
@@ -193,14 +200,34 @@ class EventsBackend(Protocol):
         """A new static cohort holding ``user_ids``; returns its id."""
         ...
 
-    # ---------------------------------------------------------------- alerts
-    def alert_value(self, site_id: str, condition: object, clock: Clock
-                    ) -> tuple[float | None, bool | None]:
-        """(value now, whether it would fire) for an unsaved condition; ValidationError if bad."""
+    def snapshot_retention(self, clock: Clock) -> str:
+        """Recompute every cohort's retention snapshots and each site's recent acquisition
+        weeks (the daily worker job); one line of outcome."""
         ...
 
-    def alert_backtest(self, condition: object, site_id: str, clock: Clock, days: int = 30
-                       ) -> BacktestResult:
+    # ---------------------------------------------------------------- alert metrics
+    def window_metric(self, site_id: str, metric: str, start_ms: int, end_ms: int,
+                      flt: dict[str, Any] | None = None) -> int:
+        """``metric`` (events, users, sessions) over the site's events with start_ms <=
+        timestamp_ms < end_ms matching the alert filter ``flt`` (a validated group or None)."""
+        ...
+
+    def hourly_events(self, site_id: str, from_hour: int, to_hour: int) -> dict[int, int]:
+        """{hour number: events} for from_hour <= hour < to_hour (the unfiltered backtest)."""
+        ...
+
+    def first_hour_with_data(self, site_id: str) -> int | None:
+        """The first hour ``hourly_events`` has data for (None: none)."""
+        ...
+
+    def hourly_raw(self, site_id: str, metric: str, start_ms: int, end_ms: int,
+                   flt: dict[str, Any] | None = None) -> Iterable[tuple[int, object]]:
+        """(hour, events) per hour for ``events``, or distinct (hour, user_id | session_id)
+        pairs for ``users`` / ``sessions`` (the raw-event backtest)."""
+        ...
+
+    def first_event_ms(self, site_id: str) -> int | None:
+        """The site's oldest usable event time (None: no events)."""
         ...
 
     # ---------------------------------------------------------------- exports, import, upkeep
@@ -214,6 +241,16 @@ class EventsBackend(Protocol):
         """Store one validated batch of an import of ``kind`` with its checkpoint, atomically."""
         ...
 
+    def write_events(self, events: Sequence[NewEvent], now_ms: int) -> int:
+        """Register the events' sites and store the events whose ids are new, folded into
+        what is derived from them (the simulator, the demo's live traffic); how many."""
+        ...
+
+    def write_new_users(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """users rows (user_id, site_id, name, email, company, plan, created_at, updated_at);
+        a user_id already stored is left as it is."""
+        ...
+
     def unusable_counts(self) -> dict[str, int]:
         """Stored event rows PULSE cannot use: {"total": n, column: rows breaking it, ...}."""
         ...
@@ -222,11 +259,48 @@ class EventsBackend(Protocol):
         """Fold events other programs wrote into sessions and rollups; rows folded."""
         ...
 
-    def cleanup(self, settings: Settings, clock: Clock) -> CleanupResult:
+    def cleanup(self, settings: Settings, clock: Clock, *,
+                should_stop: Callable[[], bool] | None = None) -> CleanupResult:
+        """One cleanup pass (SPEC 9): old events, rollups, export runs and files, deliveries;
+        ``should_stop`` is asked between steps."""
         ...
 
     def rebuild(self, now_ms: int) -> int:
         """Recompute every derived table from the events; events read."""
+        ...
+
+
+class OutsideEvents(Protocol):
+    """The event reads the store's membership and retention code (``store/cohorts.py``,
+    ``store/retention.py``) asks an events backend for when the events are not in the PULSE
+    file (``events=`` of those functions; None: it reads the file's own tables). Membership rows
+    and retention snapshots stay in the file; only these reads go out."""
+
+    def cohort_evaluate(self, site_id: str, criteria: Group, now_ms: int
+                        ) -> list[tuple[str, int, int]]:
+        ...
+
+    def acquisition_counts(self, p: dict[str, Any], weeks: int) -> list[tuple[int, int, int]]:
+        """(week, -1, cohort size) and (week, k, returning users) of the acquisition weeks
+        whose first events fall in [p["fs_lo"], p["fs_hi"]), activity days p["day_lo"] ..
+        p["day_hi"], site p["site"]."""
+        ...
+
+    def acquisition_cell_users(self, site_id: str, fs: tuple[int, int], week_number: int
+                               ) -> list[str]:
+        ...
+
+    def saved_retention(self, site_id: str, members: list[tuple[str, str, int]], now_ms: int,
+                        weeks: int) -> list[tuple[str, str, int, int]]:
+        """The tagged rows of the saved-cohort statement (see store/retention.py)."""
+        ...
+
+    def saved_cell_users(self, site_id: str, members: list[tuple[str, str, int]], now_ms: int,
+                         week_number: int, weeks: int) -> list[str]:
+        ...
+
+    def first_last_seen(self, site_id: str, user_ids: list[str]
+                        ) -> dict[str, tuple[int, int]]:
         ...
 
 
@@ -289,10 +363,6 @@ class ControlStore(Protocol):
     def rule_history(self, rule_id: str, *, limit: int = 100) -> list[AlertHistoryEntry]:
         ...
 
-    def evaluate_rule(self, rule_id: str, clock: Clock) -> Evaluation:
-        """Evaluate one rule now, record its state and queue its notification."""
-        ...
-
     # ---------------------------------------------------------------- webhooks
     def list_endpoints(self, site_id: str | None = None) -> list[WebhookEndpoint]:
         ...
@@ -316,18 +386,6 @@ class ControlStore(Protocol):
     def recent_deliveries(self, endpoint_id: str, limit: int = 20) -> list[WebhookDelivery]:
         ...
 
-    def send_test(self, endpoint_id: str, *, clock: Clock) -> SendResult:
-        """Send a test ping now and record it (blocks for the request: CLI and worker)."""
-        ...
-
-    def prepare_test(self, endpoint_id: str, *, clock: Clock) -> PreparedTest:
-        """The first half of a test ping: record the delivery; the caller sends it."""
-        ...
-
-    def record_test(self, test: PreparedTest, result: SendResult, *, clock: Clock) -> None:
-        """The second half: record the answer."""
-        ...
-
     # ---------------------------------------------------------------- imports
     def create_import_job(self, *, job_id: str, kind: str, site_id: str, file_name: str,
                           file_size: int, source_path: str | None, now_ms: int) -> None:
@@ -343,26 +401,6 @@ class ControlStore(Protocol):
         """The first ``limit`` rejected rows of a job, and how many there are."""
         ...
 
-    def retry_failed_import(self, import_dir: Path, job_id: str) -> Path:
-        """Move a failed file back into the inbox; its new path."""
-        ...
-
-    # ---------------------------------------------------------------- exports
-    def list_exports(self, site_id: str | None = None) -> list[ExportSummary]:
-        ...
-
-    def create_export(self, clock: Clock, *, site_id: str, **values: Any) -> ExportDefinition:
-        ...
-
-    def update_export(self, clock: Clock, export_id: str, **values: Any) -> ExportDefinition:
-        ...
-
-    def delete_export(self, export_id: str) -> bool:
-        ...
-
-    def run_export(self, export_id: str, settings: Settings, clock: Clock) -> ExportRunResult:
-        ...
-
     # ---------------------------------------------------------------- scheduler and lease
     def scheduler_jobs(self) -> list[SchedulerJobRow]:
         ...
@@ -373,11 +411,17 @@ class ControlStore(Protocol):
 
 @dataclass(slots=True)
 class Backends:
-    """What the wiring opened: the events backend, the control store, and how to close them."""
+    """What the wiring opened: the events backend, the control store, and how to close them.
+
+    ``conn`` is the PULSE SQLite file's connection the control store writes: the services
+    write their control rows (rule states, deliveries, export runs) through the store
+    functions on it, in their own transactions; never events.
+    """
 
     events: EventsBackend
     control: ControlStore
     closers: list[Any] = field(default_factory=list)
+    conn: Any = None
 
     def close(self) -> None:
         for close in reversed(self.closers):

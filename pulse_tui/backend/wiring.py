@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 from pulse_tui.backend.interface import Backends
-from pulse_tui.backend.sqlite import open_sqlite
+from pulse_tui.backend.sqlite import on_connection, open_sqlite
 from pulse_tui.config import redact_url
 from pulse_tui.errors import UsageError
 
@@ -39,3 +40,25 @@ def open_backends(db_path: Path, events_store: str = "sqlite", *,
         raise UsageError(f"unknown events store {redact_url(events_store)!r} "
                          f"(known: {', '.join(sorted(BACKENDS))})")
     return opener(Path(db_path), events_store, cluster, migrate=migrate)
+
+
+def backends_on(target: Backends | sqlite3.Connection) -> Backends:
+    """The services' entry: ``Backends`` as given, or a bare connection to a PULSE file whose
+    events live in it (tests, one-off callers): the SQLite implementation over it."""
+    if isinstance(target, Backends):
+        return target
+    return on_connection(target)
+
+
+def backends_for_thread(shared: Backends | None, conn: sqlite3.Connection) -> Backends:
+    """Both interfaces over ``conn``, another connection to the same PULSE file (a worker job's
+    own thread): the events where ``shared`` keeps them (``bound_to(conn)``), or in the file."""
+    if shared is None:
+        return on_connection(conn)
+    return on_connection(conn, shared.events.bound_to(conn))
+
+
+def control_conn(target: Backends | sqlite3.Connection) -> sqlite3.Connection:
+    """The PULSE SQLite file's connection of ``target`` (Backends or the connection itself):
+    the services that only touch control data write it with the store functions."""
+    return target.conn if isinstance(target, Backends) else target

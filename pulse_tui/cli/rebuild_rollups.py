@@ -18,19 +18,27 @@ def rebuild_rollups_cmd(ctx: click.Context) -> None:
     Days whose raw events cleanup deleted keep their rollups as they are (charts outlive raw
     events), and distinct counts stay exact across that border.
     """
+    from pulse_tui.backend.wiring import backends_on, open_backends
     from pulse_tui.clock import day_of
     from pulse_tui.store import derived
     from pulse_tui.store.connection import connect
 
     settings = settings_from(ctx)
-    conn = connect(settings.db, bulk=True)
+    kept: dict[str, int] = {}
+    if settings.events_store == "sqlite":
+        conn = connect(settings.db, bulk=True)
+        backends, close = backends_on(conn), conn.close
+        kept = derived.history_days(conn)  # rollups cleanup left without their raw events
+    else:  # nothing is rolled up beside ClickHouse's events: its sessions are recomputed
+        backends = open_backends(settings.db, settings.events_store,
+                                 cluster=settings.clickhouse_cluster)
+        close = backends.close
     start = time.monotonic()
     try:
-        kept = derived.history_days(conn)
-        n = derived.rebuild(conn, Clock.from_env().now_ms())
-        unusable = derived.describe_unusable(derived.unusable_counts(conn))
+        n = backends.events.rebuild(Clock.from_env().now_ms())
+        unusable = derived.describe_unusable(backends.events.unusable_counts())
     finally:
-        conn.close()
+        close()
     click.echo(f"rebuilt derived tables from {n} event rows in {time.monotonic() - start:.1f}s")
     if unusable:
         click.echo(f"note: {unusable}", err=True)

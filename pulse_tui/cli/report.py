@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 import sys
 import textwrap
 import unicodedata
@@ -14,7 +13,8 @@ from typing import Any
 
 import click
 
-from pulse_tui.backend.wiring import open_backends
+from pulse_tui.backend.interface import EventsBackend
+from pulse_tui.backend.wiring import backends_on, open_backends
 from pulse_tui.cli.common import pulse_command, settings_from
 from pulse_tui.clock import Clock
 from pulse_tui.csvsafe import neutralise_row
@@ -121,35 +121,33 @@ def report_cmd(ctx: click.Context, name: str, site: str | None, start: str | Non
     settings = settings_from(ctx)
     if settings.events_store == "sqlite":
         conn = connect(settings.db, migrate=False, keep_journal_mode=True)  # reads only (SPEC 10)
-        try:
-            site_id = reports.resolve_site(conn, site)
-            rows = reports.run_report(conn, name, site_id, rng, now_ms=clock.now_ms(),
-                                      limit=limit, steps=step_list)
-            notes = report_notes(conn, name)
-        finally:
-            conn.close()
+        backends, close = backends_on(conn), conn.close
     else:
-        # rows PULSE cannot use are a SQLite events-table matter (ClickHouse columns are typed)
         backends = open_backends(settings.db, settings.events_store,
                                  cluster=settings.clickhouse_cluster, migrate=False)
-        try:
+        close = backends.close
+    try:
+        if settings.events_store == "sqlite":  # also the sites of rows other programs wrote
+            site_id = reports.resolve_site(conn, site)
+        else:
             site_id = reports.pick_site([s.id for s in backends.events.sites()], site)
-            rows = backends.events.report(name, site_id, rng, now_ms=clock.now_ms(),
-                                          limit=limit, steps=step_list)
-            notes = []
-        finally:
-            backends.close()
+        rows = backends.events.report(name, site_id, rng, now_ms=clock.now_ms(), limit=limit,
+                                      steps=step_list)
+        notes = report_notes(backends.events)
+    finally:
+        close()
     render = {"json": render_json, "csv": render_csv, "table": render_table}[fmt]
     sys.stdout.write(render(spec.columns, rows))
     for note in notes:
         click.echo(f"note: {note}", err=True)
 
 
-def report_notes(conn: sqlite3.Connection, name: str) -> list[str]:
-    """What stderr says after a report: rows of events PULSE cannot use (left out of it).
-    (Rows other programs inserted that could not be folded are read around by every report,
-    see pulse_tui/store/reports.py, so nothing needs saying about them.)"""
-    line = derived.describe_unusable(derived.unusable_counts(conn))
+def report_notes(events: EventsBackend) -> list[str]:
+    """What stderr says after a report: rows of events PULSE cannot use (left out of it; none
+    on ClickHouse, whose columns are typed). (Rows other programs inserted that could not be
+    folded are read around by every report, see pulse_tui/store/reports.py, so nothing needs
+    saying about them.)"""
+    line = derived.describe_unusable(events.unusable_counts())
     return [line] if line else []
 
 

@@ -54,7 +54,7 @@ def simulate_cmd(ctx: click.Context, rate: float, duration: float | None, sites:
     stop = _stop_on_signals()
     backends = open_backends(settings.db, settings.events_store,
                              cluster=settings.clickhouse_cluster)  # events: SQLite or ClickHouse
-    conn = backends.events.conn  # type: ignore[attr-defined]
+    conn = backends.conn
     sim = Simulator(seed=seed if seed is not None else time.time_ns() % 1_000_000, sites=sites)
     start = time.monotonic()
     written = 0
@@ -62,7 +62,7 @@ def simulate_cmd(ctx: click.Context, rate: float, duration: float | None, sites:
     carry = 0.0
     try:
         with write_transaction(conn):
-            write_sites(conn, sim, int(time.time() * 1000))
+            write_sites(backends, sim, int(time.time() * 1000))
         click.echo(f"simulating {rate:g} events/s into {settings.db} (ctrl+c to stop)",
                    err=True)
         next_at = start
@@ -78,13 +78,13 @@ def simulate_cmd(ctx: click.Context, rate: float, duration: float | None, sites:
                 n = min(count, SIMULATE_CHUNK)
                 count -= n
                 now_ms = int(time.time() * 1000)
-                written += write_batch(conn, sim.live(now_ms, n), now_ms)
+                written += write_batch(backends, sim.live(now_ms, n), now_ms)
             next_at = max(next_at + tick, time.monotonic() - tick)
             stop["event"].wait(max(0.0, next_at - time.monotonic()))
         users = sim.users()
         if users:
             with write_transaction(conn):
-                write_users(conn, users, int(time.time() * 1000))
+                write_users(backends, users, int(time.time() * 1000))
     finally:
         backends.close()
     click.echo(f"wrote {written} events in {time.monotonic() - start:.1f}s", err=True)

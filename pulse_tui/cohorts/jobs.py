@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pulse_tui.store import cohorts as store
+from pulse_tui.store.cohorts import describe
 
 if TYPE_CHECKING:
     from pulse_tui.worker.events import ImportFinished
@@ -13,10 +13,10 @@ if TYPE_CHECKING:
 
 def refresh_changed(ctx: JobContext) -> str:
     """Cohorts other programs inserted or changed (and all of them when the data moved)."""
-    return store.refresh_changed(ctx.conn, ctx.clock)
+    return describe(ctx.backends.events.refresh_changed_cohorts(ctx.clock))
 
 
 def after_import(ctx: JobContext, finished: ImportFinished) -> None:
     """Recompute every criteria cohort once an import finished (SPEC 8)."""
-    outcome = store.refresh_all_text(ctx.conn, ctx.clock)
+    outcome = describe(ctx.backends.events.refresh_all_cohorts(ctx.clock))
     ctx.log.info("cohorts after import %s: %s", getattr(finished, "job_id", "?"), outcome)

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
+from pulse_tui.backend.interface import Backends
+from pulse_tui.backend.wiring import control_conn
 from pulse_tui.clock import Clock, parse_instant
 from pulse_tui.errors import RowVanished, UsageError, ValidationError
 from pulse_tui.exports.models import (
@@ -41,6 +43,9 @@ from pulse_tui.store.exports import ExportJobRow, ExportRun
 MAX_NAME = 200
 MAX_DAYS = 3660
 MAX_LIMIT = 100_000
+
+# the services' callers pass the Backends (a bare connection: the PULSE file itself)
+Target = Backends | sqlite3.Connection
 _UNSET: Any = object()
 
 
@@ -312,11 +317,12 @@ def get_export(conn: sqlite3.Connection, export_id: str) -> ExportDefinition:
     return parse_row(row)
 
 
-def create_export(conn: sqlite3.Connection, clock: Clock, *, site_id: str, type: str,
+def create_export(target: Target, clock: Clock, *, site_id: str, type: str,
                   name: str, format: str = "csv", filters: object = None,
                   scheduled: object = None, export_id: str | None = None) -> ExportDefinition:
     """Validate and insert a definition (status pending). ``scheduled`` defaults to a one-off
     due now; a missing ``next_run`` means now. Raises ValidationError; nothing saved then."""
+    conn = control_conn(target)
     now = clock.now_ms()
     values = validate(conn, now, site_id=site_id, type=type, name=name, format=format,
                       filters=filters, scheduled=scheduled)
@@ -325,11 +331,12 @@ def create_export(conn: sqlite3.Connection, clock: Clock, *, site_id: str, type:
     return get_export(conn, eid)
 
 
-def update_export(conn: sqlite3.Connection, clock: Clock, export_id: str, *,
+def update_export(target: Target, clock: Clock, export_id: str, *,
                   name: str = _UNSET, type: str = _UNSET, format: str = _UNSET,
                   filters: object = _UNSET, scheduled: object = _UNSET) -> ExportDefinition:
     """Change fields of a definition (the others kept), validated as a whole. A failed export
     whose definition changes goes back to pending."""
+    conn = control_conn(target)
     current = get_export(conn, export_id)
     given = {k: v for k, v in {"name": name, "type": type, "format": format,
                                "filters": filters, "scheduled": scheduled}.items()
@@ -351,10 +358,11 @@ def update_export(conn: sqlite3.Connection, clock: Clock, export_id: str, *,
     return get_export(conn, export_id)
 
 
-def delete_export(conn: sqlite3.Connection, export_id: str, *, delete_files: bool = False,
+def delete_export(target: Target, export_id: str, *, delete_files: bool = False,
                   export_dir: str | None = None) -> bool:
     """Delete a definition and its runs; with ``delete_files`` also the files its runs wrote
     (only those inside ``export_dir``). False when it did not exist."""
+    conn = control_conn(target)
     from pulse_tui.exports.files import remove_export_files
 
     deleted, paths = store.delete_job(conn, export_id)
@@ -375,8 +383,9 @@ def request_run(conn: sqlite3.Connection, clock: Clock, export_id: str) -> Expor
     return get_export(conn, export_id)
 
 
-def list_exports(conn: sqlite3.Connection, site_id: str | None = None) -> list[ExportSummary]:
+def list_exports(target: Target, site_id: str | None = None) -> list[ExportSummary]:
     """Every definition (of a site) with its last run and last file, by site, name, id."""
+    conn = control_conn(target)
     runs = store.last_runs(conn)
     files = store.last_files(conn)
     return [ExportSummary(parse_row(r), runs.get(r.id), files.get(r.id))

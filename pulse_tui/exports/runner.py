@@ -9,6 +9,10 @@ one-off ``ONCE_RETRY_MS`` later, either at once with "run now". A run left 'runn
 process that died is marked failed ("interrupted") when the worker's exports job starts, or
 after ``STALE_RUN_MS``; its export stays due (next_run only moves when a run finishes), so it
 runs again.
+
+The services here take the :class:`~pulse_tui.backend.interface.Backends` (a bare SQLite
+connection means "events in that file"): report, metrics and audience rows are read through
+``EventsBackend``; definitions and runs are written to the PULSE SQLite file (``conn``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pulse_tui.backend.interface import Backends
+from pulse_tui.backend.wiring import backends_on
 from pulse_tui.clock import Clock
 from pulse_tui.config import Settings
 from pulse_tui.errors import PulseError, ValidationError
@@ -56,11 +62,15 @@ def export_range(filters: dict[str, Any], clock: Clock) -> DateRange:
     return reports.default_range(clock, int(filters.get("days", reports.DEFAULT_DAYS)))
 
 
-def build_content(conn: sqlite3.Connection, defn: ExportDefinition, clock: Clock
-                  ) -> ExportContent:
+Target = Backends | sqlite3.Connection  # a bare connection: events in that SQLite file
+
+
+def build_content(target: Target, defn: ExportDefinition, clock: Clock) -> ExportContent:
     """Rows of the export rendered in its format (PulseError when the definition is bad)."""
     from pulse_tui.store import reports
 
+    b = backends_on(target)
+    conn, events = b.conn, b.events
     errors: dict[str, str] = {}
     filters = defs.check_filters(conn, defn.type, defn.site_id, defn.filters, errors)
     if defn.problem:
@@ -71,17 +81,17 @@ def build_content(conn: sqlite3.Connection, defn: ExportDefinition, clock: Clock
     if defn.type == "report":
         spec = reports.REPORTS[filters["report"]]
         rng = export_range(filters, clock)
-        rows = reports.run_report(conn, spec.name, defn.site_id, rng, now_ms=now,
-                                  limit=int(filters.get("limit", reports.DEFAULT_LIMIT)),
-                                  steps=tuple(filters.get("steps", ())))
+        rows = events.report(spec.name, defn.site_id, rng, now_ms=now,
+                             limit=int(filters.get("limit", reports.DEFAULT_LIMIT)),
+                             steps=tuple(filters.get("steps", ())))
         if defn.format == "json":
             return ExportContent(files.render_json(files.records(spec.columns, rows)), len(rows))
         return ExportContent(files.render_csv(spec.columns, rows), len(rows))
     if defn.type == "metrics":
         rng = export_range(filters, clock)
         daily = [(r.day, r.events, r.users, r.sessions)
-                 for r in reports.daily(conn, defn.site_id, rng)]
-        t = reports.totals(conn, defn.site_id, rng)
+                 for r in events.daily(defn.site_id, rng)]
+        t = events.totals(defn.site_id, rng)
         if defn.format == "json":
             data = {"from": rng.start.isoformat(), "to": rng.end.isoformat(),
                     "daily": files.records(METRICS_COLUMNS, daily),
@@ -90,11 +100,9 @@ def build_content(conn: sqlite3.Connection, defn: ExportDefinition, clock: Clock
         body = [*daily, (TOTAL_LABEL, t.events, t.users, t.sessions)]
         return ExportContent(files.render_csv(METRICS_COLUMNS, body), len(daily))
     # audience: the cohort's active members with their users rows
-    from pulse_tui.store.cohorts import list_members
-
-    members = list_members(conn, filters["cohort_id"], active_only=True)
-    users = store.users_rows(conn, defn.site_id, [m.user_id for m in members
-                                                  if m.user_id is not None])
+    members = events.cohort_members(filters["cohort_id"], active_only=True)
+    users = events.users_rows(defn.site_id, [m.user_id for m in members
+                                             if m.user_id is not None])
     empty = (None,) * 6
     rows = [(m.user_id, m.joined_at, m.last_seen_at,
              *users.get(m.user_id or "", empty)) for m in members]
@@ -138,10 +146,12 @@ def _due(defn: ExportDefinition, now: int) -> bool:
     return defs.is_due(defn, now)
 
 
-def run_export(conn: sqlite3.Connection, export_id: str, settings: Settings, clock: Clock, *,
+def run_export(target: Target, export_id: str, settings: Settings, clock: Clock, *,
                only_if_due: bool = False) -> ExportRunResult:
     """Run one export now (the pane's synchronous "run now", and each due run): see the
     module docstring. Never raises for a failing export: the result says failed and why."""
+    b = backends_on(target)
+    conn = b.conn
     now = clock.now_ms()
     claimed = _claim(conn, export_id, now, only_if_due=only_if_due)
     if isinstance(claimed, str):
@@ -152,7 +162,7 @@ def run_export(conn: sqlite3.Connection, export_id: str, settings: Settings, clo
     rows: int | None = None
     error: str | None = None
     try:
-        content = build_content(conn, defn, clock)
+        content = build_content(b, defn, clock)
         rows = content.rows
         name = files.file_name(defn.site_id, defn.type, defn.name, now, defn.format)
         path = files.write_atomic(Path(settings.export_dir), name, content.text)
@@ -200,13 +210,14 @@ def due_export_ids(conn: sqlite3.Connection, now_ms: int) -> list[str]:
     return [d.id for d in due]
 
 
-def run_due_results(conn: sqlite3.Connection, settings: Settings, clock: Clock, *,
+def run_due_results(target: Target, settings: Settings, clock: Clock, *,
                     should_stop: Callable[[], bool] | None = None) -> list[ExportRunResult]:
+    b = backends_on(target)
     results = []
-    for export_id in due_export_ids(conn, clock.now_ms()):
+    for export_id in due_export_ids(b.conn, clock.now_ms()):
         if should_stop is not None and should_stop():
             break
-        result = run_export(conn, export_id, settings, clock, only_if_due=True)
+        result = run_export(b, export_id, settings, clock, only_if_due=True)
         if result.status != "skipped" or result.error == "already running":
             results.append(result)
     return results
@@ -226,10 +237,10 @@ def describe(results: list[ExportRunResult]) -> str:
     return text
 
 
-def run_due(conn: sqlite3.Connection, settings: Settings, clock: Clock, *,
+def run_due(target: Target, settings: Settings, clock: Clock, *,
             should_stop: Callable[[], bool] | None = None) -> str:
     """Run every due export once; one line of outcome for the Jobs pane and the log."""
-    return describe(run_due_results(conn, settings, clock, should_stop=should_stop))
+    return describe(run_due_results(target, settings, clock, should_stop=should_stop))
 
 
 def recover_interrupted(conn: sqlite3.Connection, clock: Clock) -> int:
@@ -257,7 +268,7 @@ def exports_job(ctx: Any) -> str:
         n = recover_interrupted(ctx.conn, ctx.clock)
         if n:
             text = f"{n} interrupted run(s) marked failed; "
-    return text + run_due(ctx.conn, ctx.settings, ctx.clock, should_stop=ctx.should_stop)
+    return text + run_due(ctx.backends, ctx.settings, ctx.clock, should_stop=ctx.should_stop)
 
 
 __all__ = ["AUDIENCE_COLUMNS", "ExportContent", "METRICS_COLUMNS", "build_content",

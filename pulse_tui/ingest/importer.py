@@ -307,6 +307,25 @@ def _import_file(
                 store.fail_job(conn, job_id, f"cannot resume {path.name}: {exc}",
                                clock.now_ms())
                 return _finish(conn, job_id, path, started)
+        if kind == "events" and events is not None and job.checkpoint_rows == 0 \
+                and job.checkpoint_offset == 0:
+            whole = _whole_file(src, events, job_id, header, site_id, now_ms, file_size)
+            if whole is not None:
+                outcome, cp = whole
+                if progress is not None:
+                    progress(ImportProgress(job_id, cp.rows, outcome.processed,
+                                            outcome.duplicates, outcome.failed, file_size,
+                                            file_size))
+                if _changed_while_read(src.fstat(), opened):
+                    store.fail_job(conn, job_id, CHANGED_MESSAGE, clock.now_ms())
+                    result = _finish(conn, job_id, path, started)
+                    result.changed = True
+                    return result
+                store.finish_job(conn, job_id, clock.now_ms())
+                result = _finish(conn, job_id, path, started)
+                result.unknown_columns = unknown
+                result.changed = not _same_file(path, opened)
+                return result
         parse = make_row_parser(header, site_id=site_id, now_ms=now_ms)
         records = job.checkpoint_rows
         processed, dups, failed = job.processed_records, job.duplicate_records, job.failed_records
@@ -392,6 +411,27 @@ def _import_file(
     result.unknown_columns = unknown
     result.changed = not _same_file(path, opened)
     return result
+
+
+FAST_PATH_MAX_BYTES = 2 * 1024 ** 3  # larger files keep the Python path's stop checks
+FAST_PATH_ENV = "PULSE_IMPORT_FAST_PATH"  # "0": always the Python path (tests, benchmarks)
+
+
+def _whole_file(src: CsvFile, events: Any, job_id: str,
+                header: Any, site_id: str | None, now_ms: int, file_size: int
+                ) -> tuple[store.BatchOutcome, store.Checkpoint] | None:
+    """The events store's fast path for a fresh job (ClickHouse reads, checks and stores the
+    whole file: backend/clickhouse/bulk.py), when it has one and the header is the file's
+    first line alone; None when there is none or it declines (nothing stored). It is one
+    step: ``should_stop`` is next asked after it (FAST_PATH_MAX_BYTES bounds how long)."""
+    fast = getattr(events, "import_whole_file", None)
+    if fast is None or os.environ.get(FAST_PATH_ENV, "").strip() == "0":
+        return None
+    if src.line != 1 or file_size > FAST_PATH_MAX_BYTES:
+        return None
+    got = fast(job_id, src.fileno(), compressed=src.compressed, header=header,
+               header_text=src.first_line_text(), site_id=site_id, now_ms=now_ms)
+    return got  # type: ignore[no-any-return]
 
 
 def _changed_while_read(now: os.stat_result, then: os.stat_result) -> bool:

@@ -502,6 +502,14 @@ class CsvFile:
     def bytes_read(self) -> int:
         return self._raw.tell()
 
+    def fileno(self) -> int:
+        """The open file's descriptor (the file on disk, compressed or not)."""
+        return self._raw.fileno()
+
+    @property
+    def compressed(self) -> bool:
+        return self._feed.compressed
+
     def fstat(self) -> os.stat_result:
         """The open file's status (it may differ from what the path names now)."""
         return os.fstat(self._raw.fileno())

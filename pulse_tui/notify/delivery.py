@@ -27,6 +27,8 @@ import anyio
 import httpcore
 import httpx
 
+from pulse_tui.backend.interface import Backends
+from pulse_tui.backend.wiring import control_conn
 from pulse_tui.clock import Clock
 from pulse_tui.errors import UsageError
 from pulse_tui.notify.models import TEST_EVENT, WEBHOOK_EVENTS, SendResult
@@ -36,6 +38,9 @@ from pulse_tui.store import webhooks as store
 from pulse_tui.store.tx import write_transaction
 
 log = logging.getLogger("pulse_tui.notify")
+
+# the services' callers pass the Backends (a bare connection: the PULSE file itself)
+Target = Backends | sqlite3.Connection
 
 HTTP_DEADLINE_S = 10.0           # connect + send + whole response, per request
 MAX_RESPONSE_BYTES = 64 * 1024   # read at most this much of a response
@@ -362,7 +367,7 @@ async def _deliver(conn: sqlite3.Connection, clock: Clock,
     return tally
 
 
-def deliver_due(conn: sqlite3.Connection, clock: Clock, *,
+def deliver_due(target: Target, clock: Clock, *,
                 policy: RetryPolicy = DEFAULT_POLICY, limit: int = 100,
                 rng: random.Random | None = None,
                 wall_clock: Callable[[], float] = time.time,
@@ -380,6 +385,7 @@ def deliver_due(conn: sqlite3.Connection, clock: Clock, *,
     turns true, requests in flight are abandoned and every delivery not yet recorded is
     released for the next run. Blocks the calling thread (runs its own event loop).
     """
+    conn = control_conn(target)
     now = clock.now_ms()
     due = store.claim_due(conn, now, policy.in_flight_ms, limit)
     if not due:
@@ -413,8 +419,9 @@ class PreparedTest:
         return f"PreparedTest({self.delivery_id!r}, endpoint={self.endpoint_id!r})"
 
 
-def prepare_test(conn: sqlite3.Connection, endpoint_id: str, *, clock: Clock) -> PreparedTest:
+def prepare_test(db: Target, endpoint_id: str, *, clock: Clock) -> PreparedTest:
     """Record a ``webhook.test`` delivery for the endpoint (the first half of a test ping)."""
+    conn = control_conn(db)
     target = store.endpoint_for_sending(conn, endpoint_id)
     if target is None:
         raise UsageError(f"no webhook endpoint {endpoint_id!r}")
@@ -443,9 +450,10 @@ async def send_prepared(test: PreparedTest, *, allow_link_local: bool = False,
                                test.headers, wall_clock=wall_clock)
 
 
-def record_test(conn: sqlite3.Connection, test: PreparedTest, result: SendResult, *,
+def record_test(target: Target, test: PreparedTest, result: SendResult, *,
                 clock: Clock) -> None:
     """Record the outcome of a test ping (no retries)."""
+    conn = control_conn(target)
     if result.ok:
         store.mark_delivered(conn, test.delivery_id, result.status_code or 200, clock.now_ms())
     else:
@@ -455,11 +463,12 @@ def record_test(conn: sqlite3.Connection, test: PreparedTest, result: SendResult
              result.text())
 
 
-def send_test(conn: sqlite3.Connection, endpoint_id: str, *, clock: Clock | None = None,
+def send_test(target: Target, endpoint_id: str, *, clock: Clock | None = None,
               wall_clock: Callable[[], float] = time.time, allow_link_local: bool = False,
               resolve: Resolver | None = None) -> SendResult:
     """POST a signed ``webhook.test`` ping to the endpoint now (no retries); it is recorded in
     the endpoint's deliveries. Blocks up to the request deadline (call it from a thread)."""
+    conn = control_conn(target)
     clock = clock or Clock.from_env()
     test = prepare_test(conn, endpoint_id, clock=clock)
     result = asyncio.run(send_prepared(test, allow_link_local=allow_link_local,
@@ -469,8 +478,9 @@ def send_test(conn: sqlite3.Connection, endpoint_id: str, *, clock: Clock | None
 
 
 # ---------------------------------------------------------------- import / export events
-def notify_import_job(conn: sqlite3.Connection, job_id: str, now_ms: int) -> list[str]:
+def notify_import_job(target: Target, job_id: str, now_ms: int) -> list[str]:
     """Queue import.completed or import.failed for a finished import job (worker after_import)."""
+    conn = control_conn(target)
     job = store.job_row(conn, "import_jobs", job_id)
     if job is None or job.get("status") not in ("completed", "failed"):
         return []

@@ -19,7 +19,6 @@ from pulse_tui.alerts.conditions import (
 from pulse_tui.alerts.models import AlertHistoryEntry, AlertRule
 from pulse_tui.errors import ConflictError, UsageError, ValidationError
 from pulse_tui.store import derived
-from pulse_tui.store.elsewhere import events_of
 from pulse_tui.store.tx import write_transaction
 
 HOUR_MS = 3_600_000
@@ -415,9 +414,6 @@ def window_metric(conn: sqlite3.Connection, site_id: str, metric: str, start_ms:
                   end_ms: int, flt: dict[str, Any] | None = None) -> int:
     """The metric over the site's events with start_ms <= timestamp_ms < end_ms, read through
     the (site_id, timestamp_ms) index."""
-    elsewhere = events_of(conn)
-    if elsewhere is not None:
-        return elsewhere.window_metric(site_id, metric, start_ms, end_ms, flt)
     where, params = event_filter_sql(flt)
     row = conn.execute(
         f"SELECT {_metric_expr(metric)} FROM events INDEXED BY idx_events_site_timestamp "
@@ -432,10 +428,6 @@ def hourly_events(conn: sqlite3.Connection, site_id: str, from_hour: int, to_hou
     """{hour number: events} from rollup_hourly for from_hour <= hour < to_hour, after
     folding pending rows (``derived.fold_pending``); rows it could not fold are added from
     the raw events above the high-water mark."""
-    elsewhere = events_of(conn)
-    if elsewhere is not None:
-        return dict(elsewhere.hourly_raw(site_id, "events", from_hour * HOUR_MS,
-                                         to_hour * HOUR_MS, None))
     unfolded = derived.fold_pending(conn)
     out: dict[int, int] = dict(conn.execute(
         "SELECT hour, events FROM rollup_hourly WHERE site_id = ? AND hour >= ? AND hour < ?",
@@ -452,10 +444,6 @@ def hourly_events(conn: sqlite3.Connection, site_id: str, from_hour: int, to_hou
 
 
 def first_rollup_hour(conn: sqlite3.Connection, site_id: str) -> int | None:
-    elsewhere = events_of(conn)
-    if elsewhere is not None:
-        first = elsewhere.first_event_ms(site_id)
-        return None if first is None else first // HOUR_MS
     return conn.execute("SELECT min(hour) FROM rollup_hourly WHERE site_id = ?",
                         (site_id,)).fetchone()[0]
 
@@ -464,10 +452,6 @@ def hourly_raw(conn: sqlite3.Connection, site_id: str, metric: str, start_ms: in
                flt: dict[str, Any] | None = None) -> Iterator[tuple[int, object]]:
     """For raw-event backtests: (hour, 1) per event for ``events``, or distinct
     (hour, user_id | session_id) pairs for ``users`` / ``sessions``."""
-    elsewhere = events_of(conn)
-    if elsewhere is not None:
-        yield from elsewhere.hourly_raw(site_id, metric, start_ms, end_ms, flt)
-        return
     where, params = event_filter_sql(flt)
     if metric == "events":
         sql = (f"SELECT timestamp_ms / {HOUR_MS} AS h, count(*) FROM events "
@@ -484,9 +468,6 @@ def hourly_raw(conn: sqlite3.Connection, site_id: str, metric: str, start_ms: in
 
 
 def first_event_ms(conn: sqlite3.Connection, site_id: str) -> int | None:
-    elsewhere = events_of(conn)
-    if elsewhere is not None:
-        return elsewhere.first_event_ms(site_id)
     row = conn.execute(  # index order, stops at the first usable row
         "SELECT timestamp_ms FROM events INDEXED BY idx_events_site_timestamp "
         f"WHERE site_id = ? AND {_USABLE} ORDER BY timestamp_ms LIMIT 1",

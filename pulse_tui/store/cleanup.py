@@ -33,7 +33,6 @@ from pulse_tui.config import Settings
 from pulse_tui.models import CleanupResult
 from pulse_tui.store import derived
 from pulse_tui.store import exports as export_store
-from pulse_tui.store.elsewhere import events_of
 from pulse_tui.store.tx import write_transaction
 
 log = logging.getLogger("pulse_tui.cleanup")
@@ -214,14 +213,3 @@ def run_cleanup(conn: sqlite3.Connection, settings: Settings, clock: Clock, *,
     result = CleanupResult(**counts)
     log.info("cleanup: %s", result.describe())
     return result
-
-
-def cleanup_job(ctx: Any) -> str:
-    """The worker's periodic job (hourly): one cleanup pass; its counts as outcome text."""
-    if ctx.settings is None:
-        return "no settings: cleanup skipped"
-    elsewhere = events_of(ctx.conn)
-    if elsewhere is not None:  # events in ClickHouse: its cleanup does both parts
-        return elsewhere.cleanup(ctx.settings, ctx.clock).describe()
-    return run_cleanup(ctx.conn, ctx.settings, ctx.clock,
-                       should_stop=ctx.should_stop).describe()

@@ -21,14 +21,15 @@ connection is already in one.
 from __future__ import annotations
 
 import hashlib
-import importlib
+import json
 import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from pulse_tui.backend.interface import OutsideEvents
 from pulse_tui.clock import DAY_MS, Clock
 from pulse_tui.cohorts.compiler import compile_members
 from pulse_tui.cohorts.criteria import (
@@ -48,8 +49,7 @@ from pulse_tui.models import (
     RefreshResult,
     member_id_for,
 )
-from pulse_tui.store import derived
-from pulse_tui.store.elsewhere import events_of
+from pulse_tui.store import derived, retention
 from pulse_tui.store.tx import write_transaction as _write
 
 log = logging.getLogger(__name__)
@@ -62,13 +62,13 @@ DATA_MARK_KEY = "cohort_data_mark"
 FULL_REFRESH_AT_KEY = "cohort_full_refresh_at"
 FULL_REFRESH_MIN_INTERVAL_S = 60
 
+STATIC_CRITERIA = json.dumps({"type": "and", "conditions": []})
+
 # called with (conn, clock, changed cohort ids) after a refresh changed memberships, outside
-# any transaction; exceptions are logged, never raised. "module:function" strings are imported
-# on first use (no import cycles): retention snapshots follow membership changes (SPEC 5).
-MembershipHook = Callable[[sqlite3.Connection, Clock, list[str]], None] | str
-MEMBERSHIP_CHANGED_HOOKS: list[MembershipHook] = [
-    "pulse_tui.store.retention:on_membership_changed",
-]
+# any transaction, and ``events=`` the events backend when the events are not in this file;
+# exceptions are logged, never raised. Retention snapshots follow membership changes (SPEC 5).
+MembershipHook = Callable[..., None]
+MEMBERSHIP_CHANGED_HOOKS: list[MembershipHook] = [retention.on_membership_changed]
 
 
 # ---------------------------------------------------------------------------- dataclasses
@@ -198,10 +198,8 @@ def list_members(conn: sqlite3.Connection, cohort_id: str, *, active_only: bool 
 
 def evaluate(conn: sqlite3.Connection, site_id: str, criteria: Group, now_ms: int
              ) -> list[tuple[str, int, int]]:
-    """The (user_id, joined_at, last_seen_at) matching ``criteria`` on the site right now."""
-    elsewhere = events_of(conn)  # events in ClickHouse: membership rows stay here
-    if elsewhere is not None:
-        return elsewhere.cohort_evaluate(site_id, criteria, now_ms)
+    """The (user_id, joined_at, last_seen_at) matching ``criteria`` on the site right now,
+    from the events in this file."""
     derived.fold_pending(conn)  # candidates come from user_first_seen
     sql, params = compile_members(criteria, site_id, now_ms,
                                   full_scan=_site_is_large(conn, site_id))
@@ -261,8 +259,10 @@ def insert_cohort(conn: sqlite3.Connection, *, cohort_id: str, site_id: str, nam
 def create_cohort(conn: sqlite3.Connection, clock: Clock, *, site_id: str, name: str,
                   criteria: object = None, description: str | None = None,
                   kind: str = "criteria", status: str = "active",
-                  cohort_id: str | None = None, refresh: bool = True) -> Cohort:
-    """Validate and insert a cohort, then compute its membership (criteria cohorts).
+                  cohort_id: str | None = None, refresh: bool = True,
+                  events: OutsideEvents | None = None) -> Cohort:
+    """Validate and insert a cohort, then compute its membership (criteria cohorts; ``events``:
+    the events backend when the events are not in this file, see :func:`refresh_cohort`).
 
     Raises ValidationError (name, site_id, kind, status) or CriteriaError; nothing is saved then.
     A static cohort's criteria are always the empty group.
@@ -276,7 +276,7 @@ def create_cohort(conn: sqlite3.Connection, clock: Clock, *, site_id: str, name:
                       description=description, criteria_text=text, status=status, kind=kind,
                       now_ms=now)
     if refresh and kind == "criteria":
-        refresh_cohort(conn, clock, cid)
+        refresh_cohort(conn, clock, cid, events=events)
     return get_cohort(conn, cid)
 
 
@@ -286,7 +286,7 @@ _UNSET: Any = object()
 def update_cohort(conn: sqlite3.Connection, clock: Clock, cohort_id: str, *,
                   expected_updated_at: int, name: str | None = None,
                   description: str | None = _UNSET, criteria: object = None,
-                  refresh: bool = True) -> Cohort:
+                  refresh: bool = True, events: OutsideEvents | None = None) -> Cohort:
     """Save changes if nobody else saved since ``expected_updated_at`` (else ConflictError),
     then recompute membership. Fields left None (description: not given) are unchanged."""
     current = get_cohort(conn, cohort_id)
@@ -300,7 +300,7 @@ def update_cohort(conn: sqlite3.Connection, clock: Clock, cohort_id: str, *,
         _save(conn, cohort_id, expected_updated_at, clock.now_ms(),
               "name = ?, description = ?, criteria = ?", (new_name, new_desc, text))
     if refresh and current.kind == "criteria":
-        refresh_cohort(conn, clock, cohort_id)
+        refresh_cohort(conn, clock, cohort_id, events=events)
     return get_cohort(conn, cohort_id)
 
 
@@ -342,7 +342,9 @@ def restore_cohort(conn: sqlite3.Connection, clock: Clock, cohort_id: str, *,
 
 
 def duplicate_cohort(conn: sqlite3.Connection, clock: Clock, cohort_id: str, *,
-                     name: str | None = None) -> Cohort:
+                     name: str | None = None, refresh: bool = True,
+                     events: OutsideEvents | None = None
+                     ) -> Cohort:
     """A copy named "<name> (copy)"; a static cohort's members are copied too."""
     src = get_cohort(conn, cohort_id)
     new_name = name if name is not None else f"{src.name} (copy)"[:MAX_NAME]
@@ -363,8 +365,8 @@ def duplicate_cohort(conn: sqlite3.Connection, clock: Clock, cohort_id: str, *,
                 "FROM cohort_members WHERE cohort_id = ?",
                 (cid, cid, cohort_id),
             )
-    if src.kind == "criteria":
-        refresh_cohort(conn, clock, cid)
+    if refresh and src.kind == "criteria":
+        refresh_cohort(conn, clock, cid, events=events)
     return get_cohort(conn, cid)
 
 
@@ -390,6 +392,46 @@ def delete_cohort(conn: sqlite3.Connection, cohort_id: str, *,
     return True
 
 
+def create_static_cohort(conn: sqlite3.Connection, site_id: str, name: str,
+                         user_ids: Sequence[str], now_ms: int, *,
+                         events: OutsideEvents | None = None) -> str:
+    """Create a static cohort holding ``user_ids`` (one transaction); returns its cohort_id
+    (a retention cell's users saved as a cohort).
+
+    Members get ``member_id`` = :func:`member_id` (sha1 of cohort_id, US, user_id),
+    ``joined_at`` = the user's first event on the site (import time ``now_ms`` when unknown),
+    ``last_seen_at`` = the latest event (or joined_at), active.
+    """
+    errors: dict[str, str] = {}
+    if not name or not name.strip():
+        errors["name"] = "a name is required"
+    elif len(name) > MAX_NAME:
+        errors["name"] = f"longer than {MAX_NAME} characters"
+    if not conn.execute("SELECT 1 FROM sites WHERE id = ?", (site_id,)).fetchone():
+        errors["site_id"] = f"unknown site {site_id!r}"
+    if errors:
+        raise ValidationError(errors)
+    cid = uuid.uuid4().hex
+    users = sorted({u for u in user_ids if u})
+    with _write(conn):
+        insert_cohort(conn, cohort_id=cid, site_id=site_id, name=name.strip(), description=None,
+                      criteria_text=STATIC_CRITERIA, status="active", kind="static",
+                      now_ms=now_ms)
+        # first and last events: from ``events`` when they are not in this file
+        seen = events.first_last_seen(site_id, users) if events is not None else {
+            u: (f, s) for u, f, s in conn.execute(
+                "SELECT user_id, first_seen_ms, last_seen_ms FROM user_first_seen "
+                "WHERE site_id = ? AND user_id IN (SELECT value FROM json_each(?))",
+                (site_id, json.dumps(users)))
+        }
+        conn.executemany(
+            "INSERT INTO cohort_members (member_id, cohort_id, session_id, user_id, joined_at, "
+            "last_seen_at, is_active) VALUES (?, ?, NULL, ?, ?, ?, 1)",
+            [(member_id(cid, u), cid, u, seen.get(u, (now_ms, now_ms))[0],
+              seen.get(u, (now_ms, now_ms))[1]) for u in users])
+    return cid
+
+
 # ---------------------------------------------------------------------------- membership
 def _register_member_id(conn: sqlite3.Connection) -> None:
     conn.create_function("pulse_member_id", 2, member_id, deterministic=True)
@@ -405,8 +447,13 @@ CREATE TEMP TABLE IF NOT EXISTS cohort_match (
 
 
 def refresh_cohort(conn: sqlite3.Connection, clock: Clock, cohort_id: str, *,
-                   catch_up: bool = True, notify: bool = True) -> RefreshResult:
-    """Recompute one criteria cohort's membership (static cohorts: skipped, untouched)."""
+                   catch_up: bool = True, notify: bool = True, events: OutsideEvents | None = None
+                   ) -> RefreshResult:
+    """Recompute one criteria cohort's membership (static cohorts: skipped, untouched).
+
+    ``events``: the events backend when the events are not in this file (ClickHouse); the
+    matching users are then its ``cohort_evaluate``, the membership rows still live here.
+    """
     now = clock.now_ms()
     if catch_up:
         derived.fold_pending(conn)
@@ -425,11 +472,10 @@ def refresh_cohort(conn: sqlite3.Connection, clock: Clock, cohort_id: str, *,
     # 1. evaluate into a temp table: reads only, no write lock on the database
     conn.execute(_MATCH_TABLE)
     conn.execute("DELETE FROM temp.cohort_match")
-    elsewhere = events_of(conn)
-    if elsewhere is not None:
+    if events is not None:
         conn.executemany("INSERT INTO temp.cohort_match (user_id, joined_at, last_seen_at) "
                          "VALUES (?, ?, ?)",
-                         elsewhere.cohort_evaluate(cohort.site_id, cohort.criteria, now))
+                         events.cohort_evaluate(cohort.site_id, cohort.criteria, now))
     else:
         sql, params = compile_members(cohort.criteria, cohort.site_id, now,
                                       full_scan=_site_is_large(conn, cohort.site_id))
@@ -490,17 +536,18 @@ def refresh_cohort(conn: sqlite3.Connection, clock: Clock, cohort_id: str, *,
     conn.execute("DELETE FROM temp.cohort_match")
     result = RefreshResult(cohort_id, matched, t2 - t1, t1 - t0, t3 - t2)
     if notify and result.changed:
-        _notify(conn, clock, [cohort_id])
+        _notify(conn, clock, [cohort_id], events)
     return result
 
 
-def _notify(conn: sqlite3.Connection, clock: Clock, changed: list[str]) -> None:
+def _notify(conn: sqlite3.Connection, clock: Clock, changed: list[str],
+            events: OutsideEvents | None) -> None:
     for hook in list(MEMBERSHIP_CHANGED_HOOKS):
         try:
-            if isinstance(hook, str):
-                module, _, attr = hook.partition(":")
-                hook = getattr(importlib.import_module(module), attr)
-            hook(conn, clock, changed)
+            if events is None:
+                hook(conn, clock, changed)
+            else:
+                hook(conn, clock, changed, events=events)
         except Exception:  # a hook's failure must not undo or block membership
             log.exception("membership-changed hook %r failed", hook)
 
@@ -517,13 +564,15 @@ def _criteria_cohort_ids(conn: sqlite3.Connection) -> list[str]:
         "ORDER BY cohort_id")]
 
 
-def _refresh_many(conn: sqlite3.Connection, clock: Clock, ids: list[str]
+def _refresh_many(conn: sqlite3.Connection, clock: Clock, ids: list[str],
+                  events: OutsideEvents | None
                   ) -> list[RefreshResult]:
     derived.fold_pending(conn)
     results = []
     for cid in ids:
         try:
-            results.append(refresh_cohort(conn, clock, cid, catch_up=False, notify=False))
+            results.append(refresh_cohort(conn, clock, cid, catch_up=False, notify=False,
+                                          events=events))
         except Exception as exc:  # noqa: BLE001 - one broken cohort never stops the others
             if conn.in_transaction:
                 conn.rollback()
@@ -532,14 +581,15 @@ def _refresh_many(conn: sqlite3.Connection, clock: Clock, ids: list[str]
                 cid, skipped=f"invalid cohort: {type(exc).__name__}: {exc}"[:300]))
     changed = [r.cohort_id for r in results if r.changed]
     if changed:
-        _notify(conn, clock, changed)
+        _notify(conn, clock, changed, events)
     return results
 
 
-def refresh_all(conn: sqlite3.Connection, clock: Clock) -> list[RefreshResult]:
+def refresh_all(conn: sqlite3.Connection, clock: Clock, *, events: OutsideEvents | None = None
+                ) -> list[RefreshResult]:
     """Recompute every criteria cohort (archived ones too; static ones never)."""
     mark = _data_mark(conn, clock.now_ms())
-    results = _refresh_many(conn, clock, _criteria_cohort_ids(conn))
+    results = _refresh_many(conn, clock, _criteria_cohort_ids(conn), events)
     with _write(conn):
         derived.set_meta(conn, DATA_MARK_KEY, mark)
         derived.set_meta(conn, FULL_REFRESH_AT_KEY, int(time.time() * 1000))
@@ -561,16 +611,18 @@ def changed_cohort_ids(conn: sqlite3.Connection) -> list[str]:
     return out
 
 
-def refresh_changed_results(conn: sqlite3.Connection, clock: Clock) -> list[RefreshResult]:
+def refresh_changed_results(conn: sqlite3.Connection, clock: Clock, *,
+                            events: OutsideEvents | None = None
+                            ) -> list[RefreshResult]:
     """Refresh the cohorts changed by other programs, or every criteria cohort when the data
     moved since the last full refresh (throttled); returns what was refreshed."""
     mark = _data_mark(conn, clock.now_ms())
     last_full = int(derived.get_meta(conn, FULL_REFRESH_AT_KEY, "0") or 0)
     due = time.time() * 1000 - last_full >= FULL_REFRESH_MIN_INTERVAL_S * 1000
     if derived.get_meta(conn, DATA_MARK_KEY) != mark and due:
-        results = refresh_all(conn, clock)
+        results = refresh_all(conn, clock, events=events)
     else:
-        results = _refresh_many(conn, clock, changed_cohort_ids(conn))
+        results = _refresh_many(conn, clock, changed_cohort_ids(conn), events)
     # forget fingerprints of cohorts deleted by other programs
     with _write(conn):
         conn.execute(
@@ -595,11 +647,14 @@ def describe(results: list[RefreshResult]) -> str:
     return text
 
 
-def refresh_changed(conn: sqlite3.Connection, clock: Clock) -> str:
+def refresh_changed(conn: sqlite3.Connection, clock: Clock, *,
+                    events: OutsideEvents | None = None) -> str:
     """The periodic worker job (every ~10 s): see :func:`refresh_changed_results`."""
-    return describe(refresh_changed_results(conn, clock))
+    return describe(refresh_changed_results(conn, clock, events=events))
 
 
-def refresh_all_text(conn: sqlite3.Connection, clock: Clock) -> str:
+def refresh_all_text(conn: sqlite3.Connection, clock: Clock, *,
+                     events: OutsideEvents | None = None) -> str:
     """The after-import hook: recompute every criteria cohort; one line of outcome."""
-    return describe(refresh_all(conn, clock))
+    return describe(refresh_all(conn, clock, events=events))
+

@@ -7,7 +7,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from pulse_tui.models import ExportJobRow, ExportRun
-from pulse_tui.store.elsewhere import events_of
 from pulse_tui.store.tx import write_transaction
 
 JOB_COLUMNS = ("id", "site_id", "type", "name", "format", "filters", "status", "file_url",
@@ -156,9 +155,6 @@ def users_rows(conn: sqlite3.Connection, site_id: str, user_ids: Sequence[str]
                ) -> dict[str, tuple[Any, ...]]:
     """(name, email, company, plan, created_at, updated_at) of the users rows of the site
     (or without a site) for the given ids."""
-    elsewhere = events_of(conn)  # users in ClickHouse with the events
-    if elsewhere is not None:
-        return elsewhere.users_rows(site_id, user_ids)
     out: dict[str, tuple[Any, ...]] = {}
     ids = list(dict.fromkeys(u for u in user_ids if u is not None))
     for i in range(0, len(ids), 500):

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from pulse_tui.backend.interface import OutsideEvents
 from pulse_tui.clock import Clock
 from pulse_tui.errors import UsageError
 from pulse_tui.models import Site
@@ -56,7 +57,6 @@ from pulse_tui.store.derived import (
     get_meta,
     valid_event_sql,
 )
-from pulse_tui.store.elsewhere import events_of
 from pulse_tui.store.events import list_sites
 
 DEFAULT_LIMIT = 10
@@ -173,9 +173,6 @@ def _unfolded_counts(conn: sqlite3.Connection, hwm: int, site_id: str, rng: Date
 
 def totals(conn: sqlite3.Connection, site_id: str, rng: DateRange) -> Totals:
     """Events, exact distinct users and sessions of the site over the range."""
-    elsewhere = events_of(conn)  # events in ClickHouse (pulse_tui.store.elsewhere)
-    if elsewhere is not None:
-        return elsewhere.totals(site_id, rng)
     hwm = unfolded_mark(conn)  # first: folding changes the rollups read below
     ev = event_count(conn, site_id, rng)
     us = distinct_count(conn, site_id, rng, DISTINCT_USERS)
@@ -229,9 +226,6 @@ def range_totals(conn: sqlite3.Connection, site_id: str, rng: DateRange,
     is counted up to the same time of its last day, so a morning is not compared with a whole
     day; unless cleanup already deleted that day's raw events (then whole days, as otherwise).
     """
-    elsewhere = events_of(conn)  # events in ClickHouse (pulse_tui.store.elsewhere)
-    if elsewhere is not None:
-        return elsewhere.range_totals(site_id, rng, now_ms)
     previous = rng.previous()
     if now_ms is not None and now_ms // DAY_MS == rng.last_day:
         until = now_ms - rng.days * DAY_MS
@@ -244,9 +238,6 @@ def range_totals(conn: sqlite3.Connection, site_id: str, rng: DateRange,
 
 def daily(conn: sqlite3.Connection, site_id: str, rng: DateRange) -> list[DailyRow]:
     """Every day of the range, oldest first, zeros included: events, users, sessions."""
-    elsewhere = events_of(conn)  # events in ClickHouse (pulse_tui.store.elsewhere)
-    if elsewhere is not None:
-        return elsewhere.daily(site_id, rng)
     hwm = unfolded_mark(conn)  # first: folding changes the rollups read below
     lo, hi = rng.first_day, rng.last_day
     events = dict(conn.execute(
@@ -311,9 +302,6 @@ def _ranked_counts(conn: sqlite3.Connection, site_id: str, rng: DateRange, dim: 
 
 def breakdown(conn: sqlite3.Connection, site_id: str, rng: DateRange) -> list[BreakdownRow]:
     """Per event type: events and distinct users, most events first, then event_type."""
-    elsewhere = events_of(conn)  # events in ClickHouse (pulse_tui.store.elsewhere)
-    if elsewhere is not None:
-        return elsewhere.breakdown(site_id, rng)
     return [BreakdownRow(value, events, users)
             for value, events, users in _ranked_values(conn, site_id, rng, "event_type", None)]
 
@@ -322,9 +310,6 @@ def top(conn: sqlite3.Connection, site_id: str, rng: DateRange, dim: str,
         limit: int = DEFAULT_LIMIT) -> list[TopRow]:
     """Top values of url / referrer / country / device_type by events (then value), with
     exact distinct users per value; NULL or empty is the value ``(none)``."""
-    elsewhere = events_of(conn)  # events in ClickHouse (pulse_tui.store.elsewhere)
-    if elsewhere is not None:
-        return elsewhere.top(site_id, rng, dim, limit)
     if dim not in TOP_DIMENSIONS.values():
         raise UsageError(f"not a top-N dimension: {dim!r}")
     return [TopRow(_label(value), events, users)
@@ -337,9 +322,6 @@ def funnel(conn: sqlite3.Connection, site_id: str, rng: DateRange,
     later step strictly later than the previous one, all within the range. One scan of the
     range per step through the (site_id, timestamp_ms) index (forced: GROUP BY user_id would
     otherwise tempt the planner into a per-user index over the site's whole history)."""
-    elsewhere = events_of(conn)  # events in ClickHouse (pulse_tui.store.elsewhere)
-    if elsewhere is not None:
-        return elsewhere.funnel(site_id, rng, steps)
     steps = tuple(steps)
     if not steps or any(not s for s in steps):
         raise UsageError("funnel needs --steps a,b,c (event types, at least one)")
@@ -377,6 +359,7 @@ class ReportParams:
     now_ms: int
     limit: int = DEFAULT_LIMIT
     steps: tuple[str, ...] = ()
+    events: OutsideEvents | None = None  # the events' backend when not in this file (retention)
 
 
 ReportFn = Callable[[sqlite3.Connection, ReportParams], Sequence[object]]
@@ -418,9 +401,6 @@ def run_report(conn: sqlite3.Connection, name: str, site_id: str, rng: DateRange
                now_ms: int | None = None, limit: int = DEFAULT_LIMIT,
                steps: Sequence[str] = ()) -> list[tuple[object, ...]]:
     """Rows of a registered report as tuples in column order."""
-    elsewhere = events_of(conn)  # events in ClickHouse (pulse_tui.store.elsewhere)
-    if elsewhere is not None:
-        return elsewhere.report(name, site_id, rng, now_ms=now_ms, limit=limit, steps=steps)
     spec = REPORTS.get(name)
     if spec is None:
         raise UsageError(f"unknown report {name!r} (reports: {', '.join(sorted(REPORTS))})")

@@ -34,13 +34,12 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import uuid
 from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
+from pulse_tui.backend.interface import OutsideEvents
 from pulse_tui.clock import DAY_MS, WEEK_MS, Clock
-from pulse_tui.errors import ValidationError
 from pulse_tui.models import (
     _EPOCH,
     ACQUISITION,
@@ -52,15 +51,11 @@ from pulse_tui.models import (
     _day_date,
 )
 from pulse_tui.store import derived
-from pulse_tui.store.cohorts import insert_cohort, member_id
-from pulse_tui.store.elsewhere import events_of
 from pulse_tui.store.tx import write_transaction as _write
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_WEEKS = 26  # acquisition weeks (ending with the current one) kept in snapshots
-MAX_NAME = 200
-STATIC_CRITERIA = json.dumps({"type": "and", "conditions": []})
 
 
 
@@ -124,7 +119,7 @@ _ACQ_SQL_UNFOLDED = (
 
 
 def acquisition_rows(conn: sqlite3.Connection, site_id: str, start: date, end: date,
-                     now_ms: int) -> list[RetentionRow]:
+                     now_ms: int, *, events: OutsideEvents | None = None) -> list[RetentionRow]:
     """Weekly acquisition cohorts whose Monday lies in [start, end], oldest first (SPEC 8/9).
     Rows other programs inserted count also when they cannot be folded (read around)."""
     unfolded = derived.fold_pending(conn)  # first-seen times and user-days: others' rows too
@@ -143,8 +138,8 @@ def acquisition_rows(conn: sqlite3.Connection, site_id: str, start: date, end: d
     if unfolded:
         sql = _ACQ_SQL_UNFOLDED
         params["hwm"] = derived.high_water_mark(conn)
-    elsewhere = events_of(conn)  # events in ClickHouse: the same counts from its events
-    found = (elsewhere.acquisition_counts(params, WEEKS) if elsewhere is not None
+    # ``events``: the events backend when the events are not in this file (the same counts)
+    found = (events.acquisition_counts(params, WEEKS) if events is not None
              else conn.execute(sql, params))
     for w, k, n in found:
         counts[(w, k)] = n
@@ -168,16 +163,15 @@ def acquisition_rows(conn: sqlite3.Connection, site_id: str, start: date, end: d
 
 
 def acquisition_cell_users(conn: sqlite3.Connection, site_id: str, cohort_week: date | str,
-                           week_number: int) -> list[str]:
+                           week_number: int, *, events: OutsideEvents | None = None) -> list[str]:
     """User ids of one acquisition cell (cohort week's Monday, k): cohort users with an event in
     week k (k = 0: every cohort user), sorted."""
     derived.fold_pending(conn)
     monday = date.fromisoformat(cohort_week) if isinstance(cohort_week, str) else cohort_week
     first = _day_number(monday_of(monday))
     fs = (first * DAY_MS, (first + 7) * DAY_MS)
-    elsewhere = events_of(conn)
-    if elsewhere is not None:
-        return elsewhere.acquisition_cell_users(site_id, fs, week_number)
+    if events is not None:
+        return events.acquisition_cell_users(site_id, fs, week_number)
     if week_number == 0:
         sql = ("SELECT user_id FROM user_first_seen WHERE site_id = ? AND first_seen_ms >= ? "
                "AND first_seen_ms < ? ORDER BY user_id")
@@ -306,7 +300,8 @@ def _span(conn: sqlite3.Connection, cohort_ids: list[str]) -> tuple[int, int] | 
 
 def saved_cohort_rows(conn: sqlite3.Connection, now_ms: int, *, site_id: str | None = None,
                       cohort_ids: Sequence[str] | None = None,
-                      include_archived: bool = False) -> list[RetentionRow]:
+                      include_archived: bool = False, events: OutsideEvents | None = None
+                      ) -> list[RetentionRow]:
     """Retention rows of saved cohorts (of a site, or the given ids), by name then id.
 
     One statement per site: the site's rollup user-days over the members' span are scanned once
@@ -331,9 +326,8 @@ def saved_cohort_rows(conn: sqlite3.Connection, now_ms: int, *, site_id: str | N
             "day_lo": span[0] // DAY_MS,
             "day_hi": min((span[1] + WEEKS * WEEK_MS) // DAY_MS, now_ms // DAY_MS),
         }
-        elsewhere = events_of(conn)
-        found = (elsewhere.saved_retention(site, _members(conn, ids), now_ms, WEEKS)
-                 if elsewhere is not None else conn.execute(sql, params))
+        found = (events.saved_retention(site, _members(conn, ids), now_ms, WEEKS)
+                 if events is not None else conn.execute(sql, params))
         for tag, cid, a, b in found:
             if tag == "r":
                 returning[(cid, a)] = b
@@ -358,7 +352,7 @@ def saved_cohort_rows(conn: sqlite3.Connection, now_ms: int, *, site_id: str | N
 
 
 def saved_cell_users(conn: sqlite3.Connection, cohort_id: str, week_number: int,
-                     now_ms: int) -> list[str]:
+                     now_ms: int, *, events: OutsideEvents | None = None) -> list[str]:
     """User ids of one saved-cohort cell: eligible members who returned in window k, sorted."""
     derived.fold_pending(conn)
     info = _cohort_info(conn, [cohort_id], None, True)
@@ -373,10 +367,9 @@ def saved_cell_users(conn: sqlite3.Connection, cohort_id: str, week_number: int,
         "day_lo": span[0] // DAY_MS,
         "day_hi": min((span[1] + WEEKS * WEEK_MS) // DAY_MS, now_ms // DAY_MS),
     }
-    elsewhere = events_of(conn)
-    if elsewhere is not None:
-        return elsewhere.saved_cell_users(site, _members(conn, [cohort_id]), now_ms,
-                                          week_number, WEEKS)
+    if events is not None:
+        return events.saved_cell_users(site, _members(conn, [cohort_id]), now_ms,
+                                       week_number, WEEKS)
     return [r[0] for r in conn.execute(_CELL_SQL, params)]
 
 
@@ -389,23 +382,25 @@ def _members(conn: sqlite3.Connection, cohort_ids: list[str]) -> list[tuple[str,
 
 
 def cell_users(conn: sqlite3.Connection, row: RetentionRow, week_number: int,
-               now_ms: int) -> list[str]:
+               now_ms: int, *, events: OutsideEvents | None = None) -> list[str]:
     """User ids behind a grid cell (either kind of row), sorted; [] where nothing ended."""
     if row.kind == ACQUISITION:
         if week_number > 0 and row.cells[week_number].returning is None:
             return []
-        return acquisition_cell_users(conn, row.site_id, row.key, week_number)
-    return saved_cell_users(conn, row.key, week_number, now_ms)
+        return acquisition_cell_users(conn, row.site_id, row.key, week_number, events=events)
+    return saved_cell_users(conn, row.key, week_number, now_ms, events=events)
 
 
 # ---------------------------------------------------------------------------- the grid
 def compute_grid(conn: sqlite3.Connection, site_id: str, start: date, end: date,
-                 now_ms: int) -> RetentionGrid:
+                 now_ms: int, *, events: OutsideEvents | None = None) -> RetentionGrid:
     """Live grid (no snapshots): acquisition weeks of [start, end] and the site's saved cohorts
     (archived ones left out)."""
     return RetentionGrid(site_id, start, end,
-                         tuple(acquisition_rows(conn, site_id, start, end, now_ms)),
-                         tuple(saved_cohort_rows(conn, now_ms, site_id=site_id)), None)
+                         tuple(acquisition_rows(conn, site_id, start, end, now_ms,
+                                                events=events)),
+                         tuple(saved_cohort_rows(conn, now_ms, site_id=site_id, events=events)),
+                         None)
 
 
 def load_grid(conn: sqlite3.Connection, site_id: str, start: date, end: date
@@ -421,13 +416,13 @@ def load_grid(conn: sqlite3.Connection, site_id: str, start: date, end: date
 
 
 def refresh_site(conn: sqlite3.Connection, site_id: str, clock: Clock, start: date,
-                 end: date) -> RetentionGrid:
+                 end: date, *, events: OutsideEvents | None = None) -> RetentionGrid:
     """Recompute on demand: snapshot the site's cohorts and the acquisition weeks of
     [start, end], then return the grid as stored."""
     now = clock.now_ms()
-    snapshot_acquisition(conn, site_id, now, start, end)
+    snapshot_acquisition(conn, site_id, now, start, end, events=events)
     ids = [r[0] for r in _cohort_info(conn, None, site_id, False)]
-    snapshot_cohorts(conn, clock, ids)
+    snapshot_cohorts(conn, clock, ids, events=events)
     return load_grid(conn, site_id, start, end)
 
 
@@ -449,8 +444,8 @@ def snapshot_id(cohort_id: str, week_number: int) -> str:
     return f"{cohort_id}:{week_number}"
 
 
-def snapshot_cohorts(conn: sqlite3.Connection, clock: Clock, cohort_ids: Iterable[str]
-                     ) -> int:
+def snapshot_cohorts(conn: sqlite3.Connection, clock: Clock, cohort_ids: Iterable[str], *,
+                     events: OutsideEvents | None = None) -> int:
     """Recompute and store the retention rows of these cohorts; returns rows written.
 
     Computed without the write lock, then written in one short transaction per call: one row
@@ -460,7 +455,7 @@ def snapshot_cohorts(conn: sqlite3.Connection, clock: Clock, cohort_ids: Iterabl
     if not ids:
         return 0
     now = clock.now_ms()
-    rows = saved_cohort_rows(conn, now, cohort_ids=ids, include_archived=True)
+    rows = saved_cohort_rows(conn, now, cohort_ids=ids, include_archived=True, events=events)
     written = 0
     with _write(conn):
         present = {r[0] for r in conn.execute(
@@ -492,19 +487,21 @@ def snapshot_cohorts(conn: sqlite3.Connection, clock: Clock, cohort_ids: Iterabl
     return written
 
 
-def snapshot_cohort(conn: sqlite3.Connection, cohort_id: str, clock: Clock) -> int:
+def snapshot_cohort(conn: sqlite3.Connection, cohort_id: str, clock: Clock, *,
+                    events: OutsideEvents | None = None) -> int:
     """Recompute and store one cohort's retention rows; returns rows written."""
-    return snapshot_cohorts(conn, clock, [cohort_id])
+    return snapshot_cohorts(conn, clock, [cohort_id], events=events)
 
 
 def snapshot_acquisition(conn: sqlite3.Connection, site_id: str, now_ms: int,
-                         start: date | None = None, end: date | None = None) -> int:
+                         start: date | None = None, end: date | None = None, *,
+                         events: OutsideEvents | None = None) -> int:
     """Store the acquisition weeks of [start, end] (default: the last SNAPSHOT_WEEKS weeks up
     to today): week 0 always, week k once ended. Replaces those weeks' rows; returns rows."""
     today = _day_date(now_ms // DAY_MS)
     end = end or today
     start = start or monday_of(today) - timedelta(weeks=SNAPSHOT_WEEKS - 1)
-    rows = acquisition_rows(conn, site_id, start, end, now_ms)
+    rows = acquisition_rows(conn, site_id, start, end, now_ms, events=events)
     if not rows:
         return 0
     values = [(site_id, r.key, c.week_number, r.size, c.returning, now_ms)
@@ -589,7 +586,8 @@ def read_cohort_snapshots(conn: sqlite3.Connection, site_id: str, *,
     return rows
 
 
-def snapshot_all(conn: sqlite3.Connection, clock: Clock) -> str:
+def snapshot_all(conn: sqlite3.Connection, clock: Clock, *,
+                 events: OutsideEvents | None = None) -> str:
     """The daily job: every cohort's rows and each site's recent acquisition weeks; one line."""
     now = clock.now_ms()
     cohort_ids = [r[0] for r in conn.execute("SELECT cohort_id FROM cohorts ORDER BY cohort_id")]
@@ -599,23 +597,18 @@ def snapshot_all(conn: sqlite3.Connection, clock: Clock) -> str:
     for cid, site in conn.execute("SELECT cohort_id, site_id FROM cohorts"):
         by_site.setdefault(site, []).append(cid)
     for ids in by_site.values():
-        cohort_rows += snapshot_cohorts(conn, clock, ids)
+        cohort_rows += snapshot_cohorts(conn, clock, ids, events=events)
     sites = [r[0] for r in conn.execute("SELECT id FROM sites ORDER BY id")]
-    acq_rows = sum(snapshot_acquisition(conn, s, now) for s in sites)
+    acq_rows = sum(snapshot_acquisition(conn, s, now, events=events) for s in sites)
     return (f"retention: {len(cohort_ids)} cohort(s), {cohort_rows} week row(s); "
             f"{len(sites)} site(s), {acq_rows} acquisition cell(s)")
 
 
 # ---------------------------------------------------------------------------- hooks
-def snapshot_job(ctx: Any) -> str:
-    """Worker periodic job (``pulse_tui.worker.jobs``): :func:`snapshot_all`."""
-    return snapshot_all(ctx.conn, ctx.clock)
-
-
-def on_membership_changed(conn: sqlite3.Connection, clock: Clock, cohort_ids: list[str]
-                          ) -> None:
+def on_membership_changed(conn: sqlite3.Connection, clock: Clock, cohort_ids: list[str], *,
+                          events: OutsideEvents | None = None) -> None:
     """``cohorts.MEMBERSHIP_CHANGED_HOOKS`` entry: re-snapshot the cohorts that changed."""
-    n = snapshot_cohorts(conn, clock, cohort_ids)
+    n = snapshot_cohorts(conn, clock, cohort_ids, events=events)
     log.info("retention snapshots of %d changed cohort(s): %d row(s)", len(cohort_ids), n)
 
 
@@ -626,7 +619,7 @@ REPORT_COLUMNS: tuple[str, ...] = ("cohort", "size", *(f"week_{k}" for k in rang
 def retention_report(conn: sqlite3.Connection, params: Any) -> list[dict[str, object]]:
     """The ``retention`` report (SPEC 8/9): acquisition weeks of the range, computed live."""
     rows = acquisition_rows(conn, params.site_id, params.range.start, params.range.end,
-                            params.now_ms)
+                            params.now_ms, events=params.events)
     out = []
     for r in rows:
         item: dict[str, object] = {"cohort": r.label, "size": r.size}
@@ -634,42 +627,3 @@ def retention_report(conn: sqlite3.Connection, params: Any) -> list[dict[str, ob
             item[f"week_{c.week_number}"] = c.rate
         out.append(item)
     return out
-
-
-# ---------------------------------------------------------------------------- static cohort
-def save_cell_as_static_cohort(conn: sqlite3.Connection, site_id: str, name: str,
-                               user_ids: Sequence[str], now_ms: int) -> str:
-    """Create a static cohort holding ``user_ids`` (one transaction); returns its cohort_id.
-
-    Members get ``member_id`` = cohorts.member_id (sha1 of cohort_id, US, user_id),
-    ``joined_at`` = the user's first event on the site (import time ``now_ms`` when unknown),
-    ``last_seen_at`` = the latest event (or joined_at), active.
-    """
-    errors: dict[str, str] = {}
-    if not name or not name.strip():
-        errors["name"] = "a name is required"
-    elif len(name) > MAX_NAME:
-        errors["name"] = f"longer than {MAX_NAME} characters"
-    if not conn.execute("SELECT 1 FROM sites WHERE id = ?", (site_id,)).fetchone():
-        errors["site_id"] = f"unknown site {site_id!r}"
-    if errors:
-        raise ValidationError(errors)
-    cid = uuid.uuid4().hex
-    users = sorted({u for u in user_ids if u})
-    with _write(conn):
-        insert_cohort(conn, cohort_id=cid, site_id=site_id, name=name.strip(), description=None,
-                      criteria_text=STATIC_CRITERIA, status="active", kind="static",
-                      now_ms=now_ms)
-        elsewhere = events_of(conn)
-        seen = elsewhere.first_last_seen(site_id, users) if elsewhere is not None else {
-            u: (f, s) for u, f, s in conn.execute(
-                "SELECT user_id, first_seen_ms, last_seen_ms FROM user_first_seen "
-                "WHERE site_id = ? AND user_id IN (SELECT value FROM json_each(?))",
-                (site_id, json.dumps(users)))
-        }
-        conn.executemany(
-            "INSERT INTO cohort_members (member_id, cohort_id, session_id, user_id, joined_at, "
-            "last_seen_at, is_active) VALUES (?, ?, NULL, ?, ?, ?, 1)",
-            [(member_id(cid, u), cid, u, seen.get(u, (now_ms, now_ms))[0],
-              seen.get(u, (now_ms, now_ms))[1]) for u in users])
-    return cid

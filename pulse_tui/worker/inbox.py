@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pulse_tui import safefs
+from pulse_tui.backend.interface import Backends
+from pulse_tui.backend.wiring import control_conn
 from pulse_tui.config import IMPORT_TYPES
 from pulse_tui.errors import PulseError
 from pulse_tui.safefs import UnsafePathError, shown
@@ -21,6 +23,9 @@ from pulse_tui.store import worker_jobs as jobs_sql
 
 PROCESSED = "processed"
 log = logging.getLogger("pulse_tui.worker")
+
+# the services' callers pass the Backends (a bare connection: the PULSE file itself)
+Target = Backends | sqlite3.Connection
 
 FAILED = "failed"
 LOCK_NAME = ".pulse-worker.lock"
@@ -470,8 +475,9 @@ def retry_failed_file(conn: sqlite3.Connection, import_dir: Path, path: Path) ->
     return dest
 
 
-def retry_failed_job(conn: sqlite3.Connection, import_dir: Path, job_id: str) -> Path:
+def retry_failed_job(target: Target, import_dir: Path, job_id: str) -> Path:
     """Retry the failed file of ``job_id`` (the Jobs pane works with job ids)."""
+    conn = control_conn(target)
     row = jobs_sql.get_job(conn, job_id)
     if row is None or row.status != "failed" or not row.result_path:
         raise PulseError(f"job {job_id} has no failed file to retry")

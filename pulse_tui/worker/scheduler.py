@@ -19,6 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from pulse_tui.backend.interface import Backends
+from pulse_tui.backend.wiring import backends_for_thread
 from pulse_tui.clock import Clock
 from pulse_tui.config import Settings
 from pulse_tui.store import scheduler as scheduler_sql
@@ -81,13 +83,25 @@ class PeriodicJob:
 
 @dataclass
 class JobContext:
-    """What a periodic job (or an after-import hook) gets: its own connection and the settings."""
+    """What a periodic job (or an after-import hook) gets: its own connection to the PULSE
+    file, the settings, and :attr:`backends` (both interfaces over that connection, the events
+    wherever they live: ``shared`` is the worker's own Backends when they are not in the file).
+    """
 
     conn: sqlite3.Connection
     settings: Settings | None
     clock: Clock
     should_stop: Callable[[], bool] = lambda: False
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("pulse_tui.worker"))
+    shared: Backends | None = None
+    _backends: Backends | None = field(default=None, init=False, repr=False)
+
+    @property
+    def backends(self) -> Backends:
+        """The events backend and the control store for this job's connection."""
+        if self._backends is None:
+            self._backends = backends_for_thread(self.shared, self.conn)
+        return self._backends
 
     def now_ms(self) -> int:
         """Business now (honours PULSE_NOW)."""
@@ -107,6 +121,7 @@ class Scheduler:
         *,
         connect: Callable[[], sqlite3.Connection],
         clock: Clock,
+        shared: Backends | None = None,
         settings: Settings | None = None,
         time_fn: Callable[[], float] = time.time,
         max_workers: int = 4,
@@ -119,6 +134,7 @@ class Scheduler:
         self.jobs = {job.name: job for job in jobs}
         self._targets = {job.name: resolve_or_raiser(job.fn) for job in jobs}
         self._connect = connect
+        self._shared = shared
         self._clock = clock
         self._settings = settings
         self._time = time_fn
@@ -226,7 +242,7 @@ class Scheduler:
         try:
             conn = self._conn_for(job.name)
             ctx = JobContext(conn=conn, settings=self._settings, clock=self._clock,
-                             should_stop=self._should_stop,
+                             shared=self._shared, should_stop=self._should_stop,
                              log=logging.getLogger(f"pulse_tui.worker.job.{job.name}"))
             result = self._targets[job.name](ctx)
             outcome = "ok" if result is None else str(result)

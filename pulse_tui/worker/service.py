@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pulse_tui.backend.wiring import open_backends
 from pulse_tui.clock import Clock
 from pulse_tui.config import Settings
 from pulse_tui.errors import PulseError
@@ -67,7 +68,6 @@ from pulse_tui.worker.scheduler import (
     JobContext,
     PeriodicJob,
     Scheduler,
-    resolve,
     resolve_or_raiser,
 )
 
@@ -159,6 +159,7 @@ class WorkerService:
         self._thread: threading.Thread | None = None
         self._lock = inbox.InboxLock(self.import_dir, settings.db)
         self._events: Any = None  # the ClickHouse events backend when events live there
+        self._shared: Any = None  # its Backends: the jobs see the events through them
         self._tracker = inbox.SettleTracker(settings.settle_seconds, monotonic)
         self._announced: set[Path] = set()
         # files imported already that could not leave the inbox: identity -> job id
@@ -231,14 +232,13 @@ class WorkerService:
         try:
             inbox.ensure_folders(self.import_dir)
             if self.settings.events_store != "sqlite":
-                # events in ClickHouse: opening it registers the file (store.elsewhere), so the
-                # jobs on their own connections read and clean the events there too
-                from pulse_tui.backend.wiring import open_backends
-
+                # events in ClickHouse: the imports write there, and each job (on its own
+                # connection) reads and cleans them there (JobContext.backends)
                 events_backends = open_backends(
                     self.settings.db, self.settings.events_store,
                     cluster=self.settings.clickhouse_cluster)
                 self._events = events_backends.events
+                self._shared = events_backends
             conn = connect(self.settings.db)
         except PulseError as exc:
             if events_backends is not None:
@@ -526,6 +526,7 @@ class WorkerService:
         sched = Scheduler(
             self.jobs,
             connect=lambda: connect(self.settings.db),
+            shared=self._shared,
             clock=self.clock,
             settings=self.settings,
             time_fn=self.scheduler_time,
@@ -900,11 +901,11 @@ class WorkerService:
 
     def _run_hooks(self, conn: Any, finished: ImportFinished) -> None:
         ctx = JobContext(conn=conn, settings=self.settings, clock=self.clock,
-                         should_stop=self._should_stop_import,
+                         shared=self._shared, should_stop=self._should_stop_import,
                          log=logging.getLogger("pulse_tui.worker.after_import"))
         for hook in self.after_import:
             try:
-                resolve(hook)(ctx, finished)
+                hook(ctx, finished)
             except Exception:  # noqa: BLE001 - hooks are isolated from each other
                 log.exception("after-import hook %r failed for job %s", hook, finished.job_id)
                 rollback_quietly(conn)  # a hook that failed inside its transaction

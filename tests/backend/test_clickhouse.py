@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pulse_tui.alerts import engine
 from pulse_tui.backend.interface import Backends
 from pulse_tui.backend.wiring import open_backends
 from pulse_tui.clock import DAY_MS, HOUR_MS, Clock
@@ -120,8 +121,8 @@ def _everything(b: Backends) -> dict[str, object]:
             out[f"{site} preview {i}"] = ev.cohort_preview(CLOCK, site, crit, sample=5)
         cond = {"metric": "users", "window_minutes": 180, "comparison": "change_pct_gt",
                 "threshold": 10, "filter": CRITERIA[0]}
-        out[f"{site} alert"] = ev.alert_value(site, cond, CLOCK)
-        out[f"{site} backtest"] = ev.alert_backtest(cond, site, CLOCK, 3)
+        out[f"{site} alert"] = engine.preview_value(b, site, cond, CLOCK)
+        out[f"{site} backtest"] = engine.backtest(b, cond, site, CLOCK, 3)
         out[f"{site} users"] = ev.users_rows(site, ["u1", "u2", "u3", "nobody"])
         cohort = b.control.create_cohort(CLOCK, site_id=site, name="c", criteria=CRITERIA[3],
                                          cohort_id=f"c-{site}")
@@ -285,7 +286,7 @@ def test_a_version_1_store_gets_its_rollups_from_the_events(tmp_path: Path) -> N
                  "SETTINGS mutations_sync = 2")
     conn.command(f"INSERT INTO {db}.pulse_meta VALUES ('schema_version', '1', 1)")
     b.close()
-    assert SCHEMA_VERSION == 2
+    assert SCHEMA_VERSION == 3
     b = open_backends(tmp_path / "ch.db", url)
     try:
         assert _numbers(b) == want
@@ -303,6 +304,49 @@ def test_a_version_1_store_gets_its_rollups_from_the_events(tmp_path: Path) -> N
         b.close()
 
 
+def test_the_id_lookup_reads_only_the_granules_that_may_hold_the_ids(ch: Backends) -> None:
+    ev = ch.events
+    conn = ev.ch  # type: ignore[attr-defined]
+    for part in range(4):  # 4 parts of 20,000 ids, small granules: the index has work to do
+        conn.command(f"INSERT INTO {ev.t('events')} (event_id, site_id, event_type, "  # type: ignore[attr-defined]
+                     "timestamp_ms, session_id, created_at) SELECT concat('id', "
+                     f"leftPad(toString(number + {part * 20_000}), 8, '0')), 's1', 'view', "
+                     f"{NOW}, 'x', {NOW} FROM numbers(20000)")
+    assert conn.rows(f"SELECT count() FROM {ev.t('event_ids')}")[0][0] == 80_000  # type: ignore[attr-defined]
+    sql = ev.id_lookup("SELECT arrayJoin({ids:Array(String)})")  # type: ignore[attr-defined]
+    params = {"ids": ["id00000007", "id00041234", "nope"]}
+    assert sorted(r[0] for r in conn.rows(sql, params)) == ["id00000007", "id00041234"]
+    plan = "\n".join(r[0] for r in conn.rows(f"EXPLAIN indexes = 1 {sql}", params))
+    granules = [tuple(map(int, g.split("/"))) for g in
+                __import__("re").findall(r"Granules: (\d+/\d+)", plan)]
+    assert "PrimaryKey" in plan and granules, plan
+    picked, total = granules[-1]
+    assert total >= 8 and picked <= 2, plan  # at most one granule per id, never the table
+
+
+def test_an_old_store_gets_event_ids_on_open(tmp_path: Path) -> None:
+    url = fresh_chdb_url()
+    b = open_backends(tmp_path / "a.db", url)
+    rows = _events(11, 300)
+    _import(b, _write(tmp_path / "a.csv", EVENT_COLS, rows))
+    conn = b.events.ch  # type: ignore[attr-defined]
+    t = b.events.t  # type: ignore[attr-defined]
+    # back to schema 1: no event_ids, no view
+    conn.command(f"DROP VIEW {t('event_ids_mv')}")
+    conn.command(f"DROP TABLE {t('event_ids')}")
+    b.events.meta_set("schema_version", "1")  # type: ignore[attr-defined]
+    b.close()
+    b = open_backends(tmp_path / "a.db", url)
+    try:
+        conn = b.events.ch  # type: ignore[attr-defined]
+        assert conn.rows(f"SELECT count() FROM {t('event_ids')}")[0][0] == 300
+        assert b.events.meta_get("schema_version") == "3"  # type: ignore[attr-defined]
+        r = _import(b, _write(tmp_path / "b.csv", EVENT_COLS, rows[:100] + _events(12, 5, "z")))
+        assert (r.processed, r.duplicates) == (5, 100)
+    finally:
+        b.close()
+
+
 # ---------------------------------------------------------------- cleanup and the live pane
 def test_cleanup_deletes_exactly_the_old_events(tmp_path: Path, ch: Backends,
                                                 pulse_settings) -> None:  # type: ignore[no-untyped-def]
@@ -316,6 +360,9 @@ def test_cleanup_deletes_exactly_the_old_events(tmp_path: Path, ch: Backends,
     left = {e.event_id for e in ch.events.tail(limit=10_000).events}
     assert left == {r[0] for r in rows if int(r[3]) >= cutoff}  # type: ignore[call-overload]
     assert ch.events.cleanup(settings, CLOCK).events == 0
+    # a deleted event's id may be imported again (as on SQLite); a kept one is a duplicate
+    again = _import(ch, _write(tmp_path / "again.csv", EVENT_COLS, old[:3] + rows[-2:]))
+    assert (again.processed, again.duplicates) == (3, 2)
 
 
 def test_a_foreign_insert_moves_the_change_token_and_shows_in_the_tail(ch: Backends) -> None:
@@ -340,6 +387,8 @@ def test_the_cluster_ddl_is_valid_clickhouse(ch: Backends) -> None:
     assert any("Distributed(`prod_cluster`" in s for s in statements)
     assert all("ON CLUSTER `prod_cluster`" in s for s in statements)
     assert sum("ReplicatedReplacingMergeTree" in s for s in statements) == 3
+    assert any("`event_ids_local`" in s and "ReplicatedMergeTree(" in s for s in statements)
+    assert any("`event_ids_mv`" in s and "TO `pulse`.`event_ids_local`" in s for s in statements)
     conn = ch.events.ch  # type: ignore[attr-defined]
     for stmt in statements:  # ClickHouse's own parser (raises on a syntax error)
         formatted = conn.rows("SELECT formatQuery({q:String})", {"q": stmt})[0][0]
@@ -519,3 +568,90 @@ def test_saved_retention_from_user_days_matches_a_plain_reference(
                    for u, site, off in evs):
                 want[(cid, k)] = want.get((cid, k), 0) + 1
     assert got == {("r", cid, k, n) for (cid, k), n in want.items()}
+
+
+# ---------------------------------------------------------------- the worker's job bodies
+def test_the_worker_jobs_read_the_events_where_they_live(tmp_path: Path, ch: Backends,
+                                                         pulse_settings) -> None:  # type: ignore[no-untyped-def]
+    """Each periodic job, run as the worker runs it (its own connection to the PULSE file,
+    ``JobContext.shared`` = the worker's backends), gives on ClickHouse what it gives on
+    SQLite: membership, alert states, export files, retention snapshots, cleanup counts."""
+    from pulse_tui.exports import definitions as export_defs
+    from pulse_tui.models import NewEvent
+    from pulse_tui.simulate import write_batch
+    from pulse_tui.store import alerts as alert_store
+    from pulse_tui.store import cohorts as cohort_store
+    from pulse_tui.store.connection import connect
+    from pulse_tui.worker.jobs import JOBS
+    from pulse_tui.worker.scheduler import JobContext, resolve
+
+    events = _write(tmp_path / "events.csv", EVENT_COLS, _events(11, 1500))
+    live = [NewEvent(f"live{i}", "s1", "view", NOW - i * 60_000, f"ls{i % 3}", f"u{i % 5}",
+                     "/", None, "US", "desktop") for i in range(30)]
+    sq = open_backends(tmp_path / "sq.db", "sqlite")
+    outcomes: dict[str, dict[str, object]] = {}
+    try:
+        for name, b, shared in (("sqlite", sq, None), ("chdb", ch, ch)):
+            assert _import(b, events).processed == 1500
+            assert write_batch(b, live, NOW) == 30  # the simulator, through the backends
+            conn = b.conn
+            # another program's cohort (no fingerprint: the cohorts job computes it)
+            cohort_store.create_cohort(conn, CLOCK, site_id="s1", name="de",
+                                       criteria=CRITERIA[3], cohort_id="c1", refresh=False)
+            alert_store.create_rule(conn, site_id="s1", name="busy", now_ms=NOW,
+                                    notification_type="log", notification_config={},
+                                    condition={"metric": "users", "window_minutes": 60,
+                                               "comparison": "gt", "threshold": 2})
+            settings = replace(pulse_settings, db=tmp_path / f"{name}.db",
+                               export_dir=tmp_path / f"exports-{name}",
+                               events_retention_days=40)
+            export_defs.create_export(b, CLOCK, site_id="s1", type="audience", name="de",
+                                      filters={"cohort_id": "c1"}, export_id="x1")
+            job_conn = connect(tmp_path / ("sq.db" if shared is None else "ch.db"))
+            try:
+                ctx = JobContext(conn=job_conn, settings=settings, clock=CLOCK, shared=shared)
+                got = {job.name: resolve(job.fn)(ctx) for job in JOBS}
+            finally:
+                job_conn.close()
+            got["members"] = sorted(m.user_id for m in b.events.cohort_members("c1"))
+            got["rule"] = [(r.state, r.last_value) for r in b.control.list_rules("s1")]
+            got["export"] = [p.read_text() for p in sorted(settings.export_dir.iterdir())]
+            got["tail"] = len(b.events.tail(site_id="s1", limit=10_000).events)
+            outcomes[name] = got
+    finally:
+        sq.close()
+    assert outcomes["sqlite"]["members"] and outcomes["sqlite"]["rule"][0][0] == "firing"
+    assert "1 completed" in str(outcomes["sqlite"]["exports"])
+    for key, want in outcomes["sqlite"].items():
+        if key == "derived-catch-up":
+            continue  # SQLite folds the simulated rows; ClickHouse keeps nothing to fold
+        if key == "cleanup":  # ClickHouse keeps no sessions table to prune: the events count
+            assert str(outcomes["chdb"][key]).split(",")[0] == str(want).split(",")[0]
+            assert str(want).startswith("deleted ") and not str(want).startswith("deleted 0 ")
+            continue
+        assert outcomes["chdb"][key] == want, key
+
+
+def test_simulate_and_rebuild_write_the_events_where_they_live(tmp_path: Path) -> None:
+    """``simulate`` and ``rebuild-rollups`` on a ClickHouse events store reach it through the
+    backends (the SQLite file keeps no events)."""
+    import sqlite3
+
+    chdb_dir()  # skip without chdb
+    db, store = str(tmp_path / "a.db"), f"chdb://{tmp_path / 'ch'}"
+    sim = _pulse("--db", db, "--events-store", store, "simulate", "--rate", "200",
+                 "--duration", "0.5", "--seed", "3")
+    out, err = sim.communicate(timeout=120)
+    assert sim.returncode == 0, err
+    written = int(err.split("wrote ")[1].split(" events")[0])
+    assert written > 0
+    conn = sqlite3.connect(db)
+    try:
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM sites").fetchone()[0] > 0
+    finally:
+        conn.close()
+    rebuild = _pulse("--db", db, "--events-store", store, "rebuild-rollups")
+    out, err = rebuild.communicate(timeout=120)
+    assert rebuild.returncode == 0, err
+    assert f"from {written} event rows" in out

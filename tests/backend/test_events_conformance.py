@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from pulse_tui.alerts import engine
 from pulse_tui.backend.interface import Backends, ControlStore, EventsBackend, LiveCursor
 from pulse_tui.clock import DAY_MS, HOUR_MS, Clock
 from pulse_tui.config import Settings
@@ -383,15 +384,15 @@ def test_acquisition_retention_grid_and_a_cells_members(world: World) -> None:
 
 def test_alert_values_and_the_backtest(world: World) -> None:
     day = {"metric": "events", "window_minutes": 24 * 60, "comparison": "gt", "threshold": 5}
-    value, fires = world.ev.alert_value("s1", day, CLOCK)
+    value, fires = engine.preview_value(world.b, "s1", day, CLOCK)
     want = len(world.of("s1", NOW - DAY_MS, NOW))
     assert value == want and fires == (want > 5)
     users_us = {**day, "metric": "users", "filter": US_ONLY}
-    value, _ = world.ev.alert_value("s1", users_us, CLOCK)
+    value, _ = engine.preview_value(world.b, "s1", users_us, CLOCK)
     assert value == len({e.user_id for e in world.of("s1", NOW - DAY_MS, NOW)
                          if e.user_id and e.country == "US"})
     hourly = {"metric": "events", "window_minutes": 120, "comparison": "gt", "threshold": 0}
-    result = world.ev.alert_backtest(hourly, "s1", CLOCK, 2)
+    result = engine.backtest(world.b, hourly, "s1", CLOCK, 2)
     assert len(result.points) == 48
     for point in result.points:
         t = point.at // HOUR_MS

@@ -31,8 +31,9 @@ from pulse_tui.store import alerts as alerts_sql
 from pulse_tui.store import cohorts as cohorts_sql
 from pulse_tui.store import scheduler as scheduler_sql
 from pulse_tui.store import webhooks as webhooks_sql
+from pulse_tui.store.cohorts import create_static_cohort
 from pulse_tui.store.connection import connect
-from pulse_tui.store.retention import save_cell_as_static_cohort, snapshot_all
+from pulse_tui.store.retention import snapshot_all
 from pulse_tui.tui.app import make_app
 from pulse_tui.tui.screens.alert_editor import AlertEditorScreen
 from pulse_tui.tui.screens.alerts import AlertsScreen
@@ -143,7 +144,7 @@ def build_db(db: Path, files: Path) -> None:
                                       {"property": "device_type", "operator": "equals",
                                        "value": "tablet"}]},
                                   status="archived", cohort_id="coh-october-trial")
-        save_cell_as_static_cohort(conn, "shop", "Win-back list",
+        create_static_cohort(conn, "shop", "Win-back list",
                                    [f"su{d:02d}0" for d in range(0, 12)], NOW)
 
         # the worker's daily retention snapshot (acquisition weeks and every cohort); the pane

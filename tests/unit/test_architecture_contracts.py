@@ -72,6 +72,12 @@ def test_an_import_that_breaks_a_contract_fails_lint_imports(tree: Path, module:
     ("pulse_tui/cli/report.py", "from pulse_tui.cli import serve", "CLI: each command"),
     ("pulse_tui/worker/service.py", "import click", "Only the CLI uses click"),
     ("pulse_tui/ingest/importer.py", "import click", "Only the CLI uses click"),
+    # a backend implementation never calls a service (the services take the backends), and
+    # the wiring sits under the services
+    ("pulse_tui/backend/sqlite/control.py", "from pulse_tui.alerts import engine", "Layers:"),
+    ("pulse_tui/backend/clickhouse/backend.py", "from pulse_tui.exports import runner",
+     "Layers:"),
+    ("pulse_tui/backend/wiring.py", "from pulse_tui.notify import delivery", "Layers:"),
 ])
 def test_an_import_added_to_a_module_that_breaks_a_contract_fails(tree: Path, module: str,
                                                                   line: str,

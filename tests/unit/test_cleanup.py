@@ -16,7 +16,8 @@ from pulse_tui.models import NewEvent
 from pulse_tui.report_models import DateRange
 from pulse_tui.simulate import write_batch
 from pulse_tui.store import reports
-from pulse_tui.store.cleanup import cleanup_job, rollup_tables, run_cleanup
+from pulse_tui.store.cleanup import rollup_tables, run_cleanup
+from pulse_tui.worker.jobs import cleanup_job
 from pulse_tui.worker.scheduler import JobContext
 
 T0 = parse_instant("2026-11-25T12:00:00Z")

@@ -280,7 +280,9 @@ def test_report_command_cohorts_json(db: sqlite3.Connection, db_path: Path,
 
 
 def test_retention_snapshots_follow_membership_by_default(db: sqlite3.Connection) -> None:
-    assert store.MEMBERSHIP_CHANGED_HOOKS == ["pulse_tui.store.retention:on_membership_changed"]
+    from pulse_tui.store import retention
+
+    assert store.MEMBERSHIP_CHANGED_HOOKS == [retention.on_membership_changed]
     db.execute("INSERT INTO events (event_id, site_id, event_type, timestamp_ms, session_id, "
                "user_id, country, created_at) VALUES ('old', 's1', 'view', ?, 'so', 'a', 'US',"
                " ?)", (NOW - 20 * DAY_MS, NOW))

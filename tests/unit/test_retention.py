@@ -276,7 +276,7 @@ def test_snapshot_all_and_load_grid(db: sqlite3.Connection) -> None:
 def test_save_cell_as_static_cohort(db: sqlite3.Connection) -> None:
     (row,) = retention.acquisition_rows(db, SITE, date(2026, 10, 26), date(2026, 10, 26), NOW)
     users = retention.cell_users(db, row, 3, NOW)
-    cid = retention.save_cell_as_static_cohort(db, SITE, "returned in week 3", users, NOW)
+    cid = cohorts_store.create_static_cohort(db, SITE, "returned in week 3", users, NOW)
     c = cohorts_store.get_cohort(db, cid)
     assert (c.kind, c.site_id, c.name, c.status) == ("static", SITE, "returned in week 3",
                                                      "active")
@@ -287,9 +287,9 @@ def test_save_cell_as_static_cohort(db: sqlite3.Connection) -> None:
         (cohorts_store.member_id(cid, "a"), "a", t("2026-10-26T00:00:00Z"), 1),
         (cohorts_store.member_id(cid, "c"), "c", t("2026-10-28T12:00:00Z"), 1)]
     with pytest.raises(ValidationError):
-        retention.save_cell_as_static_cohort(db, SITE, "  ", users, NOW)
+        cohorts_store.create_static_cohort(db, SITE, "  ", users, NOW)
     with pytest.raises(ValidationError):
-        retention.save_cell_as_static_cohort(db, "nope", "x", users, NOW)
+        cohorts_store.create_static_cohort(db, "nope", "x", users, NOW)
 
 
 # ------------------------------------------------------------------ other programs' member rows

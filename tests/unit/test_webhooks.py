@@ -395,14 +395,15 @@ def test_import_events_are_queued(db: sqlite3.Connection, receiver: Receiver) ->
 
 # ---------------------------------------------------------------- worker registration
 def test_worker_jobs_and_after_import_hook(db: sqlite3.Connection, receiver: Receiver) -> None:
+    from pulse_tui.notify import jobs as webhook_jobs
     from pulse_tui.worker.events import ImportFinished
     from pulse_tui.worker.jobs import AFTER_IMPORT, JOBS
     from pulse_tui.worker.scheduler import JobContext, resolve
 
     jobs = {j.name: j for j in JOBS}
     assert jobs["alerts"].interval == 60 and jobs["webhook-deliveries"].interval <= 10
-    hook = resolve("pulse_tui.notify.jobs:after_import")
-    assert "pulse_tui.notify.jobs:after_import" in AFTER_IMPORT
+    hook = webhook_jobs.after_import
+    assert hook in AFTER_IMPORT
     created = endpoint(db, receiver.url, events=["import.failed", "alert.firing"])
     rules.create_rule(db, site_id=SITE, name="any", now_ms=NOW, notification_type="webhook",
                       notification_config={"endpoint_id": created.endpoint.id},

@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def _spawn(settings: Settings, tmp_path: Path, store: str) -> subprocess.Popen[bytes]:
     config = tmp_path / "config.toml"
     config.write_text(f"settle_seconds = {settings.settle_seconds}\nevents_store = {store!r}\n")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PULSE_IMPORT_BATCH_ROWS": "500"}
+    # the Python path's 500-row batches (the whole-file fast path: test_clickhouse_fast_import)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PULSE_IMPORT_BATCH_ROWS": "500",
+           "PULSE_IMPORT_FAST_PATH": "0"}
     return subprocess.Popen(
         [sys.executable, "-m", "pulse_tui", "worker", "--db", str(settings.db),
          "--import-dir", str(settings.import_dir), "--config", str(config)],

@@ -27,5 +27,5 @@ def open_clickhouse(path: Path, url: str, *, cluster: str | None = None,
         ch.close()
         raise
     events = ClickHouseEvents(conn, ch)
-    return Backends(events=events, control=SqliteControl(conn),
-                    closers=[conn.close, events.close])
+    return Backends(events=events, control=SqliteControl(conn, events),
+                    closers=[conn.close, events.close], conn=conn)

@@ -8,9 +8,12 @@ exact per user. Values from the data reach ClickHouse only as ``{name:Type}`` pa
 
 Duplicates. An event_id is stored once, and every count is exact without ``FINAL``, merges or
 ``OPTIMIZE``, because rows only enter through PULSE's single-writer import (the worker lease, or
-the one embedded process) and each batch inserts only the ids the table does not hold yet,
-decided by a query (``IN (SELECT arrayJoin(ids))``: a hash set; a literal ``IN``/``has()`` of
-100,000 ids is analysed element by element and takes minutes). A batch retried after a
+the one embedded process) and each batch inserts only the ids not stored yet, decided by a
+query on ``event_ids`` (ordered by id, kept by a materialized view from ``events``; see
+schema.py) with ``event_id IN (SELECT arrayJoin(ids))``: the set is built once and the primary
+index reads only the granules that may hold the ids, so the lookup's cost follows the batch, not
+the table (a literal ``IN``/``has()`` of 100,000 ids is analysed element by element and takes
+minutes). A batch retried after a
 crash (rows stored, SQLite checkpoint not yet moved) recognises its own rows by
 ``(ingest_job, ingest_line)`` = (this job, this batch's end line): they count as processed, not
 as duplicates, and are not stored again. ReplacingMergeTree on the sorting key is the belt
@@ -19,18 +22,19 @@ for rows another program inserts twice.
 
 from __future__ import annotations
 
+import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import date
 from typing import Any
 
-from pulse_tui.alerts import engine
+from pulse_tui.backend.clickhouse import bulk
 from pulse_tui.backend.clickhouse.connection import CHConn
 from pulse_tui.backend.clickhouse.schema import ROLLUPS, fill_rollup
 from pulse_tui.backend.interface import ChangeToken, LiveCursor, RejectRow, TailPage
 from pulse_tui.backend.sqlite.events import MembershipInSqlite
-from pulse_tui.clock import DAY_MS, Clock
+from pulse_tui.clock import DAY_MS, HOUR_MS, Clock
 from pulse_tui.cohorts.criteria import NEGATIONS, Group, Node, parse, render_condition_tree
 from pulse_tui.config import Settings
 from pulse_tui.errors import PulseError, UsageError
@@ -56,7 +60,6 @@ from pulse_tui.report_models import (
 )
 from pulse_tui.store import cleanup as sqlite_cleanup
 from pulse_tui.store import cohorts as sqlite_cohorts
-from pulse_tui.store import elsewhere
 from pulse_tui.store import events as sqlite_events
 from pulse_tui.store import imports as sqlite_imports
 from pulse_tui.store.tx import write_transaction
@@ -98,11 +101,15 @@ class ClickHouseEvents(MembershipInSqlite):
         self.conn = conn
         self.ch = ch
         self.db = f"`{ch.database}`"
-        elsewhere.register(conn, self)  # store functions on any connection read the events here
+        self.events_outside = self  # the store's membership and retention code reads events here
 
     def close(self) -> None:
-        elsewhere.unregister(self.conn, self)
         self.ch.close()
+
+    def bound_to(self, conn: sqlite3.Connection) -> ClickHouseEvents:
+        """This ClickHouse connection with another connection to the PULSE file (a worker
+        job's thread); closing stays with this one."""
+        return ClickHouseEvents(conn, self.ch)
 
     def t(self, name: str) -> str:
         return f"{self.db}.`{name}`"
@@ -298,11 +305,11 @@ class ClickHouseEvents(MembershipInSqlite):
             rows = self.top(site_id, rng, reports.TOP_DIMENSIONS[name], limit)
         elif name == "funnel":
             rows = self.funnel(site_id, rng, steps)
-        else:  # cohorts, retention: the store's report over the SQLite file, whose event
-            # reads come back here (pulse_tui.store.elsewhere)
+        else:  # cohorts, retention: the store's report over the SQLite file, its event
+            # reads answered here (``events=self``)
             rows = spec.run(self.conn, reports.ReportParams(
                 site_id, rng, Clock.from_env().now_ms() if now_ms is None else now_ms, limit,
-                tuple(steps)))
+                tuple(steps), events=self))
         return [reports.row_values(spec, r) for r in rows]
 
     # ---------------------------------------------------------------- cohorts
@@ -427,16 +434,7 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
             "AND user_id IN (SELECT arrayJoin({ids:Array(String)})) GROUP BY u",
             {"site": site_id, "ids": list(user_ids)})}
 
-    # ---------------------------------------------------------------- alerts
-    def alert_value(self, site_id: str, condition: object, clock: Clock
-                    ) -> tuple[float | None, bool | None]:
-        return engine.preview_value(self.conn, site_id, condition, clock)  # reads back here
-
-    def alert_backtest(self, condition: object, site_id: str, clock: Clock, days: int = 30
-                       ) -> Any:
-        return engine.backtest(self.conn, condition, site_id, clock, days)
-
-    # the event reads of pulse_tui.store.alerts, answered here (see pulse_tui.store.elsewhere)
+    # ---------------------------------------------------------------- alert metrics
     _METRIC = {"events": "count()", "users": "uniqExact(user_id)",
                "sessions": "uniqExact(session_id)"}
 
@@ -474,6 +472,15 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
             sql = (f"SELECT DISTINCT {hour}, {col} FROM {self.t('events')} WHERE {where} "
                    f"AND {col} IS NOT NULL")
         return [(int(h), v) for h, v in self.ch.rows(sql, params)]
+
+    def hourly_events(self, site_id: str, from_hour: int, to_hour: int) -> dict[int, int]:
+        # no rollups beside the events: the hourly counts come from them
+        return {h: int(n) for h, n in self.hourly_raw(site_id, "events", from_hour * HOUR_MS,
+                                                      to_hour * HOUR_MS, None)}
+
+    def first_hour_with_data(self, site_id: str) -> int | None:
+        first = self.first_event_ms(site_id)
+        return None if first is None else first // HOUR_MS
 
     def first_event_ms(self, site_id: str) -> int | None:
         rows = self.ch.rows(f"SELECT min(timestamp_ms), count() FROM {self.t('events')} "
@@ -514,6 +521,34 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
                                    rows[0][1] if rows else None)
         return outcome
 
+    def import_whole_file(self, job_id: str, fd: int, *, compressed: bool, header: Any,
+                          header_text: str, site_id: str | None, now_ms: int
+                          ) -> tuple[BatchOutcome, Checkpoint] | None:
+        """The events import's fast path (bulk.py): ClickHouse reads, checks and stores the
+        whole open file ``fd``, and the job's counters and checkpoint move to its end; None
+        when it declines (nothing stored: the importer reads the file the usual way)."""
+        size = os.fstat(fd).st_size
+        with self.ch.lines_source(fd, compressed) as source:
+            done = bulk.import_whole_file(
+                self.ch, self.t("events"), self.t("event_ids"), source, job_id=job_id,
+                header=header, header_text=header_text, site_id=site_id, now_ms=now_ms,
+                file_size=size, compressed=compressed,
+                isize=bulk.gzip_isize(fd) if compressed else None)
+        if done is None:
+            return None
+        outcome = BatchOutcome(done.stored + done.ours, done.duplicates, 0)
+        cp = Checkpoint(done.records, done.end_offset, done.end_line)
+        with write_transaction(self.conn):
+            sqlite_events.ensure_sites(self.conn, set(done.sites), now_ms)
+            sqlite_imports._record(self.conn, job_id, [], outcome, cp, done.first_site)
+        return outcome, cp
+
+    def id_lookup(self, ids_sql: str) -> str:
+        """(event_id, ingest_job, ingest_line) of the stored ids among those ``ids_sql``
+        selects: ``event_ids``' primary index reads only the granules that may hold them."""
+        return (f"SELECT event_id, ingest_job, ingest_line FROM {self.t('event_ids')} "
+                f"WHERE event_id IN ({ids_sql})")
+
     def _store_new(self, rows: Sequence[tuple[Any, ...]], job: str, line: int
                    ) -> tuple[int, int]:
         """Insert the rows whose event_id is not stored yet (the first of repeats inside
@@ -526,8 +561,7 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
         ids = list(first)
         for i in range(0, len(ids), 50_000):
             for eid, ingest_job, ingest_line in self.ch.rows(
-                    f"SELECT event_id, ingest_job, ingest_line FROM {self.t('events')} "
-                    "WHERE event_id IN (SELECT arrayJoin({ids:Array(String)}))",
+                    self.id_lookup("SELECT arrayJoin({ids:Array(String)})"),
                     {"ids": ids[i:i + 50_000]}):
                 stored[eid] = (ingest_job, int(ingest_line))
         fresh = [r for eid, r in first.items() if eid not in stored]
@@ -571,7 +605,7 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
         """users rows (seed order) whose user_id is not stored yet; existing ones are left."""
         have = {r[0] for r in self.ch.rows(
             f"SELECT DISTINCT user_id FROM {self.t('users')} WHERE user_id IN "
-            "(SELECT arrayJoin({{ids:Array(String)}}))", {"ids": [r[0] for r in rows]})}
+            "(SELECT arrayJoin({ids:Array(String)}))", {"ids": [r[0] for r in rows]})}
         new = list({r[0]: r for r in rows if r[0] not in have}.values())
         return self.upsert_users(new) if new else 0
 
@@ -594,6 +628,14 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
                 for k, (c, t) in enumerate(zip(USER_COLS, types, strict=True))})
         return len(changed)
 
+    def write_events(self, events: Sequence[Any], now_ms: int) -> int:
+        with write_transaction(self.conn):  # the sites are registered in the PULSE file
+            sqlite_events.ensure_sites(self.conn, {e.site_id for e in events}, now_ms)
+        return self.insert_events(events, now_ms)
+
+    def write_new_users(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        self.insert_new_users(rows)
+
     def insert_events(self, events: Sequence[Any], now_ms: int, *, job: str = "") -> int:
         """Store events (NewEvent) whose ids are not stored yet (simulate, the demo,
         copy-events); returns how many were stored. Single writer, as the import."""
@@ -607,7 +649,8 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
     def catch_up(self, now_ms: int) -> int:
         return 0  # nothing derived is kept beside the events: every read is from them
 
-    def cleanup(self, settings: Settings, clock: Clock) -> CleanupResult:
+    def cleanup(self, settings: Settings, clock: Clock, *,
+                should_stop: Callable[[], bool] | None = None) -> CleanupResult:
         """Deletes, not TTL: ``events_retention_days`` is a setting that may change between
         runs, cleanup reports how many events it removed, and the newest event is never
         removed (SPEC 9), none of which a table TTL can do. The delete is a synchronous
@@ -616,20 +659,28 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
             return CleanupResult(enabled=False)
         # rollups, export runs and deliveries of the SQLite file: the usual pass, minus events
         rest = sqlite_cleanup.run_cleanup(self.conn, replace(settings, events_retention_days=0),
-                                          clock)
+                                          clock, should_stop=should_stop)
         if settings.events_retention_days <= 0:
             return rest
         cutoff = clock.now_ms() - settings.events_retention_days * DAY_MS
         params = {"cutoff": cutoff}
         params["newest"] = self._newest_seq()
-        (n,), = self.ch.rows(f"SELECT count() FROM {self.t('events')} WHERE timestamp_ms < "
-                             "{cutoff:Int64} AND ingest_seq != {newest:UInt64}", params)
+        old = "timestamp_ms < {cutoff:Int64} AND ingest_seq != {newest:UInt64}"
+        (n,), = self.ch.rows(f"SELECT count() FROM {self.t('events')} WHERE {old}", params)
+        (ids,), = self.ch.rows(f"SELECT count() FROM {self.t('event_ids')} WHERE {old}", params)
+        # the events first, then their ids (the same condition: event_ids carries both
+        # columns), so that an id deleted from events may be imported again, as on SQLite.
+        # Stopped between the two, an id is left without its event (it counts as a duplicate
+        # until the next cleanup deletes it): never an event stored twice.
         if n:
-            self.ch.command(f"ALTER TABLE {self.t('events')} DELETE WHERE timestamp_ms < "
-                            "{cutoff:Int64} AND ingest_seq != {newest:UInt64} "
+            self.ch.command(f"ALTER TABLE {self.t('events')} DELETE WHERE {old} "
                             "SETTINGS mutations_sync = 2", params)
-            self._refill_rollups(cutoff)
-            sqlite_cohorts.refresh_all(self.conn, clock)  # members who lost their events
+            self._refill_rollups(cutoff)  # the days it touched count the events left
+        if n or ids:
+            self.ch.command(f"ALTER TABLE {self.t('event_ids')} DELETE WHERE {old} "
+                            "SETTINGS mutations_sync = 2", params)
+        if n:
+            sqlite_cohorts.refresh_all(self.conn, clock, events=self)  # who lost their events
         return replace(rest, events=int(n))
 
     def _refill_rollups(self, until_ms: int | None = None) -> None:
@@ -658,6 +709,10 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
             f"INSERT INTO {self.t('sessions')} SELECT site_id, session_id, any(user_id), "
             "min(timestamp_ms), max(timestamp_ms), toUInt64(count()), min(created_at) "
             f"FROM {self.t('events')} GROUP BY site_id, session_id")
+        self.ch.command(f"TRUNCATE TABLE {self.t('event_ids')}")
+        cols = "event_id, ingest_job, ingest_line, timestamp_ms, ingest_seq"
+        self.ch.command(f"INSERT INTO {self.t('event_ids')} ({cols}) SELECT {cols} "
+                        f"FROM {self.t('events')}")
         return int(self.ch.rows(f"SELECT count() FROM {self.t('events')}")[0][0])
 
 

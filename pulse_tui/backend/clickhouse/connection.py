@@ -9,6 +9,9 @@ import fcntl
 import json
 import os
 import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +37,11 @@ class CHConn(Protocol):
 
     def insert(self, table: str, columns: dict[str, tuple[str, list[Any]]]) -> None:
         """Insert columns given as name -> (arrow type name, values)."""
+        ...
+
+    def lines_source(self, fd: int, compressed: bool) -> Any:
+        """A context manager giving SQL that reads the lines of the open file ``fd`` (gzip
+        when ``compressed``) as one String column ``line`` (the import's fast path)."""
         ...
 
     def close(self) -> None:
@@ -166,21 +174,40 @@ class ChdbConn:
         self._session = _Embedded.session
         self._closed = False
 
+    def _query(self, sql: str, fmt: str, params: dict[str, Any] | None = None) -> Any:
+        try:
+            return self._session.query(sql, fmt, params=chdb_params(params or {}))
+        except Exception:
+            # chdb hands what a failed query had written (e.g. its JSON header) out with the
+            # next query's result: a throwaway query takes it
+            try:
+                self._session.query("SELECT 1", "TSV")
+            except Exception:  # noqa: BLE001, S110 - the first error is the one to raise
+                pass
+            raise
+
     def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        res = self._session.query(sql, "JSONCompact", params=chdb_params(params or {}))
+        res = self._query(sql, "JSONCompact", params)
         raw = res.bytes() if hasattr(res, "bytes") else bytes(res)
         if not raw:
             return []
         return [tuple(r) for r in json.loads(raw)["data"]]
 
     def command(self, sql: str, params: dict[str, Any] | None = None) -> None:
-        self._session.query(sql, "TSV", params=chdb_params(params or {}))
+        self._query(sql, "TSV", params)
 
     def insert(self, table: str, columns: dict[str, tuple[str, list[Any]]]) -> None:
         arrow_rows = _arrow_table(columns)  # noqa: F841 - read by name by chdb's Python()
         names = ", ".join(columns)
-        self._session.query(f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(arrow_rows)",
-                            "TSV")
+        self._query(f"INSERT INTO {table} ({names}) SELECT {names} FROM Python(arrow_rows)",
+                    "TSV")
+
+    @contextmanager
+    def lines_source(self, fd: int, compressed: bool) -> Iterator[str]:
+        # the engine runs in this process: it opens the very file the importer opened (a
+        # rename or a new file at its path changes nothing), from its start
+        yield (f"file('/proc/self/fd/{int(fd)}', 'LineAsString', 'line String', "
+               f"'{'gzip' if compressed else 'none'}')")
 
     def close(self) -> None:
         """The engine stays up for the process (chdb cannot reopen another directory after);
@@ -229,6 +256,25 @@ class ServerConn:
 
     def insert(self, table: str, columns: dict[str, tuple[str, list[Any]]]) -> None:
         self._client.insert_arrow(table, _arrow_table(columns))
+
+    @contextmanager
+    def lines_source(self, fd: int, compressed: bool) -> Iterator[str]:
+        # the server cannot read our file: its bytes are streamed as they are (gzip as the
+        # request's Content-Encoding) into a staging table of lines, dropped afterwards
+        table = f"`{self.database}`.`pulse_stage_{uuid.uuid4().hex}`"
+        self.command(f"CREATE TABLE {table} (line String) ENGINE = MergeTree ORDER BY tuple()")
+        try:
+            def chunks() -> Iterator[bytes]:
+                pos = 0
+                while chunk := os.pread(fd, 1 << 20, pos):
+                    pos += len(chunk)
+                    yield chunk
+
+            self._client.raw_insert(table, ["line"], insert_block=chunks(), fmt="LineAsString",
+                                    compression="gzip" if compressed else None)
+            yield table
+        finally:
+            self.command(f"DROP TABLE IF EXISTS {table}")
 
     def close(self) -> None:
         self._client.close()

@@ -15,9 +15,18 @@ ReplacingMergeTree partitioned by month, ordered by team, day, event and a hash 
     the breakdown, the funnel and alert filters; users hashed next keeps one user's rows of a day
     together for the distinct counts; ``event_id`` last makes the sorting key unique per event.
   - ``ReplacingMergeTree``: a belt only. PULSE never stores an event_id twice (the single-writer
-    import inserts only ids not yet present, decided by a query), so every read is exact without
-    ``FINAL`` or waiting for merges; should another program insert a duplicate row, background
-    merges fold it away eventually.
+    import inserts only ids not yet present, decided by a query on ``event_ids``), so every read
+    is exact without ``FINAL`` or waiting for merges; should another program insert a duplicate
+    row, background merges fold it away eventually.
+* ``event_ids``: every stored event's id with the import that stored it (``ingest_job``,
+  ``ingest_line``), kept by a materialized view from ``events`` (so rows other programs insert
+  are covered too). ``MergeTree ORDER BY event_id``: the import's "which of these ids are stored
+  already?" query (``event_id IN (subquery)``) reads only the granules the primary index points
+  at, so its cost follows the batch, not the table (``events`` is ordered by site and day, where
+  an id lookup would read the whole column). A plain MergeTree, not Replacing: a repeated row
+  (another program inserting an id twice) is harmless to a lookup, and nothing waits on merges.
+  ``timestamp_ms`` and ``ingest_seq`` let cleanup delete the ids of the events it deletes with
+  the same condition.
 * ``users``: the seed's users table; ``ReplacingMergeTree(updated_at)`` ordered by ``user_id``
   (the import upserts: the newest version wins); reads use ``FINAL`` (a small table).
 * ``sessions``: the seed's sessions, kept by a materialized view over ``events``
@@ -42,15 +51,15 @@ ReplacingMergeTree partitioned by month, ordered by team, day, event and a hash 
     event in it is decided exactly by that day's first and last event times. Cohort criteria
     on event count and first/last seen read it too.
   - Cleanup (deletes) recomputes the rollup rows of the days it touched; ``rebuild-rollups``
-    recomputes all of them. Schema version 2 added them; opening a version-1 store creates them
+    recomputes all of them. Schema version 3 added them; opening an older store creates them
     and fills them from the events (``ensure_schema``: run while no other process imports).
-* ``url`` and ``referrer`` are ``LowCardinality`` (version 2; country and device_type always were):
+* ``url`` and ``referrer`` are ``LowCardinality`` (version 3; country and device_type always were):
   pages and referrers repeat, so each part stores a dictionary of the distinct values and a
   number per row. A cohort condition such as ``url contains '/docs'`` is then evaluated once per
   distinct value instead of once per row (16 ms instead of 110 ms of CPU over 3.3M rows), and
   the column is a third of its size. A store with very many distinct URLs stays correct; the
   dictionaries just stop saving.
-* ``idx_ingest_seq`` (minmax, version 2): the live pane asks for the newest arrivals
+* ``idx_ingest_seq`` (minmax, version 3): the live pane asks for the newest arrivals
   (``ORDER BY ingest_seq DESC LIMIT n``); with the index ClickHouse reads only the granules that
   can hold them (``use_skip_indexes_for_top_k``): 30 ms instead of 130 ms of CPU at 10M rows.
 * Cohort membership and retention snapshots are keyed to cohort definitions, are small, and are
@@ -64,7 +73,7 @@ sits in front of each, sharded by user so one user's events stay on one shard.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 2: event_ids (the import's id lookup); 3: rollups, ingest_seq index, LowCardinality
 
 DAY = "toDate(intDiv(timestamp_ms, 1000))"
 
@@ -88,7 +97,8 @@ EVENTS_COLUMNS = f"""(
     ingest_job String DEFAULT '',
     ingest_line UInt64 DEFAULT 0,
     day Date MATERIALIZED {DAY},
-    -- the import's "is this id stored already?" query reads only the granules that may hold it
+    -- a lookup of one event by id reads only the granules that may hold it (the import looks
+    -- ids up in event_ids since schema 2; no PULSE query needs this index now)
     INDEX idx_event_id event_id TYPE bloom_filter(0.001) GRANULARITY 1,
     {SEQ_INDEX}
 )"""
@@ -143,6 +153,14 @@ USER_DAYS_COLUMNS = """(
 # the breakdown / top-N dimensions kept in events_dims ('' stands for NULL and '')
 DIMS = ("event_type", "url", "referrer", "country", "device_type")
 
+EVENT_IDS_COLUMNS = """(
+    event_id String,
+    ingest_job String,
+    ingest_line UInt64,
+    timestamp_ms Int64,
+    ingest_seq UInt64
+)"""
+
 META_COLUMNS = """(
     key String,
     value String,
@@ -156,6 +174,7 @@ TABLES: dict[str, tuple[str, str, str, str]] = {
                "ORDER BY (site_id, day, event_type, cityHash64(ifNull(user_id, '')), event_id)"),
     "users": (USERS_COLUMNS, "ReplacingMergeTree", "updated_at", "ORDER BY user_id"),
     "sessions": (SESSIONS_COLUMNS, "AggregatingMergeTree", "", "ORDER BY (site_id, session_id)"),
+    "event_ids": (EVENT_IDS_COLUMNS, "MergeTree", "", "ORDER BY event_id"),
     "events_daily": (DAILY_COLUMNS, "AggregatingMergeTree", "",
                      "PARTITION BY toYYYYMM(day)\nORDER BY (site_id, day)"),
     "events_dims": (DIMS_COLUMNS, "AggregatingMergeTree", "",
@@ -166,7 +185,8 @@ TABLES: dict[str, tuple[str, str, str, str]] = {
     "pulse_meta": (META_COLUMNS, "ReplacingMergeTree", "updated_at", "ORDER BY key"),
 }
 SHARDING_KEY = {"events": "cityHash64(ifNull(user_id, ''))", "users": "cityHash64(ifNull(user_id, ''))",
-                "sessions": "cityHash64(session_id)", "events_daily": "cityHash64(site_id, day)",
+                "sessions": "cityHash64(session_id)", "event_ids": "cityHash64(event_id)",
+                "events_daily": "cityHash64(site_id, day)",
                 "events_dims": "cityHash64(site_id, dim, value)",
                 "user_days": "cityHash64(user_id)", "pulse_meta": "0"}
 
@@ -223,6 +243,11 @@ def ddl(database: str, cluster: str | None = None) -> list[str]:
         "min(timestamp_ms) AS first_event_at, max(timestamp_ms) AS last_event_at, "
         "toUInt64(count()) AS event_count, min(created_at) AS created_at\n"
         f"FROM {db}.{_ident(source)} GROUP BY site_id, session_id")
+    ids = "event_ids_local" if cluster else "event_ids"
+    out.append(
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.`event_ids_mv`{on}\n"
+        f"TO {db}.{_ident(ids)}\nAS SELECT event_id, ingest_job, ingest_line, timestamp_ms, ingest_seq\n"
+        f"FROM {db}.{_ident(source)}")
     for name, select in ROLLUPS.items():
         target = f"{name}_local" if cluster else name
         out.append(f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{_ident(name + '_mv')}{on}\n"
@@ -253,10 +278,19 @@ def ensure_schema(ch: object, cluster: str | None = None) -> int:
                                 f"{got[0][0]}, newer than this PULSE ({SCHEMA_VERSION})")
         if got and got[0][0] and int(got[0][0]) == SCHEMA_VERSION:
             return SCHEMA_VERSION
+        before = int(got[0][0]) if got and got[0][0] else 0
+    else:
+        before = 0
     for stmt in ddl(database, cluster):
         run(stmt)
-    if have:  # version 1 -> 2: the ingest_seq index, and the rollups (just created, empty)
-        # start from the events stored
+    if 0 < before < 2:
+        # event_ids arrived in version 2: its view (just created) covers new rows; the rows
+        # stored before it are copied once (an id copied twice is harmless to the lookup)
+        db = _ident(database)
+        cols = "event_id, ingest_job, ingest_line, timestamp_ms, ingest_seq"
+        run(f"INSERT INTO {db}.`event_ids` ({cols}) SELECT {cols} FROM {db}.`events`")
+    if 0 < before < 3:  # version 3: url/referrer LowCardinality, the ingest_seq index, and the
+        # rollups (just created, empty) start from the events stored
         events = _ident("events_local" if cluster else "events")
         on = f" ON CLUSTER {_ident(cluster)}" if cluster else ""
         for table in (("events_local", "events") if cluster else ("events",)):
@@ -266,10 +300,12 @@ def ensure_schema(ch: object, cluster: str | None = None) -> int:
         run(f"ALTER TABLE {_ident(database)}.{events}{on} ADD INDEX IF NOT EXISTS {SEQ_INDEX[6:]}")
         run(f"ALTER TABLE {_ident(database)}.{events}{on} MATERIALIZE INDEX idx_ingest_seq "
             "SETTINGS mutations_sync = 2")
-        for name in ROLLUPS:
+        for name in ROLLUPS:  # recomputed whole (a store half-migrated before holds some)
+            local = f"{name}_local" if cluster else name
+            run(f"TRUNCATE TABLE IF EXISTS {_ident(database)}.{_ident(local)}{on}")
             run(fill_rollup(database, name))
     run(f"INSERT INTO {_ident(database)}.`pulse_meta` (key, value, updated_at) VALUES "
-        "('schema_version', {v:String}, toUInt64(toUnixTimestamp64Milli(now64(3))))",
+        "('schema_version', {v:String}, toUInt64(toUnixTimestamp64Nano(now64(9))))",
         {"v": str(SCHEMA_VERSION)})
     return SCHEMA_VERSION
 

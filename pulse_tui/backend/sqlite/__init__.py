@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 from pulse_tui.backend.interface import Backends
 from pulse_tui.backend.sqlite.control import SqliteControl
@@ -18,7 +20,16 @@ def open_sqlite(path: Path, *, migrate: bool = True) -> Backends:
     membership computed from the events commit together, as they always have.
     """
     conn = connect(path, migrate=migrate)
-    return Backends(events=SqliteEvents(conn), control=SqliteControl(conn), closers=[conn.close])
+    backends = on_connection(conn)
+    backends.closers.append(conn.close)
+    return backends
 
 
-__all__ = ["SqliteControl", "SqliteEvents", "open_sqlite"]
+def on_connection(conn: sqlite3.Connection, events: Any = None) -> Backends:
+    """Both interfaces over a connection the caller keeps (and closes): the events in that file,
+    or ``events``, an events backend holding them elsewhere (its copy for this connection)."""
+    ev = SqliteEvents(conn) if events is None else events
+    return Backends(events=ev, control=SqliteControl(conn, ev), conn=conn)
+
+
+__all__ = ["SqliteControl", "SqliteEvents", "on_connection", "open_sqlite"]

@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Input, Label, Select, Static
 
+from pulse_tui.alerts import engine
 from pulse_tui.alerts.conditions import COMPARISONS, EVENT_PROPERTIES, METRICS
 from pulse_tui.alerts.models import AlertRule
 from pulse_tui.clock import format_ms
@@ -222,7 +223,7 @@ class AlertEditorScreen(WriteGuard, FieldChecks, ReportsWorkerErrors, Screen[boo
         site_id = self.site_id
         try:
             value, fires = await store.read(
-                lambda d: d.events.alert_value(site_id, condition, clock))
+                lambda d: engine.preview_value(d, site_id, condition, clock))
         except ValidationError as exc:
             self._show_errors(exc.errors)
             out.update(Text("fix the fields with a message under them to see values", style="dim"))
@@ -238,7 +239,7 @@ class AlertEditorScreen(WriteGuard, FieldChecks, ReportsWorkerErrors, Screen[boo
         text.append("\n\n")
         out.update(text)
         result = await store.read(
-            lambda d: d.events.alert_backtest(condition, site_id, clock, 30))
+            lambda d: engine.backtest(d, condition, site_id, clock, 30))
         text.append("backtest  ", style="dim")
         text.append(result.summary())
         text.append(f"\n({result.method})\n", style="dim")

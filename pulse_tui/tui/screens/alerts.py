@@ -10,6 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Static
 
+from pulse_tui.alerts import engine
 from pulse_tui.alerts.models import AlertRule
 from pulse_tui.clock import format_ms
 from pulse_tui.errors import PulseError
@@ -211,7 +212,7 @@ class AlertsScreen(PaneScreen):
         clock = self.app.clock  # type: ignore[attr-defined]
         try:
             result = await self.app.store.write(  # type: ignore[attr-defined]
-                lambda d: d.control.evaluate_rule(rule.rule_id, clock))
+                lambda d: engine.evaluate_rule(d, rule.rule_id, clock))
         except PulseError as exc:
             self.notify(str(exc), severity="error")
             return

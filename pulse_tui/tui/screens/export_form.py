@@ -15,6 +15,7 @@ from textual.widgets import Input, Label, Select, Static
 
 from pulse_tui.errors import PulseError, ValidationError
 from pulse_tui.exports import FORMATS, FREQUENCIES, TYPES, ExportDefinition
+from pulse_tui.exports import definitions as export_defs
 from pulse_tui.models import CohortSummary
 from pulse_tui.textsafe import visible
 from pulse_tui.tui.forms import FieldChecks
@@ -153,10 +154,10 @@ class ExportFormScreen(WriteGuard, FieldChecks, ReportsWorkerErrors, ModalScreen
         try:
             if export is None:
                 await store.write(
-                    lambda d: d.control.create_export(clock, site_id=site_id, **values))
+                    lambda d: export_defs.create_export(d, clock, site_id=site_id, **values))
             else:
                 await store.write(
-                    lambda d: d.control.update_export(clock, export.id, **values))
+                    lambda d: export_defs.update_export(d, clock, export.id, **values))
         except ValidationError as exc:
             for key, message in exc.errors.items():
                 self.query_one(f"#ex-{field_for(key)}-error", FieldError).show(message)

@@ -12,6 +12,8 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
 from pulse_tui.clock import format_ms
+from pulse_tui.exports import definitions as export_defs
+from pulse_tui.exports import runner as export_runner
 from pulse_tui.models import ImportJob, SchedulerJobRow, describe_unusable
 from pulse_tui.textsafe import visible
 from pulse_tui.tui.guards import write_action, writes
@@ -28,6 +30,7 @@ from pulse_tui.tui.screens.export_form import ExportFormScreen
 from pulse_tui.tui.screens.rejects import RejectsScreen
 from pulse_tui.tui.widgets.columns import Column, FittedTable
 from pulse_tui.tui.widgets.share_table import share_bar
+from pulse_tui.worker import inbox
 
 EXPORT_COLUMNS = (
     Column("name", "name"),
@@ -142,7 +145,7 @@ class JobsScreen(PaneScreen):
         site = self.app.site_id  # type: ignore[attr-defined]
         jobs = await store.read(lambda d: d.control.list_import_jobs(limit=200))
         scheduled = await store.read(lambda d: d.control.scheduler_jobs())
-        self.exports = await store.read(lambda d: d.control.list_exports(site))
+        self.exports = await store.read(lambda d: export_defs.list_exports(d, site))
         unusable = await store.read(lambda d: d.events.unusable_counts())
         self._show_unusable(unusable)
         self._show_imports(jobs)
@@ -297,7 +300,7 @@ class JobsScreen(PaneScreen):
         self.notify(f"Running export {visible(ex.name)} …", timeout=3)
         settings, clock = self.app.settings, self.app.clock  # type: ignore[attr-defined]
         result = await self.app.store.write(  # type: ignore[attr-defined]
-            lambda d: d.control.run_export(ex.id, settings, clock))
+            lambda d: export_runner.run_export(d, ex.id, settings, clock))
         if result.ok:
             self.notify(f"Export {visible(ex.name)}: {result.rows or 0:,} rows written "
                         "(o shows the file)", timeout=6)
@@ -316,7 +319,7 @@ class JobsScreen(PaneScreen):
                 yes="delete")):
             return
         await self.app.store.write(  # type: ignore[attr-defined]
-            lambda d: d.control.delete_export(ex.id))
+            lambda d: export_defs.delete_export(d, ex.id))
         self.notify(f"Deleted export {visible(ex.name)}")
         self.reload()
 
@@ -371,7 +374,7 @@ class JobsScreen(PaneScreen):
         settings = self.app.settings  # type: ignore[attr-defined]
         try:
             path = await store.write(
-                lambda d: d.control.retry_failed_import(settings.import_dir, job_id))
+                lambda d: inbox.retry_failed_job(d, settings.import_dir, job_id))
         except Exception as exc:  # noqa: BLE001 - shown to the operator in one line
             self.notify(str(exc), severity="warning", timeout=6)
             return

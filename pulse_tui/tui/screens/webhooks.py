@@ -299,10 +299,10 @@ class WebhooksScreen(WriteGuard, ReportsWorkerErrors, Screen[None]):
         store, clock = self.app.store, self.app.clock  # type: ignore[attr-defined]
         # the request runs here, not on the store's write lane, so a slow endpoint never
         # holds other writes (or quitting); it is bounded and cancelled when the app exits
-        test = await store.write(lambda d: d.control.prepare_test(ep.id, clock=clock))
+        test = await store.write(lambda d: delivery.prepare_test(d, ep.id, clock=clock))
         result = await delivery.send_prepared(
             test, allow_link_local=self.app.settings.webhook_allow_link_local)  # type: ignore[attr-defined]
-        await store.write(lambda d: d.control.record_test(test, result, clock=clock))
+        await store.write(lambda d: delivery.record_test(d, test, result, clock=clock))
         self.notify(f"Test: {visible(result.text())}",
                     severity="information" if result.ok else "error", timeout=8)
         self.reload()
