@@ -29,8 +29,6 @@ STR_KEYS = ("events_store", "clickhouse_cluster")
 SECRET_KEYS = ("serve_token",)  # never shown by describe(), repr() or the logs
 KNOWN_KEYS = PATH_KEYS + INT_KEYS + FLOAT_KEYS + BOOL_KEYS + STR_KEYS + SECRET_KEYS
 
-IMPORT_TYPES = ("events", "users", "cohort_members")
-
 
 # bounds of the numeric settings: beyond them a value is a typo (and overflowed SQLite)
 MAX_DAYS = 36_500

@@ -238,7 +238,9 @@ class EventsBackend(Protocol):
     def write_import_batch(self, kind: str, job_id: str, rows: Sequence[tuple[Any, ...]],
                            rejects: Sequence[RejectRow], checkpoint: Checkpoint, now_ms: int,
                            lines: Sequence[int] = ()) -> BatchOutcome:
-        """Store one validated batch of an import of ``kind`` with its checkpoint, atomically."""
+        """Store one validated batch of an import of ``kind`` with its checkpoint, atomically:
+        through the writer the kind names (``pulse_tui.ingest.kinds``), looked up by each
+        implementation in its own writers."""
         ...
 
     def write_events(self, events: Sequence[NewEvent], now_ms: int) -> int:

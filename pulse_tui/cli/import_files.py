@@ -12,8 +12,8 @@ import click
 from pulse_tui.cli.common import pulse_command, settings_from
 from pulse_tui.clock import Clock
 from pulse_tui.errors import PulseError
+from pulse_tui.ingest import kinds as import_kinds
 from pulse_tui.ingest.importer import ImportProgress, ImportResult, import_file, write_errors_csv
-from pulse_tui.ingest.parse import KINDS
 from pulse_tui.safefs import shown
 
 PLAIN_PROGRESS_EVERY = 2.0  # seconds between progress lines when stderr is not a terminal
@@ -65,7 +65,7 @@ def _summary(result: ImportResult) -> str:
 @pulse_command("import")
 @click.argument("files", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--type", "kind", type=click.Choice(KINDS),
+@click.option("--type", "kind", type=click.Choice(import_kinds.names()),
               help="What the files hold (default: from the folder or file name, else the header).")
 @click.option("--site", "site_id", help="Site id for rows without one (events then need no "
               "site_id column).")

@@ -8,6 +8,7 @@ import click
 
 from pulse_tui.cli.common import pulse_command, settings_from
 from pulse_tui.errors import PulseError, UsageError
+from pulse_tui.ingest import kinds as import_kinds
 
 
 @pulse_command("serve")
@@ -56,7 +57,7 @@ def serve_cmd(ctx: click.Context, host: str, port: int, token: str | None, read_
     setup_logging(settings.log_file, debug=debug)
     # once, before any session: like the TUI, a file that needs upgrading is refused untouched
     connect(settings.db, migrate=False).close()
-    for sub in ("events", "users", "cohort_members"):
+    for sub in import_kinds.folders():
         try:
             (settings.import_dir / sub).mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -13,6 +13,7 @@ import click
 from pulse_tui.clock import Clock
 from pulse_tui.config import Settings
 from pulse_tui.errors import PulseError
+from pulse_tui.ingest import kinds as import_kinds
 
 
 @contextlib.contextmanager
@@ -62,7 +63,7 @@ def run_tui(settings: Settings, *, demo: bool, worker: bool, read_only: bool = F
     else:  # the same for the SQLite file, and create or check the events store
         open_backends(settings.db, settings.events_store,
                       cluster=settings.clickhouse_cluster, migrate=False).close()
-    for sub in ("events", "users", "cohort_members"):
+    for sub in import_kinds.folders():
         try:
             (settings.import_dir / sub).mkdir(parents=True, exist_ok=True)
         except OSError as exc:

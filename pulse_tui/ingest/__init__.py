@@ -1,4 +1,5 @@
-"""CSV imports: parsing/validation (parse), the import job runner (importer), the CLI (command)."""
+"""CSV imports: the import kinds (kinds), parsing/validation (parse), the import job runner
+(importer). The ``import`` command is ``pulse_tui/cli/import_files.py``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pulse_tui.ingest.importer import (
     neutralise,
     write_errors_csv,
 )
-from pulse_tui.ingest.parse import KINDS, kind_from_path
+from pulse_tui.ingest.kinds import KINDS
+from pulse_tui.ingest.parse import kind_from_path
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 from pulse_tui import safefs
 from pulse_tui.clock import Clock
+from pulse_tui.ingest import kinds
 from pulse_tui.ingest.parse import (
-    KINDS,
     Batch,
     CsvFile,
     FileRejected,
@@ -139,7 +139,7 @@ def import_file(
     follow_symlinks: bool = True,
     inside: Path | None = None,
 ) -> ImportResult:
-    """Import one CSV / .csv.gz file of ``kind`` (events, users, cohort_members) as a job.
+    """Import one CSV / .csv.gz file of ``kind`` (a name in ``ingest.kinds.KINDS``) as a job.
 
     - ``kind`` None: told from the parent folder / file name prefix, else from the header.
     - ``site_id``: the site for rows without one (events then need no site_id column); also
@@ -237,13 +237,13 @@ def _import_file(
     batch_size = batch_size or batch_rows_setting()
     path = Path(path)
     now_ms = clock.now_ms()
-    if kind is not None and kind not in KINDS:
+    if kind is not None and kind not in kinds.KINDS:
         raise ValueError(f"unknown import kind {kind!r}")
     job = store.get_job(conn, job_id) if job_id else None
     if job is not None and job.status in ("completed", "failed"):
         return _result_from_job(job, path, time.monotonic() - started)
     if job is not None:
-        kind = job.type if job.type in KINDS else kind
+        kind = job.type if job.type in kinds.KINDS else kind
     rejected: FileRejected | None = None
     try:
         src: CsvFile | None = CsvFile(path, follow_symlinks=follow_symlinks, inside=inside)
@@ -287,7 +287,8 @@ def _import_file(
     with src:
         try:
             kind, names = src.read_header(guessed)
-            if (site_id is None and job.site_id and kind == "events"
+            spec = kinds.get(kind)
+            if (site_id is None and job.site_id and spec.site_required
                     and "site_id" not in {normalise_name(n) for n in names}):
                 site_id = job.site_id  # resuming a job started with --site
             header = map_header(kind, names, site_id=site_id)
@@ -307,7 +308,8 @@ def _import_file(
                 store.fail_job(conn, job_id, f"cannot resume {path.name}: {exc}",
                                clock.now_ms())
                 return _finish(conn, job_id, path, started)
-        if kind == "events" and events is not None and job.checkpoint_rows == 0 \
+        # the fast path's SQL is written for the built-in events kind's columns (bulk.py)
+        if spec is kinds.EVENTS and events is not None and job.checkpoint_rows == 0 \
                 and job.checkpoint_offset == 0:
             whole = _whole_file(src, events, job_id, header, site_id, now_ms, file_size)
             if whole is not None:
@@ -331,7 +333,10 @@ def _import_file(
         processed, dups, failed = job.processed_records, job.duplicate_records, job.failed_records
         sharing = pause_between_tx > 0
         chunk = batch_size
-        if kind == "events" and events is None:
+        # rows of a streamed writer going into this file: parsed in chunks, written in
+        # transactions of batch_size rows (or MAX_TX_SECONDS of writing)
+        streamed = store.STREAMED_WRITERS.get(spec.writer) if events is None else None
+        if streamed is not None:
             chunk = min(batch_size, SHARED_CHUNK_ROWS if sharing else PARSE_CHUNK_ROWS)
         tx_rows = min(batch_size, SHARED_FIRST_TX_ROWS) if sharing else batch_size
         tx_seconds = max_tx_seconds
@@ -341,11 +346,10 @@ def _import_file(
         tx_started = 0.0
         try:
             for batch in batches:
-                if kind == "events" and events is None:
-                    # parsed in chunks, written in transactions of batch_size rows (or
-                    # MAX_TX_SECONDS of writing): the checkpoint is the last chunk's
+                if streamed is not None:
+                    # the checkpoint is the last chunk's
                     if tx is None:
-                        tx = store.EventsTx(conn, job_id, now_ms)
+                        tx = streamed(conn, job_id, now_ms)
                         tx_started = time.monotonic()
                     _add(tx, batch)
                     more = not batch.final
@@ -366,7 +370,7 @@ def _import_file(
                         tx_rows = next_tx_rows(n_tx, held, tx_seconds, chunk, batch_size)
                     done = outcome, n_tx, more
                 else:
-                    outcome = _write(conn, job_id, kind, batch, now_ms, events)
+                    outcome = _write(conn, job_id, spec, batch, now_ms, events)
                     stop = should_stop is not None and should_stop()
                     done = outcome, batch.records, not batch.final
                 outcome, n_records, more = done
@@ -518,19 +522,17 @@ def _add(tx: store.EventsTx, batch: Batch) -> None:
            store.Checkpoint(batch.records, batch.end_offset, batch.end_line))
 
 
-def _write(conn: sqlite3.Connection, job_id: str, kind: str, batch: Batch, now_ms: int,
-           events: EventsWriter | None = None) -> store.BatchOutcome:
+def _write(conn: sqlite3.Connection, job_id: str, kind: kinds.ImportKind, batch: Batch,
+           now_ms: int, events: EventsWriter | None = None) -> store.BatchOutcome:
+    """One batch through the kind's writer: the events backend's when the events live
+    elsewhere (it looks the writer up by the kind's name), else the SQLite one."""
     cp = store.Checkpoint(batch.records, batch.end_offset, batch.end_line)
     rejects = [(r.line, r.column, r.value, r.reason) for r in batch.rejects]
     if events is not None:
-        return events.write_import_batch(kind, job_id, batch.rows, rejects, cp, now_ms,
+        return events.write_import_batch(kind.name, job_id, batch.rows, rejects, cp, now_ms,
                                          batch.lines)
-    if kind == "events":
-        return store.write_events_batch(conn, job_id, batch.rows, rejects, cp, now_ms)
-    if kind == "users":
-        return store.write_users_batch(conn, job_id, batch.rows, rejects, cp, now_ms)
-    return store.write_members_batch(conn, job_id, batch.rows, rejects, cp, now_ms,
-                                     batch.lines)
+    return store.WRITERS[kind.writer](conn, job_id, batch.rows, rejects, cp, now_ms,
+                                      batch.lines)
 
 
 def _finish(conn: sqlite3.Connection, job_id: str, path: Path, started: float) -> ImportResult:

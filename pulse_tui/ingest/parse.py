@@ -1,4 +1,5 @@
-"""CSV reading and row validation for imports (events, users, cohort_members); pure, no SQL."""
+"""CSV reading and row validation for imports; pure, no SQL. The kinds (their columns and the
+rest) are the registry in ``ingest/kinds.py``; everything here reads it at call time."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-from pulse_tui.models import member_id_for
+from pulse_tui.ingest import kinds
+from pulse_tui.ingest.kinds import ID, TEXT, TS
+from pulse_tui.models import member_id_for  # noqa: F401 - the importer's member ids (tests)
 from pulse_tui.safefs import open_input
-
-KINDS = ("events", "users", "cohort_members")
 
 MIN_TS = 946_684_800_000  # 2000-01-01T00:00:00Z
 MAX_TS = 4_102_444_800_000  # 2100-01-01T00:00:00Z
@@ -35,56 +36,9 @@ _BOM = b"\xef\xbb\xbf"
 _SURROGATE = re.compile("[\udc80-\udcff]")
 _DECIMAL_SECONDS = re.compile(r"^\d{10}\.\d+$")
 
-# column kinds
-ID, TEXT, TS, BOOL = "id", "text", "ts", "bool"
-
 REASON_MISSING = "missing required value"
 REASON_NUL = "NUL byte in value"
 REASON_UTF8 = "bytes that are not UTF-8"
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    name: str
-    kind: str
-    required: bool = False
-
-
-# target columns in the order the writer inserts them
-COLUMNS: dict[str, tuple[Column, ...]] = {
-    "events": (
-        Column("event_id", ID, True),
-        Column("site_id", ID, True),
-        Column("event_type", TEXT, True),
-        Column("timestamp_ms", TS, True),
-        Column("session_id", ID, True),
-        Column("user_id", ID),
-        Column("url", TEXT),
-        Column("referrer", TEXT),
-        Column("country", TEXT),
-        Column("device_type", TEXT),
-        Column("created_at", TS),
-    ),
-    "users": (
-        Column("user_id", ID, True),
-        Column("site_id", ID),
-        Column("name", TEXT),
-        Column("email", TEXT),
-        Column("company", TEXT),
-        Column("plan", TEXT),
-        Column("created_at", TS),
-        Column("updated_at", TS),
-    ),
-    "cohort_members": (
-        Column("member_id", ID),
-        Column("cohort_id", ID, True),
-        Column("session_id", ID),
-        Column("user_id", ID, True),
-        Column("joined_at", TS),
-        Column("last_seen_at", TS),
-        Column("is_active", BOOL),
-    ),
-}
 
 ALIASES = {"timestamp": "timestamp_ms"}
 
@@ -146,12 +100,14 @@ def base_name(path: Path) -> str:
 
 
 def kind_from_path(path: Path) -> str | None:
-    """events / users / cohort_members from the parent folder name or the file name prefix."""
+    """The import kind from the parent folder name (a kind's inbox folder) or the file name
+    prefix (a kind's name, the longest that fits)."""
     parent = path.parent.name.lower()
-    if parent in KINDS:
-        return parent
+    by_folder = kinds.folders()
+    if parent in by_folder:
+        return by_folder[parent]
     name = path.name.lower()
-    for kind in ("cohort_members", "events", "users"):
+    for kind in kinds.by_longest_name():
         if name.startswith(kind):
             return kind
     return None
@@ -163,13 +119,11 @@ def normalise_name(name: str) -> str:
 
 
 def kind_from_header(names: list[str]) -> str | None:
+    """The first kind (by header rank) one of whose header marks the header holds."""
     cols = {normalise_name(n) for n in names}
-    if "event_id" in cols or "event_type" in cols:
-        return "events"
-    if "cohort_id" in cols:
-        return "cohort_members"
-    if "user_id" in cols:
-        return "users"
+    for kind in kinds.by_header_rank():
+        if any(mark in cols for mark in kind.header_marks):
+            return kind.name
     return None
 
 
@@ -537,7 +491,7 @@ class CsvFile:
             kind = kind_from_header(row)
             if kind is None:
                 raise FileRejected("cannot tell the import type from the file name or header; "
-                                   "use --type events|users|cohort_members")
+                                   f"use --type {'|'.join(kinds.names())}")
         return kind, row
 
     def seek(self, offset: int, line: int) -> None:
@@ -619,7 +573,7 @@ class CsvFile:
 
 def map_header(kind: str, names: list[str], *, site_id: str | None) -> Header:
     """Match header names to the kind's columns; a missing required column -> FileRejected."""
-    columns = COLUMNS[kind]
+    columns = kinds.get(kind).columns
     known = {c.name for c in columns}
     index: dict[str, int] = {}
     unknown: list[str] = []
@@ -651,10 +605,10 @@ RowFn = Callable[[list[str], int], "tuple[Any, ...] | Reject"]
 
 def make_row_parser(header: Header, *, site_id: str | None, now_ms: int) -> RowFn:
     """A function (fields, line) -> the tuple to write, or a Reject."""
-    kind = header.kind
+    kind = kinds.get(header.kind)
     width = len(header.names)
     spec: list[tuple[int, str, str, bool, Any]] = []
-    for col in COLUMNS[kind]:
+    for col in kind.columns:
         idx = header.index.get(col.name, -1)
         default: Any = None
         required = col.required
@@ -665,7 +619,7 @@ def make_row_parser(header: Header, *, site_id: str | None, now_ms: int) -> RowF
         elif col.name == "is_active":
             default = 1
         spec.append((idx, col.kind, col.name, required, default))
-    is_members = kind == "cohort_members"
+    complete = kind.complete_row
 
     def parse(fields: list[str], line: int) -> tuple[Any, ...] | Reject:
         n = len(fields)
@@ -709,8 +663,8 @@ def make_row_parser(header: Header, *, site_id: str | None, now_ms: int) -> RowF
                     append(0)
                 else:
                     return Reject(line, name, printable_value(v), "not a boolean (use 1/0, true/false)")
-        if is_members and out[0] is None:
-            out[0] = member_id_for(out[1], out[3])
+        if complete is not None:
+            return complete(tuple(out))
         return tuple(out)
 
     return parse

@@ -6,7 +6,7 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from pulse_tui.models import BatchOutcome, Checkpoint, ImportJob
 from pulse_tui.store import derived
@@ -259,12 +259,13 @@ class EventsTx:
 
 
 def write_events_batch(conn: sqlite3.Connection, job_id: str, rows: Sequence[tuple[Any, ...]],
-                       rejects: Sequence[RejectRow], cp: Checkpoint, now_ms: int
-                       ) -> BatchOutcome:
+                       rejects: Sequence[RejectRow], cp: Checkpoint, now_ms: int,
+                       lines: Sequence[int] = ()) -> BatchOutcome:
     """One transaction: sites, INSERT OR IGNORE events, derived catch-up, rejects, checkpoint.
 
     ``rows`` are tuples in events column order (event_id .. device_type, created_at).
     Rows whose event_id is already stored (or repeated in the batch) count as duplicates.
+    (``lines``: unused here, every writer of ``WRITERS`` takes them.)
     """
     tx = EventsTx(conn, job_id, now_ms)
     try:
@@ -287,9 +288,10 @@ WHERE excluded.updated_at > users.updated_at
 
 
 def write_users_batch(conn: sqlite3.Connection, job_id: str, rows: Sequence[tuple[Any, ...]],
-                      rejects: Sequence[RejectRow], cp: Checkpoint, now_ms: int
-                      ) -> BatchOutcome:
-    """Upsert users by user_id (a newer updated_at wins; an older or equal one is a duplicate)."""
+                      rejects: Sequence[RejectRow], cp: Checkpoint, now_ms: int,
+                      lines: Sequence[int] = ()) -> BatchOutcome:
+    """Upsert users by user_id (a newer updated_at wins; an older or equal one is a duplicate).
+    (``lines``: unused here, every writer of ``WRITERS`` takes them.)"""
     with write_transaction(conn):
         changed = 0
         if rows:
@@ -368,6 +370,28 @@ def write_members_batch(conn: sqlite3.Connection, job_id: str, rows: Sequence[tu
         outcome = BatchOutcome(changed, len(good) - changed, len(all_rejects))
         _record(conn, job_id, all_rejects, outcome, cp, first_site)
     return outcome
+
+
+class BatchWriter(Protocol):
+    """Stores one parsed batch of an import kind's rows with its rejects, the job's counters
+    and checkpoint, in one transaction; ``lines`` are the lines the rows start on."""
+
+    def __call__(self, conn: sqlite3.Connection, job_id: str, rows: Sequence[tuple[Any, ...]],
+                 rejects: Sequence[RejectRow], cp: Checkpoint, now_ms: int,
+                 lines: Sequence[int]) -> BatchOutcome: ...
+
+
+# The SQLite batch writers by the name an import kind gives (pulse_tui/ingest/kinds.py:
+# ImportKind.writer). A kind with a table of its own adds its writer here.
+WRITERS: dict[str, BatchWriter] = {
+    "events": write_events_batch,
+    "users": write_users_batch,
+    "cohort_members": write_members_batch,
+}
+
+# Writers whose batches the importer may gather into one long transaction (EventsTx: parsed in
+# chunks, committed every batch_size rows or MAX_TX_SECONDS) when the rows go into this file.
+STREAMED_WRITERS: dict[str, type[EventsTx]] = {"events": EventsTx}
 
 
 def iter_rejects(conn: sqlite3.Connection, job_id: str) -> Iterator[RejectRow]:

@@ -16,8 +16,8 @@ from pathlib import Path
 from pulse_tui import safefs
 from pulse_tui.backend.interface import Backends
 from pulse_tui.backend.wiring import control_conn
-from pulse_tui.config import IMPORT_TYPES
 from pulse_tui.errors import PulseError
+from pulse_tui.ingest import kinds
 from pulse_tui.safefs import UnsafePathError, shown
 from pulse_tui.store import worker_jobs as jobs_sql
 
@@ -41,7 +41,8 @@ def ignored_name(name: str) -> bool:
 
 
 def inbox_dirs(import_dir: Path) -> dict[str, Path]:
-    return {kind: import_dir / kind for kind in IMPORT_TYPES}
+    """Kind name -> its inbox folder."""
+    return {kind: import_dir / folder for folder, kind in kinds.folders().items()}
 
 
 def ensure_folders(import_dir: Path) -> None:
@@ -55,7 +56,7 @@ def ensure_folders(import_dir: Path) -> None:
     except OSError as exc:
         raise PulseError(f"cannot create import folder {shown(import_dir)}: "
                          f"{exc.strerror or exc}") from exc
-    for sub in (*IMPORT_TYPES, PROCESSED, FAILED):
+    for sub in (*kinds.folders(), PROCESSED, FAILED):
         if not os.path.lexists(import_dir / sub):
             try:
                 (import_dir / sub).mkdir(exist_ok=True)
@@ -91,7 +92,7 @@ def folder_problem(import_dir: Path) -> str | None:
     Missing folders are created; a subfolder that is a symbolic link or not a folder, or
     processed/failed not writable, is a problem: the worker imports nothing until it is fixed.
     """
-    for sub in (*IMPORT_TYPES, PROCESSED, FAILED):
+    for sub in (*kinds.folders(), PROCESSED, FAILED):
         try:
             fd = open_subfolder(import_dir, sub)
         except UnsafePathError as exc:
@@ -109,15 +110,15 @@ def kind_of(import_dir: Path, path: Path) -> str | None:
         return None
     parent = path.parent
     if parent == import_dir:
-        if name in (*IMPORT_TYPES, PROCESSED, FAILED):
+        if name in (*kinds.folders(), PROCESSED, FAILED):
             return None  # the folders themselves (even when one is a link), never inputs
-        # longest type name first, so a future type that prefixes another is not shadowed
-        for kind in sorted(IMPORT_TYPES, key=len, reverse=True):
+        # longest type name first, so a type that prefixes another is not shadowed
+        for kind in kinds.by_longest_name():
             if name.startswith(kind):
                 return kind
         return None
-    if parent.parent == import_dir and parent.name in IMPORT_TYPES:
-        return parent.name
+    if parent.parent == import_dir:
+        return kinds.folders().get(parent.name)
     return None
 
 
@@ -454,10 +455,10 @@ def retry_failed_file(conn: sqlite3.Connection, import_dir: Path, path: Path) ->
         kind = kind_of(import_dir, import_dir / path.name)
     if kind is None:
         raise PulseError(f"cannot tell the type of {shown(path.name)}; move it into "
-                         f"{import_dir}/events, users or cohort_members yourself")
+                         f"{import_dir}/{kinds.folder_list()} yourself")
     if ignored_name(name):
         name = path.name
-    dest = unique_destination(import_dir / kind, name)
+    dest = unique_destination(import_dir / kinds.folder_of(kind), name)
     move_no_overwrite(path, dest, import_dir)
     try:  # the stale errors file, in failed/ opened without following a link
         fd = open_subfolder(import_dir, FAILED)

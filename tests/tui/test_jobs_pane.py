@@ -54,6 +54,8 @@ async def test_dropped_file_is_imported_and_its_rejects_open(pulse_settings: Set
         table.focus()
         await press_until(pilot, RejectsScreen, "enter", timeout=5)
         rejects = app.screen.query_one(DataTable)
+        await async_wait_until(
+            lambda: "reason" in [str(key.value) for key in rejects.columns], timeout=5)
         reason_at = [str(key.value) for key in rejects.columns].index("reason")
         reasons = " ".join(
             rejects.get_row_at(i)[reason_at].plain for i in range(rejects.row_count))

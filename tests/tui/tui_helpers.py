@@ -73,11 +73,13 @@ __all__ = ["init_db", "insert_events", "event", "until"]
 
 
 async def press_until(pilot, screen_type: type, *keys: str, timeout: float = 5) -> object:
-    """Press ``keys``, then wait (with a deadline) until the app shows a ``screen_type``."""
+    """Press ``keys``, then wait (with a deadline) until the app shows a ``screen_type`` whose
+    mount handlers have run (so its first focus is set before the test types into it)."""
     from tests.conftest import async_wait_until
 
     if keys:
         await pilot.press(*keys)
     app = pilot.app
-    await async_wait_until(lambda: isinstance(app.screen, screen_type), timeout=timeout)
+    await async_wait_until(lambda: isinstance(app.screen, screen_type) and app.screen.is_mounted,
+                           timeout=timeout)
     return app.screen

@@ -38,6 +38,7 @@ from pulse_tui.clock import DAY_MS, HOUR_MS, Clock
 from pulse_tui.cohorts.criteria import NEGATIONS, Group, Node, parse, render_condition_tree
 from pulse_tui.config import Settings
 from pulse_tui.errors import PulseError, UsageError
+from pulse_tui.ingest import kinds as import_kinds
 from pulse_tui.models import (
     SEARCH_SCAN,
     BatchOutcome,
@@ -502,12 +503,14 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
     def write_import_batch(self, kind: str, job_id: str, rows: Sequence[tuple[Any, ...]],
                            rejects: Sequence[RejectRow], checkpoint: Checkpoint, now_ms: int,
                            lines: Sequence[int] = ()) -> BatchOutcome:
-        if kind == "cohort_members":  # membership stays with the cohorts in the SQLite file
-            return sqlite_imports.write_members_batch(self.conn, job_id, rows, rejects,
-                                                      checkpoint, now_ms, lines)
-        if kind == "users":
-            return self._write_users(job_id, rows, rejects, checkpoint, now_ms)
-        return self._write_events(job_id, rows, rejects, checkpoint, now_ms)
+        """The kind's writer by name: events and users are written here; any other (cohort
+        membership, a table of a new kind) stays with the control data in the SQLite file."""
+        writer = import_kinds.get(kind).writer
+        own = {"events": self._write_events, "users": self._write_users}.get(writer)
+        if own is not None:
+            return own(job_id, rows, rejects, checkpoint, now_ms)
+        return sqlite_imports.WRITERS[writer](self.conn, job_id, rows, rejects, checkpoint,
+                                              now_ms, lines)
 
     def _write_events(self, job_id: str, rows: Sequence[tuple[Any, ...]],
                       rejects: Sequence[RejectRow], cp: Checkpoint, now_ms: int

@@ -33,8 +33,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from pulse_tui.ingest.kinds import EVENTS
 from pulse_tui.ingest.parse import (
-    COLUMNS,
     EXPANSION_RATIO,
     ID,
     MAX_ID_CHARS,
@@ -86,7 +86,7 @@ def _columns(header: Header, site_id: str | None) -> tuple[dict[str, str], str]:
     (the rules of pulse_tui.ingest.parse.make_row_parser)."""
     value: dict[str, str] = {}
     ok = [f"length(f) <= {len(header.names)}"]
-    for col in COLUMNS["events"]:
+    for col in EVENTS.columns:
         idx = header.index.get(col.name)
         v = "''" if idx is None else f"trimBoth(f[{idx + 1}])"  # out of range: ''
         value[col.name] = v
@@ -108,7 +108,7 @@ def _select(value: dict[str, str], site_id: str | None, now_ms: int) -> list[str
     """The stored values of a good row in events' column order (as the Python parser's
     tuple: empty optional text is NULL, a missing created_at is the import time)."""
     out = []
-    for col in COLUMNS["events"]:
+    for col in EVENTS.columns:
         v = value[col.name]
         if col.name == "site_id" and site_id:
             out.append(f"if({v} = '', {{site:String}}, {v})")
@@ -214,7 +214,7 @@ def _import(ch: Any, events_table: str, ids_table: str, source: str, *, job_id: 
     if fresh:
         unseen = (f" AND {eid} NOT IN (SELECT event_id FROM {ids_table} "
                   f"WHERE event_id IN ({in_file}))" if stored_before else "")
-        names = ", ".join(c.name for c in COLUMNS["events"])
+        names = ", ".join(c.name for c in EVENTS.columns)
         ch.command(
             f"INSERT INTO {events_table} ({names}, ingest_job, ingest_line) "
             f"SELECT {', '.join(_select(value, site_id, now_ms))}, {{job:String}}, "

@@ -22,6 +22,7 @@ from pulse_tui.backend.interface import (
 from pulse_tui.clock import Clock
 from pulse_tui.cohorts.criteria import Group
 from pulse_tui.config import Settings
+from pulse_tui.ingest import kinds as import_kinds
 from pulse_tui.models import (
     BatchOutcome,
     Checkpoint,
@@ -56,11 +57,6 @@ from pulse_tui.store import (
     retention,
 )
 from pulse_tui.store.tx import write_transaction
-
-IMPORT_WRITERS = {
-    "events": imports.write_events_batch,
-    "users": imports.write_users_batch,
-}
 
 
 class MembershipInSqlite:
@@ -206,10 +202,8 @@ class SqliteEvents(MembershipInSqlite):
     def write_import_batch(self, kind: str, job_id: str, rows: Sequence[tuple[Any, ...]],
                            rejects: Sequence[RejectRow], checkpoint: Checkpoint, now_ms: int,
                            lines: Sequence[int] = ()) -> BatchOutcome:
-        if kind == "cohort_members":
-            return imports.write_members_batch(self.conn, job_id, rows, rejects, checkpoint,
-                                               now_ms, lines)
-        return IMPORT_WRITERS[kind](self.conn, job_id, rows, rejects, checkpoint, now_ms)
+        writer = imports.WRITERS[import_kinds.get(kind).writer]
+        return writer(self.conn, job_id, rows, rejects, checkpoint, now_ms, lines)
 
     def write_events(self, new: Sequence[NewEvent], now_ms: int) -> int:
         with write_transaction(self.conn):

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Static
 from pulse_tui.clock import format_ms
 from pulse_tui.exports import definitions as export_defs
 from pulse_tui.exports import runner as export_runner
+from pulse_tui.ingest import kinds as import_kinds
 from pulse_tui.models import ImportJob, SchedulerJobRow, describe_unusable
 from pulse_tui.textsafe import visible
 from pulse_tui.tui.guards import write_action, writes
@@ -128,8 +129,8 @@ class JobsScreen(PaneScreen):
         settings = self.app.settings  # type: ignore[attr-defined]
         self.query_one("#imports-table", FittedTable).empty_text = (
             f"no imports yet: drop CSV files into {settings.import_dir}"
-            f"{'/' if not str(settings.import_dir).endswith('/') else ''}events/, users/ "
-            "or cohort_members/ (or run pulse-tui import FILE)")
+            f"{'/' if not str(settings.import_dir).endswith('/') else ''}"
+            f"{import_kinds.folder_list('/')} (or run pulse-tui import FILE)")
         if not self.app.worker_enabled:  # type: ignore[attr-defined]
             self.query_one("#scheduler-table", FittedTable).empty_text = (
                 "the worker is off here (--no-worker): pulse-tui worker runs these jobs")
