@@ -551,7 +551,7 @@ def test_saved_retention_from_user_days_matches_a_plain_reference(
         min_size=1, max_size=40))]
     base = NOW - 50 * DAY_MS
     conn = ch.events.ch  # type: ignore[attr-defined]
-    for table in ("events", "user_days", "events_daily", "events_dims", "sessions"):
+    for table in ("events", "event_ids", "user_days", "events_daily", "events_dims", "sessions"):
         conn.command(f"TRUNCATE TABLE `{conn.database}`.`{table}`")
     ch.events.insert_events([  # type: ignore[attr-defined]
         NewEvent(f"h{i}", site, "view", base + off, f"s{i}", f"u{u}")
