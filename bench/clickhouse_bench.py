@@ -17,8 +17,8 @@ ids) and ``daily`` (one event per user and day over 30 days, in random time orde
 2. Queries, each store in its own process (chdb serves one directory per process), through the
    events interface the panes and `report` use: every report over the last 30 and 90 days of the
    data, the funnel, a cohort preview with a URL condition, the saved-cohort retention grid
-   (refresh: computed from the events), totals with the previous period; the median of 3 warm
-   runs after one warm-up (bench/timing.py).
+   (refresh: computed from the events), totals with the previous period, the live pane; wall
+   and CPU time, the median of 3 warm runs after one warm-up (bench/timing.py).
 3. The charts pane's first paint (bench/charts_paint_bench.py) on each store.
 
 The CSV is bench/import_bench.py's generator (cached under bench/.cache/, or --csv). With
