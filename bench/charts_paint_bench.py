@@ -4,10 +4,12 @@ Usage (repository root, venv active):
 
     nice -n 5 python bench/charts_paint_bench.py [--db bench/.cache/pulse-10000000-365d.db]
                                                   [--runs 5] [--days 30|90]
+                                                  [--events-store chdb:///DIR --today DAY]
 
 Times from pressing 2 (Daily charts) until the totals line, the events chart and both tables
 show the loaded data, with the app already started (its own start-up is reported apart).
-The database is only read.
+The database is only read. With ``--events-store`` the events are read from there (``--today``:
+the day "now" falls on, at noon; by default the newest day of the SQLite file's rollups).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,13 +33,17 @@ from pulse_tui.tui.app import make_app  # noqa: E402
 from pulse_tui.tui.screens.charts import ChartsScreen  # noqa: E402
 
 
-async def one_run(db: Path, days: int) -> tuple[float, float]:
+async def one_run(db: Path, days: int, store: str = "sqlite", today: str | None = None
+                  ) -> tuple[float, float]:
     tmp = Path(tempfile.mkdtemp())
     settings = Settings(db=db, import_dir=tmp / "import", export_dir=tmp / "exports",
-                        log_file=tmp / "log")
-    conn = connect(db)
-    newest = conn.execute("SELECT max(day) FROM rollup_daily").fetchone()[0]
-    conn.close()
+                        log_file=tmp / "log", events_store=store)
+    if today:
+        newest = (date.fromisoformat(today) - date(1970, 1, 1)).days
+    else:
+        conn = connect(db)
+        newest = conn.execute("SELECT max(day) FROM rollup_daily").fetchone()[0]
+        conn.close()
     clock = Clock(newest * 86_400_000 + 12 * 3_600_000)  # "now" = the data's last day, noon
     started = time.perf_counter()
     app = make_app(settings, clock=clock, worker=False, watch_changes=False)
@@ -63,15 +70,33 @@ def main() -> None:
     parser.add_argument("--db", type=Path, default=ROOT / "bench/.cache/pulse-10000000-365d.db")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--days", type=int, choices=(30, 90), default=30)
+    parser.add_argument("--events-store", default="sqlite")
+    parser.add_argument("--today", help="YYYY-MM-DD: the day 'now' falls on")
+    parser.add_argument("--json", action="store_true", help="print the medians as JSON")
     args = parser.parse_args()
     if not args.db.exists():
         sys.exit(f"no database at {args.db}: run bench/query_bench.py first")
-    conn = connect(args.db)
-    events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
-    conn.close()
-    results = [asyncio.run(one_run(args.db, args.days)) for _ in range(args.runs)]
+    if args.events_store == "sqlite":
+        conn = connect(args.db)
+        events = conn.execute("SELECT count(*) FROM events").fetchone()[0]
+        conn.close()
+    else:
+        from pulse_tui.backend.wiring import open_backends
+
+        b = open_backends(args.db, args.events_store)
+        ev = b.events
+        events = int(ev.ch.rows(f"SELECT count() FROM {ev.t('events')}")[0][0])  # type: ignore[attr-defined]
+        b.close()
+    results = [asyncio.run(one_run(args.db, args.days, args.events_store, args.today))
+               for _ in range(args.runs)]
     paints = [p * 1000 for _, p in results]
     starts = [s * 1000 for s, _ in results]
+    if args.json:
+        import json
+
+        print(json.dumps({"paint_ms": statistics.median(paints),
+                          "startup_ms": statistics.median(starts), "events": events}))
+        return
     print(f"database: {args.db.name}, {events:,} events; range {args.days} days; "
           f"{args.runs} runs")
     print(f"charts first paint: median {statistics.median(paints):.0f} ms, "

@@ -1,7 +1,8 @@
 """SQLite and embedded ClickHouse (chdb) side by side on the same events CSV.
 
-Usage: python bench/clickhouse_bench.py [--rows N] [--shape sessions|daily] [--import-only]
-                                      [--python-path] [--keep]
+Usage: python bench/clickhouse_bench.py [--rows N] [--csv FILE] [--work DIR] [--keep]
+                                      [--shape sessions|daily] [--import-only] [--python-path]
+                                      [--sqlite-only]
 
 1. Import: `pulse-tui import FILE` into a fresh SQLite file, the same command with
    `--events-store chdb:///DIR` (validation, duplicates, checkpoints, errors file: the same
@@ -16,16 +17,21 @@ ids) and ``daily`` (one event per user and day over 30 days, in random time orde
 2. Queries, each store in its own process (chdb serves one directory per process), through the
    events interface the panes and `report` use: every report over the last 30 and 90 days of the
    data, the funnel, a cohort preview with a URL condition, the saved-cohort retention grid
-   (refresh: computed from the events), totals with the previous period; the median of 3 warm
-   runs after one warm-up (bench/timing.py).
+   (refresh: computed from the events), totals with the previous period, the live pane; wall
+   and CPU time, the median of 3 warm runs after one warm-up (bench/timing.py).
+3. The charts pane's first paint (bench/charts_paint_bench.py) on each store.
 
-The CSV is bench/import_bench.py's generator (cached under bench/.cache/).
+The CSV is bench/import_bench.py's generator (cached under bench/.cache/, or --csv). With
+``--work DIR`` the databases and each finished step's figures (DIR/results.json, with the time
+and load average it ran at) stay in DIR, and a run started again skips the finished steps: a
+10M-row run takes an hour of a shared 2-core machine, so it may be resumed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -67,11 +73,11 @@ def generate_daily(path: Path, rows: int) -> None:
     tmp.replace(path)
 
 
-def queries(db: str, store: str) -> dict[str, float]:
-    """(in its own process) ms per query through the events interface."""
+def queries(db: str, store: str) -> dict[str, tuple[float, float]]:
+    """(in its own process) (wall ms, CPU ms) per query through the events interface."""
     from datetime import date, timedelta
 
-    from timing import timed
+    from timing import timed_cpu as timed
 
     from pulse_tui.backend.wiring import open_backends
     from pulse_tui.clock import Clock
@@ -83,7 +89,7 @@ def queries(db: str, store: str) -> dict[str, float]:
     b = open_backends(Path(db), store)
     ev = b.events
     site = "acme-web"
-    out: dict[str, float] = {}
+    out: dict[str, tuple[float, float]] = {}
     for days in (30, 90):
         rng = DateRange(end - timedelta(days=days - 1), end)
         for name in ("daily", "breakdown", "top-urls", "top-referrers", "top-countries",
@@ -93,6 +99,8 @@ def queries(db: str, store: str) -> dict[str, float]:
         out[f"totals + previous {days} d"] = timed(lambda r=rng: ev.range_totals(site, r, now_ms))
         out[f"funnel {days} d"] = timed(lambda r=rng: ev.funnel(
             site, r, ("page_view", "click", "signup", "purchase")))
+    out["live pane: newest 500 arrivals"] = timed(lambda: ev.tail(limit=500))
+    out["live pane: newest 500 of the site"] = timed(lambda: ev.tail(site_id=site, limit=500))
     url = {"type": "and", "conditions": [
         {"property": "url", "operator": "contains", "value": "/docs/page-1"},
         {"property": "country", "operator": "equals", "value": "DE"}]}
@@ -106,10 +114,51 @@ def queries(db: str, store: str) -> dict[str, float]:
     return out
 
 
+def _step(work: Path, name: str, run) -> object:  # type: ignore[no-untyped-def]
+    """The figures of step ``name``: from DIR/results.json when it ran already, else run it."""
+    path = work / "results.json"
+    done = json.loads(path.read_text()) if path.exists() else {}
+    if name not in done:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        value = run()
+        done = json.loads(path.read_text()) if path.exists() else {}
+        done[name] = {"value": value, "started": started,
+                      "ended": time.strftime("%H:%M:%S", time.gmtime()),
+                      "load": os.getloadavg()[0]}
+        path.write_text(json.dumps(done, indent=1))
+    return done[name]["value"]
+
+
+def store_steps(work: Path, label: str, db: Path, store: str) -> tuple[object, object]:
+    """The queries and the charts pane's first paint on one store (each in its own process)."""
+    def run_queries() -> dict[str, float]:
+        res = subprocess.run([sys.executable, __file__, "--queries", str(db), store],
+                             capture_output=True, text=True, check=True)
+        return json.loads(res.stdout.strip().splitlines()[-1])
+
+    def run_paint() -> dict[str, float]:
+        res = subprocess.run([sys.executable, str(ROOT / "bench/charts_paint_bench.py"),
+                              "--db", str(db), "--events-store", store, "--today", DATA_END,
+                              "--runs", "3", "--json"],
+                             capture_output=True, text=True, check=True)
+        return json.loads(res.stdout.strip().splitlines()[-1])
+
+    return (_step(work, f"queries, {label}", run_queries),
+            _step(work, f"charts first paint, {label}", run_paint))
+
+
+def sqlite_steps(work: Path, db: Path) -> None:
+    store_steps(work, "SQLite", db, "sqlite")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--csv", type=Path, help="the events CSV (default: generated and cached)")
+    ap.add_argument("--work", type=Path, help="keep databases and figures here; resume")
     ap.add_argument("--keep", action="store_true", help="keep the databases (print where)")
+    ap.add_argument("--sqlite-only", action="store_true",
+                    help="run the SQLite steps only (the chdb ones later, with --work)")
     ap.add_argument("--shape", choices=("sessions", "daily"), default="sessions")
     ap.add_argument("--import-only", action="store_true")
     ap.add_argument("--python-path", action="store_true")
@@ -120,62 +169,83 @@ def main() -> None:
         return
     if not shutil.which("sqlite3"):
         raise SystemExit("the sqlite3 CLI is needed (apt-get install -y sqlite3)")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    src = CACHE / (f"events-{args.rows}-ordered.csv" if args.shape == "sessions" else
-                   f"events-{args.rows}-daily.csv")
-    if not src.exists():
-        t = time.perf_counter()
-        (generate if args.shape == "sessions" else generate_daily)(src, args.rows)
-        print(f"generated {src} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
-    work = Path(tempfile.mkdtemp(prefix="pulse-ch-bench-"))
+    src = args.csv
+    if src is None:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        src = CACHE / (f"events-{args.rows}-ordered.csv" if args.shape == "sessions" else
+                       f"events-{args.rows}-daily.csv")
+        if not src.exists():
+            t = time.perf_counter()
+            (generate if args.shape == "sessions" else generate_daily)(src, args.rows)
+            print(f"generated {src} in {time.perf_counter() - t:.1f}s", file=sys.stderr)
+    work = args.work or Path(tempfile.mkdtemp(prefix="pulse-ch-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
     pulse = [sys.executable, "-m", "pulse_tui"]
     sq_db, ch_db, ref_db = work / "sqlite.db", work / "chdb.db", work / "ref.db"
     store = f"chdb://{work / 'ch'}"
-    results: dict[str, tuple[float, int]] = {}
+
+    def imp(cmd: list[str], stdin: str | None = None, fresh: Path | None = None):  # type: ignore[no-untyped-def]
+        def run() -> list[float]:
+            leftovers = [] if fresh is None else [fresh, Path(f"{fresh}-wal"),
+                                                  Path(f"{fresh}-shm")]
+            if fresh == ch_db:
+                leftovers.append(work / "ch")
+            for leftover in leftovers:
+                if leftover.exists():  # an interrupted earlier try
+                    shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink()
+            if fresh == ref_db:
+                schema_db(ref_db)
+            t, rss, out = measure(cmd, stdin)
+            print(out[-300:], file=sys.stderr)
+            return [t, rss]
+        return run
+
+    results: dict[str, list[float]] = {}
     if not args.import_only:
-        t, rss, out = measure([*pulse, "--db", str(sq_db), "import", str(src)])
-        results["pulse-tui import, SQLite"] = (t, rss)
-        print(out[-300:], file=sys.stderr)
-    t, rss, out = measure([*pulse, "--db", str(ch_db), "--events-store", store, "import",
-                           str(src)])
-    results["pulse-tui import, chdb"] = (t, rss)
-    print(out[-300:], file=sys.stderr)
-    t, rss, out = measure([*pulse, "--db", str(ch_db), "--events-store", store, "import",
-                           str(src)])
-    results["... the same file again (all duplicates)"] = (t, rss)
-    print(out[-300:], file=sys.stderr)
+        results["pulse-tui import, SQLite"] = _step(work, "pulse-tui import, SQLite", imp(
+            [*pulse, "--db", str(sq_db), "import", str(src)], fresh=sq_db))  # type: ignore[assignment]
+    results["sqlite3 .import (default)"] = _step(work, "sqlite3 .import (default)", imp(
+        ["sqlite3", str(ref_db)], f".import --csv --skip 1 {src} events\n",
+        fresh=ref_db))  # type: ignore[assignment]
+    if args.sqlite_only:
+        sqlite_steps(work, sq_db)
+        return
+    results["pulse-tui import, chdb"] = _step(work, "pulse-tui import, chdb", imp(
+        [*pulse, "--db", str(ch_db), "--events-store", store, "import", str(src)],
+        fresh=ch_db))  # type: ignore[assignment]
+    again = "... the same file again (all duplicates)"
+    results[again] = _step(work, again, imp(
+        [*pulse, "--db", str(ch_db), "--events-store", store, "import", str(src)]))  # type: ignore[assignment]
     if args.python_path:
-        slow = f"chdb://{work / 'ch-python'}"
-        t, rss, out = measure(["env", "PULSE_IMPORT_FAST_PATH=0", *pulse, "--db",
-                               str(work / "python.db"), "--events-store", slow, "import",
-                               str(src)])
-        results["pulse-tui import, chdb, Python path"] = (t, rss)
-        print(out[-300:], file=sys.stderr)
-    schema_db(ref_db)
-    t, rss, out = measure(["sqlite3", str(ref_db)], f".import --csv --skip 1 {src} events\n")
-    results["sqlite3 .import (default)"] = (t, rss)
+        slow, py_db = work / "ch-python", work / "python.db"
+        results["pulse-tui import, chdb, Python path"] = _step(
+            work, "pulse-tui import, chdb, Python path", imp(
+                ["env", "PULSE_IMPORT_FAST_PATH=0", *pulse, "--db", str(py_db),
+                 "--events-store", f"chdb://{slow}", "import", str(src)], fresh=py_db))  # type: ignore[assignment]
     ref = results["sqlite3 .import (default)"][0]
     print(f"\n| {args.rows:,} rows | seconds | rows/s | vs `.import` | peak RSS |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, (sec, rss_kb) in results.items():
         print(f"| {name} | {sec:.1f} | {args.rows / sec:,.0f} | {ref / sec:.2f} | "
-              f"{rss_kb // 1024} MB |")
+              f"{int(rss_kb) // 1024} MB |")
     if args.import_only:
-        shutil.rmtree(work, ignore_errors=True)
         return
     timings = {}
+    paints = {}
     for label, db, st in (("SQLite", sq_db, "sqlite"), ("chdb", ch_db, store)):
-        res = subprocess.run([sys.executable, __file__, "--queries", str(db), st],
-                             capture_output=True, text=True, check=True)
-        timings[label] = json.loads(res.stdout.strip().splitlines()[-1])
-    print("\n| query (site acme-web, ms, median of 3 warm runs) | SQLite | chdb |")
+        timings[label], paints[label] = store_steps(work, label, db, st)
+    print("\n| query (site acme-web; ms, median of 3 warm runs: wall / CPU) | SQLite | chdb |")
     print("| --- | ---: | ---: |")
-    for q in timings["SQLite"]:
-        print(f"| {q} | {timings['SQLite'][q]:.1f} | {timings['chdb'][q]:.1f} |")
+    for q in timings["SQLite"]:  # type: ignore[union-attr]
+        (sw, sc), (cw, cc) = timings["SQLite"][q], timings["chdb"][q]  # type: ignore[index]
+        print(f"| {q} | {sw:.1f} / {sc:.0f} | {cw:.1f} / {cc:.0f} |")
+    print(f"| charts pane first paint, 30 d (median of 3 app runs, wall) | "
+          f"{paints['SQLite']['paint_ms']:.0f} | {paints['chdb']['paint_ms']:.0f} |")  # type: ignore[index]
     du = subprocess.run(["du", "-sm", str(work / "ch"), str(sq_db)], capture_output=True,
                         text=True).stdout.split()
     print(f"\ndisk: chdb directory {du[0]} MB, SQLite file {du[2]} MB")
-    if args.keep:
+    print(f"steps: {json.dumps({k: (v['started'], v['ended'], v['load']) for k, v in json.loads((work / 'results.json').read_text()).items()})}")
+    if args.keep or args.work:
         print(f"kept in {work}")
     else:
         shutil.rmtree(work, ignore_errors=True)

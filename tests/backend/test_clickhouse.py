@@ -16,6 +16,8 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pulse_tui.alerts import engine
 from pulse_tui.backend.clickhouse.schema import SCHEMA_VERSION
@@ -25,7 +27,7 @@ from pulse_tui.clock import DAY_MS, HOUR_MS, Clock
 from pulse_tui.config import load_settings, redact_url
 from pulse_tui.errors import PulseError, UsageError
 from pulse_tui.ingest import import_file
-from pulse_tui.models import Checkpoint
+from pulse_tui.models import Checkpoint, NewEvent
 from pulse_tui.report_models import DateRange
 from tests.backend.chdb_support import chdb_dir, fresh_chdb_url
 
@@ -112,6 +114,8 @@ def _everything(b: Backends) -> dict[str, object]:
                     name, site, rng, now_ms=NOW, limit=4,
                     steps=("view", "click", "buy") if name == "funnel" else ())
             out[f"{site} {rng} totals"] = ev.range_totals(site, rng, NOW)
+            out[f"{site} {rng} funnel, a step repeated"] = ev.funnel(
+                site, rng, ("view", "view", "click", "view"))
         for i, crit in enumerate(CRITERIA):
             out[f"{site} criteria {i}"] = sorted(ev.cohort_evaluate(
                 site, _parse(crit), NOW))
@@ -149,7 +153,9 @@ def _parse(raw: object):  # type: ignore[no-untyped-def]
 
 
 def test_the_reports_are_identical_on_both_stores(tmp_path: Path, ch: Backends) -> None:
-    events = _write(tmp_path / "events.csv", EVENT_COLS, _events(7, 3000))
+    rows = [r if i % 9 else (*r[:6], "(none)", *r[7:])  # a value that reads like the label
+            for i, r in enumerate(_events(7, 3000))]  # of NULL and '': a row of its own
+    events = _write(tmp_path / "events.csv", EVENT_COLS, rows)
     rng = random.Random(3)
     users = _write(tmp_path / "users.csv", USER_COLS, [
         (f"u{k}", rng.choice(("s1", "s2", None)), f"N{k}", f"u{k}@x.example",
@@ -221,6 +227,96 @@ def test_a_retried_batch_counts_its_own_rows_once(ch: Backends) -> None:
     again = ch.events.write_import_batch("events", "j", rows[:5], [], Checkpoint(5, 2000, 46),
                                          NOW)
     assert (again.processed, again.duplicates) == (0, 5)
+
+
+# ---------------------------------------------------------------- the rollups
+def _numbers(b: Backends) -> dict[str, object]:
+    """What the rollups answer (reports, totals) and what user_days answers (retention)."""
+    ev = b.events
+    out: dict[str, object] = {}
+    for site in ("s1", "s2"):
+        for rng in (DateRange(TODAY - timedelta(days=89), TODAY),
+                    DateRange(TODAY - timedelta(days=40), TODAY - timedelta(days=20))):
+            for name in ("daily", "breakdown", "top-urls", "top-countries", "top-referrers"):
+                out[f"{site} {rng} {name}"] = ev.report(name, site, rng, now_ms=NOW, limit=3)
+            out[f"{site} {rng} totals"] = ev.range_totals(site, rng, NOW)
+        grid = ev.compute_retention(site, TODAY - timedelta(days=80), TODAY, NOW)
+        out[f"{site} grid"] = [(r.key, r.size, [(c.week_number, c.returning, c.base)
+                                                for c in r.cells]) for r in grid.rows]
+    return out
+
+
+def test_the_rollups_stay_exact_after_cleanup_and_rebuild(tmp_path: Path, ch: Backends,
+                                                          pulse_settings) -> None:  # type: ignore[no-untyped-def]
+    # SPEC 9: cleanup deletes old events, the rollups outlive them (rollup_retention_days),
+    # first-seen times never move; rebuild-rollups keeps the history of deleted days. The
+    # ClickHouse rollups answer what a SQLite file with the same events and the same cleanup
+    # answers, after the cleanup and after a rebuild of both
+    rows = _events(8, 1500)
+    events = _write(tmp_path / "all.csv", EVENT_COLS, rows)
+    settings = replace(pulse_settings, events_retention_days=30)
+    sq = open_backends(tmp_path / "sq.db", "sqlite")
+    try:
+        _import(sq, events)
+        _import(ch, events)
+        before = _numbers(ch)
+        assert before == _numbers(sq)
+        assert sq.events.cleanup(settings, CLOCK).events == ch.events.cleanup(settings,
+                                                                             CLOCK).events > 0
+        want = _numbers(sq)
+        assert _numbers(ch) == want
+        # the deleted days still count: the 90-day reports did not change
+        assert {k: v for k, v in want.items() if "totals" not in k and "grid" not in k} == {
+            k: v for k, v in before.items() if "totals" not in k and "grid" not in k}
+        sq.events.rebuild(NOW)
+        ch.events.rebuild(NOW)
+        assert _numbers(sq) == want  # SQLite's rebuild keeps the history too
+        assert _numbers(ch) == want
+    finally:
+        sq.close()
+
+
+def test_a_version_1_store_gets_its_rollups_from_the_events(tmp_path: Path) -> None:
+    from pulse_tui.backend.clickhouse.schema import ROLLUPS, SCHEMA_VERSION
+
+    url = fresh_chdb_url()
+    b = open_backends(tmp_path / "ch.db", url)
+    _import(b, _write(tmp_path / "events.csv", EVENT_COLS, _events(9, 800)))
+    want = _numbers(b)
+    conn = b.events.ch  # type: ignore[attr-defined]
+    db = f"`{conn.database}`"
+    for name in ROLLUPS:  # what a version-1 store had: no rollups, no ingest_seq index
+        conn.command(f"DROP VIEW {db}.`{name}_mv`")
+        conn.command(f"DROP TABLE {db}.`{name}`")
+    for name in ("user_first_seen", "cleaned_user_days"):  # nor what cleanup keeps
+        conn.command(f"DROP TABLE {db}.`{name}`")
+    conn.command(f"ALTER TABLE {db}.events DROP INDEX idx_ingest_seq")
+    for col in ("url", "referrer"):  # and plain strings
+        conn.command(f"ALTER TABLE {db}.events MODIFY COLUMN {col} Nullable(String) "
+                     "SETTINGS mutations_sync = 2")
+    conn.command(f"ALTER TABLE {db}.pulse_meta DELETE WHERE key = 'schema_version' "
+                 "SETTINGS mutations_sync = 2")
+    conn.command(f"INSERT INTO {db}.pulse_meta VALUES ('schema_version', '1', 1)")
+    b.close()
+    assert SCHEMA_VERSION == 3
+    b = open_backends(tmp_path / "ch.db", url)
+    try:
+        assert _numbers(b) == want
+        assert conn.rows("SELECT name FROM system.tables WHERE database = {db:String} AND name "
+                         "IN ('user_first_seen', 'cleaned_user_days') ORDER BY name",
+                         {"db": conn.database}) == [("cleaned_user_days",), ("user_first_seen",)]
+        assert conn.rows("SELECT name FROM system.data_skipping_indices WHERE database = "
+                         "{db:String} AND table = 'events' AND name = 'idx_ingest_seq'",
+                         {"db": conn.database}) == [("idx_ingest_seq",)]
+        assert conn.rows("SELECT name, type FROM system.columns WHERE database = {db:String} "
+                         "AND table = 'events' AND name IN ('url', 'referrer') ORDER BY name",
+                         {"db": conn.database}) == [
+            ("referrer", "LowCardinality(Nullable(String))"),
+            ("url", "LowCardinality(Nullable(String))")]
+        _import(b, _write(tmp_path / "more.csv", EVENT_COLS, _events(10, 50, prefix="m")))
+        assert _numbers(b) != want  # and the views keep them current from now on
+    finally:
+        b.close()
 
 
 def test_the_id_lookup_reads_only_the_granules_that_may_hold_the_ids(ch: Backends) -> None:
@@ -465,6 +561,48 @@ def test_copy_events_interrupted_and_resumed(tmp_path: Path) -> None:
     # the file now says where its events live: SQLite is refused in words, not shown empty
     refused = _run("report", "daily", *span, env=at)
     assert refused.returncode == 1 and "--events-store chdb://" in refused.stderr
+
+
+# ---------------------------------------------------------------- user_days: exact windows
+WEEK = 7 * DAY_MS
+_members = st.lists(st.tuples(st.sampled_from(("c1", "c2")), st.integers(0, 3),
+                              st.integers(0, 30 * DAY_MS)), min_size=1, max_size=4,
+                    unique_by=lambda m: (m[0], m[1]))
+
+
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(members=_members, weeks=st.integers(1, 6), data=st.data())
+def test_saved_retention_from_user_days_matches_a_plain_reference(
+        ch: Backends, members: list[tuple[str, int, int]], weeks: int, data: st.DataObject
+) -> None:
+    # windows start at any millisecond, so they cut UTC days: the per-day first/last times of
+    # user_days must decide every window exactly as the events themselves would. Events fall
+    # anywhere, or within a day of a window's edge (both sides of it on one day)
+    near = st.builds(lambda m, k, d: (m[1], m[2] + k * WEEK + d), st.sampled_from(members),
+                     st.integers(0, 6), st.integers(-3 * HOUR_MS, 3 * HOUR_MS))
+    anywhere = st.tuples(st.integers(0, 3), st.integers(0, 45 * DAY_MS))
+    evs = [(u, site, off) for (u, off), site in data.draw(st.lists(
+        st.tuples(st.one_of(near, near, anywhere), st.sampled_from(("s1", "s1", "s2"))),
+        min_size=1, max_size=40))]
+    base = NOW - 50 * DAY_MS
+    conn = ch.events.ch  # type: ignore[attr-defined]
+    for table in ("events", "event_ids", "user_days", "events_daily", "events_dims", "sessions"):
+        conn.command(f"TRUNCATE TABLE `{conn.database}`.`{table}`")
+    ch.events.insert_events([  # type: ignore[attr-defined]
+        NewEvent(f"h{i}", site, "view", base + off, f"s{i}", f"u{u}")
+        for i, (u, site, off) in enumerate(evs)], NOW)
+    rows = [(cid, f"u{u}", base + off) for cid, u, off in members]
+    got = {r for r in ch.events.saved_retention("s1", rows, NOW, weeks)  # type: ignore[attr-defined]
+           if r[0] == "r"}
+    want: dict[tuple[str, int], int] = {}
+    for cid, uid, j in rows:
+        for k in range(weeks):
+            if j + (k + 1) * WEEK > NOW:
+                continue
+            if any(f"u{u}" == uid and site == "s1" and j + k * WEEK <= base + off < j + (k + 1) * WEEK
+                   for u, site, off in evs):
+                want[(cid, k)] = want.get((cid, k), 0) + 1
+    assert got == {("r", cid, k, n) for (cid, k), n in want.items()}
 
 
 # ---------------------------------------------------------------- the worker's job bodies

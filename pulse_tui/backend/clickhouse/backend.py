@@ -31,6 +31,7 @@ from typing import Any
 
 from pulse_tui.backend.clickhouse import bulk
 from pulse_tui.backend.clickhouse.connection import CHConn
+from pulse_tui.backend.clickhouse.schema import ROLLUPS, fill_rollup
 from pulse_tui.backend.interface import ChangeToken, LiveCursor, RejectRow, TailPage
 from pulse_tui.backend.sqlite.events import MembershipInSqlite
 from pulse_tui.clock import DAY_MS, HOUR_MS, Clock
@@ -78,8 +79,12 @@ USER_COLS = ("user_id", "site_id", "name", "email", "company", "plan", "created_
 
 
 CLEANED_BEFORE = "cleaned_before"  # pulse_meta: the latest cutoff cleanup applied (ms)
-CLEANUP_PENDING = "cleanup_pending"  # pulse_meta: "batch state" of a pass under way
-KEPT_DIMS = ("event_type", *TOP_DIMS)  # what cleaned_dims keeps per day (breakdown, top-N)
+def _day(number: int) -> date:
+    """A UTC day number (days since 1970-01-01) as a date."""
+    return date.fromordinal(_EPOCH + number)
+
+
+_EPOCH = date(1970, 1, 1).toordinal()
 
 
 class NotYetOnClickHouse(PulseError):
@@ -135,17 +140,22 @@ class ClickHouseEvents(MembershipInSqlite):
         if not site_id and events:
             return TailPage(events, LiveCursor(newest))
         # one site: the cursor still moves past other sites' rows seen so far
-        (top,) = self.ch.rows(f"SELECT max(ingest_seq) FROM {self.t('events')} "
-                              "WHERE ingest_seq > {after:UInt64}", {"after": after_seq})[0]
-        return TailPage(events, LiveCursor(max(newest, int(top or 0))))
+        return TailPage(events, LiveCursor(max(newest, self._newest_seq(after_seq))))
+
+    def _newest_seq(self, after: int = 0) -> int:
+        """max(ingest_seq) (0: none), as a top-1 the ingest_seq index answers from a few
+        granules (max() would read the whole column)."""
+        rows = self.ch.rows(f"SELECT ingest_seq FROM {self.t('events')} "
+                            "WHERE ingest_seq > {after:UInt64} ORDER BY ingest_seq DESC LIMIT 1",
+                            {"after": after})
+        return int(rows[0][0]) if rows else 0
 
     def search(self, *, text: str = "", event_type: str | None = None,
                site_id: str | None = None, limit: int = 300) -> list[Event]:
         """As the SQLite backend: the newest matches among the latest ``SEARCH_SCAN``
         arrivals (by ingest_seq), ``text`` matched ASCII-case-insensitively in any field."""
-        (top,) = self.ch.rows(f"SELECT max(ingest_seq) FROM {self.t('events')}")[0]
         where = "ingest_seq > {lo:Int64}"
-        params: dict[str, Any] = {"lo": int(top or 0) - SEARCH_SCAN, "limit": limit}
+        params: dict[str, Any] = {"lo": self._newest_seq() - SEARCH_SCAN, "limit": limit}
         if site_id:
             where += " AND site_id = {site:String}"
             params["site"] = site_id
@@ -171,32 +181,30 @@ class ClickHouseEvents(MembershipInSqlite):
         return (tuple(rows[0]) if rows else (), sqlite_events.data_version(self.conn))
 
     # ---------------------------------------------------------------- reports
-    # Days whose raw events cleanup deleted are read from what it kept of them
-    # (``cleaned_daily``/``cleaned_dims``: counts and exact uniqExact states per site and day,
-    # for rollup_retention_days, as the SQLite file's rollups); the states of the remaining
-    # events merge with them, so distinct users and sessions stay exact across the border.
-    # Without such days in the range (the usual case) the queries read the events alone.
-    def _has_cleaned(self, site_id: str, rng: DateRange) -> bool:
-        return bool(self.ch.rows(
-            f"SELECT count() FROM {self.t('cleaned_daily')} WHERE {self.RANGE}",
-            self._range_params(site_id, rng))[0][0])
-
+    # The reports read the rollups (events_daily, events_dims: counts and exact uniqExact
+    # states per site and day, kept by materialized views). Cleanup does not touch them, so
+    # days whose raw events it deleted keep their numbers for rollup_retention_days, as the
+    # SQLite file's rollups (SPEC 9).
     def _totals(self, site_id: str, rng: DateRange, until_ms: int | None = None) -> Totals:
+        """The days wholly inside [start, until] from events_daily; a last day cut part-way
+        (the same-time comparison) from the events, its hash sets merged with the days'."""
         hi = rng.end_ms if until_ms is None else until_ms
-        params = {"site": site_id, "d0": rng.start, "d1": rng.end, "lo": rng.start_ms, "hi": hi}
-        where = ("WHERE site_id = {site:String} AND day BETWEEN {d0:Date} AND {d1:Date} "
-                 "AND timestamp_ms BETWEEN {lo:Int64} AND {hi:Int64}")
-        if self._has_cleaned(site_id, rng):
-            sql = (f"SELECT sum(n), uniqExactMerge(u), uniqExactMerge(s) FROM ("
-                   f"SELECT count() AS n, uniqExactState(user_id) AS u, "
-                   f"uniqExactState(session_id) AS s FROM {self.t('events')} {where} "
-                   f"UNION ALL SELECT toUInt64(events), users, sessions "
-                   f"FROM {self.t('cleaned_daily')} WHERE {self.RANGE})")
-        else:
-            sql = (f"SELECT count(), uniqExact(user_id), uniqExact(session_id) "
-                   f"FROM {self.t('events')} {where}")
-        (n, users, sessions), = self.ch.rows(sql, params)
-        return Totals(rng, int(n or 0), int(users or 0), int(sessions or 0))
+        full_last = min(rng.last_day, (hi + 1) // DAY_MS - 1)  # the last day wholly covered
+        params: dict[str, Any] = {"site": site_id, "d0": rng.start, "lo": rng.start_ms,
+                                  "hi": hi, "dn": _day(full_last)}
+        parts = [f"SELECT sum(events) AS n, uniqExactMergeState(users) AS u, "
+                 f"uniqExactMergeState(sessions) AS s FROM {self.t('events_daily')} "
+                 "WHERE site_id = {site:String} AND day BETWEEN {d0:Date} AND {dn:Date}"]
+        if full_last < rng.last_day and hi >= (full_last + 1) * DAY_MS:
+            params["part"] = _day(full_last + 1)
+            parts.append(f"SELECT toUInt64(count()), uniqExactState(user_id), "
+                         f"uniqExactState(session_id) FROM {self.t('events')} "
+                         "WHERE site_id = {site:String} AND day = {part:Date} "
+                         "AND timestamp_ms BETWEEN {lo:Int64} AND {hi:Int64}")
+        (n, users, sessions), = self.ch.rows(
+            "SELECT sum(n), uniqExactMerge(u), uniqExactMerge(s) FROM ("
+            + " UNION ALL ".join(parts) + ")", params)
+        return Totals(rng, int(n or 0), int(users), int(sessions))
 
     def totals(self, site_id: str, rng: DateRange) -> Totals:
         return self._totals(site_id, rng)
@@ -218,38 +226,35 @@ class ClickHouseEvents(MembershipInSqlite):
     RANGE = "site_id = {site:String} AND day BETWEEN {d0:Date} AND {d1:Date}"
 
     def daily(self, site_id: str, rng: DateRange) -> list[DailyRow]:
-        sql = (f"SELECT day, count(), uniqExact(user_id), uniqExact(session_id) "
-               f"FROM {self.t('events')} WHERE {self.RANGE} GROUP BY day")
-        if self._has_cleaned(site_id, rng):
-            sql = (f"SELECT day, sum(n), uniqExactMerge(u), uniqExactMerge(s) FROM ("
-                   f"SELECT day, count() AS n, uniqExactState(user_id) AS u, "
-                   f"uniqExactState(session_id) AS s FROM {self.t('events')} "
-                   f"WHERE {self.RANGE} GROUP BY day "
-                   f"UNION ALL SELECT day, toUInt64(events), users, sessions "
-                   f"FROM {self.t('cleaned_daily')} WHERE {self.RANGE}) GROUP BY day")
         got = {date.fromisoformat(d): (n, u, s) for d, n, u, s in self.ch.rows(
-            sql, self._range_params(site_id, rng))}
+            f"SELECT day, sum(events), uniqExactMerge(users), uniqExactMerge(sessions) "
+            f"FROM {self.t('events_daily')} WHERE {self.RANGE} GROUP BY day",
+            self._range_params(site_id, rng))}
         return [DailyRow(d, *(int(x) for x in got.get(d, (0, 0, 0)))) for d in rng.each_day()]
 
     def _ranked(self, site_id: str, rng: DateRange, col: str, limit: int | None
                 ) -> list[tuple[str, int, int]]:
-        # NULL and '' are one value, shown (none); order: events desc, then the shown label
-        label = f"if(ifNull({col}, '') = '', {{none:String}}, {col})"
-        sql = (f"SELECT {label} AS v, count() AS n, uniqExact(user_id) "
-               f"FROM {self.t('events')} WHERE {self.RANGE} GROUP BY v ORDER BY n DESC, v")
-        params = {**self._range_params(site_id, rng), "none": NONE_LABEL}
-        if self._has_cleaned(site_id, rng):
-            sql = (f"SELECT v, sum(n) AS n, uniqExactMerge(u) FROM ("
-                   f"SELECT toString({label}) AS v, count() AS n, uniqExactState(user_id) AS u "
-                   f"FROM {self.t('events')} WHERE {self.RANGE} GROUP BY v "
-                   f"UNION ALL SELECT value, toUInt64(events), users "
-                   f"FROM {self.t('cleaned_dims')} WHERE {self.RANGE} AND dim = {{dim:String}}"
-                   f") GROUP BY v ORDER BY n DESC, v")
-            params["dim"] = col
+        """From events_dims, as SQLite's rollups: NULL and '' are one stored value ('', shown
+        (none)); order: events desc, then the shown label, then the value. With a limit, the
+        values are ranked by events first and only the first ``limit`` values' user sets are
+        merged."""
+        order = "ORDER BY n DESC, if(value = '', {none:String}, value), value"
+        where = f"{self.RANGE} AND dim = {{dim:String}}"
+        params: dict[str, Any] = {**self._range_params(site_id, rng), "none": NONE_LABEL,
+                                  "dim": col}
         if limit is not None:
-            sql += " LIMIT {limit:UInt32}"
             params["limit"] = limit
-        return [(str(v), int(n), int(u)) for v, n, u in self.ch.rows(sql, params)]
+            top = self.ch.rows(
+                f"SELECT value, sum(events) AS n FROM {self.t('events_dims')} "
+                f"WHERE {where} GROUP BY value {order} LIMIT {{limit:UInt32}}", params)
+            if not top:
+                return []
+            params["values"] = [str(v) for v, _n in top]
+            where += " AND value IN {values:Array(String)}"
+        rows = self.ch.rows(
+            f"SELECT value, sum(events) AS n, uniqExactMerge(users) "
+            f"FROM {self.t('events_dims')} WHERE {where} GROUP BY value {order}", params)
+        return [(NONE_LABEL if v == "" else str(v), int(n), int(u)) for v, n, u in rows]
 
     def breakdown(self, site_id: str, rng: DateRange) -> list[BreakdownRow]:
         return [BreakdownRow(*r) for r in self._ranked(site_id, rng, "event_type", None)]
@@ -263,24 +268,28 @@ class ClickHouseEvents(MembershipInSqlite):
         steps = tuple(steps)
         if not steps or any(not s for s in steps):
             raise UsageError("funnel needs --steps a,b,c (event types, at least one)")
-        # per user, the times of each step's events (sorted); then walk the steps in order:
-        # the earliest event of step k strictly after the chosen time of step k-1
+        # per user: the first time of step 1, and the times of each later step's events;
+        # then walk the steps in order: step k's time is the earliest of its events strictly
+        # after step k-1's (arrayMin of the later ones: no sort). ``event_type IN`` (not has())
+        # lets the sorting key skip the other event types.
         params: dict[str, Any] = {**self._range_params(site_id, rng), "lo": rng.start_ms,
                                   "hi": rng.end_ms, "steps": list(steps)}
-        arrays = ", ".join(
-            f"arraySort(groupArrayIf(timestamp_ms, event_type = {{s{k}:String}})) AS t{k}"
-            for k in range(len(steps)))
         for k, s in enumerate(steps):
             params[f"s{k}"] = s
-        walk = ["toNullable(t0[1]) AS c0"]
+        arrays = "".join(
+            f", groupArrayIf(timestamp_ms, event_type = {{s{k}:String}}) AS t{k}"
+            for k in range(1, len(steps)))
+        walk = ["toNullable(c) AS c0"]
         for k in range(1, len(steps)):
-            nxt = f"arrayFirstIndex(x -> x > c{k - 1}, t{k})"
-            walk.append(f"if(c{k - 1} IS NULL OR {nxt} = 0, NULL, t{k}[{nxt}]) AS c{k}")
+            walk.append(f"arrayFilter(x -> x > c{k - 1}, t{k}) AS f{k}, "
+                        f"if(empty(f{k}), NULL, arrayMin(f{k})) AS c{k}")
         counts = ", ".join(f"countIf(c{k} IS NOT NULL)" for k in range(len(steps)))
         sql = (f"SELECT {counts} FROM (SELECT {', '.join(walk)} FROM ("
-               f"SELECT user_id, {arrays} FROM {self.t('events')} WHERE {self.RANGE} "
+               f"SELECT user_id, minIf(timestamp_ms, event_type = {{s0:String}}) AS c{arrays} "
+               f"FROM {self.t('events')} WHERE {self.RANGE} "
                "AND timestamp_ms BETWEEN {lo:Int64} AND {hi:Int64} AND user_id IS NOT NULL "
-               "AND has({steps:Array(String)}, event_type) GROUP BY user_id) WHERE length(t0) > 0)")
+               "AND event_type IN {steps:Array(String)} GROUP BY user_id "
+               "HAVING countIf(event_type = {s0:String}) > 0))")
         row = self.ch.rows(sql, params)[0]
         return [FunnelRow(k + 1, step, int(row[k])) for k, step in enumerate(steps)]
 
@@ -314,15 +323,24 @@ class ClickHouseEvents(MembershipInSqlite):
     # ---------------------------------------------------------------- cohorts
     def cohort_preview(self, clock: Clock, site_id: str, criteria: object, *,
                        sample: int = 10) -> CohortPreview:
-        rows = self.cohort_evaluate(site_id, parse(criteria), clock.now_ms())
-        rows.sort(key=lambda r: (-r[2], r[0]))
-        return CohortPreview(len(rows), tuple(Member(u, j, s, True) for u, j, s in rows[:sample]))
+        # the count and the sample in ClickHouse: only ``sample`` rows come back to Python
+        sql, params = compile_members_clickhouse(parse(criteria), site_id, clock.now_ms(),
+                                                 self.t("events"), self.t("users"),
+                                                 self.t("user_days"),
+                                                 first_seen=self._first_seen_table(site_id))
+        members, settings = sql.rsplit("SETTINGS", 1)
+        rows = self.ch.rows(
+            f"SELECT user_id, joined_at, last_seen_at, count() OVER () FROM ({members}) "
+            f"ORDER BY last_seen_at DESC, user_id LIMIT {{sample:UInt32}} SETTINGS {settings}",
+            {**params, "sample": sample})
+        return CohortPreview(int(rows[0][3]) if rows else 0,
+                             tuple(Member(u, int(j), int(s), True) for u, j, s, _n in rows))
 
     def cohort_evaluate(self, site_id: str, criteria: Group, now_ms: int
                         ) -> list[tuple[str, int, int]]:
-        sql, params = compile_members_clickhouse(
-            criteria, site_id, now_ms, self.t("events"), self.t("users"),
-            first_seen=self.t("user_first_seen") if self._has_first_seen(site_id) else None)
+        sql, params = compile_members_clickhouse(criteria, site_id, now_ms, self.t("events"),
+                                                 self.t("users"), self.t("user_days"),
+                                                 first_seen=self._first_seen_table(site_id))
         return [(u, int(j), int(s)) for u, j, s in self.ch.rows(sql, params)]
 
     def _has_first_seen(self, site_id: str) -> bool:
@@ -331,37 +349,41 @@ class ClickHouseEvents(MembershipInSqlite):
         return bool(self.ch.rows(f"SELECT count() FROM {self.t('user_first_seen')} "
                                  "WHERE site_id = {site:String}", {"site": site_id})[0][0])
 
+    def _first_seen_table(self, site_id: str) -> str | None:
+        return self.t("user_first_seen") if self._has_first_seen(site_id) else None
+
     def _first_sql(self, site_id: str) -> str:
         """(uid, f) of the site's users whose first event (kept through cleanup) lies in
         [fs_lo, fs_hi)."""
         if not self._has_first_seen(site_id):
-            return self._FIRST.format(events=self.t("events"))
-        return (f"SELECT uid, min(t) AS f FROM (SELECT assumeNotNull(user_id) AS uid, "
-                f"timestamp_ms AS t FROM {self.t('events')} WHERE site_id = {{site:String}} "
-                f"AND user_id IS NOT NULL UNION ALL SELECT user_id, first_seen_ms "
+            return self._FIRST.format(user_days=self.t("user_days"))
+        return (f"SELECT uid, min(t) AS f FROM (SELECT user_id AS uid, first_ms AS t "
+                f"FROM {self.t('user_days')} WHERE site_id = {{site:String}} "
+                f"UNION ALL SELECT user_id, first_seen_ms "
                 f"FROM {self.t('user_first_seen')} WHERE site_id = {{site:String}}) "
                 "GROUP BY uid HAVING f >= {fs_lo:Int64} AND f < {fs_hi:Int64}")
 
-    _FIRST = ("SELECT assumeNotNull(user_id) AS uid, min(timestamp_ms) AS f "
-              "FROM {events} WHERE site_id = {{site:String}} AND user_id IS NOT NULL "
+    # each user's first event on the site, from user_days (per user and UTC day: first and
+    # last event time, count); fs_lo/fs_hi are day boundaries
+    _FIRST = ("SELECT user_id AS uid, min(first_ms) AS f "
+              "FROM {user_days} WHERE site_id = {{site:String}} "
               "GROUP BY uid HAVING f >= {{fs_lo:Int64}} AND f < {{fs_hi:Int64}}")
 
     def acquisition_counts(self, p: dict[str, Any], weeks: int) -> list[tuple[int, int, int]]:
         """(week, -1, cohort size) and (week, k, returning users) of the acquisition weeks
         (first events in [fs_lo, fs_hi), activity days day_lo..day_hi); weeks are
-        (day number + 3) // 7, Monday start, as on SQLite."""
+        (day number + 3) // 7, Monday start, as on SQLite. Days and first events only: read
+        from user_days, with what cleanup kept of deleted events."""
         first = self._first_sql(p["site"])
-        week = f"intDiv(intDiv(f, {DAY_MS}) + 3, 7)"
         sql = f"""
-WITH c AS (SELECT uid, {week} AS w FROM ({first}))
+WITH c AS (SELECT uid, intDiv(intDiv(f, {DAY_MS}) + 3, 7) AS w FROM ({first}))
 SELECT w, -1, count() FROM c GROUP BY w
 UNION ALL
 SELECT c.w, intDiv(e.d + 3, 7) - c.w AS k, uniqExact(e.user_id)
 FROM ({self._user_days()}) AS e INNER JOIN c ON c.uid = e.user_id
 GROUP BY c.w, k HAVING k BETWEEN 1 AND {weeks - 1}"""
         params = {"site": p["site"], "fs_lo": p["fs_lo"], "fs_hi": p["fs_hi"],
-                  "lo": p["day_lo"] * DAY_MS, "hi": (p["day_hi"] + 1) * DAY_MS,
-                  "d_lo": p["day_lo"], "d_hi": p["day_hi"]}
+                  "lo": p["day_lo"], "hi": p["day_hi"]}
         return [(int(w), int(k), int(n)) for w, k, n in self.ch.rows(sql, params)]
 
     def acquisition_cell_users(self, site_id: str, fs: tuple[int, int], week_number: int
@@ -372,56 +394,59 @@ GROUP BY c.w, k HAVING k BETWEEN 1 AND {weeks - 1}"""
             return [r[0] for r in self.ch.rows(f"SELECT uid FROM ({first}) ORDER BY uid",
                                                params)]
         day = fs[0] // DAY_MS + 7 * week_number
-        params.update(lo=day * DAY_MS, hi=(day + 7) * DAY_MS, d_lo=day, d_hi=day + 6)
+        params.update(lo=day, hi=day + 6)
         return [r[0] for r in self.ch.rows(
-            f"SELECT DISTINCT assumeNotNull(user_id) AS u FROM ({self._user_days()}) "
+            f"SELECT DISTINCT user_id AS u FROM ({self._user_days()}) "
             f"WHERE user_id IN (SELECT uid FROM ({first})) ORDER BY u", params)]
 
     def _user_days(self) -> str:
-        """(user_id, d = UTC day number) of the site's users active in [lo, hi) (days d_lo..
-        d_hi): the events, and the user-days cleanup kept of deleted ones (as the SQLite
-        file's rollup_daily_users, which its retention reads)."""
-        return (f"SELECT user_id, intDiv(timestamp_ms, {DAY_MS}) AS d FROM {self.t('events')} "
-                "WHERE site_id = {site:String} AND timestamp_ms >= {lo:Int64} "
-                "AND timestamp_ms < {hi:Int64} AND user_id IS NOT NULL "
+        """(user_id, d = UTC day number) of the site's users active on days lo..hi: user_days
+        (the events), and the user-days cleanup kept of deleted ones (as the SQLite file's
+        rollup_daily_users, which its retention reads)."""
+        return (f"SELECT user_id, dayn AS d FROM {self.t('user_days')} "
+                "WHERE site_id = {site:String} AND dayn BETWEEN {lo:Int64} AND {hi:Int64} "
                 f"UNION ALL SELECT user_id, day_num FROM {self.t('cleaned_user_days')} "
-                "WHERE site_id = {site:String} AND day_num BETWEEN {d_lo:Int64} AND {d_hi:Int64}")
+                "WHERE site_id = {site:String} AND day_num BETWEEN {lo:Int64} AND {hi:Int64}")
 
     def _hits(self, members: list[tuple[str, str, int]], weeks: int, site_id: str
               ) -> tuple[str, dict]:
         """Per member and window k (events in [j + k weeks, j + (k+1) weeks)): the hits.
 
+        From user_days, exactly: a window is 7 days long, so it cuts a day at one end at most
+        and a day meets at most two windows. The day's first event (when not before j) lies in
+        one of them and its last event in the other (or the same); when the day starts before
+        j, its events from j on all lie in window 0, and there are some if its last is >= j.
+
         After cleanup, a user-day it kept (``cleaned_user_days``) is decided as the SQLite
         file decides a rollup day whose raw events are gone: a day wholly inside window k is a
         hit of k; a day the window boundary b splits counts for the window holding its larger
         part (ties: the later one); that user-day's remaining events then do not count."""
-        week = 7 * DAY_MS
-        m_cte = """
-WITH m AS (SELECT t.1 AS cid, t.2 AS uid, t.3 AS j FROM (
-    SELECT arrayJoin(arrayZip({c:Array(String)}, {u:Array(String)}, {j:Array(Int64)})) AS t))"""
-        raw = f"""
-SELECT m.cid AS cid, m.uid AS uid, m.j AS j, intDiv(e.timestamp_ms - m.j, {week}) AS k
-FROM {self.t('events')} AS e INNER JOIN m ON m.uid = e.user_id
-WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(String)}}))
-  AND e.timestamp_ms >= m.j AND e.timestamp_ms < m.j + {weeks * week}"""
+        w = 7 * DAY_MS
         kept = self.t("cleaned_user_days")
         has_kept = self.ch.rows(f"SELECT count() FROM {kept} WHERE site_id = {{site:String}}",
                                 {"site": site_id})[0][0]
-        if not has_kept:
-            sql = m_cte + raw
-        else:
-            kb = f"intDiv((d.day_num + 1) * {DAY_MS} - 1 - m.j, {week})"
-            sql = m_cte + raw + f"""
-  AND (e.user_id, intDiv(e.timestamp_ms, {DAY_MS})) NOT IN (
+        sql = f"""
+WITH m AS (SELECT t.1 AS cid, t.2 AS uid, t.3 AS j FROM (
+    SELECT arrayJoin(arrayZip({{c:Array(String)}}, {{u:Array(String)}}, {{j:Array(Int64)}})) AS t))
+SELECT cid, uid, j, arrayJoin(arrayFilter(x -> x >= 0 AND x < {weeks}, arrayDistinct([
+    if(e.first_ms >= m.j, intDiv(e.first_ms - m.j, {w}), -1), intDiv(e.last_ms - m.j, {w})])))
+    AS k
+FROM {self.t('user_days')} AS e INNER JOIN m ON m.uid = e.user_id
+WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(String)}}))
+  AND e.last_ms >= m.j AND e.first_ms < m.j + {weeks * w}"""
+        if has_kept:
+            kb = f"intDiv((d.day_num + 1) * {DAY_MS} - 1 - m.j, {w})"
+            sql += f"""
+  AND (e.user_id, e.dayn) NOT IN (
       SELECT user_id, day_num FROM {kept} WHERE site_id = {{site:String}})
 UNION ALL
 SELECT cid, uid, j, k FROM (
-  SELECT m.cid AS cid, m.uid AS uid, m.j AS j, {kb} AS kb, m.j + {kb} * {week} AS b,
+  SELECT m.cid AS cid, m.uid AS uid, m.j AS j, {kb} AS kb, m.j + {kb} * {w} AS b,
          d.day_num * {DAY_MS} AS ds,
          if(b <= ds OR (b - ds) * 2 <= {DAY_MS}, kb, kb - 1) AS k
   FROM {kept} AS d INNER JOIN m ON m.uid = d.user_id
   WHERE d.site_id = {{site:String}} AND (d.day_num + 1) * {DAY_MS} > m.j
-    AND d.day_num * {DAY_MS} < m.j + {weeks * week})
+    AND d.day_num * {DAY_MS} < m.j + {weeks * w})
 WHERE k BETWEEN 0 AND {weeks - 1}"""
         return sql, {"c": [m[0] for m in members], "u": [m[1] for m in members],
                      "j": [int(m[2]) for m in members]}
@@ -462,13 +487,13 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
             {**params, "site": site_id, "now": now_ms, "k": week_number})]
 
     def first_last_seen(self, site_id: str, user_ids: list[str]) -> dict[str, tuple[int, int]]:
-        source = (f"SELECT user_id, timestamp_ms AS f, timestamp_ms AS l "
-                  f"FROM {self.t('events')} WHERE site_id = {{site:String}}")
+        source = (f"SELECT user_id, first_ms AS f, last_ms AS l "
+                  f"FROM {self.t('user_days')} WHERE site_id = {{site:String}}")
         if self._has_first_seen(site_id):  # kept through cleanup
             source += (f" UNION ALL SELECT user_id, first_seen_ms, last_seen_ms "
                        f"FROM {self.t('user_first_seen')} WHERE site_id = {{site:String}}")
         return {u: (int(f), int(s)) for u, f, s in self.ch.rows(
-            f"SELECT assumeNotNull(user_id) AS u, min(f), max(l) FROM ({source}) "
+            f"SELECT user_id AS u, min(f), max(l) FROM ({source}) "
             "WHERE user_id IN (SELECT arrayJoin({ids:Array(String)})) GROUP BY u",
             {"site": site_id, "ids": list(user_ids)})}
 
@@ -701,7 +726,9 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
         """Deletes, not TTL: ``events_retention_days`` is a setting that may change between
         runs, cleanup reports how many events it removed, and the newest event is never
         removed (SPEC 9), none of which a table TTL can do. The delete is a synchronous
-        mutation, so counts are exact as soon as it returns."""
+        mutation, so counts are exact as soon as it returns. The rollups the reports read
+        (events_daily, events_dims) are left as they are: they outlive the raw events for
+        ``rollup_retention_days``, as the SQLite file's."""
         if not settings.cleanup_enabled:
             return CleanupResult(enabled=False)
         # rollups, export runs and deliveries of the SQLite file: the usual pass, minus events
@@ -713,8 +740,7 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
             return rest
         cutoff = clock.now_ms() - settings.events_retention_days * DAY_MS
         params = {"cutoff": cutoff}
-        newest = self.ch.rows(f"SELECT max(ingest_seq) FROM {self.t('events')}")[0][0] or 0
-        params["newest"] = int(newest)
+        params["newest"] = self._newest_seq()
         old = "timestamp_ms < {cutoff:Int64} AND ingest_seq != {newest:UInt64}"
         (n,), = self.ch.rows(f"SELECT count() FROM {self.t('events')} WHERE {old}", params)
         (ids,), = self.ch.rows(f"SELECT count() FROM {self.t('event_ids')} WHERE {old}", params)
@@ -722,15 +748,16 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
         # columns), so that an id deleted from events may be imported again, as on SQLite.
         # Stopped between the two, an id is left without its event (it counts as a duplicate
         # until the next cleanup deletes it): never an event stored twice.
-        self._settle_pending()
         if n:
-            batch = self._keep(old, params)  # what SPEC 9 says cleanup keeps, before it goes
-            self.meta_set(CLEANUP_PENDING, f"{batch} deleting")
+            self._keep(old, params)  # what SPEC 9 says cleanup keeps, before it goes
             self.ch.command(f"ALTER TABLE {self.t('events')} DELETE WHERE {old} "
                             "SETTINGS mutations_sync = 2", params)
             before = int(self.meta_get(CLEANED_BEFORE) or 0)
             self.meta_set(CLEANED_BEFORE, str(max(before, cutoff)))
-            self.meta_set(CLEANUP_PENDING, "")
+            # user_days describes the events stored: the days cleanup touched are recomputed
+            # (what it deleted is in user_first_seen and cleaned_user_days)
+            self._refill("user_days", f"dayn <= {cutoff // DAY_MS}",
+                         f"intDiv(timestamp_ms, {DAY_MS}) <= {cutoff // DAY_MS}")
         if n or ids:
             self.ch.command(f"ALTER TABLE {self.t('event_ids')} DELETE WHERE {old} "
                             "SETTINGS mutations_sync = 2", params)
@@ -738,65 +765,36 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
             sqlite_cohorts.refresh_all(self.conn, clock, events=self)  # who lost their events
         return replace(rest, events=int(n), events_cutoff_ms=cutoff)
 
-    def _settle_pending(self) -> None:
-        """A pass stopped after writing what it keeps and before deleting the events: its
-        kept rows go (the pass runs again), unless its delete was issued (a ClickHouse
-        mutation finishes after a restart, so those rows are the only record left)."""
-        pending = (self.meta_get(CLEANUP_PENDING) or "").split()
-        if len(pending) == 2 and pending[1] == "keeping":
-            for table in ("cleaned_daily", "cleaned_dims"):
-                self.ch.command(f"ALTER TABLE {self.t(table)} DELETE WHERE batch = "
-                                "{batch:String} SETTINGS mutations_sync = 2",
-                                {"batch": pending[0]})
-        if pending:
-            self.meta_set(CLEANUP_PENDING, "")
-
-    def _keep(self, old: str, params: dict[str, Any]) -> str:
+    def _keep(self, old: str, params: dict[str, Any]) -> None:
         """From the events about to be deleted (``old``): the users' first and last times
         (``user_first_seen``, never deleted: retention and cohorts keep each user's first-seen
-        date), and the day rollups of the reports (``cleaned_daily``, ``cleaned_dims``) tagged
-        with this pass. Returns the pass's batch name."""
-        import uuid
-
-        batch = uuid.uuid4().hex
-        self.meta_set(CLEANUP_PENDING, f"{batch} keeping")
-        p = {**params, "batch": batch, "none": NONE_LABEL}
+        date) and their active days (``cleaned_user_days``). Both are idempotent (min/max, and
+        a repeated user-day is the same), so a pass stopped before its delete runs again
+        without counting anything twice."""
         ev = self.t("events")
         self.ch.command(
             f"INSERT INTO {self.t('user_first_seen')} SELECT site_id, assumeNotNull(user_id), "
             f"min(timestamp_ms), max(timestamp_ms) FROM {ev} WHERE {old} "
-            "AND user_id IS NOT NULL GROUP BY site_id, user_id", p)
+            "AND user_id IS NOT NULL GROUP BY site_id, user_id", params)
         self.ch.command(
             f"INSERT INTO {self.t('cleaned_user_days')} SELECT DISTINCT site_id, "
             f"intDiv(timestamp_ms, {DAY_MS}), assumeNotNull(user_id) FROM {ev} WHERE {old} "
-            "AND user_id IS NOT NULL", p)
-        self.ch.command(
-            f"INSERT INTO {self.t('cleaned_daily')} SELECT site_id, day, {{batch:String}}, "
-            f"count(), uniqExactState(user_id), uniqExactState(session_id) FROM {ev} "
-            f"WHERE {old} GROUP BY site_id, day", p)
-        pairs = ", ".join(
-            f"('{d}', ifNull(nullIf(CAST({d} AS Nullable(String)), ''), {{none:String}}))"
-            for d in KEPT_DIMS)
-        self.ch.command(
-            f"INSERT INTO {self.t('cleaned_dims')} SELECT site_id, day, kv.1, kv.2, "
-            f"{{batch:String}}, count(), uniqExactState(user_id) FROM {ev} "
-            f"ARRAY JOIN [{pairs}] AS kv WHERE {old} GROUP BY site_id, day, kv.1, kv.2", p)
-        return batch
+            "AND user_id IS NOT NULL", params)
 
     def _drop_old_kept(self, settings: Settings, clock: Clock) -> int:
-        """The kept day rollups older than ``rollup_retention_days`` (as the file's rollups);
-        user_first_seen is never deleted."""
+        """Rollup days older than ``rollup_retention_days`` (as the file's rollups): the kept
+        user-days go, and events_daily/events_dims of those days are recomputed from the events
+        left there (usually none). user_first_seen is never deleted."""
         if settings.rollup_retention_days <= 0:
             return 0
         before = (clock.now_ms() - settings.rollup_retention_days * DAY_MS) // DAY_MS
-        p = {"d": date.fromordinal(date(1970, 1, 1).toordinal() + before)}
+        p = {"d": _day(before)}
         gone = 0
-        for table in ("cleaned_daily", "cleaned_dims"):
+        for table in ("events_daily", "events_dims"):
             (n,), = self.ch.rows(f"SELECT count() FROM {self.t(table)} WHERE day < {{d:Date}}",
                                  p)
             if n:
-                self.ch.command(f"ALTER TABLE {self.t(table)} DELETE WHERE day < {{d:Date}} "
-                                "SETTINGS mutations_sync = 2", p)
+                self._refill(table, f"day < '{_day(before).isoformat()}'")
                 gone += int(n)
         (n,), = self.ch.rows(f"SELECT count() FROM {self.t('cleaned_user_days')} "
                              "WHERE day_num < {b:Int64}", {"b": before})
@@ -806,9 +804,25 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
             gone += int(n)
         return gone
 
+    def _refill(self, name: str, where: str, source: str | None = None) -> None:
+        """Recompute the rows of rollup ``name`` (schema.ROLLUPS) that ``where`` selects from
+        the events ``source`` selects (the same condition unless given)."""
+        self.ch.command(f"ALTER TABLE {self.t(name)} DELETE WHERE {where} "
+                        "SETTINGS mutations_sync = 2")
+        self.ch.command(fill_rollup(self.ch.database, name, where if source is None else source))
+
     def rebuild(self, now_ms: int) -> int:
-        # no rollups to rebuild: the reports read the events; the sessions view is
-        # recomputed from them
+        # the reports read the rollups kept by materialized views; rebuild recomputes them and
+        # the sessions view from the events. As on SQLite, the daily and dims rows of days up
+        # to cleanup's latest cutoff (days whose raw events it deleted, wholly or in part)
+        # stay as they are; later days are recomputed, so damaged rows there are repaired.
+        cleaned = int(self.meta_get(CLEANED_BEFORE) or 0)
+        for name in ROLLUPS:
+            if name == "user_days" or not cleaned:
+                self.ch.command(f"TRUNCATE TABLE {self.t(name)}")
+                self.ch.command(fill_rollup(self.ch.database, name))
+            else:
+                self._refill(name, f"day > '{_day(cleaned // DAY_MS).isoformat()}'")
         self.ch.command(f"TRUNCATE TABLE {self.t('sessions')}")
         self.ch.command(
             f"INSERT INTO {self.t('sessions')} SELECT site_id, session_id, any(user_id), "
@@ -888,7 +902,7 @@ class _CHBuilder:
             if key not in self._flag:
                 self._flag[key] = len(self.event_flags)
                 self.event_flags.append(self.pred(prop, op, value))
-            return f"(ifNull(ev.h{self._flag[key]}, 0) = 1)"
+            return f"(ifNull(fl.h{self._flag[key]}, 0) = 1)"
         if prop in _USER:
             return f"({self.pred('us.' + prop, op, value)})"
         if prop == "event_count":
@@ -901,12 +915,15 @@ class _CHBuilder:
 
 
 def compile_members_clickhouse(criteria: Group, site_id: str, now_ms: int, events: str,
-                               users: str, *, first_seen: str | None = None
+                               users: str, user_days: str, *, first_seen: str | None = None
                                ) -> tuple[str, dict[str, Any]]:
     """SQL and parameters selecting (user_id, joined_at, last_seen_at) of the members, with
-    the same meaning as the SQLite compiler (pulse_tui.cohorts.compiler). ``first_seen``: the
-    table of first/last times cleanup kept of deleted events, when it has rows for the site
-    (their users stay candidates, with those times, as with SQLite's user_first_seen)."""
+    the same meaning as the SQLite compiler (pulse_tui.cohorts.compiler). Each user's first
+    and last event and count come from user_days (the events stored); the event-property
+    conditions read only the events that meet at least one of them (a user without such
+    events has every flag 0). ``first_seen``: the table of first/last times cleanup kept of
+    deleted events, when it has rows for the site (their users stay candidates, with those
+    times, as with SQLite's user_first_seen)."""
     if first_seen is None:
         b = _CHBuilder()
         fs_cte = fs_base = fs_join = ""
@@ -919,23 +936,30 @@ def compile_members_clickhouse(criteria: Group, site_id: str, now_ms: int, event
                   f"max(last_seen_ms) AS l FROM {first_seen} "
                   "WHERE site_id = {site:String} GROUP BY uid),\n")
         fs_base = "SELECT uid FROM fs UNION DISTINCT\n      "
-        fs_join = "LEFT JOIN fs ON fs.uid = b.user_id\n"
+        fs_join = "\nLEFT JOIN fs ON fs.uid = b.user_id"
     where = b.node(criteria)
-    flags = "".join(f", toUInt8(max({p})) AS h{i}" for i, p in enumerate(b.event_flags))
+    flags = ""
+    if b.event_flags:
+        cols = "".join(f", toUInt8(max({p})) AS h{i}" for i, p in enumerate(b.event_flags))
+        flags = f""",
+fl AS (
+    SELECT assumeNotNull(e.user_id) AS uid{cols}
+    FROM {events} AS e WHERE e.site_id = {{site:String}} AND e.user_id IS NOT NULL
+    AND ({' OR '.join(b.event_flags)}) GROUP BY uid)"""
     sql = f"""
 WITH ev AS (
-    SELECT assumeNotNull(e.user_id) AS uid, min(e.timestamp_ms) AS first_ms,
-           max(e.timestamp_ms) AS last_ms, count() AS n{flags}
-    FROM {events} AS e WHERE e.site_id = {{site:String}} AND e.user_id IS NOT NULL GROUP BY uid),
+    SELECT user_id AS uid, min(first_ms) AS first_ms, max(last_ms) AS last_ms,
+           sum(events) AS n
+    FROM {user_days} WHERE site_id = {{site:String}} GROUP BY uid),
 {fs_cte}us AS (
     SELECT user_id, site_id, name, email, company, plan, created_at FROM {users} FINAL
-    WHERE site_id = {{site:String}} OR site_id IS NULL)
-SELECT b.user_id, if({b.seen}, {b.first}, us.created_at) AS joined_at,
+    WHERE site_id = {{site:String}} OR site_id IS NULL){flags}
+SELECT b.user_id AS user_id, if({b.seen}, {b.first}, us.created_at) AS joined_at,
        if({b.seen}, {b.last}, us.created_at) AS last_seen_at
 FROM (SELECT uid AS user_id FROM ev UNION DISTINCT
       {fs_base}SELECT user_id FROM us WHERE site_id = {{site:String}}) AS b
-LEFT JOIN ev ON ev.uid = b.user_id
-{fs_join}LEFT JOIN us ON us.user_id = b.user_id
+LEFT JOIN ev ON ev.uid = b.user_id{fs_join}
+LEFT JOIN us ON us.user_id = b.user_id{chr(10) + "LEFT JOIN fl ON fl.uid = b.user_id" if flags else ""}
 WHERE {where}
 SETTINGS join_use_nulls = 1"""
     return sql, {**b.params, "site": site_id, "now": now_ms}
