@@ -734,10 +734,8 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
         # rollups, export runs and deliveries of the SQLite file: the usual pass, minus events
         rest = sqlite_cleanup.run_cleanup(self.conn, replace(settings, events_retention_days=0),
                                           clock, should_stop=should_stop)
-        rollup_rows = self._drop_old_kept(settings, clock)
-        rest = replace(rest, rollup_rows=rest.rollup_rows + rollup_rows)
         if settings.events_retention_days <= 0:
-            return rest
+            return self._drop_old_kept(settings, clock, rest)
         cutoff = clock.now_ms() - settings.events_retention_days * DAY_MS
         params = {"cutoff": cutoff}
         params["newest"] = self._newest_seq()
@@ -761,6 +759,8 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
         if n or ids:
             self.ch.command(f"ALTER TABLE {self.t('event_ids')} DELETE WHERE {old} "
                             "SETTINGS mutations_sync = 2", params)
+        # then the rollup days past rollup_retention_days (with what was just kept of them)
+        rest = self._drop_old_kept(settings, clock, rest)
         if n:
             sqlite_cohorts.refresh_all(self.conn, clock, events=self)  # who lost their events
         return replace(rest, events=int(n), events_cutoff_ms=cutoff)
@@ -781,12 +781,13 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
             f"intDiv(timestamp_ms, {DAY_MS}), assumeNotNull(user_id) FROM {ev} WHERE {old} "
             "AND user_id IS NOT NULL", params)
 
-    def _drop_old_kept(self, settings: Settings, clock: Clock) -> int:
-        """Rollup days older than ``rollup_retention_days`` (as the file's rollups): the kept
-        user-days go, and events_daily/events_dims of those days are recomputed from the events
-        left there (usually none). user_first_seen is never deleted."""
+    def _drop_old_kept(self, settings: Settings, clock: Clock, rest: CleanupResult
+                       ) -> CleanupResult:
+        """Rollup days older than ``rollup_retention_days`` go, as the file's rollups
+        (events_daily, events_dims and the kept user-days; user_days describes the events
+        stored and goes with them); user_first_seen is never deleted."""
         if settings.rollup_retention_days <= 0:
-            return 0
+            return rest
         before = (clock.now_ms() - settings.rollup_retention_days * DAY_MS) // DAY_MS
         p = {"d": _day(before)}
         gone = 0
@@ -794,7 +795,8 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
             (n,), = self.ch.rows(f"SELECT count() FROM {self.t(table)} WHERE day < {{d:Date}}",
                                  p)
             if n:
-                self._refill(table, f"day < '{_day(before).isoformat()}'")
+                self.ch.command(f"ALTER TABLE {self.t(table)} DELETE WHERE day < {{d:Date}} "
+                                "SETTINGS mutations_sync = 2", p)
                 gone += int(n)
         (n,), = self.ch.rows(f"SELECT count() FROM {self.t('cleaned_user_days')} "
                              "WHERE day_num < {b:Int64}", {"b": before})
@@ -802,7 +804,7 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
             self.ch.command(f"ALTER TABLE {self.t('cleaned_user_days')} DELETE WHERE "
                             "day_num < {b:Int64} SETTINGS mutations_sync = 2", {"b": before})
             gone += int(n)
-        return gone
+        return replace(rest, rollup_rows=rest.rollup_rows + gone)
 
     def _refill(self, name: str, where: str, source: str | None = None) -> None:
         """Recompute the rows of rollup ``name`` (schema.ROLLUPS) that ``where`` selects from
