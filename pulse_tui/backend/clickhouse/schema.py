@@ -51,8 +51,8 @@ ReplacingMergeTree partitioned by month, ordered by team, day, event and a hash 
     event in it is decided exactly by that day's first and last event times. Cohort criteria
     on event count and first/last seen read it too.
   - Cleanup keeps ``events_daily`` and ``events_dims`` as they are (SPEC 9: rollups outlive
-    the raw events for ``rollup_retention_days``; past that their rows go, as on SQLite); ``user_days`` describes the events left (cleanup recomputes
-    the days it touched). ``rebuild-rollups`` recomputes them from the events but keeps, as on
+    the raw events for ``rollup_retention_days``; past that their rows go, as on SQLite);
+    ``user_days`` describes the events left (cleanup recomputes the days it touched). ``rebuild-rollups`` recomputes them from the events but keeps, as on
     SQLite, the daily and dims rows of days up to cleanup's latest cutoff. Schema version 3
     added them; opening an older store creates them and fills them from the events
     (``ensure_schema``: run while no other process imports).
