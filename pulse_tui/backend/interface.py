@@ -117,6 +117,12 @@ class EventsBackend(Protocol):
         """A value that changes when another writer commits events (cheap when nothing did)."""
         ...
 
+    def data_mark(self) -> str:
+        """A mark of the events and users rows that any writer's insert, update or delete
+        moves, and that means the same on every connection and after a restart (unlike the
+        change token, which may be one connection's): the periodic cohort job stores it."""
+        ...
+
     # ---------------------------------------------------------------- reports (SPEC 8)
     def range_totals(self, site_id: str, rng: DateRange, now_ms: int | None = None
                      ) -> RangeTotals:
@@ -277,6 +283,10 @@ class OutsideEvents(Protocol):
     ``store/retention.py``) asks an events backend for when the events are not in the PULSE
     file (``events=`` of those functions; None: it reads the file's own tables). Membership rows
     and retention snapshots stay in the file; only these reads go out."""
+
+    def data_mark(self) -> str:
+        """See :meth:`EventsBackend.data_mark`."""
+        ...
 
     def cohort_evaluate(self, site_id: str, criteria: Group, now_ms: int
                         ) -> list[tuple[str, int, int]]:

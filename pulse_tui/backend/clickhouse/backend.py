@@ -159,11 +159,21 @@ class ClickHouseEvents(MembershipInSqlite):
         # metadata only (system.parts): rows and the newest block number of the active parts
         # change with every insert or delete; nothing is read from the tables themselves. The
         # SQLite file's data_version joins it: cohorts, rules and jobs other programs changed.
-        rows = self.ch.rows(
+        return (self._parts(), sqlite_events.data_version(self.conn))
+
+    def _parts(self) -> tuple[int, int, int]:
+        (rows, top, n), = self.ch.rows(
             "SELECT sum(rows), max(max_block_number), count() FROM system.parts "
             "WHERE database = {db:String} AND table IN ('events', 'users') AND active",
             {"db": self.ch.database})
-        return (tuple(rows[0]) if rows else (), sqlite_events.data_version(self.conn))
+        return int(rows or 0), int(top or 0), int(n or 0)
+
+    def data_mark(self) -> str:
+        # rows and the newest block number of the active parts of events and users: every
+        # insert takes a new block number, a delete changes the rows; a merge keeps both
+        # (unless it folds duplicate rows: then one more full cohort refresh, harmless)
+        rows, top, _ = self._parts()
+        return f"ch:{rows}:{top}"
 
     # ---------------------------------------------------------------- reports
     def _totals(self, site_id: str, rng: DateRange, until_ms: int | None = None) -> Totals:

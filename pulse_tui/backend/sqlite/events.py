@@ -140,6 +140,9 @@ class SqliteEvents(MembershipInSqlite):
         # another connection's commit changes data_version; our own do not (Store counts them)
         return events.data_version(self.conn)
 
+    def data_mark(self) -> str:
+        return events.data_mark(self.conn)
+
     # ---------------------------------------------------------------- reports
     def range_totals(self, site_id: str, rng: DateRange, now_ms: int | None = None
                      ) -> RangeTotals:
