@@ -93,7 +93,8 @@ class EventsBackend(Protocol):
 
     # ---------------------------------------------------------------- sites and the live tail
     def sites(self) -> list[Site]:
-        """Every site, by id."""
+        """Every site, by id: the registered ones and those seen only in event rows other
+        programs wrote (named by their id)."""
         ...
 
     def tail(self, *, after: LiveCursor | None = None, site_id: str | None = None,

@@ -50,7 +50,7 @@ class Implementation:
     open: Callable[[Path], Backends]
     import_csv: Callable[[Backends, Path, Path], None]  # (backends, db path, csv file)
     simulate: Callable[[Backends, Path, list[NewEvent]], None]
-    foreign_insert: Callable[[Backends, Path, list[NewEvent]], None]
+    foreign_insert: Callable[..., None]  # (backends, db path, events, *, register=True)
 
 
 def _sqlite_conn(b: Backends) -> sqlite3.Connection:
@@ -70,12 +70,14 @@ def _sqlite_simulate(b: Backends, db: Path, events: list[NewEvent]) -> None:
     write_batch(_sqlite_conn(b), events, NOW)
 
 
-def _sqlite_foreign(b: Backends, db: Path, events: list[NewEvent]) -> None:
+def _sqlite_foreign(b: Backends, db: Path, events: list[NewEvent], *,
+                    register: bool = True) -> None:
     other = sqlite3.connect(db)  # another program: plain sqlite3, no PULSE code
     try:
         with other:
-            other.executemany("INSERT OR IGNORE INTO sites (id, created_at) VALUES (?, ?)",
-                              [(e.site_id, NOW) for e in events])
+            if register:  # the sites table too (ClickHouse has none: nothing to register)
+                other.executemany("INSERT OR IGNORE INTO sites (id, created_at) VALUES (?, ?)",
+                                  [(e.site_id, NOW) for e in events])
             other.executemany(
                 "INSERT INTO events (event_id, site_id, event_type, timestamp_ms, session_id, "
                 "user_id, url, referrer, country, device_type, created_at) "
@@ -103,7 +105,8 @@ def _ch_simulate(b: Backends, db: Path, events: list[NewEvent]) -> None:
     b.events.insert_events(events, NOW)  # type: ignore[attr-defined]
 
 
-def _ch_foreign(b: Backends, db: Path, events: list[NewEvent]) -> None:
+def _ch_foreign(b: Backends, db: Path, events: list[NewEvent], *,
+                register: bool = True) -> None:
     # another program: a plain INSERT of the seed's columns (ingest_seq from its DEFAULT)
     ch = b.events.ch  # type: ignore[attr-defined]
     cols = ("event_id", "site_id", "event_type", "timestamp_ms", "session_id", "user_id", "url",
@@ -230,6 +233,13 @@ def test_the_implementation_has_every_method_of_both_interfaces(world: World) ->
 
 def test_sites(world: World) -> None:
     assert [s.id for s in world.ev.sites()] == sorted({e.site_id for e in world.events})
+
+
+def test_a_site_seen_only_in_rows_another_program_wrote_counts(world: World) -> None:
+    world.impl.foreign_insert(world.b, world.db, [
+        NewEvent("late-s9", "s9", "view", NOW - 500, "u4-z", "u4", "/", None, "JP", "desktop")],
+        register=False)
+    assert [s.id for s in world.ev.sites()] == [*SITES, "s9"]
 
 
 def test_live_tail_in_arrival_order_with_an_opaque_cursor(world: World) -> None:

@@ -119,7 +119,8 @@ class SqliteEvents(MembershipInSqlite):
 
     # ---------------------------------------------------------------- sites and the live tail
     def sites(self) -> list[Site]:
-        return events.list_sites(self.conn)
+        # also the sites of rows other programs inserted (as ClickHouse's sites())
+        return reports.sites(self.conn)
 
     def tail(self, *, after: LiveCursor | None = None, site_id: str | None = None,
              limit: int = 500) -> TailPage:
