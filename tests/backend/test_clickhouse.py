@@ -277,6 +277,13 @@ def test_cleanup_deletes_exactly_the_old_events(tmp_path: Path, ch: Backends,
     assert result.events == len(old) > 0
     left = {e.event_id for e in ch.events.tail(limit=10_000).events}
     assert left == {r[0] for r in rows if int(r[3]) >= cutoff}  # type: ignore[call-overload]
+    assert result.sessions_deleted > 0
+    # the sessions table follows: what the view would compute from the events left
+    conn, db = ch.events.ch, ch.events.db  # type: ignore[attr-defined]
+    assert conn.rows(f"SELECT session_id, min(first_event_at), max(last_event_at), "
+                     f"sum(event_count) FROM {db}.sessions GROUP BY session_id ORDER BY 1") == \
+        conn.rows(f"SELECT session_id, min(timestamp_ms), max(timestamp_ms), count() "
+                  f"FROM {db}.events GROUP BY session_id ORDER BY 1")
     assert ch.events.cleanup(settings, CLOCK).events == 0
     # a deleted event's id may be imported again (as on SQLite); a kept one is a duplicate
     again = _import(ch, _write(tmp_path / "again.csv", EVENT_COLS, old[:3] + rows[-2:]))

@@ -624,6 +624,11 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
         old = "timestamp_ms < {cutoff:Int64} AND ingest_seq != {newest:UInt64}"
         (n,), = self.ch.rows(f"SELECT count() FROM {self.t('events')} WHERE {old}", params)
         (ids,), = self.ch.rows(f"SELECT count() FROM {self.t('event_ids')} WHERE {old}", params)
+        # the sessions that lose events, by session id as on SQLite: each keeps how many?
+        touched = self.ch.rows(
+            f"SELECT session_id, countIf(NOT ({old})) FROM {self.t('events')} WHERE session_id "
+            f"IN (SELECT session_id FROM {self.t('events')} WHERE {old}) GROUP BY session_id",
+            params) if n else []
         # the events first, then their ids (the same condition: event_ids carries both
         # columns), so that an id deleted from events may be imported again, as on SQLite.
         # Stopped between the two, an id is left without its event (it counts as a duplicate
@@ -634,18 +639,33 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
         if n or ids:
             self.ch.command(f"ALTER TABLE {self.t('event_ids')} DELETE WHERE {old} "
                             "SETTINGS mutations_sync = 2", params)
-        if n:
-            sqlite_cohorts.refresh_all(self.conn, clock, events=self)  # who lost their events
-        return replace(rest, events=int(n))
+        self._recompute_sessions([sid for sid, _ in touched])
+        refreshed = len(sqlite_cohorts.refresh_all(self.conn, clock, events=self)) if n else 0
+        return replace(rest, events=int(n), events_cutoff_ms=cutoff,
+                       sessions_deleted=sum(1 for _, kept in touched if not kept),
+                       sessions_updated=sum(1 for _, kept in touched if kept),
+                       cohorts_refreshed=refreshed)
+
+    def _sessions_of(self) -> str:
+        """The sessions view's SELECT over the events (add WHERE and GROUP BY)."""
+        return ("SELECT site_id, session_id, any(user_id), min(timestamp_ms), max(timestamp_ms), "
+                f"toUInt64(count()), min(created_at) FROM {self.t('events')}")
+
+    def _recompute_sessions(self, session_ids: list[str], chunk: int = 10_000) -> None:
+        """The sessions rows of these sessions again from their events (none: gone)."""
+        for i in range(0, len(session_ids), chunk):
+            p = {"ids": session_ids[i:i + chunk]}
+            self.ch.command(f"ALTER TABLE {self.t('sessions')} DELETE WHERE session_id IN "
+                            "{ids:Array(String)} SETTINGS mutations_sync = 2", p)
+            self.ch.command(f"INSERT INTO {self.t('sessions')} {self._sessions_of()} WHERE "
+                            "session_id IN {ids:Array(String)} GROUP BY site_id, session_id", p)
 
     def rebuild(self, now_ms: int) -> int:
         # no rollups to rebuild: the reports read the events; the sessions view is
         # recomputed from them
         self.ch.command(f"TRUNCATE TABLE {self.t('sessions')}")
-        self.ch.command(
-            f"INSERT INTO {self.t('sessions')} SELECT site_id, session_id, any(user_id), "
-            "min(timestamp_ms), max(timestamp_ms), toUInt64(count()), min(created_at) "
-            f"FROM {self.t('events')} GROUP BY site_id, session_id")
+        self.ch.command(f"INSERT INTO {self.t('sessions')} {self._sessions_of()} "
+                        "GROUP BY site_id, session_id")
         self.ch.command(f"TRUNCATE TABLE {self.t('event_ids')}")
         cols = "event_id, ingest_job, ingest_line, timestamp_ms, ingest_seq"
         self.ch.command(f"INSERT INTO {self.t('event_ids')} ({cols}) SELECT {cols} "
