@@ -59,7 +59,6 @@ from pulse_tui.report_models import (
     Totals,
 )
 from pulse_tui.store import cleanup as sqlite_cleanup
-from pulse_tui.store import cohorts as sqlite_cohorts
 from pulse_tui.store import events as sqlite_events
 from pulse_tui.store import imports as sqlite_imports
 from pulse_tui.store.tx import write_transaction
@@ -640,7 +639,7 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
             self.ch.command(f"ALTER TABLE {self.t('event_ids')} DELETE WHERE {old} "
                             "SETTINGS mutations_sync = 2", params)
         self._recompute_sessions([sid for sid, _ in touched])
-        refreshed = len(sqlite_cohorts.refresh_all(self.conn, clock, events=self)) if n else 0
+        refreshed = sqlite_cleanup.refresh_cohorts(self.conn, clock, events=self) if n else 0
         return replace(rest, events=int(n), events_cutoff_ms=cutoff,
                        sessions_deleted=sum(1 for _, kept in touched if not kept),
                        sessions_updated=sum(1 for _, kept in touched if kept),
