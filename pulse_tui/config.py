@@ -74,8 +74,15 @@ class Settings:
     sources: dict[str, str] = field(default_factory=dict, compare=False)
 
     def with_demo(self) -> Settings:
-        """The demo's own database and folders under ``<data dir>/demo/`` (no cleanup)."""
+        """The demo's own database and folders under ``<data dir>/demo/`` (no cleanup); with
+        a ClickHouse events store, a database and folders of its own per store under it
+        (``demo/events-<hash>/``), since a file records which store holds its events."""
         base = data_dir() / "demo"
+        if self.events_store != "sqlite":
+            import hashlib
+
+            digest = hashlib.sha1(events_store_identity(self.events_store).encode())
+            base = base / f"events-{digest.hexdigest()[:10]}"
         return replace(
             self,
             db=base / "pulse.db",
@@ -233,6 +240,26 @@ def redact_url(url: str) -> str:
         return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
     except ValueError:
         return f"{url.split(':', 1)[0]}://(unparsable)"
+
+
+def events_store_identity(value: str) -> str:
+    """What names an events store for good, to record in the PULSE file (never a user or a
+    password): ``sqlite``; ``chdb:///real/dir`` (plus ``?database=NAME`` when not the default
+    one); ``clickhouse[s]://host:port/database`` with the default port filled in."""
+    import os
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    if value == "sqlite":
+        return value
+    parts = urlsplit(value)
+    scheme = parts.scheme.lower()
+    if scheme == "chdb":
+        database = parse_qs(parts.query).get("database", ["pulse"])[0]
+        where = os.path.realpath(unquote(parts.path))
+        return f"chdb://{where}" + ("" if database == "pulse" else f"?database={database}")
+    port = parts.port or (8443 if scheme == "clickhouses" else 8123)
+    database = unquote(parts.path.strip("/")) or "pulse"
+    return f"{scheme}://{(parts.hostname or '').lower()}:{port}/{database}"
 
 
 def check_events_store(value: str, where: str) -> str:

@@ -6,6 +6,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pulse_tui.clock import DAY_MS, Clock
 from pulse_tui.simulate import Simulator, write_batch, write_sites, write_users
@@ -26,24 +27,33 @@ Progress = Callable[[str, int, int], None]
 
 
 def ensure_demo_database(path: Path, clock: Clock, *, days: int = DEMO_DAYS,
-                         progress: Progress | None = None) -> bool:
-    """Create the demo database with ``days`` of history unless it exists. True when built."""
+                         progress: Progress | None = None, events: Any = None) -> bool:
+    """Create the demo database with ``days`` of history unless it exists. True when built.
+
+    ``events``: an events backend that keeps the events elsewhere (ClickHouse, opened on
+    ``path`` by the caller): the history, users and sample files go there, and the file at
+    ``path`` keeps the control data (sites, cohorts, rules, jobs) as in every mode."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = connect(path, bulk=True)
+    conn = connect(path, bulk=True) if events is None else events.conn
     try:
         if derived.get_meta(conn, DEMO_MARK):
             return False
-        build_history(conn, clock.now_ms(), days=days, progress=progress)
+        build_history(conn, clock.now_ms(), days=days, progress=progress, events=events)
         return True
     finally:
-        conn.close()
+        if events is None:
+            conn.close()
 
 
 def build_history(conn: sqlite3.Connection, now_ms: int, *, days: int, seed: int = DEMO_SEED,
-                  progress: Progress | None = None) -> int:
+                  progress: Progress | None = None, events: Any = None) -> int:
     """Write ``days`` of generated history (and today so far), then build every derived table
     in bulk: one insert transaction and one rebuild are much faster than folding day by day.
-    ``progress`` hears what is being done, step by step."""
+    ``progress`` hears what is being done, step by step. ``events``: a backend holding the
+    events elsewhere (ClickHouse): they go there, and nothing derived is built in the file."""
+    if events is not None:
+        return _build_history_elsewhere(conn, events, now_ms, days=days, seed=seed,
+                                        progress=progress)
     steps = days + FINAL_STEPS
 
     def say(what: str, done: int) -> None:
@@ -73,6 +83,40 @@ def build_history(conn: sqlite3.Connection, now_ms: int, *, days: int, seed: int
     return total
 
 
+def _build_history_elsewhere(conn: sqlite3.Connection, events: Any, now_ms: int, *, days: int,
+                             seed: int, progress: Progress | None) -> int:
+    """build_history for an events backend outside the file (ClickHouse): a day per insert
+    (each one skips ids already stored, so a build interrupted and run again ends the same);
+    the sites, the sample imports' jobs, cohorts and rules go into the file."""
+    steps = days + FINAL_STEPS
+
+    def say(what: str, done: int) -> None:
+        if progress is not None:
+            progress(what, done, steps)
+
+    sim = Simulator(seed=seed)
+    today = now_ms // DAY_MS
+    with write_transaction(conn):
+        write_sites(conn, sim, now_ms)
+    total = 0
+    for index, batch in enumerate(sim.history(today - days, today - 1)):
+        say(f"generating day {index + 1} of {days} of history", index)
+        total += events.write_events(batch, now_ms)
+    total += events.write_events([e for e in sim.day_events(today)
+                                  if e.timestamp_ms <= now_ms], now_ms)
+    users = sim.users()
+    events.write_new_users([(u.user_id, u.site_id, u.name, u.email, u.company, u.plan,
+                              u.first_day * DAY_MS, now_ms) for u in users])
+    say(f"stored {total:,} events", days)  # nothing to roll up: ClickHouse reads the events
+    say("importing samples, example cohorts", days + 1)
+    seed_examples(conn, Clock(now_ms), events=events)
+    say("done", steps)
+    with write_transaction(conn):
+        derived.set_meta(conn, DEMO_MARK, now_ms)
+    log.info("demo built in the events store: %d events, %d users", total, len(users))
+    return total
+
+
 def sample_data_dir() -> Path | None:
     """sample_data/: inside the installed package, or at the repository root in a checkout."""
     here = Path(__file__).resolve().parent
@@ -82,9 +126,10 @@ def sample_data_dir() -> Path | None:
     return None
 
 
-def seed_examples(conn: sqlite3.Connection, clock: Clock) -> None:
+def seed_examples(conn: sqlite3.Connection, clock: Clock, *, events: Any = None) -> None:
     """What a newcomer should find in every pane: the sample_data files imported through the
-    importer (their bad rows rejected, as in real life), example cohorts and alert rules."""
+    importer (their bad rows rejected, as in real life), example cohorts and alert rules.
+    ``events``: the backend holding the events when not the file (ClickHouse)."""
     from pulse_tui.ingest import import_file
     from pulse_tui.store import alerts, cohorts
 
@@ -92,17 +137,19 @@ def seed_examples(conn: sqlite3.Connection, clock: Clock) -> None:
     if samples is not None:
         cohorts.create_cohort(conn, clock, site_id="acme-web", name="Beta testers",
                               kind="static", cohort_id="beta-testers",
-                              description="imported from sample_data/cohort_members.csv")
+                              description="imported from sample_data/cohort_members.csv",
+                              events=events)
         for kind in ("events", "users", "cohort_members"):
-            result = import_file(conn, samples / f"{kind}.csv", kind=kind, clock=clock)
+            result = import_file(conn, samples / f"{kind}.csv", kind=kind, clock=clock,
+                                 events=events)
             log.info("demo: imported sample_data/%s.csv: %s", kind, result.status)
     cohorts.create_cohort(
-        conn, clock, site_id="acme-app", name="Signed up in North America",
+        conn, clock, site_id="acme-app", name="Signed up in North America", events=events,
         criteria={"type": "and", "conditions": [
             {"property": "event_type", "operator": "equals", "value": "signup"},
             {"property": "country", "operator": "in", "value": ["US", "CA"]}]})
     cohorts.create_cohort(
-        conn, clock, site_id="acme-app", name="Paying, active this week",
+        conn, clock, site_id="acme-app", name="Paying, active this week", events=events,
         criteria={"type": "and", "conditions": [
             {"type": "or", "conditions": [
                 {"property": "plan", "operator": "equals", "value": "pro"},
@@ -125,11 +172,14 @@ def seed_examples(conn: sqlite3.Connection, clock: Clock) -> None:
 class DemoTraffic:
     """Simulated live traffic for the demo: a background thread writing a few events a second."""
 
-    def __init__(self, db: Path, *, rate: float = 12.0, seed: int | None = None) -> None:
+    def __init__(self, db: Path, *, rate: float = 12.0, seed: int | None = None,
+                 events_store: str = "sqlite", cluster: str | None = None) -> None:
         import threading
         import time
 
         self.db = db
+        self.events_store = events_store  # the traffic goes where the demo's events live
+        self.cluster = cluster
         self.rate = rate
         # a new seed every start: event ids come from the seed, so a fixed one would repeat
         # the previous run's ids, and every "new" event would be dropped as a duplicate
@@ -152,7 +202,15 @@ class DemoTraffic:
         sim = Simulator(seed=self.seed)
         rng = random.Random(self.seed)
         try:
-            conn = connect(self.db)
+            if self.events_store == "sqlite":
+                conn = connect(self.db)
+                target: Any = conn
+                close = conn.close
+            else:
+                from pulse_tui.backend.wiring import open_backends
+
+                target = open_backends(self.db, self.events_store, cluster=self.cluster)
+                close = target.close
         except Exception:  # noqa: BLE001 - the demo goes on without live traffic
             log.exception("demo traffic could not open the database")
             return
@@ -167,8 +225,8 @@ class DemoTraffic:
                 carry -= count
                 if count:
                     try:
-                        write_batch(conn, sim.live(now_ms, count), now_ms)
+                        write_batch(target, sim.live(now_ms, count), now_ms)
                     except sqlite3.OperationalError:
                         log.warning("demo traffic: database busy, retrying")
         finally:
-            conn.close()
+            close()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pulse_tui.backend.interface import Backends
 from pulse_tui.backend.sqlite import on_connection, open_sqlite
+from pulse_tui.backend.sqlite.home import check_events_home
 from pulse_tui.config import redact_url
 from pulse_tui.errors import UsageError
 
@@ -18,8 +19,14 @@ def _clickhouse(path: Path, url: str, cluster: str | None, *, migrate: bool = Tr
     return open_clickhouse(path, url, cluster=cluster, migrate=migrate)
 
 
-def _sqlite(path: Path, _store: str, _cluster: str | None, *, migrate: bool = True) -> Backends:
-    return open_sqlite(path, migrate=migrate)
+def _sqlite(path: Path, store: str, _cluster: str | None, *, migrate: bool = True) -> Backends:
+    backends = open_sqlite(path, migrate=migrate)
+    try:  # a file whose events live in ClickHouse is refused, not shown empty
+        check_events_home(backends.control.conn, path, store)  # type: ignore[attr-defined]
+    except BaseException:
+        backends.close()
+        raise
+    return backends
 
 
 # events_store scheme -> opener(database path, events_store, cluster, migrate=...); control data

@@ -25,6 +25,8 @@ def copy_events_cmd(ctx: click.Context, to: str, **_: Any) -> None:
     """Copy the events and users of the SQLite file into ClickHouse. Resumable: run it again
     after an interruption and it continues where it stopped (nothing is stored twice)."""
     from pulse_tui.backend.clickhouse import open_clickhouse
+    from pulse_tui.backend.sqlite.home import check_events_home
+    from pulse_tui.store import events_home
     from pulse_tui.store.connection import connect
 
     to = check_events_store(to, "--to")
@@ -33,7 +35,20 @@ def copy_events_cmd(ctx: click.Context, to: str, **_: Any) -> None:
     settings = settings_from(ctx)
     shown = redact_url(to)
     source = connect(settings.db, create=False)
-    target = open_clickhouse(settings.db, to, cluster=settings.clickhouse_cluster)
+    try:
+        # the file records where its events live from now on (a file already moved to
+        # another store is refused); undone if the store cannot be opened
+        was = events_home.recorded(source)
+        check_events_home(source, settings.db, to, moving=True)
+        try:
+            target = open_clickhouse(settings.db, to, cluster=settings.clickhouse_cluster)
+        except BaseException:
+            if was is None:
+                events_home.forget(source)
+            raise
+    except BaseException:
+        source.close()
+        raise
     try:
         copied = copy_events(source, target.events, str(settings.db.resolve()), echo=click.echo)
     finally:

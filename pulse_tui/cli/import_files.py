@@ -78,6 +78,7 @@ def import_cmd(ctx: click.Context, files: tuple[Path, ...], kind: str | None,
     rejected or a file failed; duplicates alone exit 0. cohort_members go into existing
     static cohorts only.
     """
+    from pulse_tui.backend.sqlite.home import check_events_home
     from pulse_tui.backend.wiring import open_backends
     from pulse_tui.store import imports as imports_sql
     from pulse_tui.store.connection import connect
@@ -89,6 +90,11 @@ def import_cmd(ctx: click.Context, files: tuple[Path, ...], kind: str | None,
     if settings.events_store == "sqlite":
         conn = connect(settings.db, bulk=True)
         close = conn.close
+        try:  # never into the file's own table when its events live in ClickHouse
+            check_events_home(conn, settings.db, "sqlite")
+        except BaseException:
+            close()
+            raise
     else:  # rows into ClickHouse; the job, its rejects and checkpoint in the SQLite file
         backends = open_backends(settings.db, settings.events_store,
                              cluster=settings.clickhouse_cluster)

@@ -18,6 +18,7 @@ def rebuild_rollups_cmd(ctx: click.Context) -> None:
     Days whose raw events cleanup deleted keep their rollups as they are (charts outlive raw
     events), and distinct counts stay exact across that border.
     """
+    from pulse_tui.backend.sqlite.home import check_events_home
     from pulse_tui.backend.wiring import backends_on, open_backends
     from pulse_tui.clock import day_of
     from pulse_tui.store import derived
@@ -27,6 +28,11 @@ def rebuild_rollups_cmd(ctx: click.Context) -> None:
     kept: dict[str, int] = {}
     if settings.events_store == "sqlite":
         conn = connect(settings.db, bulk=True)
+        try:  # the file's own (empty) table is no source when its events live elsewhere
+            check_events_home(conn, settings.db, "sqlite")
+        except BaseException:
+            conn.close()
+            raise
         backends, close = backends_on(conn), conn.close
         kept = derived.history_days(conn)  # rollups cleanup left without their raw events
     else:  # nothing is rolled up beside ClickHouse's events: its sessions are recomputed

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from pulse_tui.backend.interface import EventsBackend
+from pulse_tui.backend.sqlite.home import check_events_home
 from pulse_tui.backend.wiring import backends_on, open_backends
 from pulse_tui.cli.common import pulse_command, settings_from
 from pulse_tui.clock import Clock
@@ -121,6 +122,11 @@ def report_cmd(ctx: click.Context, name: str, site: str | None, start: str | Non
     settings = settings_from(ctx)
     if settings.events_store == "sqlite":
         conn = connect(settings.db, migrate=False, keep_journal_mode=True)  # reads only (SPEC 10)
+        try:
+            check_events_home(conn, settings.db, "sqlite")  # not zeros of a moved file
+        except BaseException:
+            conn.close()
+            raise
         backends, close = backends_on(conn), conn.close
     else:
         backends = open_backends(settings.db, settings.events_store,

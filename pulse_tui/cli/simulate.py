@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from pulse_tui.cli.common import pulse_command, settings_from
+from pulse_tui.config import redact_url
 
 # simulate's bounds: a rate beyond this is a typo (1e12 once grew to 7 GB before writing),
 # and each transaction writes at most SIMULATE_CHUNK events so SIGTERM is seen promptly
@@ -63,8 +64,9 @@ def simulate_cmd(ctx: click.Context, rate: float, duration: float | None, sites:
     try:
         with write_transaction(conn):
             write_sites(backends, sim, int(time.time() * 1000))
-        click.echo(f"simulating {rate:g} events/s into {settings.db} (ctrl+c to stop)",
-                   err=True)
+        where = (str(settings.db) if settings.events_store == "sqlite"
+                 else f"{redact_url(settings.events_store)} (control data: {settings.db})")
+        click.echo(f"simulating {rate:g} events/s into {where} (ctrl+c to stop)", err=True)
         next_at = start
         while not stop["now"]:
             now = time.monotonic()

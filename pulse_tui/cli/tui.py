@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from pulse_tui.clock import Clock
-from pulse_tui.config import Settings
+from pulse_tui.config import Settings, redact_url
 from pulse_tui.worker import inbox
 
 
@@ -43,22 +43,47 @@ def _demo_progress() -> Iterator[Callable[[str, int, int], None]]:
             bar.__exit__(None, None, None)
 
 
+def prepare_demo(settings: Settings, clock: Clock, *, days: int | None = None,
+                 progress: Callable[[str, int, int], None] | None = None) -> bool:
+    """Build the demo (``settings.with_demo()``) unless built: in the file, or with its
+    events in the configured ClickHouse store and its control data in the file."""
+    from pulse_tui.backend.wiring import open_backends
+    from pulse_tui.demo import DEMO_DAYS, ensure_demo_database
+
+    days = DEMO_DAYS if days is None else days
+    if settings.events_store == "sqlite":
+        return ensure_demo_database(settings.db, clock, days=days, progress=progress)
+    settings.db.parent.mkdir(parents=True, exist_ok=True)
+    backends = open_backends(settings.db, settings.events_store,
+                             cluster=settings.clickhouse_cluster)
+    try:
+        return ensure_demo_database(settings.db, clock, days=days, progress=progress,
+                                    events=backends.events)
+    finally:
+        backends.close()
+
+
 def run_tui(settings: Settings, *, demo: bool, worker: bool, read_only: bool = False) -> None:
+    from pulse_tui.backend.sqlite.home import check_events_home
     from pulse_tui.backend.wiring import open_backends
     from pulse_tui.store.connection import connect
 
     clock = Clock.from_env()
     if demo:
-        from pulse_tui.demo import ensure_demo_database
-
-        click.echo(f"Preparing the demo database at {settings.db} (first start only)",
+        where = ("" if settings.events_store == "sqlite"
+                 else f", its events in {redact_url(settings.events_store)}")
+        click.echo(f"Preparing the demo database at {settings.db}{where} (first start only)",
                    err=True)
         with _demo_progress() as progress:
-            ensure_demo_database(settings.db, clock, progress=progress)
+            prepare_demo(settings, clock, progress=progress)
     elif settings.events_store == "sqlite":
         # create or check it before the screen is taken; the TUI only reads until the
         # operator writes, so a file that needs upgrading is refused untouched (SPEC 10)
-        connect(settings.db, migrate=False, keep_journal_mode=True).close()
+        conn = connect(settings.db, migrate=False, keep_journal_mode=True)
+        try:  # a file whose events live in ClickHouse is refused, not shown empty
+            check_events_home(conn, settings.db, "sqlite")
+        finally:
+            conn.close()
     else:  # the same for the SQLite file, and create or check the events store
         open_backends(settings.db, settings.events_store,
                       cluster=settings.clickhouse_cluster, migrate=False).close()

@@ -169,6 +169,10 @@ def import_file(
     - ``events``: where the rows go when the events do not live in ``conn`` (ClickHouse): each
       parsed batch is handed to ``events.write_import_batch`` (which moves the job's checkpoint
       in ``conn`` after storing the rows); ``conn`` keeps the job, its rejects and checkpoint.
+      A fresh events job first offers the whole file to ``events.import_whole_file`` when it
+      has one (ClickHouse's fast path, backend/clickhouse/bulk.py): it stores the file and
+      moves the job to its end with the counts this importer would give, or declines and the
+      file is read here as usual (``PULSE_IMPORT_FAST_PATH=0``: never offered).
     - ``follow_symlinks`` False: a symbolic link at ``path`` is refused (the worker's rule);
       ``inside`` (the import folder): a subfolder of it holding ``path`` is never a link.
     - The file is read through one descriptor; when its size, modification or change time

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,9 @@ def _delete_event_batch(conn: sqlite3.Connection, site_id: str, cutoff_ms: int,
     """One write transaction: up to ``batch`` old events of the site and their sessions.
     Returns (events deleted, sessions deleted, sessions recomputed)."""
     with write_transaction(conn):
+        # others' changes first; the rows deleted here are then forgotten by the watch
+        # triggers (derived.discard_stale below): these days keep their rollups
+        derived.catch_up(conn, int(time.time() * 1000))
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS _cleanup_rows (r INTEGER PRIMARY KEY)")
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS _cleanup_sessions "
                      "(s TEXT PRIMARY KEY) WITHOUT ROWID")
@@ -74,6 +78,7 @@ def _delete_event_batch(conn: sqlite3.Connection, site_id: str, cutoff_ms: int,
                               "(SELECT r FROM temp._cleanup_rows)").rowcount
         if events:  # a later rebuild keeps the rollups of these days (derived.history_days)
             derived.record_cleanup(conn, cutoff_ms)
+            derived.discard_stale(conn)
         gone = conn.execute(
             "DELETE FROM sessions WHERE session_id IN (SELECT s FROM temp._cleanup_sessions) "
             "AND NOT EXISTS (SELECT 1 FROM events e WHERE e.session_id = sessions.session_id "

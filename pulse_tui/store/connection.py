@@ -347,9 +347,10 @@ def migrate_schema(conn: sqlite3.Connection, path: Path, *, allow_data: bool = T
         # 3. every table and index (IF NOT EXISTS)
         for statement in _statements(schema_sql()):
             conn.execute(statement)
-        # the partial index of unusable event rows (pulse_tui.store.derived.valid_event_sql)
-        from pulse_tui.store.derived import UNUSABLE_INDEX_SQL
-        conn.execute(UNUSABLE_INDEX_SQL)
+        # the partial index of unusable event rows (pulse_tui.store.derived.valid_event_sql),
+        # the table and triggers that record events other programs delete or change
+        from pulse_tui.store.derived import ensure_watch
+        ensure_watch(conn)
         # 4. sites referenced by existing rows
         conn.execute(
             """

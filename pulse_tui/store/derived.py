@@ -372,18 +372,33 @@ def _rebuild_distinct(conn: sqlite3.Connection) -> None:
 
 def catch_up(conn: sqlite3.Connection, now_ms: int, *, max_rows: int | None = None,
              distinct: bool = True) -> int:
-    """Fold every event above the high-water mark into the derived tables.
+    """Fold every event above the high-water mark into the derived tables, then re-derive the
+    days whose folded events other programs deleted or changed (:func:`refold_stale`).
 
     Must run inside a write transaction (the caller's, so the insert and its derived rows
     commit together). Returns the number of rowids folded. ``distinct=False`` skips the
-    distinct-count rollups (only for rebuild, which builds them in bulk afterwards).
+    distinct-count rollups (only for rebuild, which builds them in bulk afterwards). When the
+    row at the fold mark is no longer the one that was folded there (rows deleted and inserted
+    behind PULSE's back while the watch triggers were missing), rebuilds everything instead.
     """
+    ensure_watch(conn)
+    if not mark_ok(conn):
+        log.warning("the events at the fold mark changed behind PULSE's back (rows deleted and "
+                    "inserted while the watch triggers were missing): rebuilding the derived "
+                    "tables from the events")
+        return _rebuild(conn, now_ms)
+    n = _fold_new(conn, now_ms, max_rows=max_rows, distinct=distinct)
+    refold_stale(conn, now_ms)
+    return n
+
+
+def _fold_new(conn: sqlite3.Connection, now_ms: int, *, max_rows: int | None = None,
+              distinct: bool = True) -> int:
+    """Fold the events above the high-water mark; move the mark and its identity."""
     hwm = high_water_mark(conn)
     top = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
-    if top > hwm and not has_unusable_index(conn):  # files from before the index: once
-        conn.execute(UNUSABLE_INDEX_SQL)
     if top < hwm:  # events were deleted from the top (rare); nothing new to fold
-        set_meta(conn, HWM_KEY, top)
+        _set_mark(conn, top)
         return 0
     if max_rows is not None:
         top = min(top, hwm + max_rows)
@@ -392,13 +407,20 @@ def catch_up(conn: sqlite3.Connection, now_ms: int, *, max_rows: int | None = No
         hi = min(top, lo + CHUNK_ROWS)
         _fold(conn, lo, hi, now_ms, distinct=distinct)
         lo = hi
-    set_meta(conn, HWM_KEY, top)
+    if top > hwm or get_meta(conn, MARK_KEY) is None:
+        _set_mark(conn, top)
     return top - hwm
+
+
+def _needs_work(conn: sqlite3.Connection) -> bool:
+    """Rows above the high-water mark, stale days, a changed mark, or missing upkeep objects."""
+    return (pending_rows(conn) > 0 or _upkeep_missing(conn) or has_stale(conn)
+            or not mark_ok(conn))
 
 
 def catch_up_tx(conn: sqlite3.Connection, now_ms: int) -> int:
     """catch_up in its own short write transaction (the worker's path for foreign writes)."""
-    if pending_rows(conn) == 0:
+    if not _needs_work(conn):
         return 0
     with write_transaction(conn):
         n = catch_up(conn, now_ms)
@@ -412,24 +434,26 @@ FOLD_BUSY_MS = 2_000  # how long a reader waits for the write lock before readin
 def fold_pending(conn: sqlite3.Connection) -> int:
     """Fold pending rows before reading: the one step every reader of derived tables takes.
 
-    Cheap when nothing is pending (two indexed lookups). Otherwise folds the rows other
-    programs inserted, in its own short write transaction, waiting at most FOLD_BUSY_MS for
-    the write lock. A read-only file, a writer holding the lock longer, a full disk or a caller
-    inside its own transaction leave the rows unfolded: returns how many rowids remain above
-    the high-water mark (0 when derived data covers every event), so the reader adds those
-    rows from the raw events (reports) or says that it cannot (retention, cohorts).
+    Cheap when nothing is pending (a few indexed lookups). Otherwise folds the rows other
+    programs inserted and re-derives the days of rows they deleted or changed, in its own short
+    write transaction, waiting at most FOLD_BUSY_MS for the write lock. A read-only file, a
+    writer holding the lock longer, a full disk or a caller inside its own transaction leave
+    the rows unfolded: returns how many rowids remain above the high-water mark (0 when derived
+    data covers every event), so the reader adds those rows from the raw events (reports) or
+    says that it cannot (retention, cohorts); :func:`stale` then says whether days of a site
+    wait for re-deriving (reports read those from the raw events).
     """
     pending = pending_rows(conn)
-    # files from before the partial index of unusable rows get it once (like a fold: derived
-    # data, in the same short write transaction)
-    need_index = not has_unusable_index(conn)
-    if (pending == 0 and not need_index) or conn.in_transaction:
+    # files from before the partial index of unusable rows or the watch triggers get them
+    # once (like a fold: derived data, in the same short write transaction)
+    if conn.in_transaction or not (pending or _upkeep_missing(conn) or has_stale(conn)
+                                   or not mark_ok(conn)):
         return pending
     previous = conn.execute("PRAGMA busy_timeout").fetchone()[0]
     conn.execute(f"PRAGMA busy_timeout = {min(previous, FOLD_BUSY_MS)}")
     try:
         with write_transaction(conn):
-            if need_index:
+            if not has_unusable_index(conn):
                 conn.execute(UNUSABLE_INDEX_SQL)
             catch_up(conn, int(time.time() * 1000))
     except sqlite3.OperationalError as exc:  # read-only, locked, busy, disk full
@@ -437,6 +461,293 @@ def fold_pending(conn: sqlite3.Connection) -> int:
     finally:
         conn.execute(f"PRAGMA busy_timeout = {previous}")
     return pending_rows(conn)
+
+
+# ------------------------------------------------------------------ rows other programs change
+# Another program may DELETE or UPDATE events that were folded already (rowid at or below the
+# high-water mark). Two triggers on ``events`` (created with the schema, and once on files from
+# before them) copy the folded row as it was (DELETE, UPDATE) and as it becomes (UPDATE) into
+# STALE_TABLE; the next fold re-derives those (site, day) pairs from the events
+# (:func:`refold_stale`), so every number is right without rebuild-rollups. The DELETE trigger
+# also lowers the high-water mark when the newest rows go: SQLite gives the next insert
+# max(rowid) + 1, which would otherwise lie below the mark and never be folded. The identity
+# of the newest folded row (``rowid quote(event_id)`` under MARK_KEY, moved by the triggers
+# when that row is deleted or changed) catches that case when the triggers were missing:
+# catch_up then rebuilds. Days whose raw events cleanup deleted (up to the recorded
+# cutoff) keep their rollups, as rebuild-rollups keeps them.
+STALE_TABLE = "derived_stale"
+MARK_KEY = "derived_mark"
+DELETE_TRIGGER = "events_derived_delete"
+UPDATE_TRIGGER = "events_derived_update"
+_STALE_COLUMNS = ("site_id", "day", "session_id", "user_id", *DIMENSIONS)
+_HWM_SQL = f"(SELECT CAST(value AS INTEGER) FROM pulse_meta WHERE key = '{HWM_KEY}')"
+_TOP_SQL = "(SELECT coalesce(max(rowid), 0) FROM events)"
+_MARK_SQL = "rowid || ' ' || quote(event_id)"
+_WATCHED = ("event_id", "site_id", "event_type", "timestamp_ms", "session_id", "user_id",
+            *OPTIONAL_TEXT)
+
+
+def _record(side: str) -> str:
+    values = ", ".join((f"{side}.site_id", f"{side}.timestamp_ms / {DAY_MS}",
+                        *(f"{side}.{c}" for c in _STALE_COLUMNS[2:])))
+    return (f"INSERT INTO {STALE_TABLE} ({', '.join(_STALE_COLUMNS)}) SELECT {values} "
+            f"WHERE {side}.rowid <= {_HWM_SQL} AND {valid_event_sql(side)};")
+
+
+# the newest rows went (deleted, or their rowid moved down): the next insert's rowid
+# (max(rowid) + 1) must lie above the high-water mark
+_CLAMP = (f"UPDATE pulse_meta SET value = {_TOP_SQL} "
+          f"WHERE key = '{HWM_KEY}' AND CAST(value AS INTEGER) > {_TOP_SQL};")
+# the remembered newest folded row changed or went: remember the newest one left
+_REMARK = (f"UPDATE pulse_meta SET value = (SELECT {_MARK_SQL} FROM events "
+           f"WHERE rowid <= {_HWM_SQL} ORDER BY rowid DESC LIMIT 1) "
+           f"WHERE key = '{MARK_KEY}' AND value = old.rowid || ' ' || quote(old.event_id);")
+_CHANGED = " OR ".join(["old.rowid IS NOT new.rowid",
+                        *(f"old.{c} IS NOT new.{c} OR typeof(old.{c}) != typeof(new.{c})"
+                          for c in _WATCHED)])
+WATCH_SQL = (
+    f"CREATE TABLE IF NOT EXISTS {STALE_TABLE} (site_id TEXT NOT NULL, day INTEGER NOT NULL, "
+    "session_id TEXT NOT NULL, user_id TEXT, event_type TEXT, url TEXT, referrer TEXT, "
+    "country TEXT, device_type TEXT)",
+    f"CREATE TRIGGER IF NOT EXISTS {DELETE_TRIGGER} AFTER DELETE ON events "
+    f"BEGIN {_record('old')} {_CLAMP} {_REMARK} END",
+    f"CREATE TRIGGER IF NOT EXISTS {UPDATE_TRIGGER} AFTER UPDATE ON events "
+    f"WHEN (old.rowid <= {_HWM_SQL} OR new.rowid <= {_HWM_SQL}) AND ({_CHANGED}) "
+    f"BEGIN {_record('old')} {_record('new')} {_CLAMP} {_REMARK} END",
+)
+_UPKEEP = ((STALE_TABLE, "table"), (DELETE_TRIGGER, "trigger"), (UPDATE_TRIGGER, "trigger"),
+           (UNUSABLE_INDEX, "index"))
+
+
+def _upkeep_missing(conn: sqlite3.Connection) -> bool:
+    """Whether the file lacks the stale-rows table, a watch trigger or the unusable-rows index."""
+    have = conn.execute(
+        "SELECT count(*) FROM sqlite_master WHERE (name, type) IN (VALUES "
+        + ", ".join("(?, ?)" for _ in _UPKEEP) + ")",
+        [x for pair in _UPKEEP for x in pair]).fetchone()[0]
+    return have < len(_UPKEEP)
+
+
+def ensure_watch(conn: sqlite3.Connection) -> None:
+    """Create the stale-rows table, the watch triggers and the unusable-rows index when missing
+    (inside the caller's write transaction; files from before them get them once)."""
+    if _upkeep_missing(conn):
+        for statement in WATCH_SQL:
+            conn.execute(statement)
+        conn.execute(UNUSABLE_INDEX_SQL)
+
+
+def _set_mark(conn: sqlite3.Connection, rowid: int) -> None:
+    """Set the high-water mark to ``rowid`` and remember which row it is."""
+    set_meta(conn, HWM_KEY, rowid)
+    row = conn.execute(f"SELECT {_MARK_SQL} FROM events WHERE rowid = ?", (rowid,)).fetchone()
+    conn.execute("DELETE FROM pulse_meta WHERE key = ?", (MARK_KEY,))
+    if row is not None and row[0] is not None:
+        set_meta(conn, MARK_KEY, row[0])
+
+
+def mark_ok(conn: sqlite3.Connection) -> bool:
+    """Whether the row remembered at the fold mark is still there, unchanged (True when no
+    mark is remembered: files from before it)."""
+    mark = get_meta(conn, MARK_KEY)
+    if not mark:
+        return True
+    head = str(mark).split(" ", 1)[0]
+    if not head.lstrip("-").isdigit():
+        return False
+    row = conn.execute(f"SELECT {_MARK_SQL} FROM events WHERE rowid = ?", (int(head),)
+                       ).fetchone()
+    return row is not None and row[0] == mark
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                        (name,)).fetchone() is not None
+
+
+def _history_cutoff(conn: sqlite3.Connection) -> int:
+    """Events before this time (ms) may have been deleted by cleanup (0: none)."""
+    try:
+        return int(get_meta(conn, CLEANUP_KEY, "0") or 0)
+    except ValueError:
+        return 0
+
+
+def has_stale(conn: sqlite3.Connection) -> bool:
+    """Whether rows other programs deleted or changed wait for re-deriving."""
+    return (_has_table(conn, STALE_TABLE)
+            and conn.execute(f"SELECT 1 FROM {STALE_TABLE} LIMIT 1").fetchone() is not None)
+
+
+def stale(conn: sqlite3.Connection, site_id: str) -> bool:
+    """After :func:`fold_pending`: whether the site's derived rows could not be brought up to
+    date (a read-only file, a writer holding the lock) for rows other programs deleted or
+    changed, or for a changed fold mark; the reader then counts from the raw events."""
+    if not mark_ok(conn):
+        return True
+    if not _has_table(conn, STALE_TABLE):
+        return False
+    return conn.execute(
+        f"SELECT 1 FROM {STALE_TABLE} WHERE site_id = ? AND day * {DAY_MS} >= ? LIMIT 1",
+        (site_id, _history_cutoff(conn))).fetchone() is not None
+
+
+def discard_stale(conn: sqlite3.Connection) -> None:
+    """Forget the recorded rows (PULSE's own deletes, which keep the rollups on purpose)."""
+    if _has_table(conn, STALE_TABLE):
+        conn.execute(f"DELETE FROM {STALE_TABLE}")
+
+
+def refold_stale(conn: sqlite3.Connection, now_ms: int) -> int:
+    """Re-derive every derived row of the (site, day) pairs recorded in STALE_TABLE from the
+    events, and the sessions and first-seen times of the users and sessions involved; then
+    empty the table. Inside the caller's write transaction, after the rows above the
+    high-water mark are folded. Returns the number of (site, day) pairs re-derived."""
+    if not has_stale(conn):
+        return 0
+    hwm = high_water_mark(conn)
+    cutoff = _history_cutoff(conn)
+    for t in ("_sd", "_se", "_sx", "_sk", "_sco", "_sgd"):
+        conn.execute(f"DROP TABLE IF EXISTS temp.{t}")
+    conn.execute("CREATE TEMP TABLE _sd (site_id TEXT, day INTEGER, "
+                 "PRIMARY KEY (site_id, day)) WITHOUT ROWID")
+    # days whose raw events cleanup deleted keep their rollups (rebuild-rollups keeps them too)
+    conn.execute(f"INSERT OR IGNORE INTO temp._sd SELECT site_id, day FROM {STALE_TABLE} "
+                 f"WHERE day * {DAY_MS} >= ?", (cutoff,))
+    cols = ", ".join(_STALE_COLUMNS)
+    # the usable events of those days as they are now, and as the changed rows were
+    conn.execute(
+        f"CREATE TEMP TABLE _se AS SELECT e.site_id AS site_id, e.timestamp_ms / {DAY_MS} AS day, "
+        "e.session_id AS session_id, e.user_id AS user_id, "
+        + ", ".join(f"e.{d} AS {d}" for d in DIMENSIONS)
+        + f", e.timestamp_ms / {HOUR_MS} AS hour FROM temp._sd d CROSS JOIN events e "
+        f"ON e.site_id = d.site_id AND e.timestamp_ms BETWEEN d.day * {DAY_MS} "
+        f"AND d.day * {DAY_MS} + {DAY_MS - 1} WHERE e.rowid <= ? AND {valid_event_sql('e')}",
+        (hwm,))
+    conn.execute(f"CREATE TEMP TABLE _sx AS SELECT {cols} FROM temp._se UNION ALL "
+                 f"SELECT {cols} FROM {STALE_TABLE} s WHERE EXISTS (SELECT 1 FROM temp._sd d "
+                 "WHERE d.site_id = s.site_id AND d.day = s.day)")
+    days = conn.execute("SELECT site_id, day FROM temp._sd").fetchall()
+    dims = ", ".join(f"'{d}'" for d in DIMENSIONS)
+    conn.execute(
+        "INSERT OR IGNORE INTO sites (id, name, domain, created_at) SELECT DISTINCT site_id, "
+        "site_id, NULL, ? FROM temp._se", (now_ms,))
+    # counts per day: replaced
+    for site, day in days:
+        conn.execute("DELETE FROM rollup_daily WHERE site_id = ? AND day = ?", (site, day))
+        conn.execute("DELETE FROM rollup_hourly WHERE site_id = ? AND hour BETWEEN ? AND ?",
+                     (site, day * 24, day * 24 + 23))
+        conn.execute("DELETE FROM rollup_daily_users WHERE site_id = ? AND day = ?", (site, day))
+        conn.execute("DELETE FROM rollup_daily_sessions WHERE site_id = ? AND day = ?",
+                     (site, day))
+        conn.execute(f"DELETE FROM rollup_daily_dims WHERE site_id = ? AND dim IN ({dims}) "
+                     "AND day = ?", (site, day))
+    conn.execute("INSERT INTO rollup_daily (site_id, day, events) "
+                 "SELECT site_id, day, count(*) FROM temp._se GROUP BY 1, 2")
+    conn.execute("INSERT INTO rollup_hourly (site_id, hour, events) "
+                 "SELECT site_id, hour, count(*) FROM temp._se GROUP BY 1, 2")
+    conn.execute("INSERT INTO rollup_daily_users (site_id, day, user_id, events) "
+                 "SELECT site_id, day, user_id, count(*) FROM temp._se "
+                 "WHERE user_id IS NOT NULL GROUP BY 1, 2, 3")
+    conn.execute("INSERT INTO rollup_daily_sessions (site_id, day, session_id) "
+                 "SELECT DISTINCT site_id, day, session_id FROM temp._se")
+    for dim in DIMENSIONS:
+        conn.execute(
+            "INSERT INTO rollup_daily_dims (site_id, dim, value, day, events) "
+            f"SELECT site_id, '{dim}', coalesce({dim}, ''), day, count(*) FROM temp._se "
+            "GROUP BY 1, 3, 4")
+    _refold_presence(conn)
+    _refold_people(conn, now_ms, cutoff)
+    conn.execute(f"DELETE FROM {STALE_TABLE}")
+    for t in ("_sd", "_se", "_sx", "_sk", "_sco", "_sgd"):
+        conn.execute(f"DROP TABLE IF EXISTS temp.{t}")
+    return len(days)
+
+
+_CHAIN = ("temp._sk k CROSS JOIN rollup_presence p ON p.site_id = k.site_id AND p.dim = k.dim "
+          "AND p.value = k.value AND p.entity = k.entity")
+
+
+def _refold_presence(conn: sqlite3.Connection) -> None:
+    """rollup_presence / rollup_distinct_gaps for the stale days: every key and entity seen
+    on them (before or after the change) gets its rows of those days replaced and its whole
+    chain's prev_day recomputed; the gap histogram moves by the difference."""
+    conn.execute("CREATE TEMP TABLE _sk (site_id TEXT, dim TEXT, value TEXT, entity TEXT, "
+                 "PRIMARY KEY (site_id, dim, value, entity)) WITHOUT ROWID")
+    for dim, value, entity, cond in _distinct_sources("1"):
+        conn.execute(f"INSERT OR IGNORE INTO temp._sk SELECT site_id, '{dim}', {value}, {entity} "
+                     f"FROM temp._sx WHERE {cond}")
+    conn.execute("CREATE TEMP TABLE _sco AS SELECT p.site_id AS site_id, p.dim AS dim, "
+                 "p.value AS value, p.entity AS entity, p.day AS day, "
+                 f"coalesce(p.day - p.prev_day, {GAP_NONE}) AS gap FROM {_CHAIN}")
+    conn.execute(
+        "DELETE FROM rollup_presence WHERE (site_id, dim, value, entity, day) IN "
+        "(SELECT c.site_id, c.dim, c.value, c.entity, c.day FROM temp._sco c "
+        "JOIN temp._sd d ON d.site_id = c.site_id AND d.day = c.day)")
+    for dim, value, entity, cond in _distinct_sources("1"):
+        conn.execute(
+            "INSERT OR IGNORE INTO rollup_presence (site_id, dim, value, entity, day) "
+            f"SELECT DISTINCT site_id, '{dim}', {value}, {entity}, day FROM temp._se "
+            f"WHERE {cond}")
+    conn.execute(
+        "UPDATE rollup_presence SET prev_day = x.pd FROM (SELECT p.site_id AS site_id, "
+        "p.dim AS dim, p.value AS value, p.entity AS entity, p.day AS day, lag(p.day) OVER "
+        "(PARTITION BY p.site_id, p.dim, p.value, p.entity ORDER BY p.day) AS pd "
+        f"FROM {_CHAIN}) AS x WHERE " + _KEY_EQ.format(a="rollup_presence", b="x")
+        + " AND rollup_presence.day = x.day AND rollup_presence.prev_day IS NOT x.pd")
+    conn.execute(
+        "CREATE TEMP TABLE _sgd AS SELECT site_id, dim, value, day, gap, sum(d) AS d FROM ("
+        "SELECT p.site_id AS site_id, p.dim AS dim, p.value AS value, p.day AS day, "
+        f"coalesce(p.day - p.prev_day, {GAP_NONE}) AS gap, 1 AS d FROM {_CHAIN} "
+        "UNION ALL SELECT site_id, dim, value, day, gap, -1 FROM temp._sco) "
+        "GROUP BY 1, 2, 3, 4, 5 HAVING sum(d) != 0")
+    conn.execute(
+        "INSERT INTO rollup_distinct_gaps (site_id, dim, value, day, gap, n) "
+        "SELECT site_id, dim, value, day, gap, d FROM temp._sgd WHERE true "
+        "ON CONFLICT(site_id, dim, value, day, gap) DO UPDATE SET n = n + excluded.n")
+    conn.execute(
+        "DELETE FROM rollup_distinct_gaps WHERE n = 0 AND (site_id, dim, value, day, gap) IN "
+        "(SELECT site_id, dim, value, day, gap FROM temp._sgd)")
+
+
+def _refold_people(conn: sqlite3.Connection, now_ms: int, cutoff: int) -> None:
+    """Sessions and first-seen times of the sessions and users on the stale rows, recomputed
+    from their usable events (a session with none left goes; a first-seen time from before
+    cleanup's cutoff stays, like cleanup keeps it)."""
+    ok = valid_event_sql("x")
+    # per user: through idx_events_site_user (the time bounds of the rule would otherwise tempt
+    # the planner into the (site_id, timestamp_ms) index, a scan of the site per user)
+    ok_user = ok.replace("x.timestamp_ms BETWEEN", "+x.timestamp_ms BETWEEN")
+    assert ok_user != ok
+    sessions = "(SELECT session_id FROM temp._sx)"
+    conn.execute(
+        f"DELETE FROM sessions WHERE session_id IN {sessions} AND NOT EXISTS "
+        f"(SELECT 1 FROM events x WHERE x.session_id = sessions.session_id AND {ok})")
+    conn.execute(
+        "INSERT INTO sessions (session_id, site_id, user_id, first_event_at, last_event_at, "
+        "event_count, created_at) SELECT x.session_id, min(x.site_id), max(x.user_id), "
+        "min(x.timestamp_ms), max(x.timestamp_ms), count(*), ? FROM events x "
+        f"WHERE x.session_id IN {sessions} AND {ok} GROUP BY x.session_id "
+        "ON CONFLICT(session_id) DO UPDATE SET "
+        "user_id = coalesce(excluded.user_id, sessions.user_id), "
+        "first_event_at = excluded.first_event_at, last_event_at = excluded.last_event_at, "
+        "event_count = excluded.event_count", (now_ms,))
+    users = "(SELECT site_id, user_id FROM temp._sx WHERE user_id IS NOT NULL)"
+    conn.execute(
+        f"DELETE FROM user_first_seen WHERE (site_id, user_id) IN {users} "
+        "AND first_seen_ms >= ? AND NOT EXISTS (SELECT 1 FROM events x WHERE "
+        f"x.site_id = user_first_seen.site_id AND x.user_id = user_first_seen.user_id "
+        f"AND {ok_user})", (cutoff,))
+    conn.execute(
+        "INSERT INTO user_first_seen (site_id, user_id, first_seen_ms, last_seen_ms) "
+        "SELECT x.site_id, x.user_id, min(x.timestamp_ms), max(x.timestamp_ms) FROM "
+        f"(SELECT DISTINCT site_id, user_id FROM temp._sx WHERE user_id IS NOT NULL) u "
+        f"CROSS JOIN events x ON x.site_id = u.site_id AND x.user_id = u.user_id WHERE {ok_user} "
+        "GROUP BY x.site_id, x.user_id "
+        "ON CONFLICT(site_id, user_id) DO UPDATE SET first_seen_ms = CASE "
+        "WHEN user_first_seen.first_seen_ms < ? "
+        "THEN min(user_first_seen.first_seen_ms, excluded.first_seen_ms) "
+        "ELSE excluded.first_seen_ms END, last_seen_ms = excluded.last_seen_ms", (cutoff,))
 
 
 # ------------------------------------------------------------------ unusable rows
@@ -627,16 +938,28 @@ def rebuild(conn: sqlite3.Connection, now_ms: int) -> int:
     with write_transaction(conn):
         for statement in _statements(schema_sql()):  # all IF NOT EXISTS: adds new rollups
             conn.execute(statement)
-        catch_up(conn, now_ms)  # rows nobody folded yet count in the history that is kept
-        _drop_unusable_derived(conn)
-        keep = history_days(conn)
-        if keep:
-            _save_history(conn, keep)
-        for table in ROLLUP_TABLES:
-            conn.execute(f"DELETE FROM {table}")
-        set_meta(conn, HWM_KEY, 0)
-        n = catch_up(conn, now_ms, distinct=False)
-        _rebuild_distinct(conn)
-        if keep:
-            _restore_history(conn)
+        ensure_watch(conn)
+        return _rebuild(conn, now_ms)
+
+
+def _rebuild(conn: sqlite3.Connection, now_ms: int) -> int:
+    """:func:`rebuild` inside the caller's write transaction."""
+    if mark_ok(conn):  # rows nobody folded yet count in the history that is kept
+        _fold_new(conn, now_ms)
+    # days other programs changed: not mistaken for history whose events cleanup deleted
+    refold_stale(conn, now_ms)
+    _drop_unusable_derived(conn)
+    keep = history_days(conn)
+    if keep:
+        _save_history(conn, keep)
+    for table in ROLLUP_TABLES:
+        conn.execute(f"DELETE FROM {table}")
+    set_meta(conn, HWM_KEY, 0)
+    n = _fold_new(conn, now_ms, distinct=False)
+    _rebuild_distinct(conn)
+    if keep:
+        _restore_history(conn)
+    discard_stale(conn)  # every day is derived from the events now
+    if not mark_ok(conn):
+        _set_mark(conn, high_water_mark(conn))
     return n

@@ -5,11 +5,13 @@ distinct-count histogram rollup_distinct_gaps, see schema.sql), so 30/90-day ran
 raw events and distinct users/sessions over a range are exact, also per dimension value.
 
 Numbers are right whether or not a worker runs: every rollup reader here starts with
-``derived.fold_pending`` (rows other programs inserted are folded first). When they cannot be
-folded (read-only file, another writer holding the lock, a caller inside its own transaction)
-the rows above the high-water mark are added from the raw events (:func:`_unfolded_counts`),
-their distinct users and sessions counted only when the rollups do not hold them already.
-Only usable rows count anywhere (``derived.VALID_EVENT``).
+``derived.fold_pending`` (rows other programs inserted are folded first, days of rows they
+deleted or changed are re-derived). When they cannot be folded (read-only file, another writer
+holding the lock, a caller inside its own transaction) the rows above the high-water mark are
+added from the raw events (:func:`_unfolded_counts`), their distinct users and sessions counted
+only when the rollups do not hold them already; a site with days waiting for re-deriving
+(``derived.stale``) is counted from the raw events altogether. Only usable rows count anywhere
+(``derived.VALID_EVENT``).
 
 Adding a report (cohorts, retention): write a function ``run(conn, params) -> list[row]`` where
 a row is a frozen dataclass whose fields are the report's columns in order (or a Mapping / tuple
@@ -174,6 +176,8 @@ def _unfolded_counts(conn: sqlite3.Connection, hwm: int, site_id: str, rng: Date
 def totals(conn: sqlite3.Connection, site_id: str, rng: DateRange) -> Totals:
     """Events, exact distinct users and sessions of the site over the range."""
     hwm = unfolded_mark(conn)  # first: folding changes the rollups read below
+    if derived.stale(conn, site_id):
+        return _raw_totals(conn, site_id, rng, rng.end_ms)
     ev = event_count(conn, site_id, rng)
     us = distinct_count(conn, site_id, rng, DISTINCT_USERS)
     se = distinct_count(conn, site_id, rng, DISTINCT_SESSIONS)
@@ -188,6 +192,9 @@ def totals_until(conn: sqlite3.Connection, site_id: str, rng: DateRange, until_m
     """Totals of the range with its last day counted only up to ``until_ms`` (inclusive), exact:
     the whole days from the rollups, the cut day from the raw events, whose users and sessions
     count only when the range's whole days did not already have them."""
+    derived.fold_pending(conn)
+    if derived.stale(conn, site_id):
+        return _raw_totals(conn, site_id, rng, until_ms)
     cut_start = rng.last_day * DAY_MS
     whole = DateRange(rng.start, rng.end - timedelta(days=1)) if rng.days > 1 else None
     if whole:
@@ -239,6 +246,9 @@ def range_totals(conn: sqlite3.Connection, site_id: str, rng: DateRange,
 def daily(conn: sqlite3.Connection, site_id: str, rng: DateRange) -> list[DailyRow]:
     """Every day of the range, oldest first, zeros included: events, users, sessions."""
     hwm = unfolded_mark(conn)  # first: folding changes the rollups read below
+    if derived.stale(conn, site_id):
+        from pulse_tui.store.reports_raw import raw_report
+        return [DailyRow(*r) for r in raw_report(conn, "daily", site_id, rng)]  # type: ignore[arg-type]
     lo, hi = rng.first_day, rng.last_day
     events = dict(conn.execute(
         "SELECT day, events FROM rollup_daily WHERE site_id = ? AND day BETWEEN ? AND ?",
@@ -268,6 +278,8 @@ def _ranked_values(conn: sqlite3.Connection, site_id: str, rng: DateRange, dim: 
     """(stored value, events, distinct users) of a dimension, most events first, then the
     shown label; rows not folded yet added from the raw events."""
     hwm = unfolded_mark(conn)
+    if derived.stale(conn, site_id):
+        return _raw_ranked(conn, site_id, rng, dim, limit)
     if hwm is not None:
         extra = _unfolded_counts(conn, hwm, site_id, rng, dim)
         merged = {v: [n, 0] for v, n in _ranked_counts(conn, site_id, rng, dim, None)}
@@ -282,6 +294,29 @@ def _ranked_values(conn: sqlite3.Connection, site_id: str, rng: DateRange, dim: 
                 for v, (n, users) in ranked]
     return [(v, n, distinct_count(conn, site_id, rng, dim, v))
             for v, n in _ranked_counts(conn, site_id, rng, dim, limit)]
+
+
+def _raw_ranked(conn: sqlite3.Connection, site_id: str, rng: DateRange, dim: str,
+                limit: int | None) -> list[tuple[str, int, int]]:
+    """:func:`_ranked_values` from the raw events (days other programs changed that could not
+    be re-derived yet: a read-only file, a writer holding the lock)."""
+    rows = conn.execute(
+        f"SELECT coalesce({dim}, '') AS v, count(*), count(DISTINCT user_id) FROM events "
+        f"WHERE site_id = ? AND timestamp_ms BETWEEN ? AND ? AND {derived.VALID_EVENT} "
+        "GROUP BY v", (site_id, rng.start_ms, rng.end_ms)).fetchall()
+    ranked = sorted(((str(v), int(n), int(u)) for v, n, u in rows),
+                    key=lambda r: (-r[1], _label(r[0]), r[0]))
+    return ranked if limit is None else ranked[:limit]
+
+
+def _raw_totals(conn: sqlite3.Connection, site_id: str, rng: DateRange, until_ms: int
+                ) -> Totals:
+    """Totals of the range up to ``until_ms`` from the raw events (see :func:`_raw_ranked`)."""
+    ev, us, se = conn.execute(
+        "SELECT count(*), count(DISTINCT user_id), count(DISTINCT session_id) FROM events "
+        f"WHERE site_id = ? AND timestamp_ms BETWEEN ? AND ? AND {derived.VALID_EVENT}",
+        (site_id, rng.start_ms, min(until_ms, rng.end_ms))).fetchone()
+    return Totals(rng, int(ev), int(us), int(se))
 
 
 def _ranked_counts(conn: sqlite3.Connection, site_id: str, rng: DateRange, dim: str,

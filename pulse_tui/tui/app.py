@@ -146,7 +146,9 @@ class PulseApp(ReportsWorkerErrors, App[None]):
     def _start_demo_traffic(self) -> None:
         from pulse_tui.demo import DemoTraffic
 
-        self._demo_traffic = DemoTraffic(self.settings.db)
+        self._demo_traffic = DemoTraffic(self.settings.db,
+                                         events_store=self.settings.events_store,
+                                         cluster=self.settings.clickhouse_cluster)
         self._demo_traffic.start()
 
     def _start_worker(self) -> None:
@@ -251,6 +253,13 @@ class PulseApp(ReportsWorkerErrors, App[None]):
     async def action_show_pane(self, pane: str) -> None:
         if pane in self._panes and self.current_mode != pane:
             await self.switch_mode(pane)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """The global site is chosen on the panes only: editors and modals (the alert
+        editor's own keys, a site picker already open) neither offer nor run it."""
+        if action == "pick_site" and not isinstance(self.screen, PaneScreen):
+            return False
+        return True
 
     @work(exclusive=True, group="site-picker", exit_on_error=False)
     async def action_pick_site(self) -> None:

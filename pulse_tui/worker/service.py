@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pulse_tui.backend.sqlite.home import check_events_home
 from pulse_tui.backend.wiring import open_backends
 from pulse_tui.clock import Clock
 from pulse_tui.config import Settings
@@ -240,6 +241,11 @@ class WorkerService:
                 self._events = events_backends.events
                 self._shared = events_backends
             conn = connect(self.settings.db)
+            try:  # a file whose events live in another store: stop, saying so
+                check_events_home(conn, self.settings.db, self.settings.events_store)
+            except PulseError:
+                conn.close()
+                raise
         except PulseError as exc:
             if events_backends is not None:
                 events_backends.close()

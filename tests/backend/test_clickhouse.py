@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from pulse_tui.alerts import engine
+from pulse_tui.backend.clickhouse.schema import SCHEMA_VERSION
 from pulse_tui.backend.interface import Backends
 from pulse_tui.backend.wiring import open_backends
 from pulse_tui.clock import DAY_MS, HOUR_MS, Clock
@@ -242,6 +243,21 @@ def test_the_id_lookup_reads_only_the_granules_that_may_hold_the_ids(ch: Backend
     assert total >= 8 and picked <= 2, plan  # at most one granule per id, never the table
 
 
+def test_a_query_failing_mid_stream_leaves_nothing_in_the_next_result(tmp_path: Path,
+                                                                       ch: Backends) -> None:
+    import gzip
+
+    conn = ch.events.ch  # type: ignore[attr-defined]
+    if conn.__class__.__name__ != "ChdbConn":
+        pytest.skip("chdb only")
+    data = gzip.compress(b"a\n" * 200_000)
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(Exception, match="(?i)inflate|gzip|zlib"):
+        conn.rows(f"SELECT count() FROM file('{cut}', 'LineAsString', 'line String', 'gzip')")
+    assert conn.rows("SELECT 42") == [(42,)]  # chdb had the failed query's header in front
+
+
 def test_an_old_store_gets_event_ids_on_open(tmp_path: Path) -> None:
     url = fresh_chdb_url()
     b = open_backends(tmp_path / "a.db", url)
@@ -258,7 +274,7 @@ def test_an_old_store_gets_event_ids_on_open(tmp_path: Path) -> None:
     try:
         conn = b.events.ch  # type: ignore[attr-defined]
         assert conn.rows(f"SELECT count() FROM {t('event_ids')}")[0][0] == 300
-        assert b.events.meta_get("schema_version") == "2"  # type: ignore[attr-defined]
+        assert b.events.meta_get("schema_version") == str(SCHEMA_VERSION)  # type: ignore[attr-defined]
         r = _import(b, _write(tmp_path / "b.csv", EVENT_COLS, rows[:100] + _events(12, 5, "z")))
         assert (r.processed, r.duplicates) == (5, 100)
     finally:
@@ -346,7 +362,7 @@ def test_the_cluster_ddl_is_valid_clickhouse(ch: Backends) -> None:
     statements = ddl("pulse", "prod_cluster")
     assert any("Distributed(`prod_cluster`" in s for s in statements)
     assert all("ON CLUSTER `prod_cluster`" in s for s in statements)
-    assert sum("ReplicatedReplacingMergeTree" in s for s in statements) == 3
+    assert sum("ReplicatedReplacingMergeTree" in s for s in statements) == 4
     assert any("`event_ids_local`" in s and "ReplicatedMergeTree(" in s for s in statements)
     assert any("`event_ids_mv`" in s and "TO `pulse`.`event_ids_local`" in s for s in statements)
     conn = ch.events.ch  # type: ignore[attr-defined]
@@ -459,6 +475,13 @@ def test_copy_events_interrupted_and_resumed(tmp_path: Path) -> None:
     _import(sq, _write(tmp_path / "e.csv", EVENT_COLS, rows))
     sq.close()
     store = f"chdb://{tmp_path / 'ch'}"
+    at = {"PULSE_DB": str(db), "PULSE_NOW": "2026-11-29T15:00:00Z"}
+    span = ("--site", "s1", "--from", "2026-09-01", "--to", "2026-11-29", "--format", "json")
+    before = {}  # the file's own reports, before its events move (then it refuses SQLite)
+    for name in ("daily", "top-urls", "breakdown"):
+        done = _run("report", name, *span, env=at)
+        assert done.returncode == 0, done.stderr
+        before[name] = done.stdout
     env = {"PULSE_COPY_CHUNK_ROWS": "100", "PULSE_DB": str(db)}
     first = _pulse("copy-events", "--to", store, env=env)
     assert first.stderr is not None
@@ -478,14 +501,12 @@ def test_copy_events_interrupted_and_resumed(tmp_path: Path) -> None:
     assert 0 < copied < 3000
     # the same numbers from either store
     for name in ("daily", "top-urls", "breakdown"):
-        a = _pulse("report", name, "--site", "s1", "--from", "2026-09-01", "--to", "2026-11-29",
-                   "--format", "json", env={"PULSE_DB": str(db), "PULSE_NOW": "2026-11-29T15:00:00Z"})
-        b = _pulse("report", name, "--site", "s1", "--from", "2026-09-01", "--to", "2026-11-29",
-                   "--format", "json", "--events-store", store,
-                   env={"PULSE_DB": str(db), "PULSE_NOW": "2026-11-29T15:00:00Z"})
-        (a_out, a_err), (b_out, b_err) = a.communicate(timeout=120), b.communicate(timeout=120)
-        assert a.returncode == b.returncode == 0, (a_err, b_err)
-        assert a_out == b_out and len(a_out) > 50
+        after = _run("report", name, *span, "--events-store", store, env=at)
+        assert after.returncode == 0, after.stderr
+        assert after.stdout == before[name] and len(before[name]) > 50
+    # the file now says where its events live: SQLite is refused in words, not shown empty
+    refused = _run("report", "daily", *span, env=at)
+    assert refused.returncode == 1 and "--events-store chdb://" in refused.stderr
 
 
 # ---------------------------------------------------------------- the worker's job bodies

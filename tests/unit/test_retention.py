@@ -16,6 +16,7 @@ from pulse_tui.report_models import DateRange
 from pulse_tui.simulate import write_batch
 from pulse_tui.store import cohorts as cohorts_store
 from pulse_tui.store import retention
+from tests.unit.test_retention_reference import clean_events_before
 
 NOW = parse_instant("2026-11-25T12:00:00Z")  # a Wednesday; the current week began 11-23
 CLOCK = Clock(NOW)
@@ -163,7 +164,7 @@ def test_cleanup_of_raw_events_keeps_acquisition_retention(db: sqlite3.Connectio
     add_cohort(db, "Y", [("a", "2026-10-26T00:00:00Z", 1), ("b", "2026-11-01T23:59:59.999Z", 1)])
     before_y = cells_of(saved(db, "Y"))
     assert before_y == {0: (2, 2), 1: (2, 1), 2: (2, 0), 3: (1, 1)}
-    db.execute("DELETE FROM events WHERE timestamp_ms < ?", (t("2026-11-20T00:00:00Z"),))
+    clean_events_before(db, t("2026-11-20T00:00:00Z"))
     assert db.execute("SELECT count(*) FROM events WHERE user_id = 'a'").fetchone()[0] == 0
     assert acq(db, "2026-10-26", "2026-11-10") == EXPECTED_ACQ
     # windows aligned to whole days (or decided by whole days) stay exact from the rollups

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pulse_tui.clock import DAY_MS, WEEK_MS, parse_instant
 from pulse_tui.models import NewEvent
 from pulse_tui.simulate import write_batch
-from pulse_tui.store import retention
+from pulse_tui.store import derived, retention
 from pulse_tui.store.connection import connect
 
 NOW = parse_instant("2026-11-25T12:00:00Z")
@@ -140,6 +140,16 @@ def computed_saved(conn: sqlite3.Connection) -> dict[int, tuple[int, int]]:
 range_days = st.tuples(st.integers(0, 16 * 7), st.integers(0, 40))
 
 
+def clean_events_before(conn: sqlite3.Connection, before_ms: int) -> None:
+    """Delete events as cleanup does: rollups and first-seen times stay (a plain DELETE by
+    another program would be re-derived from what is left)."""
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("DELETE FROM events WHERE timestamp_ms < ?", (before_ms,))
+    derived.record_cleanup(conn, before_ms)
+    derived.discard_stale(conn)
+    conn.execute("COMMIT")
+
+
 @given(st.lists(event, max_size=40), range_days, st.none() | st.integers(0, 16 * 7))
 def test_acquisition_matches_reference(events: list[tuple[str | None, str, int]],
                                        rng: tuple[int, int], cleanup_day: int | None) -> None:
@@ -148,8 +158,7 @@ def test_acquisition_matches_reference(events: list[tuple[str | None, str, int]]
     expected = ref_acquisition(events, start, end)
     with database(events) as conn:
         if cleanup_day is not None:  # cleanup never changes acquisition retention
-            conn.execute("DELETE FROM events WHERE timestamp_ms < ?",
-                         ((START_DAY + cleanup_day) * DAY_MS + 3_600_000,))
+            clean_events_before(conn, (START_DAY + cleanup_day) * DAY_MS + 3_600_000)
         rows = retention.acquisition_rows(conn, SITE, start, end, NOW)
         assert {r.label: (r.size, r.rates()) for r in rows} == expected
         for r in rows:
@@ -186,6 +195,5 @@ def test_saved_cohort_with_day_aligned_joins_survives_cleanup(
         cleanup_day: int) -> None:
     with database(events) as conn:
         add_members(conn, members)
-        conn.execute("DELETE FROM events WHERE timestamp_ms < ?",
-                     ((START_DAY + cleanup_day) * DAY_MS + 5_000_000,))
+        clean_events_before(conn, (START_DAY + cleanup_day) * DAY_MS + 5_000_000)
         assert computed_saved(conn) == ref_saved(events, members)

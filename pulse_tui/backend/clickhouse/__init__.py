@@ -17,14 +17,22 @@ def open_clickhouse(path: Path, url: str, *, cluster: str | None = None,
     from pulse_tui.backend.clickhouse.connection import connect_clickhouse
     from pulse_tui.backend.clickhouse.schema import ensure_schema
     from pulse_tui.backend.sqlite.control import SqliteControl
+    from pulse_tui.backend.sqlite.home import check_events_home
     from pulse_tui.store.connection import connect
 
-    ch = connect_clickhouse(url)
+    conn = connect(path, migrate=migrate)
+    try:  # the file first: events recorded in another store are refused before any is read
+        check_events_home(conn, path, url, claim=False)
+        ch = connect_clickhouse(url)
+    except BaseException:
+        conn.close()
+        raise
     try:
         ensure_schema(ch, cluster)
-        conn = connect(path, migrate=migrate)
+        check_events_home(conn, path, url)  # it works: the file now says its events are here
     except BaseException:
         ch.close()
+        conn.close()
         raise
     events = ClickHouseEvents(conn, ch)
     return Backends(events=events, control=SqliteControl(conn, events),

@@ -76,6 +76,11 @@ USER_COLS = ("user_id", "site_id", "name", "email", "company", "plan", "created_
              "updated_at")
 
 
+CLEANED_BEFORE = "cleaned_before"  # pulse_meta: the latest cutoff cleanup applied (ms)
+CLEANUP_PENDING = "cleanup_pending"  # pulse_meta: "batch state" of a pass under way
+KEPT_DIMS = ("event_type", *TOP_DIMS)  # what cleaned_dims keeps per day (breakdown, top-N)
+
+
 class NotYetOnClickHouse(PulseError):
     """A capability the ClickHouse events store does not offer yet (issue 13, left)."""
 
@@ -175,14 +180,32 @@ class ClickHouseEvents(MembershipInSqlite):
         return f"ch:{rows}:{top}"
 
     # ---------------------------------------------------------------- reports
+    # Days whose raw events cleanup deleted are read from what it kept of them
+    # (``cleaned_daily``/``cleaned_dims``: counts and exact uniqExact states per site and day,
+    # for rollup_retention_days, as the SQLite file's rollups); the states of the remaining
+    # events merge with them, so distinct users and sessions stay exact across the border.
+    # Without such days in the range (the usual case) the queries read the events alone.
+    def _has_cleaned(self, site_id: str, rng: DateRange) -> bool:
+        return bool(self.ch.rows(
+            f"SELECT count() FROM {self.t('cleaned_daily')} WHERE {self.RANGE}",
+            self._range_params(site_id, rng))[0][0])
+
     def _totals(self, site_id: str, rng: DateRange, until_ms: int | None = None) -> Totals:
         hi = rng.end_ms if until_ms is None else until_ms
-        (n, users, sessions), = self.ch.rows(
-            f"SELECT count(), uniqExact(user_id), uniqExact(session_id) FROM {self.t('events')} "
-            "WHERE site_id = {site:String} AND day BETWEEN {d0:Date} AND {d1:Date} "
-            "AND timestamp_ms BETWEEN {lo:Int64} AND {hi:Int64}",
-            {"site": site_id, "d0": rng.start, "d1": rng.end, "lo": rng.start_ms, "hi": hi})
-        return Totals(rng, int(n), int(users), int(sessions))
+        params = {"site": site_id, "d0": rng.start, "d1": rng.end, "lo": rng.start_ms, "hi": hi}
+        where = ("WHERE site_id = {site:String} AND day BETWEEN {d0:Date} AND {d1:Date} "
+                 "AND timestamp_ms BETWEEN {lo:Int64} AND {hi:Int64}")
+        if self._has_cleaned(site_id, rng):
+            sql = (f"SELECT sum(n), uniqExactMerge(u), uniqExactMerge(s) FROM ("
+                   f"SELECT count() AS n, uniqExactState(user_id) AS u, "
+                   f"uniqExactState(session_id) AS s FROM {self.t('events')} {where} "
+                   f"UNION ALL SELECT toUInt64(events), users, sessions "
+                   f"FROM {self.t('cleaned_daily')} WHERE {self.RANGE})")
+        else:
+            sql = (f"SELECT count(), uniqExact(user_id), uniqExact(session_id) "
+                   f"FROM {self.t('events')} {where}")
+        (n, users, sessions), = self.ch.rows(sql, params)
+        return Totals(rng, int(n or 0), int(users or 0), int(sessions or 0))
 
     def totals(self, site_id: str, rng: DateRange) -> Totals:
         return self._totals(site_id, rng)
@@ -193,7 +216,9 @@ class ClickHouseEvents(MembershipInSqlite):
         current = self._totals(site_id, rng)
         if now_ms is not None and now_ms // DAY_MS == rng.last_day:
             until = now_ms - rng.days * DAY_MS
-            return RangeTotals(current, self._totals(site_id, previous, until), until)
+            # as on SQLite: the same time of day, unless cleanup deleted that day's events
+            if int(self.meta_get(CLEANED_BEFORE) or 0) <= previous.last_day * DAY_MS:
+                return RangeTotals(current, self._totals(site_id, previous, until), until)
         return RangeTotals(current, self._totals(site_id, previous))
 
     def _range_params(self, site_id: str, rng: DateRange) -> dict[str, Any]:
@@ -202,10 +227,17 @@ class ClickHouseEvents(MembershipInSqlite):
     RANGE = "site_id = {site:String} AND day BETWEEN {d0:Date} AND {d1:Date}"
 
     def daily(self, site_id: str, rng: DateRange) -> list[DailyRow]:
+        sql = (f"SELECT day, count(), uniqExact(user_id), uniqExact(session_id) "
+               f"FROM {self.t('events')} WHERE {self.RANGE} GROUP BY day")
+        if self._has_cleaned(site_id, rng):
+            sql = (f"SELECT day, sum(n), uniqExactMerge(u), uniqExactMerge(s) FROM ("
+                   f"SELECT day, count() AS n, uniqExactState(user_id) AS u, "
+                   f"uniqExactState(session_id) AS s FROM {self.t('events')} "
+                   f"WHERE {self.RANGE} GROUP BY day "
+                   f"UNION ALL SELECT day, toUInt64(events), users, sessions "
+                   f"FROM {self.t('cleaned_daily')} WHERE {self.RANGE}) GROUP BY day")
         got = {date.fromisoformat(d): (n, u, s) for d, n, u, s in self.ch.rows(
-            f"SELECT day, count(), uniqExact(user_id), uniqExact(session_id) "
-            f"FROM {self.t('events')} WHERE {self.RANGE} GROUP BY day",
-            self._range_params(site_id, rng))}
+            sql, self._range_params(site_id, rng))}
         return [DailyRow(d, *(int(x) for x in got.get(d, (0, 0, 0)))) for d in rng.each_day()]
 
     def _ranked(self, site_id: str, rng: DateRange, col: str, limit: int | None
@@ -215,6 +247,14 @@ class ClickHouseEvents(MembershipInSqlite):
         sql = (f"SELECT {label} AS v, count() AS n, uniqExact(user_id) "
                f"FROM {self.t('events')} WHERE {self.RANGE} GROUP BY v ORDER BY n DESC, v")
         params = {**self._range_params(site_id, rng), "none": NONE_LABEL}
+        if self._has_cleaned(site_id, rng):
+            sql = (f"SELECT v, sum(n) AS n, uniqExactMerge(u) FROM ("
+                   f"SELECT toString({label}) AS v, count() AS n, uniqExactState(user_id) AS u "
+                   f"FROM {self.t('events')} WHERE {self.RANGE} GROUP BY v "
+                   f"UNION ALL SELECT value, toUInt64(events), users "
+                   f"FROM {self.t('cleaned_dims')} WHERE {self.RANGE} AND dim = {{dim:String}}"
+                   f") GROUP BY v ORDER BY n DESC, v")
+            params["dim"] = col
         if limit is not None:
             sql += " LIMIT {limit:UInt32}"
             params["limit"] = limit
@@ -289,10 +329,27 @@ class ClickHouseEvents(MembershipInSqlite):
 
     def cohort_evaluate(self, site_id: str, criteria: Group, now_ms: int
                         ) -> list[tuple[str, int, int]]:
-        sql, params = compile_members_clickhouse(criteria, site_id, now_ms, self.t("events"),
-                                                 self.t("users"))
+        sql, params = compile_members_clickhouse(
+            criteria, site_id, now_ms, self.t("events"), self.t("users"),
+            first_seen=self.t("user_first_seen") if self._has_first_seen(site_id) else None)
         return [(u, int(j), int(s)) for u, j, s in self.ch.rows(sql, params)]
 
+    def _has_first_seen(self, site_id: str) -> bool:
+        """Whether cleanup kept first-seen times of deleted events for the site (else every
+        first and last time is in the events, and the queries read them alone)."""
+        return bool(self.ch.rows(f"SELECT count() FROM {self.t('user_first_seen')} "
+                                 "WHERE site_id = {site:String}", {"site": site_id})[0][0])
+
+    def _first_sql(self, site_id: str) -> str:
+        """(uid, f) of the site's users whose first event (kept through cleanup) lies in
+        [fs_lo, fs_hi)."""
+        if not self._has_first_seen(site_id):
+            return self._FIRST.format(events=self.t("events"))
+        return (f"SELECT uid, min(t) AS f FROM (SELECT assumeNotNull(user_id) AS uid, "
+                f"timestamp_ms AS t FROM {self.t('events')} WHERE site_id = {{site:String}} "
+                f"AND user_id IS NOT NULL UNION ALL SELECT user_id, first_seen_ms "
+                f"FROM {self.t('user_first_seen')} WHERE site_id = {{site:String}}) "
+                "GROUP BY uid HAVING f >= {fs_lo:Int64} AND f < {fs_hi:Int64}")
 
     _FIRST = ("SELECT assumeNotNull(user_id) AS uid, min(timestamp_ms) AS f "
               "FROM {events} WHERE site_id = {{site:String}} AND user_id IS NOT NULL "
@@ -302,45 +359,79 @@ class ClickHouseEvents(MembershipInSqlite):
         """(week, -1, cohort size) and (week, k, returning users) of the acquisition weeks
         (first events in [fs_lo, fs_hi), activity days day_lo..day_hi); weeks are
         (day number + 3) // 7, Monday start, as on SQLite."""
-        first = self._FIRST.format(events=self.t("events"))
+        first = self._first_sql(p["site"])
         week = f"intDiv(intDiv(f, {DAY_MS}) + 3, 7)"
         sql = f"""
 WITH c AS (SELECT uid, {week} AS w FROM ({first}))
 SELECT w, -1, count() FROM c GROUP BY w
 UNION ALL
-SELECT c.w, intDiv(intDiv(e.timestamp_ms, {DAY_MS}) + 3, 7) - c.w AS k, uniqExact(e.user_id)
-FROM {self.t('events')} AS e INNER JOIN c ON c.uid = e.user_id
-WHERE e.site_id = {{site:String}} AND e.timestamp_ms >= {{lo:Int64}}
-  AND e.timestamp_ms < {{hi:Int64}}
+SELECT c.w, intDiv(e.d + 3, 7) - c.w AS k, uniqExact(e.user_id)
+FROM ({self._user_days()}) AS e INNER JOIN c ON c.uid = e.user_id
 GROUP BY c.w, k HAVING k BETWEEN 1 AND {weeks - 1}"""
         params = {"site": p["site"], "fs_lo": p["fs_lo"], "fs_hi": p["fs_hi"],
-                  "lo": p["day_lo"] * DAY_MS, "hi": (p["day_hi"] + 1) * DAY_MS}
+                  "lo": p["day_lo"] * DAY_MS, "hi": (p["day_hi"] + 1) * DAY_MS,
+                  "d_lo": p["day_lo"], "d_hi": p["day_hi"]}
         return [(int(w), int(k), int(n)) for w, k, n in self.ch.rows(sql, params)]
 
     def acquisition_cell_users(self, site_id: str, fs: tuple[int, int], week_number: int
                                ) -> list[str]:
-        first = self._FIRST.format(events=self.t("events"))
+        first = self._first_sql(site_id)
         params = {"site": site_id, "fs_lo": fs[0], "fs_hi": fs[1]}
         if week_number == 0:
             return [r[0] for r in self.ch.rows(f"SELECT uid FROM ({first}) ORDER BY uid",
                                                params)]
         day = fs[0] // DAY_MS + 7 * week_number
-        params.update(lo=day * DAY_MS, hi=(day + 7) * DAY_MS)
+        params.update(lo=day * DAY_MS, hi=(day + 7) * DAY_MS, d_lo=day, d_hi=day + 6)
         return [r[0] for r in self.ch.rows(
-            f"SELECT DISTINCT assumeNotNull(user_id) AS u FROM {self.t('events')} "
-            "WHERE site_id = {site:String} AND timestamp_ms >= {lo:Int64} "
-            f"AND timestamp_ms < {{hi:Int64}} AND user_id IN (SELECT uid FROM ({first})) "
-            "ORDER BY u", params)]
+            f"SELECT DISTINCT assumeNotNull(user_id) AS u FROM ({self._user_days()}) "
+            f"WHERE user_id IN (SELECT uid FROM ({first})) ORDER BY u", params)]
 
-    def _hits(self, members: list[tuple[str, str, int]], weeks: int) -> tuple[str, dict]:
-        """Per member and window k (events in [j + k weeks, j + (k+1) weeks)): the hits."""
-        sql = f"""
+    def _user_days(self) -> str:
+        """(user_id, d = UTC day number) of the site's users active in [lo, hi) (days d_lo..
+        d_hi): the events, and the user-days cleanup kept of deleted ones (as the SQLite
+        file's rollup_daily_users, which its retention reads)."""
+        return (f"SELECT user_id, intDiv(timestamp_ms, {DAY_MS}) AS d FROM {self.t('events')} "
+                "WHERE site_id = {site:String} AND timestamp_ms >= {lo:Int64} "
+                "AND timestamp_ms < {hi:Int64} AND user_id IS NOT NULL "
+                f"UNION ALL SELECT user_id, day_num FROM {self.t('cleaned_user_days')} "
+                "WHERE site_id = {site:String} AND day_num BETWEEN {d_lo:Int64} AND {d_hi:Int64}")
+
+    def _hits(self, members: list[tuple[str, str, int]], weeks: int, site_id: str
+              ) -> tuple[str, dict]:
+        """Per member and window k (events in [j + k weeks, j + (k+1) weeks)): the hits.
+
+        After cleanup, a user-day it kept (``cleaned_user_days``) is decided as the SQLite
+        file decides a rollup day whose raw events are gone: a day wholly inside window k is a
+        hit of k; a day the window boundary b splits counts for the window holding its larger
+        part (ties: the later one); that user-day's remaining events then do not count."""
+        week = 7 * DAY_MS
+        m_cte = """
 WITH m AS (SELECT t.1 AS cid, t.2 AS uid, t.3 AS j FROM (
-    SELECT arrayJoin(arrayZip({{c:Array(String)}}, {{u:Array(String)}}, {{j:Array(Int64)}})) AS t))
-SELECT m.cid AS cid, m.uid AS uid, m.j AS j, intDiv(e.timestamp_ms - m.j, {7 * DAY_MS}) AS k
+    SELECT arrayJoin(arrayZip({c:Array(String)}, {u:Array(String)}, {j:Array(Int64)})) AS t))"""
+        raw = f"""
+SELECT m.cid AS cid, m.uid AS uid, m.j AS j, intDiv(e.timestamp_ms - m.j, {week}) AS k
 FROM {self.t('events')} AS e INNER JOIN m ON m.uid = e.user_id
 WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(String)}}))
-  AND e.timestamp_ms >= m.j AND e.timestamp_ms < m.j + {weeks * 7 * DAY_MS}"""
+  AND e.timestamp_ms >= m.j AND e.timestamp_ms < m.j + {weeks * week}"""
+        kept = self.t("cleaned_user_days")
+        has_kept = self.ch.rows(f"SELECT count() FROM {kept} WHERE site_id = {{site:String}}",
+                                {"site": site_id})[0][0]
+        if not has_kept:
+            sql = m_cte + raw
+        else:
+            kb = f"intDiv((d.day_num + 1) * {DAY_MS} - 1 - m.j, {week})"
+            sql = m_cte + raw + f"""
+  AND (e.user_id, intDiv(e.timestamp_ms, {DAY_MS})) NOT IN (
+      SELECT user_id, day_num FROM {kept} WHERE site_id = {{site:String}})
+UNION ALL
+SELECT cid, uid, j, k FROM (
+  SELECT m.cid AS cid, m.uid AS uid, m.j AS j, {kb} AS kb, m.j + {kb} * {week} AS b,
+         d.day_num * {DAY_MS} AS ds,
+         if(b <= ds OR (b - ds) * 2 <= {DAY_MS}, kb, kb - 1) AS k
+  FROM {kept} AS d INNER JOIN m ON m.uid = d.user_id
+  WHERE d.site_id = {{site:String}} AND (d.day_num + 1) * {DAY_MS} > m.j
+    AND d.day_num * {DAY_MS} < m.j + {weeks * week})
+WHERE k BETWEEN 0 AND {weeks - 1}"""
         return sql, {"c": [m[0] for m in members], "u": [m[1] for m in members],
                      "j": [int(m[2]) for m in members]}
 
@@ -351,7 +442,7 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
         out: list[tuple[str, str, int, int]] = []
         if not members:
             return out
-        hits, params = self._hits(members, weeks)
+        hits, params = self._hits(members, weeks, site_id)
         for cid, k, n in self.ch.rows(
                 f"SELECT cid, k, uniqExact(uid) FROM ({hits}) "
                 f"WHERE j + (k + 1) * {7 * DAY_MS} <= {{now:Int64}} GROUP BY cid, k",
@@ -373,17 +464,21 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
                          week_number: int, weeks: int) -> list[str]:
         if not members:
             return []
-        hits, params = self._hits(members, weeks)
+        hits, params = self._hits(members, weeks, site_id)
         return [r[0] for r in self.ch.rows(
             f"SELECT DISTINCT uid FROM ({hits}) WHERE k = {{k:Int64}} "
             f"AND j + (k + 1) * {7 * DAY_MS} <= {{now:Int64}} ORDER BY uid",
             {**params, "site": site_id, "now": now_ms, "k": week_number})]
 
     def first_last_seen(self, site_id: str, user_ids: list[str]) -> dict[str, tuple[int, int]]:
+        source = (f"SELECT user_id, timestamp_ms AS f, timestamp_ms AS l "
+                  f"FROM {self.t('events')} WHERE site_id = {{site:String}}")
+        if self._has_first_seen(site_id):  # kept through cleanup
+            source += (f" UNION ALL SELECT user_id, first_seen_ms, last_seen_ms "
+                       f"FROM {self.t('user_first_seen')} WHERE site_id = {{site:String}}")
         return {u: (int(f), int(s)) for u, f, s in self.ch.rows(
-            f"SELECT assumeNotNull(user_id) AS u, min(timestamp_ms), max(timestamp_ms) "
-            f"FROM {self.t('events')} WHERE site_id = {{site:String}} "
-            "AND user_id IN (SELECT arrayJoin({ids:Array(String)})) GROUP BY u",
+            f"SELECT assumeNotNull(user_id) AS u, min(f), max(l) FROM ({source}) "
+            "WHERE user_id IN (SELECT arrayJoin({ids:Array(String)})) GROUP BY u",
             {"site": site_id, "ids": list(user_ids)})}
 
     # ---------------------------------------------------------------- alert metrics
@@ -566,15 +661,22 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
     def upsert_users(self, rows: Sequence[tuple[Any, ...]]) -> int:
         """Store users rows (seed order) whose user_id is new or whose updated_at is newer
         than the stored one; returns how many. ReplacingMergeTree(updated_at) read with FINAL:
-        the newest version wins; an older or equal one is a duplicate, as on SQLite."""
+        the newest version wins; an older or equal one is a duplicate, as on SQLite. A newer
+        row without a site_id keeps the site the user has (SQLite's
+        ``coalesce(excluded.site_id, users.site_id)``), so it never moves a user off its site."""
         newest: dict[str, tuple[Any, ...]] = {}
         for r in rows:
             if r[0] not in newest or r[7] > newest[r[0]][7]:
                 newest[r[0]] = r
-        current = {u: int(t) for u, t in self.ch.rows(
-            f"SELECT user_id, updated_at FROM {self.t('users')} FINAL "
+        current = {u: (int(t), site) for u, t, site in self.ch.rows(
+            f"SELECT user_id, updated_at, site_id FROM {self.t('users')} FINAL "
             "WHERE user_id IN (SELECT arrayJoin({ids:Array(String)}))", {"ids": list(newest)})}
-        changed = [r for u, r in newest.items() if u not in current or r[7] > current[u]]
+        changed = []
+        for u, r in newest.items():
+            if u not in current:
+                changed.append(r)
+            elif r[7] > current[u][0]:
+                changed.append(r if r[1] is not None else (r[0], current[u][1], *r[2:]))
         if changed:
             types = ("string",) * 6 + ("int64", "int64")
             self.ch.insert(self.t("users"), {
@@ -614,6 +716,8 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
         # rollups, export runs and deliveries of the SQLite file: the usual pass, minus events
         rest = sqlite_cleanup.run_cleanup(self.conn, replace(settings, events_retention_days=0),
                                           clock, should_stop=should_stop)
+        rollup_rows = self._drop_old_kept(settings, clock)
+        rest = replace(rest, rollup_rows=rest.rollup_rows + rollup_rows)
         if settings.events_retention_days <= 0:
             return rest
         cutoff = clock.now_ms() - settings.events_retention_days * DAY_MS
@@ -632,9 +736,15 @@ WHERE e.site_id = {{site:String}} AND e.user_id IN (SELECT arrayJoin({{u:Array(S
         # columns), so that an id deleted from events may be imported again, as on SQLite.
         # Stopped between the two, an id is left without its event (it counts as a duplicate
         # until the next cleanup deletes it): never an event stored twice.
+        self._settle_pending()
         if n:
+            batch = self._keep(old, params)  # what SPEC 9 says cleanup keeps, before it goes
+            self.meta_set(CLEANUP_PENDING, f"{batch} deleting")
             self.ch.command(f"ALTER TABLE {self.t('events')} DELETE WHERE {old} "
                             "SETTINGS mutations_sync = 2", params)
+            before = int(self.meta_get(CLEANED_BEFORE) or 0)
+            self.meta_set(CLEANED_BEFORE, str(max(before, cutoff)))
+            self.meta_set(CLEANUP_PENDING, "")
         if n or ids:
             self.ch.command(f"ALTER TABLE {self.t('event_ids')} DELETE WHERE {old} "
                             "SETTINGS mutations_sync = 2", params)
@@ -682,10 +792,14 @@ class _CHBuilder:
     """Walks a validated tree into a WHERE over one row per candidate user. Every leaf is 0/1
     (never NULL), so a negative operator is exactly NOT its positive one."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, seen: str = "ev.n > 0", first: str = "ev.first_ms",
+                 last: str = "ev.last_ms") -> None:
         self.params: dict[str, Any] = {}
         self.event_flags: list[str] = []
         self._flag: dict[tuple[str, str, object], int] = {}
+        # "the user has a first-seen time", and that time and the last one (the events', or
+        # with what cleanup kept of deleted ones)
+        self.seen, self.first, self.last = seen, first, last
 
     def bind(self, value: object, type_: str) -> str:
         name = f"p{len(self.params)}"
@@ -741,17 +855,32 @@ class _CHBuilder:
         if prop == "event_count":
             return f"({self.pred('ifNull(ev.n, 0)', op, value, numeric=True)})"
         if prop in ("first_seen_days_ago", "last_seen_days_ago"):
-            col = "ev.first_ms" if prop.startswith("first") else "ev.last_ms"
-            days = f"if(ev.n > 0, floor(({{now:Int64}} - {col}) / {DAY_MS}), NULL)"
+            col = self.first if prop.startswith("first") else self.last
+            days = f"if({self.seen}, floor(({{now:Int64}} - {col}) / {DAY_MS}), NULL)"
             return f"({self.pred(days, op, value, numeric=True)})"
         raise ValueError(f"unknown property {prop!r}")
 
 
 def compile_members_clickhouse(criteria: Group, site_id: str, now_ms: int, events: str,
-                               users: str) -> tuple[str, dict[str, Any]]:
+                               users: str, *, first_seen: str | None = None
+                               ) -> tuple[str, dict[str, Any]]:
     """SQL and parameters selecting (user_id, joined_at, last_seen_at) of the members, with
-    the same meaning as the SQLite compiler (pulse_tui.cohorts.compiler)."""
-    b = _CHBuilder()
+    the same meaning as the SQLite compiler (pulse_tui.cohorts.compiler). ``first_seen``: the
+    table of first/last times cleanup kept of deleted events, when it has rows for the site
+    (their users stay candidates, with those times, as with SQLite's user_first_seen)."""
+    if first_seen is None:
+        b = _CHBuilder()
+        fs_cte = fs_base = fs_join = ""
+    else:
+        b = _CHBuilder(
+            seen="(ev.n > 0 OR fs.f IS NOT NULL)",
+            first="if(ev.n > 0, if(fs.f IS NULL, ev.first_ms, least(ev.first_ms, fs.f)), fs.f)",
+            last="if(ev.n > 0, if(fs.l IS NULL, ev.last_ms, greatest(ev.last_ms, fs.l)), fs.l)")
+        fs_cte = (f"fs AS (SELECT user_id AS uid, min(first_seen_ms) AS f, "
+                  f"max(last_seen_ms) AS l FROM {first_seen} "
+                  "WHERE site_id = {site:String} GROUP BY uid),\n")
+        fs_base = "SELECT uid FROM fs UNION DISTINCT\n      "
+        fs_join = "LEFT JOIN fs ON fs.uid = b.user_id\n"
     where = b.node(criteria)
     flags = "".join(f", toUInt8(max({p})) AS h{i}" for i, p in enumerate(b.event_flags))
     sql = f"""
@@ -759,15 +888,15 @@ WITH ev AS (
     SELECT assumeNotNull(e.user_id) AS uid, min(e.timestamp_ms) AS first_ms,
            max(e.timestamp_ms) AS last_ms, count() AS n{flags}
     FROM {events} AS e WHERE e.site_id = {{site:String}} AND e.user_id IS NOT NULL GROUP BY uid),
-us AS (
+{fs_cte}us AS (
     SELECT user_id, site_id, name, email, company, plan, created_at FROM {users} FINAL
     WHERE site_id = {{site:String}} OR site_id IS NULL)
-SELECT b.user_id, if(ev.n > 0, ev.first_ms, us.created_at) AS joined_at,
-       if(ev.n > 0, ev.last_ms, us.created_at) AS last_seen_at
+SELECT b.user_id, if({b.seen}, {b.first}, us.created_at) AS joined_at,
+       if({b.seen}, {b.last}, us.created_at) AS last_seen_at
 FROM (SELECT uid AS user_id FROM ev UNION DISTINCT
-      SELECT user_id FROM us WHERE site_id = {{site:String}}) AS b
+      {fs_base}SELECT user_id FROM us WHERE site_id = {{site:String}}) AS b
 LEFT JOIN ev ON ev.uid = b.user_id
-LEFT JOIN us ON us.user_id = b.user_id
+{fs_join}LEFT JOIN us ON us.user_id = b.user_id
 WHERE {where}
 SETTINGS join_use_nulls = 1"""
     return sql, {**b.params, "site": site_id, "now": now_ms}

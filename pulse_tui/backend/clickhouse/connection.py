@@ -85,6 +85,11 @@ class _Embedded:
     and the lock file that keeps other processes out of its directory (SPEC 10)."""
 
     lock = threading.Lock()
+    # one query at a time on the engine, waited for here with the GIL released: chdb waits
+    # for its own engine lock holding the GIL, and an insert from Python(arrow_rows) needs the
+    # GIL inside that lock, so two threads querying at once (the TUI's panes, its embedded
+    # worker, the demo's traffic) would otherwise deadlock
+    query_lock = threading.Lock()
     path: str | None = None
     session: Any = None
     lock_fd: int | None = None
@@ -175,16 +180,17 @@ class ChdbConn:
         self._closed = False
 
     def _query(self, sql: str, fmt: str, params: dict[str, Any] | None = None) -> Any:
-        try:
-            return self._session.query(sql, fmt, params=chdb_params(params or {}))
-        except Exception:
-            # chdb hands what a failed query had written (e.g. its JSON header) out with the
-            # next query's result: a throwaway query takes it
+        with _Embedded.query_lock:  # one query at a time: see _Embedded.query_lock
             try:
-                self._session.query("SELECT 1", "TSV")
-            except Exception:  # noqa: BLE001, S110 - the first error is the one to raise
-                pass
-            raise
+                return self._session.query(sql, fmt, params=chdb_params(params or {}))
+            except Exception:
+                # chdb hands what a failed query had written (e.g. its JSON header) out with
+                # the next query's result: a throwaway query takes it
+                try:
+                    self._session.query("SELECT 1", "TSV")
+                except Exception:  # noqa: BLE001, S110 - the first error is the one to raise
+                    pass
+                raise
 
     def rows(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         res = self._query(sql, "JSONCompact", params)

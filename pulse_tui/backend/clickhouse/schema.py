@@ -42,7 +42,9 @@ sits in front of each, sharded by user so one user's events stay on one shard.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2  # 2: event_ids (the import's id lookup)
+# 2: event_ids (the import's id lookup); 3: user_first_seen and the cleaned_* rollups (what
+# cleanup keeps of the events it deletes)
+SCHEMA_VERSION = 3
 
 DAY = "toDate(intDiv(timestamp_ms, 1000))"
 
@@ -96,6 +98,44 @@ EVENT_IDS_COLUMNS = """(
     ingest_seq UInt64
 )"""
 
+# what cleanup keeps of the events it deletes (SPEC 9: first-seen times, and the day rollups
+# that let charts and period comparisons outlive raw events for rollup_retention_days):
+# written by cleanup from the rows it is about to delete, read beside the remaining events
+FIRST_SEEN_COLUMNS = """(
+    site_id LowCardinality(String),
+    user_id String,
+    first_seen_ms SimpleAggregateFunction(min, Int64),
+    last_seen_ms SimpleAggregateFunction(max, Int64)
+)"""
+
+# the users active per day (acquisition retention's returns), idempotent: a repeat is the same
+USER_DAYS_COLUMNS = """(
+    site_id LowCardinality(String),
+    day_num Int64,
+    user_id String
+)"""
+
+# ``batch`` (the cleanup pass) is in the key, so a pass interrupted between its inserts and
+# its delete removes its own rows and runs again without counting an event twice
+CLEANED_DAILY_COLUMNS = """(
+    site_id LowCardinality(String),
+    day Date,
+    batch String,
+    events SimpleAggregateFunction(sum, UInt64),
+    users AggregateFunction(uniqExact, Nullable(String)),
+    sessions AggregateFunction(uniqExact, String)
+)"""
+
+CLEANED_DIMS_COLUMNS = """(
+    site_id LowCardinality(String),
+    day Date,
+    dim LowCardinality(String),
+    value String,
+    batch String,
+    events SimpleAggregateFunction(sum, UInt64),
+    users AggregateFunction(uniqExact, Nullable(String))
+)"""
+
 META_COLUMNS = """(
     key String,
     value String,
@@ -111,10 +151,20 @@ TABLES: dict[str, tuple[str, str, str, str]] = {
     "sessions": (SESSIONS_COLUMNS, "AggregatingMergeTree", "", "ORDER BY (site_id, session_id)"),
     "event_ids": (EVENT_IDS_COLUMNS, "MergeTree", "", "ORDER BY event_id"),
     "pulse_meta": (META_COLUMNS, "ReplacingMergeTree", "updated_at", "ORDER BY key"),
+    "user_first_seen": (FIRST_SEEN_COLUMNS, "AggregatingMergeTree", "",
+                        "ORDER BY (site_id, user_id)"),
+    "cleaned_user_days": (USER_DAYS_COLUMNS, "ReplacingMergeTree", "",
+                          "ORDER BY (site_id, user_id, day_num)"),
+    "cleaned_daily": (CLEANED_DAILY_COLUMNS, "AggregatingMergeTree", "",
+                      "ORDER BY (site_id, day, batch)"),
+    "cleaned_dims": (CLEANED_DIMS_COLUMNS, "AggregatingMergeTree", "",
+                     "ORDER BY (site_id, dim, day, value, batch)"),
 }
 SHARDING_KEY = {"events": "cityHash64(ifNull(user_id, ''))", "users": "cityHash64(ifNull(user_id, ''))",
                 "sessions": "cityHash64(session_id)", "event_ids": "cityHash64(event_id)",
-                "pulse_meta": "0"}
+                "pulse_meta": "0", "user_first_seen": "cityHash64(user_id)",
+                "cleaned_user_days": "cityHash64(user_id)", "cleaned_daily": "0",
+                "cleaned_dims": "0"}
 
 
 def _ident(name: str) -> str:

@@ -40,7 +40,9 @@ class CohortEditorScreen(WriteGuard, FieldChecks, ReportsWorkerErrors, Screen[bo
     BINDINGS = [
         Binding("ctrl+s", "save", "Save", priority=True),
         Binding("escape", "close", "Back"),
-        Binding("ctrl+e", "toggle_json", "JSON view", priority=True),
+        # one key, named for where it leads: the JSON view, or back to the tree from it
+        Binding("ctrl+e", "show_json", "JSON view", priority=True),
+        Binding("ctrl+e", "show_tree", "Tree view", priority=True),
     ]
 
     def __init__(self, *, site_id: str, cohort: Cohort | None = None,
@@ -190,6 +192,18 @@ class CohortEditorScreen(WriteGuard, FieldChecks, ReportsWorkerErrors, Screen[bo
         sample.update(_sample_text(list(result.sample)))
 
     # ------------------------------------------------------------------ JSON view
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("show_json", "show_tree"):
+            json_shown = self.is_mounted and self.query_one("#criteria-json", TextArea).display
+            return (action == "show_tree") == bool(json_shown)
+        return super().check_action(action, parameters)
+
+    def action_show_json(self) -> None:
+        self.action_toggle_json()
+
+    def action_show_tree(self) -> None:
+        self.action_toggle_json()
+
     def action_toggle_json(self) -> None:
         if self.static:
             return
@@ -200,6 +214,7 @@ class CohortEditorScreen(WriteGuard, FieldChecks, ReportsWorkerErrors, Screen[bo
             area.text = json.dumps(self.criteria, indent=2, ensure_ascii=False)
             tree.display, area.display = False, True
             area.focus()
+            self.refresh_bindings()
             return
         try:
             parsed = json.loads(area.text)
@@ -218,6 +233,7 @@ class CohortEditorScreen(WriteGuard, FieldChecks, ReportsWorkerErrors, Screen[bo
         error.show("")
         tree.display, area.display = True, False
         tree.focus()
+        self.refresh_bindings()
         tree.set_criteria(parsed)
 
     # ------------------------------------------------------------------ save / close

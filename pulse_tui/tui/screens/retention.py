@@ -26,13 +26,16 @@ RAMP: tuple[tuple[float, str, str], ...] = (
 )
 VIEWS = ("all", "acquisition", "cohorts")
 CELL_WIDTH = 6
-LABEL_WIDTH = 22
+LABEL_WIDTH = 20  # with the size and six week columns: 79 cells, so 80x24 needs no scrolling
 
 
-def shade(rate: float | None) -> Text:
-    """A cell: glyph + percentage on a background by value; '…' where the week has not ended."""
+def shade(rate: float | None, *, users: bool = True) -> Text:
+    """A cell: glyph + percentage on a background by value; '…' where the week has not ended;
+    '–' for a cohort without users (no share to show)."""
     if rate is None:
         return Text("  …   ", style="dim")
+    if not users:
+        return Text("  –   ", style="dim")
     glyph, style = RAMP[0][1], RAMP[0][2]
     for threshold, g, s in RAMP:
         if rate >= threshold:
@@ -70,10 +73,7 @@ class RetentionScreen(PaneScreen):
 
     def on_mount(self) -> None:
         table = self.query_one("#retention-table", DataTable)
-        table.add_column("cohort", key="label", width=LABEL_WIDTH)
-        table.add_column(Text("size", justify="right"), key="size", width=7)
-        for k in range(WEEKS):
-            table.add_column(Text(f"w{k}", justify="right"), key=f"w{k}", width=CELL_WIDTH)
+        self._columns(table, WEEKS)
         legend = Text()
         for threshold, glyph, style in RAMP[1:]:
             legend.append(f"{glyph}≥{threshold:.0%}", style=style)
@@ -85,6 +85,17 @@ class RetentionScreen(PaneScreen):
 
     def reload(self) -> None:
         self._load()
+
+    @staticmethod
+    def _columns(table: DataTable, weeks: int) -> None:
+        """The label, size and week 0 .. weeks-1 columns (rebuilt when the count changes)."""
+        if len(table.columns) == weeks + 2:
+            return
+        table.clear(columns=True)
+        table.add_column("cohort", key="label", width=LABEL_WIDTH)
+        table.add_column(Text("size", justify="right"), key="size", width=7)
+        for k in range(weeks):
+            table.add_column(Text(f"w{k}", justify="right"), key=f"w{k}", width=CELL_WIDTH)
 
     async def _site(self) -> str | None:
         site = self.app.site_id  # type: ignore[attr-defined]
@@ -134,13 +145,22 @@ class RetentionScreen(PaneScreen):
             rows.extend(grid.acquisition)
         if view in ("all", "cohorts"):
             rows.extend(grid.cohorts)
+        # weeks 0 .. 12 as far as they fit; on a narrow screen at least up to the first week
+        # that has ended for no row (later ones only say "not ended"), so the default 30 days
+        # fit 80 columns without scrolling
+        ended = [c.week_number for row in rows for c in row.cells if c.returning is not None]
+        needed = min(WEEKS, max(ended, default=WEEKS - 2) + 2)
+        width = table.size.width or self.app.size.width
+        fit = (width - (LABEL_WIDTH + 2) - (7 + 2)) // (CELL_WIDTH + 2)
+        weeks = max(needed, min(WEEKS, fit))
+        self._columns(table, weeks)
         labels = distinct_labels([visible(row.label) for row in rows], LABEL_WIDTH - 1)
         for row, shown in zip(rows, labels, strict=True):
             key = f"{row.kind}:{row.key}"
             self.rows[key] = row
             label = Text(shown, no_wrap=True, style="bold" if row.kind != ACQUISITION else "")
-            cells = [shade(c.rate) for c in row.cells]
-            cells += [Text("")] * (WEEKS - len(cells))
+            cells = [shade(c.rate, users=bool(c.base)) for c in row.cells[:weeks]]
+            cells += [Text("")] * (weeks - len(cells))
             table.add_row(label, Text(f"{row.size:,}", justify="right"), *cells, key=key)
         if table.row_count:
             table.cursor_coordinate = keep if keep.row < table.row_count else keep._replace(row=0)
@@ -162,6 +182,9 @@ class RetentionScreen(PaneScreen):
         self.query_one("#retention-title", Static).update(title)
 
     # ------------------------------------------------------------------ actions
+    def on_resize(self) -> None:
+        self._show()  # as many week columns as fit
+
     def action_toggle_view(self) -> None:
         self.view = (self.view + 1) % len(VIEWS)
         self._show()

@@ -13,6 +13,7 @@ from textual.widgets.option_list import Option
 
 from pulse_tui.models import Site
 from pulse_tui.textsafe import visible
+from pulse_tui.tui.widgets.footer import PulseFooter
 
 ALL = "\x00all"
 
@@ -41,6 +42,7 @@ class SitePickerScreen(ModalScreen[str | None]):
         with Vertical(id="site-picker", classes="modal"):
             yield Static("Choose a site (enter), escape to cancel")
             yield OptionList(*options, id="site-options")
+        yield PulseFooter()  # the keys of the picker, not those of the pane below it
 
     def on_mount(self) -> None:
         options = self.query_one(OptionList)

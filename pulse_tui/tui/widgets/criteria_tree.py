@@ -48,15 +48,19 @@ def describe_condition(node: JSON) -> Text:
     return text
 
 
-def describe_group(node: JSON, *, root_label: str | None = None) -> Text:
+EMPTY_HINT = "empty: press a to add a condition"
+
+
+def describe_group(node: JSON, *, root_label: str | None = None,
+                   empty_hint: bool = True) -> Text:
     kind = node.get("type")
     text = Text()
     text.append("ALL of" if kind == "and" else "ANY of" if kind == "or" else visible(kind),
                 style="bold magenta")
     text.append(f"  ({'and' if kind == 'and' else 'or'}"
                 f"{', ' + root_label if root_label else ''})", style="dim")
-    if not node.get("conditions"):
-        text.append("  empty: press a to add a condition", style="italic dim")
+    if empty_hint and not node.get("conditions"):
+        text.append(f"  {EMPTY_HINT}", style="italic dim")
     return text
 
 
@@ -125,9 +129,18 @@ class CriteriaTree(ReportsWorkerErrors, Tree[Path]):
         self.post_message(self.Changed(self, criteria))
 
     def _label(self, node: JSON, path: Path) -> Text:
-        label = describe_group(node, root_label=None if path else self.root_label) \
+        problems = self.problems.get(path, [])
+        # an empty group that may not be empty: one short warning, not the hint and the
+        # validator's sentence side by side (cut at 80 columns)
+        empty = (editing.is_group(node) and node.get("conditions") == []
+                 and any(field == "conditions" for field, _ in problems))
+        label = describe_group(node, root_label=None if path else self.root_label,
+                               empty_hint=not empty) \
             if editing.is_group(node) else describe_condition(node)
-        for field, message in self.problems.get(path, []):
+        if empty:
+            label.append(f"  ⚠ {EMPTY_HINT}", style="bold red")
+            problems = [(field, message) for field, message in problems if field != "conditions"]
+        for field, message in problems:
             label.append(f"   ⚠ {field + ': ' if field else ''}{message}", style="bold red")
         return label
 

@@ -63,11 +63,48 @@ class PulseHeader(Vertical):
         status.append("  worker ", style="dim")
         state = str(getattr(app, "worker_state", "off"))
         colour = {"running": "green", "standby": "yellow", "error": "red"}.get(
-            state.split(" ", 1)[0], "")
-        status.append(visible(state), style=f"bold {colour}".strip())
+            state.split(" ", 1)[0].rstrip(":"), "")
+        read_only = "  read-only" if getattr(app, "read_only", False) else ""
+        room = self.app.size.width - status.cell_len - len("  db ") - len(read_only)
+        state_text, db_text = fit_status(visible(state), visible(getattr(app, "db_label", "")),
+                                         room)
+        status.append(state_text, style=f"bold {colour}".strip())
         status.append("  db ", style="dim")
-        status.append(visible(getattr(app, "db_label", "")))
-        if getattr(app, "read_only", False):
-            status.append("  read-only", style="bold reverse")
+        status.append(db_text)
+        if read_only:
+            status.append(read_only, style="bold reverse")
         status.truncate(max(10, self.app.size.width), overflow="ellipsis")
         self.query_one("#header-status", Static).update(status)
+
+
+MIN_PATH = 20  # cells the database label keeps before the worker state gives way
+
+
+def shorten_path(path: str, width: int) -> str:
+    """``path`` in at most ``width`` cells: whole when it fits, else its start and its file
+    name around a middle ellipsis (``prod…/pulse.db``), else the end of the name."""
+    if len(path) <= width:
+        return path
+    if width <= 1:
+        return "…"[:max(width, 0)]
+    cut = path.rfind("/")
+    name = path[cut:] if cut >= 0 else path
+    head = width - len(name) - 1
+    if head < 1:
+        return "…" + name[len(name) - (width - 1):]
+    return path[:head] + "…" + name
+
+
+def fit_status(state: str, db: str, room: int) -> tuple[str, str]:
+    """The worker state and the database label sharing ``room`` cells of header line 2: a
+    standby's "lease held by pid N on host H" says "pid N on H", then the label is shortened
+    in the middle (at least MIN_PATH cells), then the state is cut at its end."""
+    if len(state) + len(db) <= room:
+        return state, db
+    state = state.replace("lease held by ", "").replace(" on host ", " on ")
+    if len(state) + len(db) <= room:
+        return state, db
+    db = shorten_path(db, max(room - len(state), min(len(db), MIN_PATH)))
+    if len(state) + len(db) > room and room - len(db) >= 2:
+        state = state[:room - len(db) - 1] + "…"
+    return state, db
