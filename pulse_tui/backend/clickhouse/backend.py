@@ -755,6 +755,74 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
                        sessions_updated=sum(1 for _, kept in touched if kept),
                        cohorts_refreshed=refreshed)
 
+    def _settle_pending(self) -> None:
+        """A pass stopped after writing what it keeps and before deleting the events: its
+        kept rows go (the pass runs again), unless its delete was issued (a ClickHouse
+        mutation finishes after a restart, so those rows are the only record left)."""
+        pending = (self.meta_get(CLEANUP_PENDING) or "").split()
+        if len(pending) == 2 and pending[1] == "keeping":
+            for table in ("cleaned_daily", "cleaned_dims"):
+                self.ch.command(f"ALTER TABLE {self.t(table)} DELETE WHERE batch = "
+                                "{batch:String} SETTINGS mutations_sync = 2",
+                                {"batch": pending[0]})
+        if pending:
+            self.meta_set(CLEANUP_PENDING, "")
+
+    def _keep(self, old: str, params: dict[str, Any]) -> str:
+        """From the events about to be deleted (``old``): the users' first and last times
+        (``user_first_seen``, never deleted: retention and cohorts keep each user's first-seen
+        date), and the day rollups of the reports (``cleaned_daily``, ``cleaned_dims``) tagged
+        with this pass. Returns the pass's batch name."""
+        import uuid
+
+        batch = uuid.uuid4().hex
+        self.meta_set(CLEANUP_PENDING, f"{batch} keeping")
+        p = {**params, "batch": batch, "none": NONE_LABEL}
+        ev = self.t("events")
+        self.ch.command(
+            f"INSERT INTO {self.t('user_first_seen')} SELECT site_id, assumeNotNull(user_id), "
+            f"min(timestamp_ms), max(timestamp_ms) FROM {ev} WHERE {old} "
+            "AND user_id IS NOT NULL GROUP BY site_id, user_id", p)
+        self.ch.command(
+            f"INSERT INTO {self.t('cleaned_user_days')} SELECT DISTINCT site_id, "
+            f"intDiv(timestamp_ms, {DAY_MS}), assumeNotNull(user_id) FROM {ev} WHERE {old} "
+            "AND user_id IS NOT NULL", p)
+        self.ch.command(
+            f"INSERT INTO {self.t('cleaned_daily')} SELECT site_id, day, {{batch:String}}, "
+            f"count(), uniqExactState(user_id), uniqExactState(session_id) FROM {ev} "
+            f"WHERE {old} GROUP BY site_id, day", p)
+        pairs = ", ".join(
+            f"('{d}', ifNull(nullIf(CAST({d} AS Nullable(String)), ''), {{none:String}}))"
+            for d in KEPT_DIMS)
+        self.ch.command(
+            f"INSERT INTO {self.t('cleaned_dims')} SELECT site_id, day, kv.1, kv.2, "
+            f"{{batch:String}}, count(), uniqExactState(user_id) FROM {ev} "
+            f"ARRAY JOIN [{pairs}] AS kv WHERE {old} GROUP BY site_id, day, kv.1, kv.2", p)
+        return batch
+
+    def _drop_old_kept(self, settings: Settings, clock: Clock) -> int:
+        """The kept day rollups older than ``rollup_retention_days`` (as the file's rollups);
+        user_first_seen is never deleted."""
+        if settings.rollup_retention_days <= 0:
+            return 0
+        before = (clock.now_ms() - settings.rollup_retention_days * DAY_MS) // DAY_MS
+        p = {"d": date.fromordinal(date(1970, 1, 1).toordinal() + before)}
+        gone = 0
+        for table in ("cleaned_daily", "cleaned_dims"):
+            (n,), = self.ch.rows(f"SELECT count() FROM {self.t(table)} WHERE day < {{d:Date}}",
+                                 p)
+            if n:
+                self.ch.command(f"ALTER TABLE {self.t(table)} DELETE WHERE day < {{d:Date}} "
+                                "SETTINGS mutations_sync = 2", p)
+                gone += int(n)
+        (n,), = self.ch.rows(f"SELECT count() FROM {self.t('cleaned_user_days')} "
+                             "WHERE day_num < {b:Int64}", {"b": before})
+        if n:
+            self.ch.command(f"ALTER TABLE {self.t('cleaned_user_days')} DELETE WHERE "
+                            "day_num < {b:Int64} SETTINGS mutations_sync = 2", {"b": before})
+            gone += int(n)
+        return gone
+
     def _sessions_of(self) -> str:
         """The sessions view's SELECT over the events (add WHERE and GROUP BY)."""
         return ("SELECT site_id, session_id, any(user_id), min(timestamp_ms), max(timestamp_ms), "
