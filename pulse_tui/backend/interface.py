@@ -93,7 +93,8 @@ class EventsBackend(Protocol):
 
     # ---------------------------------------------------------------- sites and the live tail
     def sites(self) -> list[Site]:
-        """Every site, by id."""
+        """Every site, by id: the registered ones and those seen only in event rows other
+        programs wrote (named by their id)."""
         ...
 
     def tail(self, *, after: LiveCursor | None = None, site_id: str | None = None,
@@ -115,6 +116,12 @@ class EventsBackend(Protocol):
 
     def change_token(self) -> ChangeToken:
         """A value that changes when another writer commits events (cheap when nothing did)."""
+        ...
+
+    def data_mark(self) -> str:
+        """A mark of the events and users rows that any writer's insert, update or delete
+        moves, and that means the same on every connection and after a restart (unlike the
+        change token, which may be one connection's): the periodic cohort job stores it."""
         ...
 
     # ---------------------------------------------------------------- reports (SPEC 8)
@@ -277,6 +284,10 @@ class OutsideEvents(Protocol):
     ``store/retention.py``) asks an events backend for when the events are not in the PULSE
     file (``events=`` of those functions; None: it reads the file's own tables). Membership rows
     and retention snapshots stay in the file; only these reads go out."""
+
+    def data_mark(self) -> str:
+        """See :meth:`EventsBackend.data_mark`."""
+        ...
 
     def cohort_evaluate(self, site_id: str, criteria: Group, now_ms: int
                         ) -> list[tuple[str, int, int]]:

@@ -133,10 +133,8 @@ def report_cmd(ctx: click.Context, name: str, site: str | None, start: str | Non
                                  cluster=settings.clickhouse_cluster, migrate=False)
         close = backends.close
     try:
-        if settings.events_store == "sqlite":  # also the sites of rows other programs wrote
-            site_id = reports.resolve_site(conn, site)
-        else:
-            site_id = reports.pick_site([s.id for s in backends.events.sites()], site)
+        # sites() also lists the sites of rows other programs wrote, on either store
+        site_id = reports.pick_site([s.id for s in backends.events.sites()], site)
         rows = backends.events.report(name, site_id, rng, now_ms=clock.now_ms(), limit=limit,
                                       steps=step_list)
         notes = report_notes(backends.events)

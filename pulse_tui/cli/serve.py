@@ -7,8 +7,8 @@ import os
 import click
 
 from pulse_tui.cli.common import pulse_command, settings_from
-from pulse_tui.errors import PulseError, UsageError
-from pulse_tui.ingest import kinds as import_kinds
+from pulse_tui.errors import UsageError
+from pulse_tui.worker import inbox
 
 
 @pulse_command("serve")
@@ -57,12 +57,7 @@ def serve_cmd(ctx: click.Context, host: str, port: int, token: str | None, read_
     setup_logging(settings.log_file, debug=debug)
     # once, before any session: like the TUI, a file that needs upgrading is refused untouched
     connect(settings.db, migrate=False).close()
-    for sub in import_kinds.folders():
-        try:
-            (settings.import_dir / sub).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise PulseError(f"cannot create import folder {settings.import_dir / sub}: "
-                             f"{exc.strerror}") from exc
+    inbox.ensure_folders(settings.import_dir)  # as the worker does (PulseError if not)
 
     args = ["--db", str(settings.db.resolve()),
             "--import-dir", str(settings.import_dir.resolve()),

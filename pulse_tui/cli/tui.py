@@ -12,8 +12,7 @@ import click
 
 from pulse_tui.clock import Clock
 from pulse_tui.config import Settings, redact_url
-from pulse_tui.errors import PulseError
-from pulse_tui.ingest import kinds as import_kinds
+from pulse_tui.worker import inbox
 
 
 @contextlib.contextmanager
@@ -88,12 +87,7 @@ def run_tui(settings: Settings, *, demo: bool, worker: bool, read_only: bool = F
     else:  # the same for the SQLite file, and create or check the events store
         open_backends(settings.db, settings.events_store,
                       cluster=settings.clickhouse_cluster, migrate=False).close()
-    for sub in import_kinds.folders():
-        try:
-            (settings.import_dir / sub).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise PulseError(f"cannot create import folder {settings.import_dir / sub}: "
-                             f"{exc.strerror}") from exc
+    inbox.ensure_folders(settings.import_dir)  # as the worker does (PulseError if not)
     from pulse_tui.tui.app import make_app
 
     app = make_app(settings, clock=clock, demo=demo, worker=worker, read_only=read_only)

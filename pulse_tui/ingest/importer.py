@@ -322,16 +322,8 @@ def _import_file(
                     progress(ImportProgress(job_id, cp.rows, outcome.processed,
                                             outcome.duplicates, outcome.failed, file_size,
                                             file_size))
-                if _changed_while_read(src.fstat(), opened):
-                    store.fail_job(conn, job_id, CHANGED_MESSAGE, clock.now_ms())
-                    result = _finish(conn, job_id, path, started)
-                    result.changed = True
-                    return result
-                store.finish_job(conn, job_id, clock.now_ms())
-                result = _finish(conn, job_id, path, started)
-                result.unknown_columns = unknown
-                result.changed = not _same_file(path, opened)
-                return result
+                return _complete(conn, job_id, path, started, src.fstat(), opened, unknown,
+                                 clock)
         parse = make_row_parser(header, site_id=site_id, now_ms=now_ms)
         records = job.checkpoint_rows
         processed, dups, failed = job.processed_records, job.duplicate_records, job.failed_records
@@ -409,16 +401,7 @@ def _import_file(
             if tx is not None:
                 tx.rollback()
             batches.close()
-        if _changed_while_read(src.fstat(), opened):
-            store.fail_job(conn, job_id, CHANGED_MESSAGE, clock.now_ms())
-            result = _finish(conn, job_id, path, started)
-            result.changed = True
-            return result
-        store.finish_job(conn, job_id, clock.now_ms())
-    result = _finish(conn, job_id, path, started)
-    result.unknown_columns = unknown
-    result.changed = not _same_file(path, opened)
-    return result
+        return _complete(conn, job_id, path, started, src.fstat(), opened, unknown, clock)
 
 
 FAST_PATH_MAX_BYTES = 2 * 1024 ** 3  # larger files keep the Python path's stop checks
@@ -537,6 +520,23 @@ def _write(conn: sqlite3.Connection, job_id: str, kind: kinds.ImportKind, batch:
                                          batch.lines)
     return store.WRITERS[kind.writer](conn, job_id, batch.rows, rejects, cp, now_ms,
                                       batch.lines)
+
+
+def _complete(conn: sqlite3.Connection, job_id: str, path: Path, started: float,
+              now_stat: os.stat_result, opened: os.stat_result, unknown: list[str],
+              clock: Clock) -> ImportResult:
+    """The file was read to its end: the job fails if the file changed while it was read,
+    else it is finished; its result either way."""
+    if _changed_while_read(now_stat, opened):
+        store.fail_job(conn, job_id, CHANGED_MESSAGE, clock.now_ms())
+        result = _finish(conn, job_id, path, started)
+        result.changed = True
+        return result
+    store.finish_job(conn, job_id, clock.now_ms())
+    result = _finish(conn, job_id, path, started)
+    result.unknown_columns = unknown
+    result.changed = not _same_file(path, opened)
+    return result
 
 
 def _finish(conn: sqlite3.Connection, job_id: str, path: Path, started: float) -> ImportResult:

@@ -29,10 +29,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pulse_tui.backend.interface import OutsideEvents
 from pulse_tui.clock import DAY_MS, Clock
 from pulse_tui.config import Settings
 from pulse_tui.models import CleanupResult
-from pulse_tui.store import derived
+from pulse_tui.store import cohorts, derived
 from pulse_tui.store import exports as export_store
 from pulse_tui.store.tx import write_transaction
 
@@ -172,16 +173,12 @@ def delete_old_exports(conn: sqlite3.Connection, cutoff_ms: int, export_dir: Pat
 
 
 # ---------------------------------------------------------------- the pass
-def _refresh_cohorts(conn: sqlite3.Connection, clock: Clock) -> int:
+def refresh_cohorts(conn: sqlite3.Connection, clock: Clock, *,
+                    events: OutsideEvents | None = None) -> int:
+    """Every criteria cohort recomputed after events were deleted (who lost their events);
+    how many. A failure is logged, never fails the pass: the periodic job refreshes too."""
     try:
-        from pulse_tui.store import cohorts
-    except ImportError:
-        return 0
-    refresh_all = getattr(cohorts, "refresh_all", None)
-    if refresh_all is None:
-        return 0
-    try:
-        return len(refresh_all(conn, clock))
+        return len(cohorts.refresh_all(conn, clock, events=events))
     except Exception:  # noqa: BLE001 - membership is also refreshed by its own job
         log.exception("cohort refresh after cleanup failed")
         return 0
@@ -203,7 +200,7 @@ def run_cleanup(conn: sqlite3.Connection, settings: Settings, clock: Clock, *,
         ev, gone, updated = delete_old_events(conn, cutoff, batch=batch, should_stop=should_stop)
         counts.update(events=ev, sessions_deleted=gone, sessions_updated=updated)
         if ev:
-            counts["cohorts_refreshed"] = _refresh_cohorts(conn, clock)
+            counts["cohorts_refreshed"] = refresh_cohorts(conn, clock)
     if settings.rollup_retention_days > 0:
         before_day = (now - settings.rollup_retention_days * DAY_MS) // DAY_MS
         counts["rollup_cutoff_day"] = before_day

@@ -11,8 +11,8 @@ Change detection. After each refresh a fingerprint of the cohort's definition (s
 criteria, updated_at) is stored in ``pulse_meta`` under ``cohort_fp:<cohort_id>``; cohorts that
 other programs insert or change directly in the database have no or a different fingerprint,
 and :func:`refresh_changed` (a periodic worker job) recomputes them. It also recomputes every
-criteria cohort when the data moved (new events or users rows, a new UTC day) since the last
-full refresh, at most once per :data:`FULL_REFRESH_MIN_INTERVAL_S`.
+criteria cohort when the data moved (new events or users rows in whichever store holds them:
+the events backend's ``data_mark``; a new UTC day) since the last full refresh, at most once per :data:`FULL_REFRESH_MIN_INTERVAL_S`.
 
 Write functions open their own ``BEGIN IMMEDIATE`` transaction, or join the caller's when the
 connection is already in one.
@@ -50,6 +50,7 @@ from pulse_tui.models import (
     member_id_for,
 )
 from pulse_tui.store import derived, retention
+from pulse_tui.store import events as events_store
 from pulse_tui.store.tx import write_transaction as _write
 
 log = logging.getLogger(__name__)
@@ -552,10 +553,11 @@ def _notify(conn: sqlite3.Connection, clock: Clock, changed: list[str],
             log.exception("membership-changed hook %r failed", hook)
 
 
-def _data_mark(conn: sqlite3.Connection, now_ms: int) -> str:
-    top = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
-    n, last = conn.execute("SELECT count(*), coalesce(max(updated_at), 0) FROM users").fetchone()
-    return f"{top}:{n}:{last}:{now_ms // DAY_MS}"
+def _data_mark(conn: sqlite3.Connection, now_ms: int, events: OutsideEvents | None) -> str:
+    """What "the data moved" compares: the events store's own data mark (the file's tables, or
+    the backend holding the events) and the UTC day (relative criteria move with it)."""
+    data = events_store.data_mark(conn) if events is None else events.data_mark()
+    return f"{data}:{now_ms // DAY_MS}"
 
 
 def _criteria_cohort_ids(conn: sqlite3.Connection) -> list[str]:
@@ -588,7 +590,7 @@ def _refresh_many(conn: sqlite3.Connection, clock: Clock, ids: list[str],
 def refresh_all(conn: sqlite3.Connection, clock: Clock, *, events: OutsideEvents | None = None
                 ) -> list[RefreshResult]:
     """Recompute every criteria cohort (archived ones too; static ones never)."""
-    mark = _data_mark(conn, clock.now_ms())
+    mark = _data_mark(conn, clock.now_ms(), events)
     results = _refresh_many(conn, clock, _criteria_cohort_ids(conn), events)
     with _write(conn):
         derived.set_meta(conn, DATA_MARK_KEY, mark)
@@ -616,7 +618,7 @@ def refresh_changed_results(conn: sqlite3.Connection, clock: Clock, *,
                             ) -> list[RefreshResult]:
     """Refresh the cohorts changed by other programs, or every criteria cohort when the data
     moved since the last full refresh (throttled); returns what was refreshed."""
-    mark = _data_mark(conn, clock.now_ms())
+    mark = _data_mark(conn, clock.now_ms(), events)
     last_full = int(derived.get_meta(conn, FULL_REFRESH_AT_KEY, "0") or 0)
     due = time.time() * 1000 - last_full >= FULL_REFRESH_MIN_INTERVAL_S * 1000
     if derived.get_meta(conn, DATA_MARK_KEY) != mark and due:

@@ -158,6 +158,15 @@ def newest_seq(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
 
 
+def data_mark(conn: sqlite3.Connection) -> str:
+    """A mark of the events and users rows that any writer's change moves and that means the
+    same on every connection and across restarts (newest event rowid, users count and newest
+    update), unlike :func:`data_version`; the periodic cohort job keeps it in pulse_meta."""
+    top = conn.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
+    n, last = conn.execute("SELECT count(*), coalesce(max(updated_at), 0) FROM users").fetchone()
+    return f"{top}:{n}:{last}"
+
+
 def data_version(conn: sqlite3.Connection) -> int:
     """SQLite's PRAGMA data_version: changes when another connection commits (cheap)."""
     return conn.execute("PRAGMA data_version").fetchone()[0]

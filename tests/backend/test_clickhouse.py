@@ -424,6 +424,13 @@ def test_cleanup_deletes_exactly_the_old_events(tmp_path: Path, ch: Backends,
     assert result.events == len(old) > 0
     left = {e.event_id for e in ch.events.tail(limit=10_000).events}
     assert left == {r[0] for r in rows if int(r[3]) >= cutoff}  # type: ignore[call-overload]
+    assert result.sessions_deleted > 0
+    # the sessions table follows: what the view would compute from the events left
+    conn, db = ch.events.ch, ch.events.db  # type: ignore[attr-defined]
+    assert conn.rows(f"SELECT session_id, min(first_event_at), max(last_event_at), "
+                     f"sum(event_count) FROM {db}.sessions GROUP BY session_id ORDER BY 1") == \
+        conn.rows(f"SELECT session_id, min(timestamp_ms), max(timestamp_ms), count() "
+                  f"FROM {db}.events GROUP BY session_id ORDER BY 1")
     assert ch.events.cleanup(settings, CLOCK).events == 0
     # a deleted event's id may be imported again (as on SQLite); a kept one is a duplicate
     again = _import(ch, _write(tmp_path / "again.csv", EVENT_COLS, old[:3] + rows[-2:]))
@@ -442,6 +449,41 @@ def test_a_foreign_insert_moves_the_change_token_and_shows_in_the_tail(ch: Backe
     page = ch.events.tail(after=first.cursor)
     assert [e.event_id for e in page.events] == ["x1"]
     assert "s9" in [s.id for s in ch.events.sites()]
+
+
+def test_a_foreign_insert_makes_the_cohort_job_recompute_membership(
+        ch: Backends, monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from pulse_tui.cohorts import jobs
+    from pulse_tui.store import cohorts as cohort_store
+    from pulse_tui.store.events import ensure_sites
+
+    monkeypatch.setattr(cohort_store, "FULL_REFRESH_MIN_INTERVAL_S", 0)  # no throttle here
+    ctx = SimpleNamespace(backends=ch, clock=CLOCK)  # what the job body reads
+    conn = ch.events.ch  # type: ignore[attr-defined]
+
+    def insert(event_id: str, user: str) -> None:
+        conn.command(f"INSERT INTO `{conn.database}`.events (event_id, site_id, event_type, "
+                     "timestamp_ms, session_id, user_id, created_at) VALUES "
+                     f"('{event_id}', 's1', 'buy', {NOW - HOUR_MS}, 'sx', '{user}', {NOW})")
+
+    insert("x1", "buyer1")
+    ensure_sites(ch.events.conn, ["s1"], NOW)  # type: ignore[attr-defined]
+    cohort = ch.control.create_cohort(CLOCK, site_id="s1", name="buyers", criteria={
+        "type": "and", "conditions": [{"property": "event_type", "operator": "equals",
+                                       "value": "buy"}]})
+
+    def members() -> set[str]:
+        return {m.user_id for m in ch.events.cohort_members(cohort.cohort_id)}
+
+    assert members() == {"buyer1"}
+    jobs.refresh_changed(ctx)  # the data mark is now current
+    assert jobs.refresh_changed(ctx) == "no cohort changed"  # nothing moved: nothing recomputed
+    insert("x2", "buyer2")  # another program, straight into ClickHouse
+    assert "refreshed 1 cohort(s), 1 changed" in jobs.refresh_changed(ctx)
+    assert members() == {"buyer1", "buyer2"}
+    assert jobs.refresh_changed(ctx) == "no cohort changed"
 
 
 # ---------------------------------------------------------------- schema

@@ -50,7 +50,7 @@ class Implementation:
     open: Callable[[Path], Backends]
     import_csv: Callable[[Backends, Path, Path], None]  # (backends, db path, csv file)
     simulate: Callable[[Backends, Path, list[NewEvent]], None]
-    foreign_insert: Callable[[Backends, Path, list[NewEvent]], None]
+    foreign_insert: Callable[..., None]  # (backends, db path, events, *, register=True)
 
 
 def _sqlite_conn(b: Backends) -> sqlite3.Connection:
@@ -70,12 +70,14 @@ def _sqlite_simulate(b: Backends, db: Path, events: list[NewEvent]) -> None:
     write_batch(_sqlite_conn(b), events, NOW)
 
 
-def _sqlite_foreign(b: Backends, db: Path, events: list[NewEvent]) -> None:
+def _sqlite_foreign(b: Backends, db: Path, events: list[NewEvent], *,
+                    register: bool = True) -> None:
     other = sqlite3.connect(db)  # another program: plain sqlite3, no PULSE code
     try:
         with other:
-            other.executemany("INSERT OR IGNORE INTO sites (id, created_at) VALUES (?, ?)",
-                              [(e.site_id, NOW) for e in events])
+            if register:  # the sites table too (ClickHouse has none: nothing to register)
+                other.executemany("INSERT OR IGNORE INTO sites (id, created_at) VALUES (?, ?)",
+                                  [(e.site_id, NOW) for e in events])
             other.executemany(
                 "INSERT INTO events (event_id, site_id, event_type, timestamp_ms, session_id, "
                 "user_id, url, referrer, country, device_type, created_at) "
@@ -103,7 +105,8 @@ def _ch_simulate(b: Backends, db: Path, events: list[NewEvent]) -> None:
     b.events.insert_events(events, NOW)  # type: ignore[attr-defined]
 
 
-def _ch_foreign(b: Backends, db: Path, events: list[NewEvent]) -> None:
+def _ch_foreign(b: Backends, db: Path, events: list[NewEvent], *,
+                register: bool = True) -> None:
     # another program: a plain INSERT of the seed's columns (ingest_seq from its DEFAULT)
     ch = b.events.ch  # type: ignore[attr-defined]
     cols = ("event_id", "site_id", "event_type", "timestamp_ms", "session_id", "user_id", "url",
@@ -151,9 +154,10 @@ def _events(rng: random.Random, prefix: str, n: int, days: int = 40) -> list[New
     for i in range(n):
         ts = NOW - rng.randrange(1, days * DAY_MS)
         user = rng.choice((*USERS, None))
+        site = rng.choice(SITES)  # a session id belongs to one site (SQLite's sessions key)
         out.append(NewEvent(
-            event_id=f"{prefix}{i:04d}", site_id=rng.choice(SITES), event_type=rng.choice(TYPES),
-            timestamp_ms=ts, session_id=f"{user or 'anon'}-{ts // (6 * HOUR_MS)}",
+            event_id=f"{prefix}{i:04d}", site_id=site, event_type=rng.choice(TYPES),
+            timestamp_ms=ts, session_id=f"{user or 'anon'}-{site}-{ts // (6 * HOUR_MS)}",
             user_id=user, url=rng.choice(URLS), referrer=None, country=rng.choice(COUNTRIES),
             device_type=rng.choice(("desktop", "mobile"))))
     return out
@@ -230,6 +234,13 @@ def test_the_implementation_has_every_method_of_both_interfaces(world: World) ->
 
 def test_sites(world: World) -> None:
     assert [s.id for s in world.ev.sites()] == sorted({e.site_id for e in world.events})
+
+
+def test_a_site_seen_only_in_rows_another_program_wrote_counts(world: World) -> None:
+    world.impl.foreign_insert(world.b, world.db, [
+        NewEvent("late-s9", "s9", "view", NOW - 500, "u4-z", "u4", "/", None, "JP", "desktop")],
+        register=False)
+    assert [s.id for s in world.ev.sites()] == [*SITES, "s9"]
 
 
 def test_live_tail_in_arrival_order_with_an_opaque_cursor(world: World) -> None:
@@ -424,12 +435,29 @@ def test_cleanup_keeps_exactly_the_events_inside_the_retention(world: World,
                                                                tmp_path: Path) -> None:
     settings = Settings(db=world.db, import_dir=tmp_path / "in", export_dir=tmp_path / "out",
                         log_file=tmp_path / "log", events_retention_days=10)
-    result = world.ev.cleanup(settings, CLOCK)
     cutoff = NOW - 10 * DAY_MS
-    kept = [e for e in world.events if e.timestamp_ms >= cutoff]
-    assert result.events == len(world.events) - len(kept)
+    # a session on both sides of the cutoff (the others lie in 6-hour buckets, which it bounds)
+    straddle = [NewEvent(f"straddle-{i}", "s2", "view", cutoff + dt, "u5-straddle", "u5", "/",
+                         None, "US", "mobile") for i, dt in enumerate((-HOUR_MS, HOUR_MS))]
+    world.impl.foreign_insert(world.b, world.db, straddle)
+    world.ev.catch_up(NOW)
+    events = [*world.events, *straddle]
+    world.control.create_cohort(CLOCK, site_id="s1", name="us", criteria=US_ONLY)
+    result = world.ev.cleanup(settings, CLOCK)
+    kept = [e for e in events if e.timestamp_ms >= cutoff]
+    assert result.events == len(events) - len(kept)
     left = world.ev.tail(limit=10_000).events
     assert sorted(e.event_id for e in left) == sorted(e.event_id for e in kept)
+    # the summary says the same things on every store: sessions deleted and recomputed (by
+    # session id), cohorts refreshed
+    old_sessions = {e.session_id for e in events if e.timestamp_ms < cutoff}
+    kept_sessions = {e.session_id for e in kept}
+    gone, updated = len(old_sessions - kept_sessions), len(old_sessions & kept_sessions)
+    assert (result.sessions_deleted, result.sessions_updated) == (gone, updated)
+    assert gone > 0 and updated > 0
+    assert result.cohorts_refreshed == 1
+    assert f"{gone} sessions ({updated} recomputed)" in result.describe()
+    assert result.describe().endswith("; 1 cohorts refreshed")
 
 
 def test_rebuild_gives_the_same_reports(world: World) -> None:

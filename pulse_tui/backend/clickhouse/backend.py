@@ -60,7 +60,6 @@ from pulse_tui.report_models import (
     Totals,
 )
 from pulse_tui.store import cleanup as sqlite_cleanup
-from pulse_tui.store import cohorts as sqlite_cohorts
 from pulse_tui.store import events as sqlite_events
 from pulse_tui.store import imports as sqlite_imports
 from pulse_tui.store.tx import write_transaction
@@ -174,11 +173,21 @@ class ClickHouseEvents(MembershipInSqlite):
         # metadata only (system.parts): rows and the newest block number of the active parts
         # change with every insert or delete; nothing is read from the tables themselves. The
         # SQLite file's data_version joins it: cohorts, rules and jobs other programs changed.
-        rows = self.ch.rows(
+        return (self._parts(), sqlite_events.data_version(self.conn))
+
+    def _parts(self) -> tuple[int, int, int]:
+        (rows, top, n), = self.ch.rows(
             "SELECT sum(rows), max(max_block_number), count() FROM system.parts "
             "WHERE database = {db:String} AND table IN ('events', 'users') AND active",
             {"db": self.ch.database})
-        return (tuple(rows[0]) if rows else (), sqlite_events.data_version(self.conn))
+        return int(rows or 0), int(top or 0), int(n or 0)
+
+    def data_mark(self) -> str:
+        # rows and the newest block number of the active parts of events and users: every
+        # insert takes a new block number, a delete changes the rows; a merge keeps both
+        # (unless it folds duplicate rows: then one more full cohort refresh, harmless)
+        rows, top, _ = self._parts()
+        return f"ch:{rows}:{top}"
 
     # ---------------------------------------------------------------- reports
     # The reports read the rollups (events_daily, events_dims: counts and exact uniqExact
@@ -742,6 +751,11 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
         old = "timestamp_ms < {cutoff:Int64} AND ingest_seq != {newest:UInt64}"
         (n,), = self.ch.rows(f"SELECT count() FROM {self.t('events')} WHERE {old}", params)
         (ids,), = self.ch.rows(f"SELECT count() FROM {self.t('event_ids')} WHERE {old}", params)
+        # the sessions that lose events, by session id as on SQLite: each keeps how many?
+        touched = self.ch.rows(
+            f"SELECT session_id, countIf(NOT ({old})) FROM {self.t('events')} WHERE session_id "
+            f"IN (SELECT session_id FROM {self.t('events')} WHERE {old}) GROUP BY session_id",
+            params) if n else []
         # the events first, then their ids (the same condition: event_ids carries both
         # columns), so that an id deleted from events may be imported again, as on SQLite.
         # Stopped between the two, an id is left without its event (it counts as a duplicate
@@ -759,11 +773,14 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
         if n or ids:
             self.ch.command(f"ALTER TABLE {self.t('event_ids')} DELETE WHERE {old} "
                             "SETTINGS mutations_sync = 2", params)
+        self._recompute_sessions([sid for sid, _ in touched])
         # then the rollup days past rollup_retention_days (with what was just kept of them)
         rest = self._drop_old_kept(settings, clock, rest)
-        if n:
-            sqlite_cohorts.refresh_all(self.conn, clock, events=self)  # who lost their events
-        return replace(rest, events=int(n), events_cutoff_ms=cutoff)
+        refreshed = sqlite_cleanup.refresh_cohorts(self.conn, clock, events=self) if n else 0
+        return replace(rest, events=int(n), events_cutoff_ms=cutoff,
+                       sessions_deleted=sum(1 for _, kept in touched if not kept),
+                       sessions_updated=sum(1 for _, kept in touched if kept),
+                       cohorts_refreshed=refreshed)
 
     def _keep(self, old: str, params: dict[str, Any]) -> None:
         """From the events about to be deleted (``old``): the users' first and last times
@@ -813,6 +830,20 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
                         "SETTINGS mutations_sync = 2")
         self.ch.command(fill_rollup(self.ch.database, name, where if source is None else source))
 
+    def _sessions_of(self) -> str:
+        """The sessions view's SELECT over the events (add WHERE and GROUP BY)."""
+        return ("SELECT site_id, session_id, any(user_id), min(timestamp_ms), max(timestamp_ms), "
+                f"toUInt64(count()), min(created_at) FROM {self.t('events')}")
+
+    def _recompute_sessions(self, session_ids: list[str], chunk: int = 10_000) -> None:
+        """The sessions rows of these sessions again from their events (none: gone)."""
+        for i in range(0, len(session_ids), chunk):
+            p = {"ids": session_ids[i:i + chunk]}
+            self.ch.command(f"ALTER TABLE {self.t('sessions')} DELETE WHERE session_id IN "
+                            "{ids:Array(String)} SETTINGS mutations_sync = 2", p)
+            self.ch.command(f"INSERT INTO {self.t('sessions')} {self._sessions_of()} WHERE "
+                            "session_id IN {ids:Array(String)} GROUP BY site_id, session_id", p)
+
     def rebuild(self, now_ms: int) -> int:
         # the reports read the rollups kept by materialized views; rebuild recomputes them and
         # the sessions view from the events. As on SQLite, the daily and dims rows of days up
@@ -826,10 +857,8 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
             else:
                 self._refill(name, f"day > '{_day(cleaned // DAY_MS).isoformat()}'")
         self.ch.command(f"TRUNCATE TABLE {self.t('sessions')}")
-        self.ch.command(
-            f"INSERT INTO {self.t('sessions')} SELECT site_id, session_id, any(user_id), "
-            "min(timestamp_ms), max(timestamp_ms), toUInt64(count()), min(created_at) "
-            f"FROM {self.t('events')} GROUP BY site_id, session_id")
+        self.ch.command(f"INSERT INTO {self.t('sessions')} {self._sessions_of()} "
+                        "GROUP BY site_id, session_id")
         self.ch.command(f"TRUNCATE TABLE {self.t('event_ids')}")
         cols = "event_id, ingest_job, ingest_line, timestamp_ms, ingest_seq"
         self.ch.command(f"INSERT INTO {self.t('event_ids')} ({cols}) SELECT {cols} "

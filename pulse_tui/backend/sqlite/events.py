@@ -119,7 +119,8 @@ class SqliteEvents(MembershipInSqlite):
 
     # ---------------------------------------------------------------- sites and the live tail
     def sites(self) -> list[Site]:
-        return events.list_sites(self.conn)
+        # also the sites of rows other programs inserted (as ClickHouse's sites())
+        return reports.sites(self.conn)
 
     def tail(self, *, after: LiveCursor | None = None, site_id: str | None = None,
              limit: int = 500) -> TailPage:
@@ -139,6 +140,9 @@ class SqliteEvents(MembershipInSqlite):
     def change_token(self) -> ChangeToken:
         # another connection's commit changes data_version; our own do not (Store counts them)
         return events.data_version(self.conn)
+
+    def data_mark(self) -> str:
+        return events.data_mark(self.conn)
 
     # ---------------------------------------------------------------- reports
     def range_totals(self, site_id: str, rng: DateRange, now_ms: int | None = None
