@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from clickhouse_bench import _step  # noqa: E402
+from import_bench import COUNTRIES, DEVICES, EVENT_TYPES, PAGES, REFERRERS, SITES  # noqa: E402
 
 START_MS = 1_761_955_200_000  # 2025-11-01
 SPAN_MS = 30 * 86_400_000
@@ -39,15 +40,8 @@ def _arr(values: list[str]) -> str:
 def generate_sql(database: str, rows: int) -> str:
     """INSERT ... SELECT making ``rows`` events with import_bench.generate's distribution
     (values from a hash of the session number and the event's place in it)."""
-    pages = [f"/{p}" for p in ("", "pricing", "features", "docs", "blog", "signup", "login",
-                               "dashboard", "settings", "checkout")] + \
-        [f"/docs/page-{i}" for i in range(200)] + [f"/blog/post-{i}" for i in range(300)]
-    refs = ["", "", "", "https://www.google.com/", "https://news.ycombinator.com/",
-            "https://twitter.com/", "https://github.com/", "https://duckduckgo.com/"]
-    countries = ["US", "US", "DE", "GB", "FR", "CA", "IN", "BR", "JP", "NL", "SE", "ES"]
-    devices = ["desktop", "desktop", "mobile", "mobile", "tablet"]
-    types = ["page_view"] * 6 + ["click", "click", "scroll", "signup", "purchase"]
-    sites = ["acme-web", "acme-docs", "acme-shop"]
+    pages, refs, countries, devices, types, sites = (
+        PAGES, REFERRERS, COUNTRIES, DEVICES, EVENT_TYPES, SITES)
     sessions = rows * 2 // 13 + 1000  # 6.5 events per session on average
 
     def pick(values: list[str], *key: str) -> str:

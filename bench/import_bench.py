@@ -40,6 +40,18 @@ PULSE_PRAGMAS = ("PRAGMA journal_mode=WAL;\nPRAGMA synchronous=NORMAL;\n"
                  "PRAGMA cache_size=-262144;\nPRAGMA temp_store=FILE;\n")
 
 
+# the generator's values (bench/clickhouse_scale_bench.py makes the same distribution in SQL)
+PAGES = [f"/{p}" for p in ("", "pricing", "features", "docs", "blog", "signup", "login",
+                           "dashboard", "settings", "checkout")] + \
+    [f"/docs/page-{i}" for i in range(200)] + [f"/blog/post-{i}" for i in range(300)]
+REFERRERS = ["", "", "", "https://www.google.com/", "https://news.ycombinator.com/",
+             "https://twitter.com/", "https://github.com/", "https://duckduckgo.com/"]
+COUNTRIES = ["US", "US", "DE", "GB", "FR", "CA", "IN", "BR", "JP", "NL", "SE", "ES"]
+DEVICES = ["desktop", "desktop", "mobile", "mobile", "tablet"]
+EVENT_TYPES = ["page_view"] * 6 + ["click", "click", "scroll", "signup", "purchase"]
+SITES = ["acme-web", "acme-docs", "acme-shop"]
+
+
 def generate(path: Path, rows: int, ids: str = "ordered") -> None:
     """Sessions of 1-12 events over 30 days, 3 sites, ~20 % anonymous, time-ordered-ish."""
     rnd = random.Random(7)
@@ -51,15 +63,8 @@ def generate(path: Path, rows: int, ids: str = "ordered") -> None:
     user_ids = [uuid4() for _ in range(60_000)] if uuids else []
     start = 1_761_955_200_000  # 2025-11-01
     span = 30 * 86_400_000
-    pages = [f"/{p}" for p in ("", "pricing", "features", "docs", "blog", "signup", "login",
-                               "dashboard", "settings", "checkout")] + \
-        [f"/docs/page-{i}" for i in range(200)] + [f"/blog/post-{i}" for i in range(300)]
-    refs = ["", "", "", "https://www.google.com/", "https://news.ycombinator.com/",
-            "https://twitter.com/", "https://github.com/", "https://duckduckgo.com/"]
-    countries = ["US", "US", "DE", "GB", "FR", "CA", "IN", "BR", "JP", "NL", "SE", "ES"]
-    devices = ["desktop", "desktop", "mobile", "mobile", "tablet"]
-    types = ["page_view"] * 6 + ["click", "click", "scroll", "signup", "purchase"]
-    sites = ["acme-web", "acme-docs", "acme-shop"]
+    pages, refs, countries, devices, types, sites = (
+        PAGES, REFERRERS, COUNTRIES, DEVICES, EVENT_TYPES, SITES)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator="\n")

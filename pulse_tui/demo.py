@@ -45,6 +45,16 @@ def ensure_demo_database(path: Path, clock: Clock, *, days: int = DEMO_DAYS,
             conn.close()
 
 
+
+def _teller(progress: Progress | None, steps: int) -> Callable[[str, int], None]:
+    """``say(what, done)``: tell ``progress`` (when there is one) step ``done`` of ``steps``."""
+
+    def say(what: str, done: int) -> None:
+        if progress is not None:
+            progress(what, done, steps)
+
+    return say
+
 def build_history(conn: sqlite3.Connection, now_ms: int, *, days: int, seed: int = DEMO_SEED,
                   progress: Progress | None = None, events: Any = None) -> int:
     """Write ``days`` of generated history (and today so far), then build every derived table
@@ -55,10 +65,7 @@ def build_history(conn: sqlite3.Connection, now_ms: int, *, days: int, seed: int
         return _build_history_elsewhere(conn, events, now_ms, days=days, seed=seed,
                                         progress=progress)
     steps = days + FINAL_STEPS
-
-    def say(what: str, done: int) -> None:
-        if progress is not None:
-            progress(what, done, steps)
+    say = _teller(progress, steps)
 
     sim = Simulator(seed=seed)
     today = now_ms // DAY_MS
@@ -89,10 +96,7 @@ def _build_history_elsewhere(conn: sqlite3.Connection, events: Any, now_ms: int,
     (each one skips ids already stored, so a build interrupted and run again ends the same);
     the sites, the sample imports' jobs, cohorts and rules go into the file."""
     steps = days + FINAL_STEPS
-
-    def say(what: str, done: int) -> None:
-        if progress is not None:
-            progress(what, done, steps)
+    say = _teller(progress, steps)
 
     sim = Simulator(seed=seed)
     today = now_ms // DAY_MS
