@@ -12,29 +12,17 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 
-class TargetPickerScreen(ModalScreen[str | None]):
-    """Dismisses with the chosen row's key, or None when cancelled."""
+class OptionPickerScreen(ModalScreen[str | None]):
+    """A modal list of options: opens on the option whose id is ``highlight``, dismisses with
+    the chosen option's id, or None when cancelled (escape)."""
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
-
-    def __init__(self, question: str, choices: list[tuple[str, str]],
-                 current: str | None = None) -> None:
-        super().__init__()
-        self.question = question
-        self.choices = choices
-        self.current = current
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="target-picker", classes="modal"):
-            yield Static(Text(self.question, style="bold"))
-            yield OptionList(*[Option(Text(label), id=key) for key, label in self.choices],
-                             id="target-options")
-            yield Static(Text("enter chooses · escape cancels", style="dim"))
+    highlight: str | None = None
 
     def on_mount(self) -> None:
         options = self.query_one(OptionList)
-        for index, (key, _) in enumerate(self.choices):
-            if key == self.current:
+        for index in range(options.option_count):
+            if options.get_option_at_index(index).id == self.highlight:
                 options.highlighted = index
         options.focus()
 
@@ -44,3 +32,21 @@ class TargetPickerScreen(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class TargetPickerScreen(OptionPickerScreen):
+    """Dismisses with the chosen row's key, or None when cancelled."""
+
+    def __init__(self, question: str, choices: list[tuple[str, str]],
+                 current: str | None = None) -> None:
+        super().__init__()
+        self.question = question
+        self.choices = choices
+        self.current = self.highlight = current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="target-picker", classes="modal"):
+            yield Static(Text(self.question, style="bold"))
+            yield OptionList(*[Option(Text(label), id=key) for key, label in self.choices],
+                             id="target-options")
+            yield Static(Text("enter chooses · escape cancels", style="dim"))
