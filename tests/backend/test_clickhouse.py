@@ -354,6 +354,24 @@ def test_a_version_1_store_gets_its_rollups_from_the_events(tmp_path: Path) -> N
         b.close()
 
 
+def test_a_current_version_store_missing_a_table_gets_it_on_open(tmp_path: Path) -> None:
+    url = fresh_chdb_url()
+    b = open_backends(tmp_path / "ch.db", url)
+    conn = b.events.ch  # type: ignore[attr-defined]
+    conn.command(f"DROP TABLE `{conn.database}`.`user_first_seen`")  # a development build's store
+    b.close()
+    b = open_backends(tmp_path / "ch.db", url)
+    try:
+        assert conn.rows("SELECT count() FROM system.tables WHERE database = {db:String} AND "
+                         "name = 'user_first_seen'", {"db": conn.database}) == [(1,)]
+        clock = Clock(NOW)
+        crit = {"type": "and", "conditions": [
+            {"property": "url", "operator": "contains", "value": "/"}]}
+        assert b.events.cohort_preview(clock, "s1", crit) is not None  # reads user_first_seen
+    finally:
+        b.close()
+
+
 def test_the_id_lookup_reads_only_the_granules_that_may_hold_the_ids(ch: Backends) -> None:
     ev = ch.events
     conn = ev.ch  # type: ignore[attr-defined]

@@ -309,7 +309,7 @@ def ensure_schema(ch: object, cluster: str | None = None) -> int:
 
             raise DatabaseError(f"the ClickHouse schema of {ch.url} is version "  # type: ignore[attr-defined]
                                 f"{got[0][0]}, newer than this PULSE ({SCHEMA_VERSION})")
-        if got and got[0][0] and int(got[0][0]) == SCHEMA_VERSION:
+        if got and got[0][0] and int(got[0][0]) == SCHEMA_VERSION and _complete(ch, cluster):
             return SCHEMA_VERSION
         before = int(got[0][0]) if got and got[0][0] else 0
     else:
@@ -341,6 +341,15 @@ def ensure_schema(ch: object, cluster: str | None = None) -> int:
         "('schema_version', {v:String}, toUInt64(toUnixTimestamp64Nano(now64(9))))",
         {"v": str(SCHEMA_VERSION)})
     return SCHEMA_VERSION
+
+
+def _complete(ch: object, cluster: str | None) -> bool:
+    """Whether every table of this version is there (a store written by a development build of
+    the same version may lack one; the DDL, all IF NOT EXISTS, then adds what is missing)."""
+    names = [f"{n}_local" if cluster else n for n in TABLES]
+    got = ch.rows("SELECT count() FROM system.tables WHERE database = {db:String} "  # type: ignore[attr-defined]
+                  "AND name IN {names:Array(String)}", {"db": ch.database, "names": names})  # type: ignore[attr-defined]
+    return int(got[0][0]) == len(names)
 
 
 def fill_rollup(database: str, name: str, where: str = "") -> str:
