@@ -389,7 +389,14 @@ def catch_up(conn: sqlite3.Connection, now_ms: int, *, max_rows: int | None = No
         return _rebuild(conn, now_ms)
     n = _fold_new(conn, now_ms, max_rows=max_rows, distinct=distinct)
     refold_stale(conn, now_ms)
+    _drop_replaced(conn)
     return n
+
+
+def _drop_replaced(conn: sqlite3.Connection) -> None:
+    """Forget what ignored inserts of stored event_ids (duplicates) left in REPLACED_TABLE."""
+    if conn.execute(f"SELECT 1 FROM {REPLACED_TABLE} LIMIT 1").fetchone() is not None:
+        conn.execute(f"DELETE FROM {REPLACED_TABLE}")
 
 
 def _fold_new(conn: sqlite3.Connection, now_ms: int, *, max_rows: int | None = None,
@@ -475,10 +482,23 @@ def fold_pending(conn: sqlite3.Connection) -> int:
 # when that row is deleted or changed) catches that case when the triggers were missing:
 # catch_up then rebuilds. Days whose raw events cleanup deleted (up to the recorded
 # cutoff) keep their rollups, as rebuild-rollups keeps them.
+#
+# ``INSERT OR REPLACE`` (and ``REPLACE INTO``) over a stored event_id deletes the old row
+# without firing delete triggers (SQLite fires them for REPLACE only with recursive_triggers
+# on, which the other program does not set), then inserts the new row above the mark: its fold
+# alone would count the event twice. A BEFORE INSERT trigger copies a folded row with the new
+# row's event_id into REPLACED_TABLE (the insert may still be ignored: ``INSERT OR IGNORE`` of
+# a duplicate, the importer's way); the AFTER INSERT trigger, which fires only for rows really
+# inserted, moves that copy to STALE_TABLE (and the new row too when its rowid is at or below
+# the mark) and lowers the mark as the DELETE trigger does. What an ignored insert left there
+# is dropped by the next fold.
 STALE_TABLE = "derived_stale"
+REPLACED_TABLE = "derived_replaced"
 MARK_KEY = "derived_mark"
 DELETE_TRIGGER = "events_derived_delete"
 UPDATE_TRIGGER = "events_derived_update"
+REPLACE_BEFORE_TRIGGER = "events_derived_replace_before"
+REPLACE_AFTER_TRIGGER = "events_derived_replace_after"
 _STALE_COLUMNS = ("site_id", "day", "session_id", "user_id", *DIMENSIONS)
 _HWM_SQL = f"(SELECT CAST(value AS INTEGER) FROM pulse_meta WHERE key = '{HWM_KEY}')"
 _TOP_SQL = "(SELECT coalesce(max(rowid), 0) FROM events)"
@@ -505,18 +525,46 @@ _REMARK = (f"UPDATE pulse_meta SET value = (SELECT {_MARK_SQL} FROM events "
 _CHANGED = " OR ".join(["old.rowid IS NOT new.rowid",
                         *(f"old.{c} IS NOT new.{c} OR typeof(old.{c}) != typeof(new.{c})"
                           for c in _WATCHED)])
+_STALE_COLUMNS_SQL = ("site_id TEXT NOT NULL, day INTEGER NOT NULL, session_id TEXT NOT NULL, "
+                      "user_id TEXT, event_type TEXT, url TEXT, referrer TEXT, country TEXT, "
+                      "device_type TEXT")
+# a folded row an insert may replace: its values (``ok``: usable, so folded into the rollups)
+# and its identity at the mark
+_STASH = (f"INSERT INTO {REPLACED_TABLE} (event_id, mark, ok, {', '.join(_STALE_COLUMNS)}) "
+          f"SELECT e.event_id, e.rowid || ' ' || quote(e.event_id), {valid_event_sql('e')}, e.site_id, "
+          f"e.timestamp_ms / {DAY_MS}, "
+          + ", ".join(f"e.{c}" for c in _STALE_COLUMNS[2:])
+          + f" FROM events e WHERE e.event_id = new.event_id AND e.rowid <= {_HWM_SQL};")
+_REPLACED = (f"INSERT INTO {STALE_TABLE} ({', '.join(_STALE_COLUMNS)}) "
+             f"SELECT {', '.join(_STALE_COLUMNS)} FROM {REPLACED_TABLE} "
+             "WHERE event_id = new.event_id AND ok;")
+# the replaced row was the one remembered at the mark: remember the newest one left
+_REMARK_REPLACED = (
+    f"UPDATE pulse_meta SET value = (SELECT {_MARK_SQL} FROM events WHERE rowid <= {_HWM_SQL} "
+    f"ORDER BY rowid DESC LIMIT 1) WHERE key = '{MARK_KEY}' AND value IN "
+    f"(SELECT mark FROM {REPLACED_TABLE} WHERE event_id = new.event_id);")
 WATCH_SQL = (
-    f"CREATE TABLE IF NOT EXISTS {STALE_TABLE} (site_id TEXT NOT NULL, day INTEGER NOT NULL, "
-    "session_id TEXT NOT NULL, user_id TEXT, event_type TEXT, url TEXT, referrer TEXT, "
-    "country TEXT, device_type TEXT)",
+    f"CREATE TABLE IF NOT EXISTS {STALE_TABLE} ({_STALE_COLUMNS_SQL})",
+    f"CREATE TABLE IF NOT EXISTS {REPLACED_TABLE} (event_id, mark TEXT, ok INTEGER NOT NULL, "
+    f"{_STALE_COLUMNS_SQL.replace(' NOT NULL', '')})",
     f"CREATE TRIGGER IF NOT EXISTS {DELETE_TRIGGER} AFTER DELETE ON events "
     f"BEGIN {_record('old')} {_CLAMP} {_REMARK} END",
     f"CREATE TRIGGER IF NOT EXISTS {UPDATE_TRIGGER} AFTER UPDATE ON events "
     f"WHEN (old.rowid <= {_HWM_SQL} OR new.rowid <= {_HWM_SQL}) AND ({_CHANGED}) "
     f"BEGIN {_record('old')} {_record('new')} {_CLAMP} {_REMARK} END",
+    # the importer's cost: one primary-key probe per row (the insert makes the same one)
+    f"CREATE TRIGGER IF NOT EXISTS {REPLACE_BEFORE_TRIGGER} BEFORE INSERT ON events "
+    f"WHEN EXISTS (SELECT 1 FROM events WHERE event_id = new.event_id "
+    f"AND rowid <= {_HWM_SQL}) BEGIN {_STASH} END",
+    # and one probe of the (empty) replaced-rows table
+    f"CREATE TRIGGER IF NOT EXISTS {REPLACE_AFTER_TRIGGER} AFTER INSERT ON events "
+    f"WHEN EXISTS (SELECT 1 FROM {REPLACED_TABLE} WHERE event_id = new.event_id) "
+    f"BEGIN {_REPLACED} {_record('new')} {_CLAMP} {_REMARK_REPLACED} "
+    f"DELETE FROM {REPLACED_TABLE} WHERE event_id = new.event_id; END",
 )
-_UPKEEP = ((STALE_TABLE, "table"), (DELETE_TRIGGER, "trigger"), (UPDATE_TRIGGER, "trigger"),
-           (UNUSABLE_INDEX, "index"))
+_UPKEEP = ((STALE_TABLE, "table"), (REPLACED_TABLE, "table"), (DELETE_TRIGGER, "trigger"),
+           (UPDATE_TRIGGER, "trigger"), (REPLACE_BEFORE_TRIGGER, "trigger"),
+           (REPLACE_AFTER_TRIGGER, "trigger"), (UNUSABLE_INDEX, "index"))
 
 
 def _upkeep_missing(conn: sqlite3.Connection) -> bool:

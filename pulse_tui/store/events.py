@@ -33,8 +33,9 @@ def insert_events(conn: sqlite3.Connection, events: Sequence[NewEvent], now_ms: 
 
     Rows whose event_id is already stored are skipped: the difference is the duplicates.
     """
-    before = conn.total_changes
-    conn.executemany(
+    # the statement's own rows (rowcount): total_changes would add what triggers write
+    # (derived.REPLACE_BEFORE_TRIGGER copies a stored row for each duplicate)
+    cur = conn.executemany(
         _INSERT_EVENT,
         [
             (
@@ -44,7 +45,7 @@ def insert_events(conn: sqlite3.Connection, events: Sequence[NewEvent], now_ms: 
             for e in events
         ],
     )
-    return conn.total_changes - before
+    return max(cur.rowcount, 0)
 
 
 def _event(row: Sequence) -> Event:

@@ -219,9 +219,8 @@ class EventsTx:
             if sites:
                 ensure_sites(conn, sites, self.now_ms)
                 self._sites |= sites
-            before = conn.total_changes
-            conn.executemany(_INSERT_EVENTS, rows)
-            inserted = conn.total_changes - before
+            # the statement's own rows: total_changes would add what the watch triggers write
+            inserted = max(conn.executemany(_INSERT_EVENTS, rows).rowcount, 0)
             self.processed += inserted
             self.duplicates += len(rows) - inserted
             if self._site is None:

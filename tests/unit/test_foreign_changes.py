@@ -160,6 +160,48 @@ def test_deleting_the_newest_row_then_inserting_reuses_its_rowid(folded: Path) -
         conn.close()
 
 
+def test_insert_or_replace_over_stored_ids_counts_each_event_once(
+        folded: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 13: ``INSERT OR REPLACE`` deletes the old row without the delete trigger (another
+    program has recursive_triggers off); the replace triggers record it, so a report right
+    after equals the plain query over the raw events, without a rebuild (the newest row and a
+    move to another day and site included)."""
+    ts = FIXED_NOW_MS - 2 * DAY
+    cols = "event_id, site_id, event_type, timestamp_ms, session_id, user_id, url, created_at"
+    other_program(
+        folded,
+        f"INSERT OR REPLACE INTO events ({cols}) VALUES "
+        f"('own2', '{SITE}', 'buy', {ts}, 'os0', 'u-r', '/r', 0), "
+        f"('f3', 'elsewhere', 'view', {ts}, 'fs1', 'u3', NULL, 0)",
+        f"REPLACE INTO events ({cols}) SELECT event_id, site_id, 'signup', timestamp_ms - {DAY}, "
+        "session_id, user_id, url, 0 FROM events WHERE rowid = (SELECT max(rowid) FROM events)")
+    conn = connect(folded)
+    try:
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 113
+        with caplog.at_level("WARNING"):
+            assert_matches_raw(conn, conn)
+        assert "rebuilding" not in caplog.text
+        assert derived.pending_rows(conn) == 0 and not derived.has_stale(conn)
+        state = derived_state(conn)
+        derived.rebuild(conn, FIXED_NOW_MS)
+        assert derived_state(conn) == state
+    finally:
+        conn.close()
+
+
+def test_duplicates_the_importer_ignores_leave_nothing_to_refold(folded: Path) -> None:
+    """The importer's INSERT OR IGNORE of stored ids fires the BEFORE trigger but not the AFTER
+    one: nothing is recorded as changed, and the copies are dropped by the fold."""
+    conn = connect(folded)
+    try:
+        assert write_batch(conn, own_events()[:10], FIXED_NOW_MS) == 0
+        assert not derived.has_stale(conn)
+        assert conn.execute(f"SELECT count(*) FROM {derived.REPLACED_TABLE}").fetchone()[0] == 0
+        assert_matches_raw(conn, conn)
+    finally:
+        conn.close()
+
+
 def test_mark_mismatch_without_triggers_rebuilds(folded: Path,
                                                  caplog: pytest.LogCaptureFixture) -> None:
     """A file whose watch triggers were dropped (an older build, another program): deleting

@@ -1,5 +1,5 @@
-"""Property: another program INSERTs, DELETEs and UPDATEs events (any column, any SQLite type,
-the newest row too, rowids moved) between PULSE's own writes and folds; every report equals
+"""Property: another program INSERTs, DELETEs, UPDATEs and INSERT OR REPLACEs events (any
+column, any SQLite type, the newest row too, rowids moved, a stored event_id written again) between PULSE's own writes and folds; every report equals
 the plain-Python reference over the usable rows as they are at the end (writable file: folded
 first; read-only file: read around), and every derived table equals a rebuild from the events.
 """
@@ -43,6 +43,10 @@ op = st.one_of(
     st.tuples(st.just("update"), st.integers(0, 10_000), good_update),
     st.tuples(st.just("update-any"), st.integers(0, 10_000), changes),
     st.tuples(st.just("move-rowid"), st.integers(0, 10_000), st.booleans()),
+    # INSERT OR REPLACE over a stored event_id: SQLite deletes the old row without firing
+    # delete triggers (recursive_triggers is off in the other program) and inserts a new one
+    st.tuples(st.just("replace"), st.integers(0, 10_000), good, changes | st.just({})),
+    st.tuples(st.just("replace-newest"), good),
     st.tuples(st.just("own"), st.lists(good, min_size=1, max_size=4)),
     st.tuples(st.just("fold")),
 )
@@ -74,6 +78,17 @@ def _apply(other: sqlite3.Connection, conn: sqlite3.Connection, step: tuple, n: 
         if change:
             other.execute(f"UPDATE OR IGNORE events SET {', '.join(f'{c} = ?' for c in change)} "
                           "WHERE rowid = ?", (*change.values(), _pick(other, step[1])))
+    elif kind in ("replace", "replace-newest"):
+        rowid = _pick(other, step[1] if kind == "replace" else -1)
+        if rowid is not None:
+            (eid,), = other.execute("SELECT event_id FROM events WHERE rowid = ?", (rowid,))
+            row = (eid, *_row(n, step[2] if kind == "replace" else step[1],
+                              step[3] if kind == "replace" else {})[1:])
+            try:  # a NULL in a NOT NULL column aborts even a REPLACE
+                other.execute(f"INSERT OR REPLACE INTO events ({', '.join(COLUMNS)}) "
+                              f"VALUES ({', '.join('?' * len(COLUMNS))})", row)
+            except sqlite3.IntegrityError:
+                pass
     elif kind == "move-rowid":
         rowid = _pick(other, step[1])
         # to the top, or down into a free rowid (PULSE's rowids start at 1)
