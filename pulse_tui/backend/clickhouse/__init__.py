@@ -34,6 +34,6 @@ def open_clickhouse(path: Path, url: str, *, cluster: str | None = None,
         ch.close()
         conn.close()
         raise
-    events = ClickHouseEvents(conn, ch)
+    events = ClickHouseEvents(conn, ch, cluster)
     return Backends(events=events, control=SqliteControl(conn, events),
                     closers=[conn.close, events.close], conn=conn)

@@ -31,7 +31,7 @@ from typing import Any
 
 from pulse_tui.backend.clickhouse import bulk
 from pulse_tui.backend.clickhouse.connection import CHConn
-from pulse_tui.backend.clickhouse.schema import ROLLUPS, fill_rollup
+from pulse_tui.backend.clickhouse.schema import ROLLUPS, _ident, fill_rollup
 from pulse_tui.backend.interface import ChangeToken, LiveCursor, RejectRow, TailPage
 from pulse_tui.backend.sqlite.events import MembershipInSqlite
 from pulse_tui.clock import DAY_MS, HOUR_MS, Clock
@@ -98,10 +98,14 @@ def _not_yet(what: str) -> NotYetOnClickHouse:
 class ClickHouseEvents(MembershipInSqlite):
     """Events in ClickHouse, everything else in the PULSE SQLite file ``conn``."""
 
-    def __init__(self, conn: sqlite3.Connection, ch: CHConn) -> None:
+    def __init__(self, conn: sqlite3.Connection, ch: CHConn, cluster: str | None = None
+                 ) -> None:
         self.conn = conn
         self.ch = ch
         self.db = f"`{ch.database}`"
+        # clickhouse_cluster: the tables are ``*_local`` behind Distributed ones (schema.py);
+        # a Distributed table refuses mutations, so they go to the local tables ON CLUSTER
+        self.cluster = cluster
         self.events_outside = self  # the store's membership and retention code reads events here
 
     def close(self) -> None:
@@ -110,10 +114,26 @@ class ClickHouseEvents(MembershipInSqlite):
     def bound_to(self, conn: sqlite3.Connection) -> ClickHouseEvents:
         """This ClickHouse connection with another connection to the PULSE file (a worker
         job's thread); closing stays with this one."""
-        return ClickHouseEvents(conn, self.ch)
+        return ClickHouseEvents(conn, self.ch, self.cluster)
 
     def t(self, name: str) -> str:
         return f"{self.db}.`{name}`"
+
+    def _local(self, name: str) -> str:
+        """The table a mutation or TRUNCATE of ``name`` targets: the table itself, or on a
+        cluster its ``*_local`` table ON CLUSTER (every shard and replica)."""
+        if not self.cluster:
+            return self.t(name)
+        return f"{self.db}.{_ident(name + '_local')} ON CLUSTER {_ident(self.cluster)}"
+
+    def _delete(self, name: str, where: str, params: dict[str, Any] | None = None) -> None:
+        """A synchronous ``ALTER TABLE ... DELETE`` (counts are exact when it returns; it
+        affects the parts that exist when it starts, never rows inserted after)."""
+        self.ch.command(f"ALTER TABLE {self._local(name)} DELETE WHERE {where} "
+                        "SETTINGS mutations_sync = 2", params)
+
+    def _truncate(self, name: str) -> None:
+        self.ch.command(f"TRUNCATE TABLE {self._local(name)}")
 
     # ---------------------------------------------------------------- sites and the live tail
     def sites(self) -> list[Site]:
@@ -762,17 +782,14 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
         # until the next cleanup deletes it): never an event stored twice.
         if n:
             self._keep(old, params)  # what SPEC 9 says cleanup keeps, before it goes
-            self.ch.command(f"ALTER TABLE {self.t('events')} DELETE WHERE {old} "
-                            "SETTINGS mutations_sync = 2", params)
+            self._delete("events", old, params)
             before = int(self.meta_get(CLEANED_BEFORE) or 0)
             self.meta_set(CLEANED_BEFORE, str(max(before, cutoff)))
             # user_days describes the events stored: the days cleanup touched are recomputed
             # (what it deleted is in user_first_seen and cleaned_user_days)
-            self._refill("user_days", f"dayn <= {cutoff // DAY_MS}",
-                         f"intDiv(timestamp_ms, {DAY_MS}) <= {cutoff // DAY_MS}")
+            self._recompute_user_days(cutoff // DAY_MS)
         if n or ids:
-            self.ch.command(f"ALTER TABLE {self.t('event_ids')} DELETE WHERE {old} "
-                            "SETTINGS mutations_sync = 2", params)
+            self._delete("event_ids", old, params)
         self._recompute_sessions([sid for sid, _ in touched])
         # then the rollup days past rollup_retention_days (with what was just kept of them)
         rest = self._drop_old_kept(settings, clock, rest)
@@ -812,37 +829,68 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
             (n,), = self.ch.rows(f"SELECT count() FROM {self.t(table)} WHERE day < {{d:Date}}",
                                  p)
             if n:
-                self.ch.command(f"ALTER TABLE {self.t(table)} DELETE WHERE day < {{d:Date}} "
-                                "SETTINGS mutations_sync = 2", p)
+                self._delete(table, "day < {d:Date}", p)
                 gone += int(n)
         (n,), = self.ch.rows(f"SELECT count() FROM {self.t('cleaned_user_days')} "
                              "WHERE day_num < {b:Int64}", {"b": before})
         if n:
-            self.ch.command(f"ALTER TABLE {self.t('cleaned_user_days')} DELETE WHERE "
-                            "day_num < {b:Int64} SETTINGS mutations_sync = 2", {"b": before})
+            self._delete("cleaned_user_days", "day_num < {b:Int64}", {"b": before})
             gone += int(n)
         return replace(rest, rollup_rows=rest.rollup_rows + gone)
 
     def _refill(self, name: str, where: str, source: str | None = None) -> None:
         """Recompute the rows of rollup ``name`` (schema.ROLLUPS) that ``where`` selects from
         the events ``source`` selects (the same condition unless given)."""
-        self.ch.command(f"ALTER TABLE {self.t(name)} DELETE WHERE {where} "
-                        "SETTINGS mutations_sync = 2")
+        self._delete(name, where)
         self.ch.command(fill_rollup(self.ch.database, name, where if source is None else source))
 
     def _sessions_of(self) -> str:
         """The sessions view's SELECT over the events (add WHERE and GROUP BY)."""
-        return ("SELECT site_id, session_id, any(user_id), min(timestamp_ms), max(timestamp_ms), "
-                f"toUInt64(count()), min(created_at) FROM {self.t('events')}")
+        return ("SELECT site_id, session_id, any(user_id) AS user_id, "
+                "min(timestamp_ms) AS first_event_at, max(timestamp_ms) AS last_event_at, "
+                "toUInt64(count()) AS event_count, min(created_at) AS created_at "
+                f"FROM {self.t('events')}")
+
+    # Recomputing rows of an AggregatingMergeTree (sessions, user_days) while imports insert:
+    # the DELETE affects only the parts that exist when it starts, so the rows the views add
+    # for events inserted after it stay; the INSERT that follows reads the events, those new
+    # ones included. It therefore adds, per key, only what the events hold beyond the rows
+    # left: the count minus theirs (min, max and any are the same whether a value is seen
+    # once or twice, so they are written whole). No event counts twice, and none is lost,
+    # whichever statement an insert falls between.
+    def _recompute(self, table: str, keys: tuple[str, ...], columns: tuple[str, ...],
+                   count: str, fresh: str, where: str, params: dict[str, Any]) -> None:
+        """Replace the rows of ``table`` that ``where`` selects by ``fresh`` (a SELECT over
+        the events of those keys with the table's column names, one row per key)."""
+        self._delete(table, where, params)
+        on = " AND ".join(f"r.{k} = s.{k}" for k in keys)
+        values = ", ".join(f"r.{c} - ifNull(s.n, 0)" if c == count else f"r.{c}"
+                           for c in columns)
+        self.ch.command(
+            f"INSERT INTO {self.t(table)} ({', '.join(columns)}) SELECT {values} "
+            f"FROM ({fresh}) AS r LEFT JOIN (SELECT {', '.join(keys)}, sum({count}) AS n "
+            f"FROM {self.t(table)} WHERE {where} GROUP BY {', '.join(keys)}) AS s ON {on} "
+            f"WHERE r.{count} > ifNull(s.n, 0) SETTINGS join_use_nulls = 1", params)
 
     def _recompute_sessions(self, session_ids: list[str], chunk: int = 10_000) -> None:
-        """The sessions rows of these sessions again from their events (none: gone)."""
+        """The sessions rows of these sessions again from their events (none left: gone)."""
+        where = "session_id IN {ids:Array(String)}"
         for i in range(0, len(session_ids), chunk):
-            p = {"ids": session_ids[i:i + chunk]}
-            self.ch.command(f"ALTER TABLE {self.t('sessions')} DELETE WHERE session_id IN "
-                            "{ids:Array(String)} SETTINGS mutations_sync = 2", p)
-            self.ch.command(f"INSERT INTO {self.t('sessions')} {self._sessions_of()} WHERE "
-                            "session_id IN {ids:Array(String)} GROUP BY site_id, session_id", p)
+            self._recompute(
+                "sessions", ("site_id", "session_id"),
+                ("site_id", "session_id", "user_id", "first_event_at", "last_event_at",
+                 "event_count", "created_at"), "event_count",
+                f"{self._sessions_of()} WHERE {where} GROUP BY site_id, session_id", where,
+                {"ids": session_ids[i:i + chunk]})
+
+    def _recompute_user_days(self, last_day: int) -> None:
+        """user_days of the days up to ``last_day`` (a UTC day number) from the events left."""
+        src = (f"(SELECT * FROM {self.t('events')} "
+               f"WHERE intDiv(timestamp_ms, {DAY_MS}) <= {{last:Int64}})")
+        self._recompute("user_days", ("site_id", "user_id", "dayn"),
+                        ("site_id", "user_id", "dayn", "first_ms", "last_ms", "events"), "events",
+                        ROLLUPS["user_days"].format(src=src), "dayn <= {last:Int64}",
+                        {"last": last_day})
 
     def rebuild(self, now_ms: int) -> int:
         # the reports read the rollups kept by materialized views; rebuild recomputes them and
@@ -852,14 +900,14 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
         cleaned = int(self.meta_get(CLEANED_BEFORE) or 0)
         for name in ROLLUPS:
             if name == "user_days" or not cleaned:
-                self.ch.command(f"TRUNCATE TABLE {self.t(name)}")
+                self._truncate(name)
                 self.ch.command(fill_rollup(self.ch.database, name))
             else:
                 self._refill(name, f"day > '{_day(cleaned // DAY_MS).isoformat()}'")
-        self.ch.command(f"TRUNCATE TABLE {self.t('sessions')}")
+        self._truncate("sessions")
         self.ch.command(f"INSERT INTO {self.t('sessions')} {self._sessions_of()} "
                         "GROUP BY site_id, session_id")
-        self.ch.command(f"TRUNCATE TABLE {self.t('event_ids')}")
+        self._truncate("event_ids")
         cols = "event_id, ingest_job, ingest_line, timestamp_ms, ingest_seq"
         self.ch.command(f"INSERT INTO {self.t('event_ids')} ({cols}) SELECT {cols} "
                         f"FROM {self.t('events')}")
