@@ -34,7 +34,7 @@ from pulse_tui.backend.clickhouse.connection import CHConn
 from pulse_tui.backend.clickhouse.schema import ROLLUPS, _ident, fill_rollup
 from pulse_tui.backend.interface import ChangeToken, LiveCursor, RejectRow, TailPage
 from pulse_tui.backend.sqlite.events import MembershipInSqlite
-from pulse_tui.clock import DAY_MS, HOUR_MS, Clock
+from pulse_tui.clock import DAY_MS, Clock
 from pulse_tui.cohorts.criteria import NEGATIONS, Group, Node, parse, render_condition_tree
 from pulse_tui.config import Settings
 from pulse_tui.errors import PulseError, UsageError
@@ -566,13 +566,18 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
         return [(int(h), v) for h, v in self.ch.rows(sql, params)]
 
     def hourly_events(self, site_id: str, from_hour: int, to_hour: int) -> dict[int, int]:
-        # no rollups beside the events: the hourly counts come from them
-        return {h: int(n) for h, n in self.hourly_raw(site_id, "events", from_hour * HOUR_MS,
-                                                      to_hour * HOUR_MS, None)}
+        # events_hourly (SQLite's rollup_hourly): it outlives the raw events, so the hours
+        # cleanup deleted count what they had, as on SQLite (SPEC 9: hourly rollups serve the
+        # 30-day backtest)
+        return {int(h): int(n) for h, n in self.ch.rows(
+            f"SELECT hour, sum(events) FROM {self.t('events_hourly')} "
+            "WHERE site_id = {site:String} AND hour >= {lo:Int64} AND hour < {hi:Int64} "
+            "GROUP BY hour", {"site": site_id, "lo": from_hour, "hi": to_hour})}
 
     def first_hour_with_data(self, site_id: str) -> int | None:
-        first = self.first_event_ms(site_id)
-        return None if first is None else first // HOUR_MS
+        (first, n), = self.ch.rows(f"SELECT min(hour), count() FROM {self.t('events_hourly')} "
+                                   "WHERE site_id = {site:String}", {"site": site_id})
+        return int(first) if int(n) else None
 
     def first_event_ms(self, site_id: str) -> int | None:
         rows = self.ch.rows(f"SELECT min(timestamp_ms), count() FROM {self.t('events')} "
@@ -756,7 +761,7 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
         runs, cleanup reports how many events it removed, and the newest event is never
         removed (SPEC 9), none of which a table TTL can do. The delete is a synchronous
         mutation, so counts are exact as soon as it returns. The rollups the reports read
-        (events_daily, events_dims) are left as they are: they outlive the raw events for
+        (events_daily, events_dims, events_hourly) are left as they are: they outlive the raw events for
         ``rollup_retention_days``, as the SQLite file's."""
         if not settings.cleanup_enabled:
             return CleanupResult(enabled=False)
@@ -818,14 +823,14 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
     def _drop_old_kept(self, settings: Settings, clock: Clock, rest: CleanupResult
                        ) -> CleanupResult:
         """Rollup days older than ``rollup_retention_days`` go, as the file's rollups
-        (events_daily, events_dims and the kept user-days; user_days describes the events
+        (events_daily, events_dims, events_hourly and the kept user-days; user_days describes the events
         stored and goes with them); user_first_seen is never deleted."""
         if settings.rollup_retention_days <= 0:
             return rest
         before = (clock.now_ms() - settings.rollup_retention_days * DAY_MS) // DAY_MS
         p = {"d": _day(before)}
         gone = 0
-        for table in ("events_daily", "events_dims"):
+        for table in ("events_daily", "events_dims", "events_hourly"):
             (n,), = self.ch.rows(f"SELECT count() FROM {self.t(table)} WHERE day < {{d:Date}}",
                                  p)
             if n:

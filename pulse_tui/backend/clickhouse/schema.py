@@ -44,13 +44,18 @@ ReplacingMergeTree partitioned by month, ordered by team, day, event and a hash 
     are wide): events and users per value of each breakdown/top-N dimension (``dim`` names the
     column; NULL and '' are stored as ''). The value before the day keeps each value's days
     together, so the top-N reads the user states of only the N values it ranks first by events.
+  - ``events_hourly`` (``ORDER BY (site_id, hour)``, ``hour`` = the UTC hour number): events
+    per site and hour, the unfiltered alert backtest's series (SQLite's rollup_hourly). Like
+    events_daily it outlives the raw events, so a backtest over hours cleanup deleted counts
+    what they had (added after schema version 3 was released: ``ensure_schema`` creates it
+    in a store that lacks it and fills it from the events).
   - ``user_days`` (``ORDER BY (site_id, user_id, dayn)``, ``dayn`` = the UTC day number): per
     user and day, the first and last event time and the count. Acquisition retention needs
     only days and each user's first event; a saved cohort's weekly windows start at a member's
     join time, and a window (7 days) can cut a day at one end only, so whether a member has an
     event in it is decided exactly by that day's first and last event times. Cohort criteria
     on event count and first/last seen read it too.
-  - Cleanup keeps ``events_daily`` and ``events_dims`` as they are (SPEC 9: rollups outlive
+  - Cleanup keeps ``events_daily``, ``events_dims`` and ``events_hourly`` as they are (SPEC 9: rollups outlive
     the raw events for ``rollup_retention_days``; past that their rows go, as on SQLite);
     ``user_days`` describes the events left (cleanup recomputes the days it touched). ``rebuild-rollups`` recomputes them from the events but keeps, as on
     SQLite, the daily and dims rows of days up to cleanup's latest cutoff. Schema version 3
@@ -151,6 +156,13 @@ DIMS_COLUMNS = """(
     users AggregateFunction(uniqExact, Nullable(String))
 )"""
 
+HOURLY_COLUMNS = """(
+    site_id LowCardinality(String),
+    day Date,
+    hour Int64,
+    events SimpleAggregateFunction(sum, UInt64)
+)"""
+
 USER_DAYS_COLUMNS = """(
     site_id LowCardinality(String),
     user_id String,
@@ -210,6 +222,8 @@ TABLES: dict[str, tuple[str, str, str, str]] = {
                     "SETTINGS index_granularity = 1024"),
     "user_days": (USER_DAYS_COLUMNS, "AggregatingMergeTree", "",
                   "ORDER BY (site_id, user_id, dayn)"),
+    "events_hourly": (HOURLY_COLUMNS, "AggregatingMergeTree", "",
+                      "PARTITION BY toYYYYMM(day)\nORDER BY (site_id, hour)"),
     "pulse_meta": (META_COLUMNS, "ReplacingMergeTree", "updated_at", "ORDER BY key"),
     "user_first_seen": (FIRST_SEEN_COLUMNS, "AggregatingMergeTree", "",
                         "ORDER BY (site_id, user_id)"),
@@ -221,6 +235,7 @@ SHARDING_KEY = {"events": "cityHash64(ifNull(user_id, ''))", "users": "cityHash6
                 "events_daily": "cityHash64(site_id, day)",
                 "events_dims": "cityHash64(site_id, dim, value)",
                 "user_days": "cityHash64(user_id)", "pulse_meta": "0",
+                "events_hourly": "cityHash64(site_id, day)",
                 "user_first_seen": "cityHash64(user_id)", "cleaned_user_days": "cityHash64(user_id)"}
 
 # rollup table -> the SELECT over the events (FROM {src}: a table, or a subquery) that fills it;
@@ -235,6 +250,9 @@ ROLLUPS: dict[str, str] = {
         f"SELECT site_id, d.1 AS dim, d.2 AS value, {DAY} AS day, toUInt64(count()) AS events, "
         f"uniqExactState(user_id) AS users FROM {{src}} ARRAY JOIN {_DIMS_ARRAY} AS d "
         "GROUP BY site_id, dim, value, day"),
+    "events_hourly": (
+        f"SELECT site_id, {DAY} AS day, intDiv(timestamp_ms, 3600000) AS hour, "
+        "toUInt64(count()) AS events FROM {src} GROUP BY site_id, day, hour"),
     "user_days": (
         # e.user_id: the table's column (a bare user_id in WHERE would be the alias, never NULL)
         "SELECT e.site_id AS site_id, assumeNotNull(e.user_id) AS user_id, "
@@ -314,8 +332,13 @@ def ensure_schema(ch: object, cluster: str | None = None) -> int:
         before = int(got[0][0]) if got and got[0][0] else 0
     else:
         before = 0
+    lacking = _missing(ch, cluster) if before >= 3 else []
     for stmt in ddl(database, cluster):
         run(stmt)
+    for name in ROLLUPS:  # a rollup added to this version after stores of it were made
+        # (events_hourly): its view covers new rows, the events stored are counted once here
+        if (f"{name}_local" if cluster else name) in lacking:
+            run(fill_rollup(database, name))
     if 0 < before < 2:
         # event_ids arrived in version 2: its view (just created) covers new rows; the rows
         # stored before it are copied once (an id copied twice is harmless to the lookup)
@@ -346,10 +369,16 @@ def ensure_schema(ch: object, cluster: str | None = None) -> int:
 def _complete(ch: object, cluster: str | None) -> bool:
     """Whether every table of this version is there (a store written by a development build of
     the same version may lack one; the DDL, all IF NOT EXISTS, then adds what is missing)."""
+    return not _missing(ch, cluster)
+
+
+def _missing(ch: object, cluster: str | None) -> list[str]:
+    """The tables of this version the store lacks (``*_local`` names on a cluster)."""
     names = [f"{n}_local" if cluster else n for n in TABLES]
-    got = ch.rows("SELECT count() FROM system.tables WHERE database = {db:String} "  # type: ignore[attr-defined]
-                  "AND name IN {names:Array(String)}", {"db": ch.database, "names": names})  # type: ignore[attr-defined]
-    return int(got[0][0]) == len(names)
+    got = {r[0] for r in ch.rows(  # type: ignore[attr-defined]
+        "SELECT name FROM system.tables WHERE database = {db:String} "
+        "AND name IN {names:Array(String)}", {"db": ch.database, "names": names})}  # type: ignore[attr-defined]
+    return [n for n in names if n not in got]
 
 
 def fill_rollup(database: str, name: str, where: str = "") -> str:
