@@ -249,7 +249,13 @@ def backtest(target: Target, condition: object, site_id: str, clock: Clock,
     rollup_hourly (exact per hour, and it outlives raw events). ``users`` and ``sessions``
     (distinct counts do not add up across hours) and filtered conditions read the raw events
     of the period once, as distinct (hour, id) pairs, and count distinct ids exactly in each
-    window; hours before the oldest stored event have no data (``data_from``).
+    window; hours before the oldest stored event, or before cleanup's latest cutoff, have no
+    data (``data_from``).
+
+    A point whose window (with change_pct, also the window before it) reaches into hours
+    before ``data_from`` has no value and changes no state: those hours are not zero, they are
+    unknown (before the site's first event, or events cleanup deleted and no rollup keeps),
+    and "fewer than N" must not fire on them.
     """
     events = backends_on(target).events
     try:
@@ -284,7 +290,7 @@ def backtest(target: Target, condition: object, site_id: str, clock: Clock,
                 series[hour] = int(item)  # type: ignore[arg-type]
             else:
                 sets[hour].add(item)
-        data_from = events.first_event_ms(site_id)
+        data_from = events.raw_events_from(site_id)
 
     def window(end_hour: int) -> float:
         if cond.metric == "events":
@@ -296,6 +302,7 @@ def backtest(target: Target, condition: object, site_id: str, clock: Clock,
                 seen |= s
         return float(len(seen))
 
+    known_from = None if data_from is None else data_from // HOUR_MS  # the first hour with data
     points: list[BacktestPoint] = []
     firings: list[FiringPeriod] = []
     firing = False
@@ -304,7 +311,9 @@ def backtest(target: Target, condition: object, site_id: str, clock: Clock,
     for t in range(first_point, last_point + 1):
         current = window(t)
         value: float | None = current
-        if cond.is_change:
+        if known_from is None or t - reach < known_from:
+            value = None
+        elif cond.is_change:
             value = change_pct(current, window(t - h))
         if value is not None:
             holds = cond.holds(value)

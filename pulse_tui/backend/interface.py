@@ -233,8 +233,10 @@ class EventsBackend(Protocol):
         pairs for ``users`` / ``sessions`` (the raw-event backtest)."""
         ...
 
-    def first_event_ms(self, site_id: str) -> int | None:
-        """The site's oldest usable event time (None: no events)."""
+    def raw_events_from(self, site_id: str) -> int | None:
+        """From when the site's raw events are all there (the raw-event backtest's data_from;
+        None: no events): the oldest usable event, or the first whole hour after cleanup's
+        latest cutoff when that is later."""
         ...
 
     # ---------------------------------------------------------------- exports, import, upkeep

@@ -467,9 +467,20 @@ def hourly_raw(conn: sqlite3.Connection, site_id: str, metric: str, start_ms: in
     yield from conn.execute(sql, (site_id, start_ms, end_ms, *params))
 
 
-def first_event_ms(conn: sqlite3.Connection, site_id: str) -> int | None:
+def raw_events_from(conn: sqlite3.Connection, site_id: str) -> int | None:
+    """From when the site's raw events are all there (None: it has none): its oldest usable
+    event, or the hour after cleanup's latest cutoff when that is later (cleanup deleted
+    events before it; the kept newest event may be older)."""
     row = conn.execute(  # index order, stops at the first usable row
         "SELECT timestamp_ms FROM events INDEXED BY idx_events_site_timestamp "
         f"WHERE site_id = ? AND {_USABLE} ORDER BY timestamp_ms LIMIT 1",
         (site_id,)).fetchone()
-    return None if row is None else row[0]
+    if row is None:
+        return None
+    return complete_from(row[0], int(derived.get_meta(conn, derived.CLEANUP_KEY, "0") or 0))
+
+
+def complete_from(first_ms: int, cleaned_before_ms: int) -> int:
+    """The later of the oldest event and the first whole hour after cleanup's cutoff (the
+    hour holding the cutoff lost the events before it)."""
+    return max(first_ms, -(-cleaned_before_ms // HOUR_MS) * HOUR_MS)

@@ -1,7 +1,8 @@
 """The alert backtest after cleanup (issue 13, third pass): with events_retention_days shorter
 than the backtest, ClickHouse answers the hours whose raw events cleanup deleted from what it
 keeps of them (the hourly rollup), as SQLite answers from rollup_hourly: the same points, the
-same firings and the same ``data_from`` on both stores."""
+same firings and the same ``data_from`` on both stores. Distinct users and filtered counts have
+no hourly rollup on either store: the hours before ``data_from`` have no value there."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ CONDITIONS = {
     "change": {"metric": "events", "window_minutes": 60, "comparison": "change_pct_gt",
                "threshold": 50},
     "users": {"metric": "users", "window_minutes": 360, "comparison": "gt", "threshold": 1},
+    "few-users": {"metric": "users", "window_minutes": 120, "comparison": "lt", "threshold": 1},
     "filtered": {"metric": "events", "window_minutes": 120, "comparison": "gt", "threshold": 0,
                  "filter": {"type": "and", "conditions": [
                      {"property": "country", "operator": "equals", "value": "US"}]}},
@@ -60,6 +62,13 @@ def test_backtest_after_cleanup_is_the_same_on_both_stores(
     assert got.data_from == want.data_from
     assert got.points == want.points
     assert got.firings == want.firings
+    if name in ("users", "few-users", "filtered"):  # raw events: the hours cleanup deleted
+        # are unknown on both stores (no value, no firing), not zero
+        assert want.data_from is not None and want.data_from > NOW - 11 * DAY_MS
+        assert all(p.value is None and not p.firing for p in want.points
+                   if p.at < want.data_from)
+        assert all(f.start > want.data_from for f in want.firings)
+        assert any(p.value is not None for p in want.points)
     if name in ("events", "change"):  # answered from the hourly rollup: the deleted hours
         # count what they had (not zero), and data reaches back past the cutoff
         old = [p for p in want.points if p.at < NOW - 11 * DAY_MS]

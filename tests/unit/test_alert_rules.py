@@ -304,6 +304,26 @@ def test_backtest_users_from_raw_events(db: sqlite3.Connection) -> None:
         engine.backtest(db, cond(metric="nope"), SITE, Clock(NOW))
 
 
+@pytest.mark.parametrize("metric", ["events", "users"])
+def test_backtest_hours_before_the_first_data_have_no_value(db: sqlite3.Connection,
+                                                            metric: str) -> None:
+    """Hours before data_from are unknown, not zero: "fewer than 1" does not fire on them
+    (it fired for the whole period before the site's first event)."""
+    hour = NOW // HOUR_MS * HOUR_MS
+    add_events(db, [hour - h * HOUR_MS + 1 for h in range(1, 49)])  # the last 48 hours
+    res = engine.backtest(db, cond(metric=metric, window_minutes=120, comparison="lt",
+                                   threshold=1), SITE, Clock(NOW), days=7)
+    assert res.data_from is not None and res.data_from // HOUR_MS == hour // HOUR_MS - 48
+    known = hour - 46 * HOUR_MS  # the first point whose 2-hour window is all after data_from
+    assert all(p.value is None and not p.firing for p in res.points if p.at < known)
+    assert all(p.value is not None for p in res.points if p.at >= known)
+    assert res.fire_count == 0
+    change = engine.backtest(db, cond(metric=metric, window_minutes=60,
+                                      comparison="change_pct_lt", threshold=50), SITE,
+                             Clock(NOW), days=7)  # and the window before it, for change_pct
+    assert [p.at for p in change.points if p.value is not None][0] == hour - 46 * HOUR_MS
+
+
 def test_firing_error_firing_is_not_a_new_firing(db: sqlite3.Connection) -> None:
     rule = make_rule(db)
     add_events(db, [NOW - MIN] * 5)

@@ -62,6 +62,7 @@ from pulse_tui.report_models import (
 from pulse_tui.store import cleanup as sqlite_cleanup
 from pulse_tui.store import events as sqlite_events
 from pulse_tui.store import imports as sqlite_imports
+from pulse_tui.store.alerts import complete_from
 from pulse_tui.store.tx import write_transaction
 
 _SEARCH_HAY = "concat(" + ", ' ', ".join(
@@ -579,10 +580,12 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
                                    "WHERE site_id = {site:String}", {"site": site_id})
         return int(first) if int(n) else None
 
-    def first_event_ms(self, site_id: str) -> int | None:
+    def raw_events_from(self, site_id: str) -> int | None:
         rows = self.ch.rows(f"SELECT min(timestamp_ms), count() FROM {self.t('events')} "
                             "WHERE site_id = {site:String}", {"site": site_id})
-        return int(rows[0][0]) if rows and int(rows[0][1]) else None
+        if not rows or not int(rows[0][1]):
+            return None
+        return complete_from(int(rows[0][0]), int(self.meta_get(CLEANED_BEFORE) or 0))
 
     # ---------------------------------------------------------------- exports, import, upkeep
     def users_rows(self, site_id: str, user_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:

@@ -196,8 +196,8 @@ class SqliteEvents(MembershipInSqlite):
                    flt: dict[str, Any] | None = None) -> Iterable[tuple[int, object]]:
         return alerts.hourly_raw(self.conn, site_id, metric, start_ms, end_ms, flt)
 
-    def first_event_ms(self, site_id: str) -> int | None:
-        return alerts.first_event_ms(self.conn, site_id)
+    def raw_events_from(self, site_id: str) -> int | None:
+        return alerts.raw_events_from(self.conn, site_id)
 
     # ---------------------------------------------------------------- exports, import, upkeep
     def users_rows(self, site_id: str, user_ids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
