@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 from pulse_tui.models import BatchOutcome, Checkpoint, ImportJob
 from pulse_tui.store import derived
-from pulse_tui.store.events import ensure_sites
+from pulse_tui.store.events import ensure_sites, insert_rows
 from pulse_tui.store.tx import rollback_quietly, write_transaction
 
 ERRORS_SAMPLE = 20  # rejects kept in import_jobs.errors (the rest live in import_rejects)
@@ -184,13 +184,6 @@ def _record(conn: sqlite3.Connection, job_id: str, rejects: Sequence[RejectRow],
     )
 
 
-_INSERT_EVENTS = (
-    "INSERT OR IGNORE INTO events (event_id, site_id, event_type, timestamp_ms, session_id, "
-    "user_id, url, referrer, country, device_type, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-
 class EventsTx:
     """Several parsed batches of events written in ONE write transaction.
 
@@ -219,8 +212,7 @@ class EventsTx:
             if sites:
                 ensure_sites(conn, sites, self.now_ms)
                 self._sites |= sites
-            # the statement's own rows: total_changes would add what the watch triggers write
-            inserted = max(conn.executemany(_INSERT_EVENTS, rows).rowcount, 0)
+            inserted = insert_rows(conn, rows)  # staged: see insert_rows
             self.processed += inserted
             self.duplicates += len(rows) - inserted
             if self._site is None:
