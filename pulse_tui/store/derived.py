@@ -389,13 +389,15 @@ def catch_up(conn: sqlite3.Connection, now_ms: int, *, max_rows: int | None = No
         return _rebuild(conn, now_ms)
     n = _fold_new(conn, now_ms, max_rows=max_rows, distinct=distinct)
     refold_stale(conn, now_ms)
-    _drop_replaced(conn)
+    drop_replaced(conn)
     return n
 
 
-def _drop_replaced(conn: sqlite3.Connection) -> None:
-    """Forget what ignored inserts of stored event_ids (duplicates) left in REPLACED_TABLE."""
-    if conn.execute(f"SELECT 1 FROM {REPLACED_TABLE} LIMIT 1").fetchone() is not None:
+def drop_replaced(conn: sqlite3.Connection) -> None:
+    """Forget what ignored inserts of stored event_ids (duplicates) left in REPLACED_TABLE
+    (inside the caller's write transaction)."""
+    if _has_table(conn, REPLACED_TABLE) and conn.execute(
+            f"SELECT 1 FROM {REPLACED_TABLE} LIMIT 1").fetchone() is not None:
         conn.execute(f"DELETE FROM {REPLACED_TABLE}")
 
 

@@ -233,6 +233,8 @@ class EventsTx:
         try:
             if self.processed:
                 derived.catch_up(conn, self.now_ms)
+            elif self.duplicates:  # what the duplicates left in derived_replaced (catch_up
+                derived.drop_replaced(conn)  # drops it too)
             outcome = BatchOutcome(self.processed, self.duplicates, self.failed)
             if self._cp is not None:
                 _record(conn, self.job_id, (), outcome, self._cp, self._site)

@@ -202,6 +202,26 @@ def test_duplicates_the_importer_ignores_leave_nothing_to_refold(folded: Path) -
         conn.close()
 
 
+def test_a_file_of_duplicates_imported_again_leaves_no_copies(folded: Path,
+                                                             tmp_path: Path) -> None:
+    """Every row a duplicate: the transaction folds nothing, and still drops the copies the
+    BEFORE trigger made (a re-sent million-row file would otherwise leave a million)."""
+    from pulse_tui.ingest.importer import import_file
+
+    csv = tmp_path / "events.csv"
+    csv.write_text("event_id,site_id,event_type,timestamp_ms,session_id\n" + "".join(
+        f"own{i},{SITE},view,{FIXED_NOW_MS - DAY},os{i}\n" for i in range(20)))
+    conn = connect(folded)
+    try:
+        result = import_file(conn, csv, kind="events", clock=Clock(FIXED_NOW_MS))
+        assert (result.processed, result.duplicates) == (0, 20)
+        assert conn.execute(f"SELECT count(*) FROM {derived.REPLACED_TABLE}").fetchone()[0] == 0
+        assert not derived.has_stale(conn)
+        assert_matches_raw(conn, conn)
+    finally:
+        conn.close()
+
+
 def test_mark_mismatch_without_triggers_rebuilds(folded: Path,
                                                  caplog: pytest.LogCaptureFixture) -> None:
     """A file whose watch triggers were dropped (an older build, another program): deleting
