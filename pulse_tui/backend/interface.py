@@ -69,6 +69,25 @@ if TYPE_CHECKING:  # types only: the domain layer does not import the services
     from pulse_tui.notify.models import CreatedEndpoint, WebhookDelivery, WebhookEndpoint
 
 RejectRow = tuple[int, str | None, str | None, str]  # line, column, value, reason
+
+
+class ImportStream(Protocol):
+    """Several parsed batches of one import written in ONE transaction (``import_stream``):
+    ``add`` stores a batch and remembers its checkpoint; ``commit`` makes everything added
+    durable with the job's counters and the last checkpoint and returns the outcome of all of
+    it; ``rollback`` forgets it. ``records``: the records added so far."""
+
+    records: int
+
+    def add(self, rows: Sequence[tuple[Any, ...]], rejects: Sequence[RejectRow],
+            checkpoint: Checkpoint) -> None:
+        ...
+
+    def commit(self) -> BatchOutcome:
+        ...
+
+    def rollback(self) -> None:
+        ...
 ChangeToken = Hashable  # opaque: equal tokens mean "nothing another writer committed since"
 
 
@@ -250,6 +269,12 @@ class EventsBackend(Protocol):
         """Store one validated batch of an import of ``kind`` with its checkpoint, atomically:
         through the writer the kind names (``pulse_tui.ingest.kinds``), looked up by each
         implementation in its own writers."""
+        ...
+
+    def import_stream(self, kind: str) -> Callable[[str, int], ImportStream] | None:
+        """For a kind whose batches this store gathers into longer transactions (SQLite's
+        events: fewer, larger commits): a factory of streams (job_id, now_ms), one per
+        transaction; None when each batch goes through ``write_import_batch``."""
         ...
 
     def write_events(self, events: Sequence[NewEvent], now_ms: int) -> int:

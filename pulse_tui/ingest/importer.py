@@ -37,10 +37,13 @@ log = logging.getLogger("pulse_tui.ingest")
 
 
 class EventsWriter(Protocol):
-    """The import batch writer of an events backend kept outside the SQLite file."""
+    """The import writers of an events backend (backend.interface.EventsBackend)."""
 
     def write_import_batch(self, kind: str, job_id: str, rows: Any, rejects: Any,
                            checkpoint: Any, now_ms: int, lines: Any = ()) -> store.BatchOutcome:
+        ...
+
+    def import_stream(self, kind: str) -> Callable[[str, int], Any] | None:
         ...
 
 DEFAULT_BATCH_SIZE = 100_000  # rows per write transaction (PULSE_IMPORT_BATCH_ROWS)
@@ -166,9 +169,11 @@ def import_file(
       connection stored events during the pauses of the last QUIET_AFTER_SECONDS (no live
       traffic is waiting).
 
-    - ``events``: where the rows go when the events do not live in ``conn`` (ClickHouse): each
-      parsed batch is handed to ``events.write_import_batch`` (which moves the job's checkpoint
-      in ``conn`` after storing the rows); ``conn`` keeps the job, its rejects and checkpoint.
+    - ``events``: the events backend the rows go through (None: the SQLite one over ``conn``).
+      A kind it streams (``events.import_stream``: SQLite's events) is written several parsed
+      chunks per transaction, paced as above; any other batch is handed to
+      ``events.write_import_batch`` (which moves the job's checkpoint in ``conn`` after storing
+      the rows); ``conn`` keeps the job, its rejects and checkpoint.
       A fresh events job first offers the whole file to ``events.import_whole_file`` when it
       has one (ClickHouse's fast path, backend/clickhouse/bulk.py): it stores the file and
       moves the job to its end with the counts this importer would give, or declines and the
@@ -325,27 +330,36 @@ def _import_file(
                 return _complete(conn, job_id, path, started, src.fstat(), opened, unknown,
                                  clock)
         parse = make_row_parser(header, site_id=site_id, now_ms=now_ms)
+        # every row goes through the events interface: the store elsewhere, or the SQLite
+        # implementation over ``conn`` (its events writer streams several parsed chunks into
+        # one transaction: import_stream)
+        if events is None:  # (imported here: backend.sqlite reads ingest.kinds at import)
+            from pulse_tui.backend.wiring import backends_on
+
+            events = backends_on(conn).events
+        writer: EventsWriter = events
         records = job.checkpoint_rows
         processed, dups, failed = job.processed_records, job.duplicate_records, job.failed_records
         sharing = pause_between_tx > 0
         chunk = batch_size
         # rows of a streamed writer going into this file: parsed in chunks, written in
         # transactions of batch_size rows (or MAX_TX_SECONDS of writing)
-        streamed = store.STREAMED_WRITERS.get(spec.writer) if events is None else None
+        stream_of = getattr(writer, "import_stream", None)  # (a writer without streams)
+        streamed = stream_of(spec.name) if stream_of is not None else None
         if streamed is not None:
             chunk = min(batch_size, SHARED_CHUNK_ROWS if sharing else PARSE_CHUNK_ROWS)
         tx_rows = min(batch_size, SHARED_FIRST_TX_ROWS) if sharing else batch_size
         tx_seconds = max_tx_seconds
         others_seen = float("-inf")  # the first pause tells whether live traffic waits
         batches = _prefetch(iter_batches(src, header, parse, chunk))
-        tx: store.EventsTx | None = None
+        tx: Any = None  # an ImportStream (backend.interface)
         tx_started = 0.0
         try:
             for batch in batches:
                 if streamed is not None:
                     # the checkpoint is the last chunk's
                     if tx is None:
-                        tx = streamed(conn, job_id, now_ms)
+                        tx = streamed(job_id, now_ms)
                         tx_started = time.monotonic()
                     _add(tx, batch)
                     more = not batch.final
@@ -366,7 +380,7 @@ def _import_file(
                         tx_rows = next_tx_rows(n_tx, held, tx_seconds, chunk, batch_size)
                     done = outcome, n_tx, more
                 else:
-                    outcome = _write(conn, job_id, spec, batch, now_ms, events)
+                    outcome = _write(job_id, spec, batch, now_ms, writer)
                     stop = should_stop is not None and should_stop()
                     done = outcome, batch.records, not batch.final
                 outcome, n_records, more = done
@@ -504,22 +518,18 @@ def _prefetch(batches: Iterator[Batch], depth: int = 2) -> Iterator[Batch]:
             thread.join(0.05)
 
 
-def _add(tx: store.EventsTx, batch: Batch) -> None:
+def _add(tx: Any, batch: Batch) -> None:
     tx.add(batch.rows, [(r.line, r.column, r.value, r.reason) for r in batch.rejects],
            store.Checkpoint(batch.records, batch.end_offset, batch.end_line))
 
 
-def _write(conn: sqlite3.Connection, job_id: str, kind: kinds.ImportKind, batch: Batch,
-           now_ms: int, events: EventsWriter | None = None) -> store.BatchOutcome:
-    """One batch through the kind's writer: the events backend's when the events live
-    elsewhere (it looks the writer up by the kind's name), else the SQLite one."""
+def _write(job_id: str, kind: kinds.ImportKind, batch: Batch, now_ms: int,
+           writer: EventsWriter) -> store.BatchOutcome:
+    """One batch through the events backend, which looks the kind's writer up by name."""
     cp = store.Checkpoint(batch.records, batch.end_offset, batch.end_line)
     rejects = [(r.line, r.column, r.value, r.reason) for r in batch.rejects]
-    if events is not None:
-        return events.write_import_batch(kind.name, job_id, batch.rows, rejects, cp, now_ms,
-                                         batch.lines)
-    return store.WRITERS[kind.writer](conn, job_id, batch.rows, rejects, cp, now_ms,
-                                      batch.lines)
+    return writer.write_import_batch(kind.name, job_id, batch.rows, rejects, cp, now_ms,
+                                     batch.lines)
 
 
 def _complete(conn: sqlite3.Connection, job_id: str, path: Path, started: float,

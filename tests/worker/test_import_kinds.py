@@ -110,8 +110,8 @@ def test_a_kind_mapped_into_events_is_one_registry_entry(
     ours = connect(tmp_path / "lite.db")
     ref = connect(tmp_path / "ref.db")
     try:
-        # the kind comes from the folder; rows go in through the SQLite importer's own
-        # (streamed) path, or through the events backend's write_import_batch
+        # the kind comes from the folder; rows go in through the events interface: the
+        # SQLite backend given, or the one the importer makes over the connection
         events = SqliteEvents(ours) if through_backend else None
         got = import_file(ours, lite, clock=fixed_clock, events=events, batch_size=7)
         want = import_file(ref, _as_events_csv(lite, tmp_path / "events.csv"), kind="events",
@@ -125,6 +125,67 @@ def test_a_kind_mapped_into_events_is_one_registry_entry(
     finally:
         ours.close()
         ref.close()
+
+
+class _Recording(SqliteEvents):
+    """The SQLite events backend, recording which of its import writers the importer used."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        super().__init__(conn)
+        self.calls: list[tuple[str, str]] = []
+
+    def import_stream(self, kind: str) -> Any:
+        make = super().import_stream(kind)
+        self.calls.append(("import_stream", kind))
+        if make is None:
+            return None
+
+        def stream(job_id: str, now_ms: int) -> Any:
+            self.calls.append(("stream", kind))
+            return make(job_id, now_ms)
+        return stream
+
+    def write_import_batch(self, kind: str, *args: Any, **kw: Any) -> BatchOutcome:
+        self.calls.append(("write_import_batch", kind))
+        return super().write_import_batch(kind, *args, **kw)
+
+
+def test_the_sqlite_import_goes_through_the_events_interface(
+        tmp_path: Path, fixed_clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/architecture.md: the importer writes SQLite's rows through the events interface
+    too (events: streams of several chunks per transaction, import_stream; other kinds:
+    write_import_batch), whether the backend is given or made over the connection."""
+    from pulse_tui.backend import sqlite as sqlite_backend
+    from pulse_tui.ingest import importer
+
+    conn = connect(tmp_path / "p.db")
+    try:
+        made: list[_Recording] = []
+
+        def on_connection(c: sqlite3.Connection, events: Any = None) -> Any:
+            rec = _Recording(c)
+            made.append(rec)
+            return sqlite_backend.on_connection(c, rec)
+        monkeypatch.setattr("pulse_tui.backend.wiring.on_connection", on_connection)
+        events = tmp_path / "events.csv"
+        events.write_text("event_id,site_id,event_type,timestamp_ms,session_id\n" + "".join(
+            f"e{i},s1,view,{TS0 + i},s{i}\n" for i in range(25)))
+        users = tmp_path / "users.csv"
+        users.write_text("user_id,site_id,plan\nu1,s1,pro\nu2,s1,free\n")
+        got = importer.import_file(conn, events, kind="events", clock=fixed_clock,
+                                   batch_size=10)
+        assert (got.status, got.processed) == ("completed", 25)
+        assert ("import_stream", "events") in made[0].calls
+        assert made[0].calls.count(("stream", "events")) == 3  # 10 + 10 + 5 rows
+        given = _Recording(conn)
+        got = importer.import_file(conn, users, kind="users", clock=fixed_clock,
+                                   events=given)
+        assert (got.status, got.processed) == ("completed", 2)
+        assert given.calls == [("import_stream", "users"), ("write_import_batch", "users")]
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 25
+        assert conn.execute("SELECT count(*) FROM users").fetchone()[0] == 2
+    finally:
+        conn.close()
 
 
 def _write_notes(conn: sqlite3.Connection, job_id: str, rows: Sequence[tuple[Any, ...]],

@@ -209,6 +209,12 @@ class SqliteEvents(MembershipInSqlite):
         writer = imports.WRITERS[import_kinds.get(kind).writer]
         return writer(self.conn, job_id, rows, rejects, checkpoint, now_ms, lines)
 
+    def import_stream(self, kind: str) -> Callable[[str, int], imports.EventsTx] | None:
+        streamed = imports.STREAMED_WRITERS.get(import_kinds.get(kind).writer)
+        if streamed is None:
+            return None
+        return lambda job_id, now_ms: streamed(self.conn, job_id, now_ms)
+
     def write_events(self, new: Sequence[NewEvent], now_ms: int) -> int:
         with write_transaction(self.conn):
             events.ensure_sites(self.conn, {e.site_id for e in new}, now_ms)
