@@ -21,6 +21,7 @@ from pulse_tui.cohorts import Group
 from pulse_tui.models import NewEvent
 from pulse_tui.report_models import DateRange
 from tests.backend.chdb_support import fresh_chdb_url
+from tests.reference import ref_funnel
 from tests.unit.test_cohort_engine import NOW as COHORT_NOW
 from tests.unit.test_cohort_engine import SITE, U, events_st, oracle, trees, users_st
 
@@ -125,3 +126,27 @@ def test_cohort_criteria_on_clickhouse_match_a_plain_evaluator(
     assert [(m.user_id, m.joined_at, m.last_seen_at) for m in preview.sample] == [
         (u, j, s) for u, (j, s) in newest]
 
+
+
+# ---------------------------------------------------------------- the ordered funnel
+@SLOW
+@given(evs=st.lists(st.tuples(st.sampled_from((None, "u1", "u2", "u3")),
+                              st.sampled_from(("a", "b", "c")),
+                              st.integers(0, 6 * DAY_MS).map(lambda t: t - t % (6 * HOUR_MS)),
+                              st.sampled_from(("s1", "s1", "s2"))), max_size=40),
+       steps=st.lists(st.sampled_from(("a", "b", "c", "d")), min_size=1, max_size=4),
+       start=st.integers(0, 3), days=st.integers(1, 4))
+def test_funnel_matches_a_plain_reference(ch: Backends, evs: list[tuple[str | None, str, int, str]],
+                                          steps: list[str], start: int, days: int) -> None:
+    """Steps repeated, timestamps shared (coarse: 6-hour steps) and steps with no events:
+    each step's time is the earliest of its events strictly after the previous step's."""
+    _reset(ch)
+    origin = (BASE_DAY - 8) * DAY_MS
+    stored = [NewEvent(f"f{i}", site, etype, origin + t, f"x{i}", user)
+              for i, (user, etype, t, site) in enumerate(evs)]
+    ch.events.insert_events(stored, 0)  # type: ignore[attr-defined]
+    rng = DateRange(_day(BASE_DAY - 8 + start), _day(BASE_DAY - 8 + start + days - 1))
+    inside = [e for e in stored if e.site_id == "s1"
+              and rng.start_ms <= e.timestamp_ms <= rng.end_ms]
+    got = ch.events.funnel("s1", rng, tuple(steps))
+    assert [(r.step, r.event_type, r.users) for r in got] == ref_funnel(inside, tuple(steps))

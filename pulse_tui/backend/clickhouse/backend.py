@@ -315,8 +315,11 @@ class ClickHouseEvents(MembershipInSqlite):
             raise UsageError("funnel needs --steps a,b,c (event types, at least one)")
         # per user: the first time of step 1, and the times of each later step's events;
         # then walk the steps in order: step k's time is the earliest of its events strictly
-        # after step k-1's (arrayMin of the later ones: no sort). ``event_type IN`` (not has())
-        # lets the sorting key skip the other event types.
+        # after step k-1's (arrayMin of the later ones: no sort), or NONE when it has none (an
+        # end-of-time sentinel: the range's timestamps are far below it, and nothing is after
+        # it, so the later steps stay NONE). Each step's time is written once and read by the
+        # next (a NULL-or-value form repeated every earlier step's filter in each later one).
+        # ``event_type IN`` (not has()) lets the sorting key skip the other event types.
         params: dict[str, Any] = {**self._range_params(site_id, rng), "lo": rng.start_ms,
                                   "hi": rng.end_ms, "steps": list(steps)}
         for k, s in enumerate(steps):
@@ -324,16 +327,17 @@ class ClickHouseEvents(MembershipInSqlite):
         arrays = "".join(
             f", groupArrayIf(timestamp_ms, event_type = {{s{k}:String}}) AS t{k}"
             for k in range(1, len(steps)))
-        walk = ["toNullable(c) AS c0"]
-        for k in range(1, len(steps)):
-            walk.append(f"arrayFilter(x -> x > c{k - 1}, t{k}) AS f{k}, "
-                        f"if(empty(f{k}), NULL, arrayMin(f{k})) AS c{k}")
-        counts = ", ".join(f"countIf(c{k} IS NOT NULL)" for k in range(len(steps)))
+        none = "9223372036854775807"
+        walk = ["c AS c0"] + [
+            f"arrayMin(arrayPushBack(arrayFilter(x -> x > c{k - 1}, t{k}), {none})) AS c{k}"
+            for k in range(1, len(steps))]
+        counts = ", ".join(f"countIf(c{k} < {none})" for k in range(len(steps)))
         sql = (f"SELECT {counts} FROM (SELECT {', '.join(walk)} FROM ("
-               f"SELECT user_id, minIf(timestamp_ms, event_type = {{s0:String}}) AS c{arrays} "
+               f"SELECT assumeNotNull(user_id) AS uid, "
+               f"minIf(timestamp_ms, event_type = {{s0:String}}) AS c{arrays} "
                f"FROM {self.t('events')} WHERE {self.RANGE} "
                "AND timestamp_ms BETWEEN {lo:Int64} AND {hi:Int64} AND user_id IS NOT NULL "
-               "AND event_type IN {steps:Array(String)} GROUP BY user_id "
+               "AND event_type IN {steps:Array(String)} GROUP BY uid "
                "HAVING countIf(event_type = {s0:String}) > 0))")
         row = self.ch.rows(sql, params)[0]
         return [FunnelRow(k + 1, step, int(row[k])) for k, step in enumerate(steps)]
