@@ -1,16 +1,20 @@
 """Events in embedded ClickHouse (chdb) at 100M rows: every report of bench/clickhouse_bench.py.
 
-Usage: nice -n 10 python bench/clickhouse_scale_bench.py [--rows 100000000] --work DIR
+Usage: nice -n 10 python bench/clickhouse_scale_bench.py [--rows 100000000] [--chunks 10] --work DIR
 
 Python writes about 300,000 CSV rows a second here and PULSE's importer is far slower than
 that, so the events are made by ClickHouse itself: ``INSERT INTO events SELECT ... FROM
-numbers(sessions)`` with bench/import_bench.py's distribution (sessions of 1-12 events 20 s
+numbers(first, count)`` with bench/import_bench.py's distribution (sessions of 1-12 events 20 s
 apart over 30 days from 2025-11-01, 3 sites, 80 % of sessions with one of 60,000 users, the
 same pages, referrers on a session's first event, countries, devices and event-type weights),
 into a store with PULSE's schema, so the materialized views fill the rollups as an import
-would. The queries then run through the events interface, as in clickhouse_bench.py. Prints
-the load time, each query's time and the disk the chdb directory takes. DIR/results.json keeps
-each finished step (a run started again skips them).
+would. The load is ``--chunks`` statements, each a slice of the sessions in time order (one
+statement for 100M rows held 13 GB: the rollup views' output stays in memory until the
+statement ends); DIR/load.json keeps the rows after each chunk, so a stopped load resumes
+after the last whole chunk. Then the queries run through the events interface, as in
+clickhouse_bench.py. Prints the load time, the background merges' time after it, the peak
+RSS, each query's time and the disk the chdb directory takes. DIR/results.json keeps each
+finished step (a run started again skips them).
 """
 
 from __future__ import annotations
