@@ -122,9 +122,13 @@ class ClickHouseEvents(MembershipInSqlite):
         # which the materialized view fills on every insert (a few rows per site and day;
         # DISTINCT over the events read the whole site_id column, 100M values at 100M rows).
         # The rollup outlives the raw events (SPEC 9), so a site stays listed while any report
-        # has numbers for it.
+        # has numbers for it; events older than its oldest day (rollup_retention_days set
+        # below events_retention_days) are read too: the day index prunes the rest.
+        daily = self.t("events_daily")
         for (site_id,) in self.ch.rows(
-                f"SELECT DISTINCT site_id FROM {self.t('events_daily')}"):
+                f"SELECT DISTINCT site_id FROM {daily} UNION DISTINCT "
+                f"SELECT DISTINCT site_id FROM {self.t('events')} WHERE day < "
+                f"(SELECT ifNull(minOrNull(day), toDate('2149-06-06')) FROM {daily})"):
             known.setdefault(site_id, Site(site_id, site_id, None, 0))
         return [known[k] for k in sorted(known)]
 
