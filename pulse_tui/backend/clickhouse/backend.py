@@ -513,8 +513,8 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
     def _window_where(self, b: _CHBuilder, flt: dict[str, Any] | None) -> str:
         where = ("site_id = {site:String} AND timestamp_ms >= {lo:Int64} "
                  "AND timestamp_ms < {hi:Int64} "
-                 "AND day BETWEEN toDate(intDiv({lo:Int64}, 1000)) "
-                 "AND toDate(intDiv({hi:Int64}, 1000))")
+                 "AND day BETWEEN toDate(intDiv({lo:Int64}, 1000), 'UTC') "
+                 "AND toDate(intDiv({hi:Int64}, 1000), 'UTC')")
         if flt:
             where += " AND " + b.filter_group(flt)
         return where
