@@ -314,7 +314,7 @@ def test_rollups_past_rollup_retention_go_as_on_sqlite(tmp_path: Path, ch: Backe
 
 
 def test_a_version_1_store_gets_its_rollups_from_the_events(tmp_path: Path) -> None:
-    from pulse_tui.backend.clickhouse.schema import ROLLUPS, SCHEMA_VERSION
+    from pulse_tui.backend.clickhouse.schema import ROLLUP_VIEWS, ROLLUPS, SCHEMA_VERSION
 
     url = fresh_chdb_url()
     b = open_backends(tmp_path / "ch.db", url)
@@ -322,8 +322,9 @@ def test_a_version_1_store_gets_its_rollups_from_the_events(tmp_path: Path) -> N
     want = _numbers(b)
     conn = b.events.ch  # type: ignore[attr-defined]
     db = f"`{conn.database}`"
-    for name in ROLLUPS:  # what a version-1 store had: no rollups, no ingest_seq index
-        conn.command(f"DROP VIEW {db}.`{name}_mv`")
+    for view in ROLLUP_VIEWS:  # what a version-1 store had: no rollups, no ingest_seq index
+        conn.command(f"DROP VIEW {db}.`{view}`")
+    for name in ROLLUPS:
         conn.command(f"DROP TABLE {db}.`{name}`")
     for name in ("user_first_seen", "cleaned_user_days"):  # nor what cleanup keeps
         conn.command(f"DROP TABLE {db}.`{name}`")
@@ -435,8 +436,9 @@ def test_a_version_3_store_gets_utc_days_and_loses_the_id_index(tmp_path: Path) 
             conn.command(f"ALTER TABLE {db}.events MODIFY COLUMN day Date MATERIALIZED {old_day}")
             conn.command(f"ALTER TABLE {db}.events ADD INDEX idx_event_id event_id "
                          "TYPE bloom_filter(0.001) GRANULARITY 1")
-            for name in ("events_daily", "events_dims"):
-                conn.command(f"DROP VIEW {db}.`{name}_mv`")
+            for view in schema.ROLLUP_VIEWS:  # version 3's views: one of events_dims
+                conn.command(f"DROP VIEW {db}.`{view}`")
+            for name in ("events_daily", "events_dims", "user_days"):
                 conn.command(f"CREATE MATERIALIZED VIEW {db}.`{name}_mv` TO {db}.`{name}` AS "
                              + schema.ROLLUPS[name].replace(schema.DAY, old_day)
                              .format(src=f"{db}.`events`"))

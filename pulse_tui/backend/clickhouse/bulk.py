@@ -56,6 +56,10 @@ _UNUSUAL = ['"', "\x00", "\t", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f", "
             "\u0085", "\u00a0", "\u1680", *(chr(c) for c in range(0x2000, 0x200B)), "\u2028",
             "\u2029", "\u202f", "\u205f", "\u3000"]
 MAX_SITES = 10_000  # more distinct sites in one file than this: Python registers them
+# read the file with pread, not mmap (ClickHouse's default for local files): a mapped file's
+# pages count in the process's resident memory (1.1 GB more peak RSS for a 10M-row file), at
+# the same CPU time
+READ = "storage_file_read_method = 'pread'"
 BOM = "\ufeff"
 
 
@@ -177,7 +181,7 @@ def _import(ch: Any, events_table: str, ids_table: str, source: str, *, job_id: 
              f"countIf(NOT isValidUTF8(l) OR multiSearchAny(l, {unusual})), "
              f"uniqExactIf(cityHash64({eid}), {record}), "
              f"groupUniqArrayIf({MAX_SITES})({site}, {record}), minIf({eid}, {record}), "
-             f"maxIf({eid}, {record}) FROM ({lines})")
+             f"maxIf({eid}, {record}) FROM ({lines}) SETTINGS {READ}")
     (n_lines, n_bytes, longest, headers, records, bad, unusual_lines, distinct_ids, sites,
      lo, hi), = _checked(ch, check, params)
     n_lines, n_bytes, records = int(n_lines), int(n_bytes), int(records)
@@ -196,7 +200,7 @@ def _import(ch: Any, events_table: str, ids_table: str, source: str, *, job_id: 
             return None  # the file moved under us: Python says so
         end_offset = file_size
     first = (f"SELECT {site} FROM ({lines}) WHERE {record} LIMIT 1 "
-             "SETTINGS max_threads = 1, input_format_parallel_parsing = 0")  # in file order
+             f"SETTINGS max_threads = 1, input_format_parallel_parsing = 0, {READ}")  # in order
     (first_site,), = _checked(ch, first, params)
     # which of the file's ids are stored already: none can be unless the stored range
     # overlaps the file's (the primary index answers that without reading)
@@ -208,7 +212,7 @@ def _import(ch: Any, events_table: str, ids_table: str, source: str, *, job_id: 
     if int(_checked(ch, overlap, params)[0][0]):
         stored = (f"SELECT uniqExact(event_id), uniqExactIf(event_id, ingest_job = {{job:String}} "
                   f"AND ingest_line = {{line:UInt64}}) FROM {ids_table} "
-                  f"WHERE event_id IN ({in_file})")
+                  f"WHERE event_id IN ({in_file}) SETTINGS {READ}")
         stored_before, ours = (int(x) for x in _checked(ch, stored, params)[0])
     fresh = records - stored_before
     if fresh:
@@ -220,6 +224,6 @@ def _import(ch: Any, events_table: str, ids_table: str, source: str, *, job_id: 
             f"SELECT {', '.join(_select(value, site_id, now_ms))}, {{job:String}}, "
             f"{{line:UInt64}} FROM ({lines}) WHERE {record}{unseen} "
             "SETTINGS optimize_on_insert = 0, parallel_view_processing = 1, "
-            "max_insert_threads = 2", params)
+            f"max_insert_threads = 2, {READ}", params)
     return WholeFile(records, fresh, ours, end_offset, n_lines, str(first_site),
                      tuple(sorted(str(s) for s in sites)))
