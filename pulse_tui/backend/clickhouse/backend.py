@@ -22,6 +22,7 @@ for rows another program inserts twice.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -602,12 +603,14 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
         whole open file ``fd``, and the job's counters and checkpoint move to its end; None
         when it declines (nothing stored: the importer reads the file the usual way)."""
         size = os.fstat(fd).st_size
+        chunks = getattr(self.ch, "chunk_source", None)  # the embedded engine: see bulk.py
         with self.ch.lines_source(fd, compressed) as source:
             done = bulk.import_whole_file(
                 self.ch, self.t("events"), self.t("event_ids"), source, job_id=job_id,
                 header=header, header_text=header_text, site_id=site_id, now_ms=now_ms,
                 file_size=size, compressed=compressed,
-                isize=bulk.gzip_isize(fd) if compressed else None)
+                isize=bulk.gzip_isize(fd) if compressed else None, fd=fd,
+                chunk_source=functools.partial(chunks, fd) if chunks is not None else None)
         if done is None:
             return None
         outcome = BatchOutcome(done.stored + done.ours, done.duplicates, 0)
