@@ -10,6 +10,9 @@ Times from pressing 2 (Daily charts) until the totals line, the events chart and
 show the loaded data, with the app already started (its own start-up is reported apart).
 The database is only read. With ``--events-store`` the events are read from there (``--today``:
 the day "now" falls on, at noon; by default the newest day of the SQLite file's rollups).
+``--trace`` prints, for the last run, each events-interface call the app made after the key
+press: when it started, its wall time and the process's CPU time meanwhile (what the pane waits
+on).
 """
 
 from __future__ import annotations
@@ -32,6 +35,40 @@ from pulse_tui.store.connection import connect  # noqa: E402
 from pulse_tui.tui.app import make_app  # noqa: E402
 from pulse_tui.tui.screens.charts import ChartsScreen  # noqa: E402
 
+CALLS: list[tuple[float, float, float, str]] = []  # (started, wall s, CPU s, method)
+
+
+def trace_calls() -> None:
+    """Record every public method call of both events backends (``CALLS``)."""
+    import functools
+    import resource
+
+    from pulse_tui.backend.sqlite.events import SqliteEvents
+
+    classes = [SqliteEvents]
+    try:
+        from pulse_tui.backend.clickhouse.backend import ClickHouseEvents
+        classes.append(ClickHouseEvents)
+    except ImportError:  # no ClickHouse support installed
+        pass
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    for cls in classes:
+        for name, fn in list(vars(cls).items()):
+            if name.startswith("_") or not callable(fn) or name in ("t", "close", "bound_to"):
+                continue
+
+            def wrapped(*a, _fn=fn, _name=f"{cls.__name__}.{name}", **k):  # type: ignore[no-untyped-def]
+                t, c = time.perf_counter(), cpu()
+                try:
+                    return _fn(*a, **k)
+                finally:
+                    CALLS.append((t, time.perf_counter() - t, cpu() - c, _name))
+            setattr(cls, name, functools.wraps(fn)(wrapped))
+
 
 async def one_run(db: Path, days: int, store: str = "sqlite", today: str | None = None
                   ) -> tuple[float, float]:
@@ -53,6 +90,8 @@ async def one_run(db: Path, days: int, store: str = "sqlite", today: str | None 
         if days == 90:
             app.set_range("90d")
         t0 = time.perf_counter()
+        CALLS.clear()
+        CALLS.append((t0, 0.0, 0.0, "(key 2 pressed)"))
         await pilot.press("2")
         while True:
             screen = app.screen
@@ -73,6 +112,8 @@ def main() -> None:
     parser.add_argument("--events-store", default="sqlite")
     parser.add_argument("--today", help="YYYY-MM-DD: the day 'now' falls on")
     parser.add_argument("--json", action="store_true", help="print the medians as JSON")
+    parser.add_argument("--trace", action="store_true",
+                        help="print the last run's events-interface calls after the key press")
     args = parser.parse_args()
     if not args.db.exists():
         sys.exit(f"no database at {args.db}: run bench/query_bench.py first")
@@ -87,8 +128,16 @@ def main() -> None:
         ev = b.events
         events = int(ev.ch.rows(f"SELECT count() FROM {ev.t('events')}")[0][0])  # type: ignore[attr-defined]
         b.close()
+    if args.trace:
+        trace_calls()
     results = [asyncio.run(one_run(args.db, args.days, args.events_store, args.today))
                for _ in range(args.runs)]
+    if args.trace:
+        t0 = CALLS[0][0]
+        print("last run, after the key press: started ms, wall ms, process CPU ms, call")
+        for t, wall, cpu, name in CALLS[1:]:
+            print(f"{(t - t0) * 1000:8.0f} {wall * 1000:8.0f} {cpu * 1000:8.0f}  {name}")
+        print(f"{results[-1][1] * 1000:8.0f}                    (the pane drawn)")
     paints = [p * 1000 for _, p in results]
     starts = [s * 1000 for s, _ in results]
     if args.json:

@@ -119,8 +119,17 @@ class ClickHouseEvents(MembershipInSqlite):
     # ---------------------------------------------------------------- sites and the live tail
     def sites(self) -> list[Site]:
         known = {s.id: s for s in sqlite_events.list_sites(self.conn)}
-        # sites another program wrote events for without registering them (sorting key prefix)
-        for (site_id,) in self.ch.rows(f"SELECT DISTINCT site_id FROM {self.t('events')}"):
+        # sites another program wrote events for without registering them: from events_daily,
+        # which the materialized view fills on every insert (a few rows per site and day;
+        # DISTINCT over the events read the whole site_id column, 100M values at 100M rows).
+        # The rollup outlives the raw events (SPEC 9), so a site stays listed while any report
+        # has numbers for it; events older than its oldest day (rollup_retention_days set
+        # below events_retention_days) are read too: the day index prunes the rest.
+        daily = self.t("events_daily")
+        for (site_id,) in self.ch.rows(
+                f"SELECT DISTINCT site_id FROM {daily} UNION DISTINCT "
+                f"SELECT DISTINCT site_id FROM {self.t('events')} WHERE day < "
+                f"(SELECT ifNull(minOrNull(day), toDate('2149-06-06')) FROM {daily})"):
             known.setdefault(site_id, Site(site_id, site_id, None, 0))
         return [known[k] for k in sorted(known)]
 
@@ -195,40 +204,71 @@ class ClickHouseEvents(MembershipInSqlite):
     # states per site and day, kept by materialized views). Cleanup does not touch them, so
     # days whose raw events it deleted keep their numbers for rollup_retention_days, as the
     # SQLite file's rollups (SPEC 9).
-    def _totals(self, site_id: str, rng: DateRange, until_ms: int | None = None) -> Totals:
-        """The days wholly inside [start, until] from events_daily; a last day cut part-way
-        (the same-time comparison) from the events, its hash sets merged with the days'."""
+    def _totals_sql(self, tag: str, rng: DateRange, until_ms: int | None = None,
+                    cut_if: str = "1") -> tuple[str, dict[str, Any]]:
+        """A SELECT of (tag, events, users, sessions) over the range: the days wholly inside
+        [start, until] from events_daily, a last day cut part-way (the same-time comparison)
+        from the events, their hash sets merged once (each state is read and merged straight
+        into the result: no intermediate state to serialise and merge again). ``cut_if``: an
+        SQL condition under which the cut applies (else the range's whole days)."""
         hi = rng.end_ms if until_ms is None else until_ms
         full_last = min(rng.last_day, (hi + 1) // DAY_MS - 1)  # the last day wholly covered
-        params: dict[str, Any] = {"site": site_id, "d0": rng.start, "lo": rng.start_ms,
-                                  "hi": hi, "dn": _day(full_last)}
-        parts = [f"SELECT sum(events) AS n, uniqExactMergeState(users) AS u, "
-                 f"uniqExactMergeState(sessions) AS s FROM {self.t('events_daily')} "
-                 "WHERE site_id = {site:String} AND day BETWEEN {d0:Date} AND {dn:Date}"]
-        if full_last < rng.last_day and hi >= (full_last + 1) * DAY_MS:
-            params["part"] = _day(full_last + 1)
-            parts.append(f"SELECT toUInt64(count()), uniqExactState(user_id), "
-                         f"uniqExactState(session_id) FROM {self.t('events')} "
-                         "WHERE site_id = {site:String} AND day = {part:Date} "
-                         "AND timestamp_ms BETWEEN {lo:Int64} AND {hi:Int64}")
-        (n, users, sessions), = self.ch.rows(
-            "SELECT sum(n), uniqExactMerge(u), uniqExactMerge(s) FROM ("
-            + " UNION ALL ".join(parts) + ")", params)
-        return Totals(rng, int(n or 0), int(users), int(sessions))
+        params: dict[str, Any] = {f"{tag}d0": rng.start, f"{tag}dn": _day(full_last),
+                                  f"{tag}d1": rng.end}
+        days = (f"SELECT events AS n, users AS u, sessions AS s FROM {self.t('events_daily')} "
+                f"WHERE site_id = {{site:String}} AND day BETWEEN {{{tag}d0:Date}} AND ")
+        if not (full_last < rng.last_day and hi >= (full_last + 1) * DAY_MS):
+            return (f"SELECT '{tag}' AS tag, sum(events), uniqExactMerge(users), "
+                    f"uniqExactMerge(sessions) FROM {self.t('events_daily')} "
+                    f"WHERE site_id = {{site:String}} AND day BETWEEN {{{tag}d0:Date}} "
+                    f"AND {{{tag}d1:Date}}", params)
+        params.update({f"{tag}part": _day(full_last + 1), f"{tag}lo": rng.start_ms,
+                       f"{tag}hi": hi})
+        # with the cut: the whole days before it and the cut day's events up to ``hi``;
+        # without: every whole day (one of the two branches reads nothing)
+        return (f"SELECT '{tag}' AS tag, sum(n), uniqExactMerge(u), uniqExactMerge(s) FROM ("
+                f"{days}{{{tag}dn:Date}} AND ({cut_if}) "
+                f"UNION ALL {days}{{{tag}d1:Date}} AND NOT ({cut_if}) "
+                f"UNION ALL SELECT toUInt64(count()), uniqExactState(user_id), "
+                f"uniqExactState(session_id) FROM {self.t('events')} "
+                f"WHERE site_id = {{site:String}} AND day = {{{tag}part:Date}} "
+                f"AND timestamp_ms BETWEEN {{{tag}lo:Int64}} AND {{{tag}hi:Int64}} "
+                f"AND ({cut_if}))", params)
+
+    def _run_totals(self, site_id: str, parts: list[tuple[str, dict[str, Any]]]
+                    ) -> dict[str, tuple[int, int, int]]:
+        """The periods' SELECTs as one query (ClickHouse runs the branches side by side)."""
+        params: dict[str, Any] = {"site": site_id}
+        for _sql, p in parts:
+            params.update(p)
+        return {tag: (int(n or 0), int(u), int(s)) for tag, n, u, s in self.ch.rows(
+            " UNION ALL ".join(sql for sql, _p in parts), params)}
 
     def totals(self, site_id: str, rng: DateRange) -> Totals:
-        return self._totals(site_id, rng)
+        return Totals(rng, *self._run_totals(site_id, [self._totals_sql("c", rng)])["c"])
 
     def range_totals(self, site_id: str, rng: DateRange, now_ms: int | None = None
                      ) -> RangeTotals:
+        """One query for both periods. When the range ends today the previous period is
+        counted up to the same time of its last day, as on SQLite, unless cleanup deleted
+        that day's events: the condition is a scalar subquery on pulse_meta, evaluated before
+        the rest, so the branch it rules out reads nothing."""
         previous = rng.previous()
-        current = self._totals(site_id, rng)
+        parts = [self._totals_sql("c", rng)]
+        until = None
         if now_ms is not None and now_ms // DAY_MS == rng.last_day:
             until = now_ms - rng.days * DAY_MS
-            # as on SQLite: the same time of day, unless cleanup deleted that day's events
-            if int(self.meta_get(CLEANED_BEFORE) or 0) <= previous.last_day * DAY_MS:
-                return RangeTotals(current, self._totals(site_id, previous, until), until)
-        return RangeTotals(current, self._totals(site_id, previous))
+            cut_if = (f"(SELECT toInt64OrZero(argMax(value, updated_at)) FROM "
+                      f"{self.t('pulse_meta')} WHERE key = '{CLEANED_BEFORE}') "
+                      f"<= {previous.last_day * DAY_MS}")
+            parts.append(self._totals_sql("p", previous, until, cut_if))
+            parts.append((f"SELECT 'u', toUInt64({cut_if}), 0, 0", {}))
+        else:
+            parts.append(self._totals_sql("p", previous))
+        got = self._run_totals(site_id, parts)
+        cut = until is not None and got["u"][0] == 1
+        return RangeTotals(Totals(rng, *got["c"]), Totals(previous, *got["p"]),
+                           until if cut else None)
 
     def _range_params(self, site_id: str, rng: DateRange) -> dict[str, Any]:
         return {"site": site_id, "d0": rng.start, "d1": rng.end}
@@ -280,8 +320,11 @@ class ClickHouseEvents(MembershipInSqlite):
             raise UsageError("funnel needs --steps a,b,c (event types, at least one)")
         # per user: the first time of step 1, and the times of each later step's events;
         # then walk the steps in order: step k's time is the earliest of its events strictly
-        # after step k-1's (arrayMin of the later ones: no sort). ``event_type IN`` (not has())
-        # lets the sorting key skip the other event types.
+        # after step k-1's (arrayMin of the later ones: no sort), or NONE when it has none (an
+        # end-of-time sentinel: the range's timestamps are far below it, and nothing is after
+        # it, so the later steps stay NONE). Each step's time is written once and read by the
+        # next (a NULL-or-value form repeated every earlier step's filter in each later one).
+        # ``event_type IN`` (not has()) lets the sorting key skip the other event types.
         params: dict[str, Any] = {**self._range_params(site_id, rng), "lo": rng.start_ms,
                                   "hi": rng.end_ms, "steps": list(steps)}
         for k, s in enumerate(steps):
@@ -289,16 +332,17 @@ class ClickHouseEvents(MembershipInSqlite):
         arrays = "".join(
             f", groupArrayIf(timestamp_ms, event_type = {{s{k}:String}}) AS t{k}"
             for k in range(1, len(steps)))
-        walk = ["toNullable(c) AS c0"]
-        for k in range(1, len(steps)):
-            walk.append(f"arrayFilter(x -> x > c{k - 1}, t{k}) AS f{k}, "
-                        f"if(empty(f{k}), NULL, arrayMin(f{k})) AS c{k}")
-        counts = ", ".join(f"countIf(c{k} IS NOT NULL)" for k in range(len(steps)))
+        none = "9223372036854775807"
+        walk = ["c AS c0"] + [
+            f"arrayMin(arrayPushBack(arrayFilter(x -> x > c{k - 1}, t{k}), {none})) AS c{k}"
+            for k in range(1, len(steps))]
+        counts = ", ".join(f"countIf(c{k} < {none})" for k in range(len(steps)))
         sql = (f"SELECT {counts} FROM (SELECT {', '.join(walk)} FROM ("
-               f"SELECT user_id, minIf(timestamp_ms, event_type = {{s0:String}}) AS c{arrays} "
+               f"SELECT assumeNotNull(user_id) AS uid, "
+               f"minIf(timestamp_ms, event_type = {{s0:String}}) AS c{arrays} "
                f"FROM {self.t('events')} WHERE {self.RANGE} "
                "AND timestamp_ms BETWEEN {lo:Int64} AND {hi:Int64} AND user_id IS NOT NULL "
-               "AND event_type IN {steps:Array(String)} GROUP BY user_id "
+               "AND event_type IN {steps:Array(String)} GROUP BY uid "
                "HAVING countIf(event_type = {s0:String}) > 0))")
         row = self.ch.rows(sql, params)[0]
         return [FunnelRow(k + 1, step, int(row[k])) for k, step in enumerate(steps)]
@@ -337,7 +381,7 @@ class ClickHouseEvents(MembershipInSqlite):
         sql, params = compile_members_clickhouse(parse(criteria), site_id, clock.now_ms(),
                                                  self.t("events"), self.t("users"),
                                                  self.t("user_days"),
-                                                 first_seen=self._first_seen_table(site_id))
+                                                 first_seen=self.t("user_first_seen"))
         members, settings = sql.rsplit("SETTINGS", 1)
         rows = self.ch.rows(
             f"SELECT user_id, joined_at, last_seen_at, count() OVER () FROM ({members}) "
@@ -350,7 +394,7 @@ class ClickHouseEvents(MembershipInSqlite):
                         ) -> list[tuple[str, int, int]]:
         sql, params = compile_members_clickhouse(criteria, site_id, now_ms, self.t("events"),
                                                  self.t("users"), self.t("user_days"),
-                                                 first_seen=self._first_seen_table(site_id))
+                                                 first_seen=self.t("user_first_seen"))
         return [(u, int(j), int(s)) for u, j, s in self.ch.rows(sql, params)]
 
     def _has_first_seen(self, site_id: str) -> bool:
@@ -358,9 +402,6 @@ class ClickHouseEvents(MembershipInSqlite):
         first and last time is in the events, and the queries read them alone)."""
         return bool(self.ch.rows(f"SELECT count() FROM {self.t('user_first_seen')} "
                                  "WHERE site_id = {site:String}", {"site": site_id})[0][0])
-
-    def _first_seen_table(self, site_id: str) -> str | None:
-        return self.t("user_first_seen") if self._has_first_seen(site_id) else None
 
     def _first_sql(self, site_id: str) -> str:
         """(uid, f) of the site's users whose first event (kept through cleanup) lies in
@@ -887,6 +928,7 @@ class _CHBuilder:
         # "the user has a first-seen time", and that time and the last one (the events', or
         # with what cleanup kept of deleted ones)
         self.seen, self.first, self.last = seen, first, last
+        self.user_props = False  # whether a condition reads the users table's properties
 
     def bind(self, value: object, type_: str) -> str:
         name = f"p{len(self.params)}"
@@ -938,6 +980,7 @@ class _CHBuilder:
                 self.event_flags.append(self.pred(prop, op, value))
             return f"(ifNull(fl.h{self._flag[key]}, 0) = 1)"
         if prop in _USER:
+            self.user_props = True
             return f"({self.pred('us.' + prop, op, value)})"
         if prop == "event_count":
             return f"({self.pred('ifNull(ev.n, 0)', op, value, numeric=True)})"
@@ -956,22 +999,21 @@ def compile_members_clickhouse(criteria: Group, site_id: str, now_ms: int, event
     and last event and count come from user_days (the events stored); the event-property
     conditions read only the events that meet at least one of them (a user without such
     events has every flag 0). ``first_seen``: the table of first/last times cleanup kept of
-    deleted events, when it has rows for the site (their users stay candidates, with those
-    times, as with SQLite's user_first_seen)."""
-    if first_seen is None:
-        b = _CHBuilder()
-        fs_cte = fs_base = fs_join = ""
-    else:
-        b = _CHBuilder(
-            seen="(ev.n > 0 OR fs.f IS NOT NULL)",
-            first="if(ev.n > 0, if(fs.f IS NULL, ev.first_ms, least(ev.first_ms, fs.f)), fs.f)",
-            last="if(ev.n > 0, if(fs.l IS NULL, ev.last_ms, greatest(ev.last_ms, fs.l)), fs.l)")
-        fs_cte = (f"fs AS (SELECT user_id AS uid, min(first_seen_ms) AS f, "
-                  f"max(last_seen_ms) AS l FROM {first_seen} "
-                  "WHERE site_id = {site:String} GROUP BY uid),\n")
-        fs_base = "SELECT uid FROM fs UNION DISTINCT\n      "
-        fs_join = "\nLEFT JOIN fs ON fs.uid = b.user_id"
+    deleted events (their users stay candidates, with those times, as with SQLite's
+    user_first_seen); it may be empty.
+
+    The candidates (users with events, with kept first-seen times, or registered on the
+    site) and their times are one aggregation over the three sources, each read once (a CTE
+    used twice is computed twice); the users table is joined again only when a condition
+    reads a user property."""
+    b = _CHBuilder(
+        seen="(ev.n > 0 OR ev.f IS NOT NULL)",
+        first="if(ev.n > 0, if(ev.f IS NULL, ev.first_ms, least(ev.first_ms, ev.f)), ev.f)",
+        last="if(ev.n > 0, if(ev.l IS NULL, ev.last_ms, greatest(ev.last_ms, ev.l)), ev.l)")
     where = b.node(criteria)
+    fs_union = "" if first_seen is None else (
+        f"\n        UNION ALL SELECT user_id, first_seen_ms, last_seen_ms, 0, 0, 1 FROM {first_seen} "
+        "WHERE site_id = {site:String}")
     flags = ""
     if b.event_flags:
         cols = "".join(f", toUInt8(max({p})) AS h{i}" for i, p in enumerate(b.event_flags))
@@ -980,20 +1022,27 @@ fl AS (
     SELECT assumeNotNull(e.user_id) AS uid{cols}
     FROM {events} AS e WHERE e.site_id = {{site:String}} AND e.user_id IS NOT NULL
     AND ({' OR '.join(b.event_flags)}) GROUP BY uid)"""
+    us = ""
+    if b.user_props:
+        us = f""",
+us AS (
+    SELECT user_id, site_id, name, email, company, plan FROM {users} FINAL
+    WHERE site_id = {{site:String}} OR site_id IS NULL)"""
+    # k: 0 the user's days (user_days), 1 what cleanup kept, 2 the users registered on the site
     sql = f"""
 WITH ev AS (
-    SELECT user_id AS uid, min(first_ms) AS first_ms, max(last_ms) AS last_ms,
-           sum(events) AS n
-    FROM {user_days} WHERE site_id = {{site:String}} GROUP BY uid),
-{fs_cte}us AS (
-    SELECT user_id, site_id, name, email, company, plan, created_at FROM {users} FINAL
-    WHERE site_id = {{site:String}} OR site_id IS NULL){flags}
-SELECT b.user_id AS user_id, if({b.seen}, {b.first}, us.created_at) AS joined_at,
-       if({b.seen}, {b.last}, us.created_at) AS last_seen_at
-FROM (SELECT uid AS user_id FROM ev UNION DISTINCT
-      {fs_base}SELECT user_id FROM us WHERE site_id = {{site:String}}) AS b
-LEFT JOIN ev ON ev.uid = b.user_id{fs_join}
-LEFT JOIN us ON us.user_id = b.user_id{chr(10) + "LEFT JOIN fl ON fl.uid = b.user_id" if flags else ""}
+    SELECT uid, minIf(t0, k = 0) AS first_ms, maxIf(t1, k = 0) AS last_ms,
+           sumIf(n, k = 0) AS n, minIfOrNull(t0, k = 1) AS f, maxIfOrNull(t1, k = 1) AS l,
+           anyIf(c, k = 2) AS created_at
+    FROM (
+        SELECT user_id AS uid, first_ms AS t0, last_ms AS t1, events AS n, toInt64(0) AS c,
+               toUInt8(0) AS k FROM {user_days} WHERE site_id = {{site:String}}{fs_union}
+        UNION ALL SELECT user_id, 0, 0, 0, created_at, 2 FROM {users} FINAL
+        WHERE site_id = {{site:String}})
+    GROUP BY uid){us}{flags}
+SELECT ev.uid AS user_id, if({b.seen}, {b.first}, ev.created_at) AS joined_at,
+       if({b.seen}, {b.last}, ev.created_at) AS last_seen_at
+FROM ev{chr(10) + "LEFT JOIN us ON us.user_id = ev.uid" if us else ""}{chr(10) + "LEFT JOIN fl ON fl.uid = ev.uid" if flags else ""}
 WHERE {where}
 SETTINGS join_use_nulls = 1"""
     return sql, {**b.params, "site": site_id, "now": now_ms}
