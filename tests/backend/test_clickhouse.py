@@ -11,9 +11,11 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -312,7 +314,7 @@ def test_rollups_past_rollup_retention_go_as_on_sqlite(tmp_path: Path, ch: Backe
 
 
 def test_a_version_1_store_gets_its_rollups_from_the_events(tmp_path: Path) -> None:
-    from pulse_tui.backend.clickhouse.schema import ROLLUPS, SCHEMA_VERSION
+    from pulse_tui.backend.clickhouse.schema import ROLLUP_VIEWS, ROLLUPS, SCHEMA_VERSION
 
     url = fresh_chdb_url()
     b = open_backends(tmp_path / "ch.db", url)
@@ -320,8 +322,9 @@ def test_a_version_1_store_gets_its_rollups_from_the_events(tmp_path: Path) -> N
     want = _numbers(b)
     conn = b.events.ch  # type: ignore[attr-defined]
     db = f"`{conn.database}`"
-    for name in ROLLUPS:  # what a version-1 store had: no rollups, no ingest_seq index
-        conn.command(f"DROP VIEW {db}.`{name}_mv`")
+    for view in ROLLUP_VIEWS:  # what a version-1 store had: no rollups, no ingest_seq index
+        conn.command(f"DROP VIEW {db}.`{view}`")
+    for name in ROLLUPS:
         conn.command(f"DROP TABLE {db}.`{name}`")
     for name in ("user_first_seen", "cleaned_user_days"):  # nor what cleanup keeps
         conn.command(f"DROP TABLE {db}.`{name}`")
@@ -333,7 +336,7 @@ def test_a_version_1_store_gets_its_rollups_from_the_events(tmp_path: Path) -> N
                  "SETTINGS mutations_sync = 2")
     conn.command(f"INSERT INTO {db}.pulse_meta VALUES ('schema_version', '1', 1)")
     b.close()
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
     b = open_backends(tmp_path / "ch.db", url)
     try:
         assert _numbers(b) == want
@@ -352,6 +355,120 @@ def test_a_version_1_store_gets_its_rollups_from_the_events(tmp_path: Path) -> N
         assert _numbers(b) != want  # and the views keep them current from now on
     finally:
         b.close()
+
+
+LATE = (NOW // DAY_MS - 1) * DAY_MS + 23 * HOUR_MS + 30 * 60_000  # 2026-11-29 23:30 UTC:
+# 2026-11-30 08:30 in Tokyo
+
+
+def _late_events(prefix: str) -> list[tuple[object, ...]]:
+    """Events in the last and first hour of UTC days (another day in a UTC+9 session)."""
+    rows = _events(21, 400, prefix)
+    return [(*r[:3], LATE - k * DAY_MS + (i % 3) * 40 * 60_000, *r[4:])
+            for i, r in enumerate(rows) for k in (i % 5,)]
+
+
+@contextmanager
+def _session_time_zone(b: Backends, zone: str) -> Iterator[Any]:
+    """The embedded engine's session in another time zone (chdb: one session per process)."""
+    conn = b.events.ch  # type: ignore[attr-defined]
+    if conn.__class__.__name__ != "ChdbConn":
+        pytest.skip("a chdb session's time zone (a server's is set on the server)")
+    conn.command(f"SET session_timezone = '{zone}'")
+    try:
+        assert conn.rows("SELECT timezone()") == [(zone,)]
+        yield conn
+    finally:
+        conn.command("SET session_timezone = DEFAULT")
+
+
+def _day_of(conn: Any, b: Backends, event_id: str) -> str:
+    return conn.rows(f"SELECT toString(day) FROM {b.events.t('events')} "  # type: ignore[attr-defined]
+                     "WHERE event_id = {id:String}", {"id": event_id})[0][0]
+
+
+def test_days_are_utc_whatever_the_session_time_zone(tmp_path: Path, ch: Backends) -> None:
+    # SPEC: days are UTC. An event at 23:30 UTC belongs to that UTC day in every report, also
+    # when the ClickHouse session's time zone is UTC+9 (where it is the next morning)
+    rows = _late_events("z")
+    path = _write(tmp_path / "late.csv", EVENT_COLS, rows)
+    sq = open_backends(tmp_path / "sq.db", "sqlite")
+    try:
+        _import(sq, path)
+        want = _numbers(sq)
+        with _session_time_zone(ch, "Asia/Tokyo") as conn:
+            _import(ch, path)  # the fast path: INSERT ... SELECT
+            ch.events.insert_events([NewEvent("late", "s1", "view", LATE, "x", "u1", None,  # type: ignore[attr-defined]
+                                              None, None, None)], NOW)  # an Arrow insert
+            assert _day_of(conn, ch, "z00000") == _day_of(conn, ch, "late") == "2026-11-29"
+            day = DateRange(TODAY, TODAY)
+            got_late = ch.events.daily("s1", day)[0].events
+            assert ch.events.window_metric("s1", "events", LATE - 1, LATE + 1) == 1 + sum(
+                1 for r in rows if r[1] == "s1" and r[3] == LATE)
+            conn.command(f"ALTER TABLE {ch.events.t('events')} DELETE WHERE event_id = 'late' "  # type: ignore[attr-defined]
+                         "SETTINGS mutations_sync = 2")
+            ch.events.rebuild(NOW)
+            got = _numbers(ch)
+        assert got_late == 1 + sum(1 for r in rows if r[1] == "s1"
+                                   and r[3] // DAY_MS == LATE // DAY_MS)
+    finally:
+        sq.close()
+    assert got == want
+
+
+def test_a_version_3_store_gets_utc_days_and_loses_the_id_index(tmp_path: Path) -> None:
+    from pulse_tui.backend.clickhouse import schema
+
+    url = fresh_chdb_url()
+    rows = _late_events("y")
+    path = _write(tmp_path / "late.csv", EVENT_COLS, rows)
+    sq = open_backends(tmp_path / "sq.db", "sqlite")
+    try:
+        _import(sq, path)
+        want = _numbers(sq)
+    finally:
+        sq.close()
+    b = open_backends(tmp_path / "ch.db", url)
+    try:
+        with _session_time_zone(b, "Asia/Tokyo") as conn:
+            db = f"`{conn.database}`"
+            old_day = "toDate(intDiv(timestamp_ms, 1000))"  # what version 3 had
+            conn.command(f"ALTER TABLE {db}.events MODIFY COLUMN day Date MATERIALIZED {old_day}")
+            conn.command(f"ALTER TABLE {db}.events ADD INDEX idx_event_id event_id "
+                         "TYPE bloom_filter(0.001) GRANULARITY 1")
+            for view in schema.ROLLUP_VIEWS:  # version 3's views: one of events_dims
+                conn.command(f"DROP VIEW {db}.`{view}`")
+            for name in ("events_daily", "events_dims", "user_days"):
+                conn.command(f"CREATE MATERIALIZED VIEW {db}.`{name}_mv` TO {db}.`{name}` AS "
+                             + schema.ROLLUPS[name].replace(schema.DAY, old_day)
+                             .format(src=f"{db}.`events`"))
+            b.events.meta_set("schema_version", "3")  # type: ignore[attr-defined]
+            _import(b, path)  # stored by version 3 in Tokyo: the next day
+            assert _day_of(conn, b, "y00000") == "2026-11-30"
+            assert _numbers(b) != want
+            b.close()
+            b = open_backends(tmp_path / "ch.db", url)
+            assert b.events.meta_get("schema_version") == "4"  # type: ignore[attr-defined]
+            assert _day_of(conn, b, "y00000") == "2026-11-29"
+            assert conn.rows("SELECT name FROM system.data_skipping_indices WHERE database = "
+                             "{db:String} AND table = 'events'", {"db": conn.database}) == [
+                ("idx_ingest_seq",)]
+            t = b.events.t  # type: ignore[attr-defined]
+            # the copy stored nothing twice: ids, sessions and the rollups as before
+            assert conn.rows(f"SELECT count(), uniqExact(event_id) FROM {t('events')}") == [
+                (400, 400)]
+            assert conn.rows(f"SELECT count() FROM {t('event_ids')}") == [(400,)]
+            assert conn.rows(f"SELECT sum(event_count) FROM {t('sessions')}") == [(400,)]
+            assert conn.rows("SELECT count() FROM system.tables WHERE database = {db:String} "
+                             "AND name LIKE '%copy%'", {"db": conn.database}) == [(0,)]
+            got = _numbers(b)
+            more = _write(tmp_path / "more.csv", EVENT_COLS, [
+                (*r[:3], LATE + 5 * 60_000, *r[4:]) for r in _events(22, 5, "w")])
+            _import(b, more)  # and the views of version 4 store UTC days from now on
+            assert _day_of(conn, b, "w00000") == "2026-11-29"
+    finally:
+        b.close()
+    assert got == want
 
 
 def test_a_current_version_store_missing_a_table_gets_it_on_open(tmp_path: Path) -> None:

@@ -187,6 +187,48 @@ def test_ids_stored_before_count_as_duplicates_as_on_the_python_path(tmp_path: P
     assert fast == slow and fast["job"][1:3] == (20, 40)
 
 
+@contextmanager
+def _chunks_of(size: int) -> Iterator[list[tuple[int, int]]]:
+    """The fast path's chunk size set to ``size`` bytes; yields the (start, end) of each chunk
+    stored."""
+    from pulse_tui.backend.clickhouse import bulk
+    from pulse_tui.backend.clickhouse.connection import ChdbConn
+
+    old, real = bulk.CHUNK_BYTES, ChdbConn.chunk_source
+    taken: list[tuple[int, int]] = []
+
+    def spy(self: ChdbConn, fd: int, start: int, end: int) -> Any:
+        taken.append((start, end))
+        return real(self, fd, start, end)
+
+    bulk.CHUNK_BYTES = size
+    ChdbConn.chunk_source = spy  # type: ignore[method-assign]
+    try:
+        yield taken
+    finally:
+        bulk.CHUNK_BYTES = old
+        ChdbConn.chunk_source = real  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("crlf", [False, True])
+def test_a_large_file_stored_in_chunks_ends_as_the_python_path(tmp_path: Path,
+                                                               crlf: bool) -> None:
+    # chunks of whole lines: the BOM and header in the first, blank lines, CRLF, a last line
+    # without a line break; 60 of the 2,000 ids stored before (duplicates, as on Python)
+    text = "\ufeff" + HEADER + "\n" + _rows(1000) + "\n  \n" + _rows(1000, "f").rstrip("\n")
+    if crlf:
+        text = text.replace("\n", "\r\n")
+    before = (HEADER + "\n" + _rows(30, "e") + _rows(30, "f")).encode()
+    with _chunks_of(7_000) as taken:
+        seen, fast, slow = _both(tmp_path, text.encode(), before=before)
+    assert seen and seen[0] is not None
+    size = len(text.encode())
+    assert len(taken) >= 10 and taken[0][0] == 0 and taken[-1][1] == size
+    assert all(a[1] == b[0] for a, b in zip(taken, taken[1:], strict=False))
+    assert fast == slow and fast["job"][1:3] == (1940, 60)
+    assert fast["ids"] == 2000 and len(fast["events"]) == 2000
+
+
 # ---------------------------------------------------------------- declined: Python's errors
 UNUSUAL = [
     ("quoted value", HEADER + '\ne1,s1,view,1795953000000,x,u,"/a,b",,,\n'),
@@ -292,6 +334,61 @@ def test_sigkill_between_the_insert_and_the_checkpoint_then_retry_gives_exact_co
     again = run("0")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout) == ["completed", 5000, 0, 0, [5000, 5000]]
+
+
+_CHUNK_CRASH = """
+import json, os, signal, sys
+from pathlib import Path
+from pulse_tui.backend.clickhouse import bulk
+from pulse_tui.backend.clickhouse.connection import ChdbConn
+from pulse_tui.backend.wiring import open_backends
+from pulse_tui.clock import Clock
+from pulse_tui.ingest import import_file
+db, store, path, crash = sys.argv[1:5]
+bulk.CHUNK_BYTES = 20_000
+b = open_backends(Path(db), store)
+inserts = []
+real = ChdbConn.command
+def command(self, sql, params=None):
+    real(self, sql, params)
+    if sql.startswith("INSERT INTO") and "ingest_job" in sql:
+        inserts.append(sql)
+        if crash == "1" and len(inserts) == 3:  # SIGKILL after the third chunk is stored
+            os.kill(os.getpid(), signal.SIGKILL)
+ChdbConn.command = command
+r = import_file(b.events.conn, path, kind="events", clock=Clock(1795953600000), events=b.events,
+                job_id="crashy")
+t = b.events.t
+n = b.events.ch.rows(f"SELECT count(), uniqExact(event_id) FROM {t('events')}")[0]
+views = b.events.ch.rows(f"SELECT (SELECT count() FROM {t('event_ids')}), "
+                         f"(SELECT sum(event_count) FROM {t('sessions')}), "
+                         f"(SELECT sum(events) FROM {t('events_daily')})")[0]
+print(json.dumps([r.status, r.processed, r.duplicates, r.failed, list(n), list(views),
+                  len(inserts)]))
+b.close()
+"""
+
+
+def test_sigkill_between_two_chunks_then_retry_gives_exact_counts(tmp_path: Path) -> None:
+    pytest.importorskip("chdb")
+    path = tmp_path / "events.csv"
+    path.write_text(HEADER + "\n" + _rows(5000))
+    args = [str(tmp_path / "p.db"), f"chdb://{tmp_path / 'ch'}", str(path)]
+
+    def run(crash: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", _CHUNK_CRASH, *args, crash], cwd=ROOT,
+                              capture_output=True, text=True, timeout=180)
+
+    killed = run("1")
+    assert killed.returncode == -9, killed.stderr
+    again = run("0")
+    assert again.returncode == 0, again.stderr
+    status, processed, dups, failed, stored, views, inserts = json.loads(again.stdout)
+    # the three chunks stored before the kill count as this job's rows, not duplicates; the
+    # retry stores the rest, chunk by chunk, each id once
+    assert [status, processed, dups, failed, stored, views] == [
+        "completed", 5000, 0, 0, [5000, 5000], [5000, 5000, 5000]]
+    assert inserts >= 10
 
 
 # ---------------------------------------------------------------- property: declines or equals

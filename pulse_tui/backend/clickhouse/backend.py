@@ -22,6 +22,7 @@ for rows another program inserts twice.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -575,8 +576,8 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
     def _window_where(self, b: _CHBuilder, flt: dict[str, Any] | None) -> str:
         where = ("site_id = {site:String} AND timestamp_ms >= {lo:Int64} "
                  "AND timestamp_ms < {hi:Int64} "
-                 "AND day BETWEEN toDate(intDiv({lo:Int64}, 1000)) "
-                 "AND toDate(intDiv({hi:Int64}, 1000))")
+                 "AND day BETWEEN toDate(intDiv({lo:Int64}, 1000), 'UTC') "
+                 "AND toDate(intDiv({hi:Int64}, 1000), 'UTC')")
         if flt:
             where += " AND " + b.filter_group(flt)
         return where
@@ -674,12 +675,14 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
         whole open file ``fd``, and the job's counters and checkpoint move to its end; None
         when it declines (nothing stored: the importer reads the file the usual way)."""
         size = os.fstat(fd).st_size
+        chunks = getattr(self.ch, "chunk_source", None)  # the embedded engine: see bulk.py
         with self.ch.lines_source(fd, compressed) as source:
             done = bulk.import_whole_file(
                 self.ch, self.t("events"), self.t("event_ids"), source, job_id=job_id,
                 header=header, header_text=header_text, site_id=site_id, now_ms=now_ms,
                 file_size=size, compressed=compressed,
-                isize=bulk.gzip_isize(fd) if compressed else None)
+                isize=bulk.gzip_isize(fd) if compressed else None, fd=fd,
+                chunk_source=functools.partial(chunks, fd) if chunks is not None else None)
         if done is None:
             return None
         outcome = BatchOutcome(done.stored + done.ours, done.duplicates, 0)

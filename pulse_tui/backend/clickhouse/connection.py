@@ -8,6 +8,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -214,6 +215,24 @@ class ChdbConn:
         # rename or a new file at its path changes nothing), from its start
         yield (f"file('/proc/self/fd/{int(fd)}', 'LineAsString', 'line String', "
                f"'{'gzip' if compressed else 'none'}')")
+
+    @contextmanager
+    def chunk_source(self, fd: int, start: int, end: int) -> Iterator[str]:
+        """SQL reading the lines of bytes [start, end) of the open file ``fd`` (a chunk of whole
+        lines of a plain file, bulk.py), copied by the kernel into an unnamed temporary file."""
+        with tempfile.TemporaryFile(prefix="pulse-chunk-") as tmp:
+            pos, left = start, end - start
+            while left > 0:
+                try:
+                    done = os.copy_file_range(fd, tmp.fileno(), left, pos)
+                except OSError:  # a kernel or file system without it
+                    data = os.pread(fd, min(left, 1 << 20), pos)
+                    done = os.write(tmp.fileno(), data)
+                if done <= 0:
+                    raise DatabaseError("the file changed while it was imported")
+                pos, left = pos + done, left - done
+            yield (f"file('/proc/self/fd/{tmp.fileno()}', 'LineAsString', 'line String', "
+                   "'none')")
 
     def close(self) -> None:
         """The engine stays up for the process (chdb cannot reopen another directory after);
