@@ -288,6 +288,7 @@ ROLLUP_VIEWS: dict[str, tuple[str, str]] = {
         f"SELECT site_id, '{d}' AS dim, ifNull({d}, '') AS value, {DAY} AS day, "
         "toUInt64(count()) AS events, uniqExactState(user_id) AS users FROM {src} "
         "GROUP BY site_id, value, day")) for d in DIMS},
+    "events_hourly_mv": ("events_hourly", ROLLUPS["events_hourly"]),
     "user_days_mv": ("user_days", ROLLUPS["user_days"]),
 }
 
@@ -437,7 +438,7 @@ def _utc_days(ch: Any, cluster: str | None) -> None:
         (cleaned,), = ch.rows(f"SELECT argMax(value, updated_at) FROM {db}.`pulse_meta` "
                               "WHERE key = 'cleaned_before'")  # '' when cleanup never ran
         cutoff_day = int(cleaned or 0) // 86_400_000
-        for name in ("events_daily", "events_dims"):
+        for name in ("events_daily", "events_dims", "events_hourly"):
             if cutoff_day:
                 run(f"ALTER TABLE {db}.{_ident(name)} DELETE WHERE day > {{d:Date}} "
                     "SETTINGS mutations_sync = 2", {"d": _date(cutoff_day)})
