@@ -122,6 +122,22 @@ def test_acquisition_grid_cell_by_cell(db: sqlite3.Connection) -> None:
     assert acq(db, "2026-10-26", "2026-11-10") == EXPECTED_ACQ
 
 
+def test_acquisition_looks_each_user_day_up_by_key(db: sqlite3.Connection) -> None:
+    """The user-days find their user's first-seen week through user_first_seen's primary key
+    (joined to the materialized cohort users instead, SQLite scanned them once per user-day and
+    never finished at 10M events)."""
+    seen: list[str] = []
+    db.set_trace_callback(seen.append)
+    try:
+        assert acq(db, "2026-10-26", "2026-11-10") == EXPECTED_ACQ
+    finally:
+        db.set_trace_callback(None)
+    sql = next(q for q in seen if "rollup_daily_users" in q and q.lstrip().startswith("WITH"))
+    plan = [r[3] for r in db.execute(f"EXPLAIN QUERY PLAN {sql}")]
+    assert any(p.startswith("SEARCH f USING PRIMARY KEY") for p in plan), plan
+    assert plan.count("SCAN c") <= 1, plan  # the cohort sizes only, never inside the join
+
+
 def test_range_selects_weeks_by_monday_and_counts_returns_after_to(
         db: sqlite3.Connection) -> None:
     # Mondays in [10-27, 11-08] -> only 11-02; its week-2 returns (11-16..22) lie after --to
