@@ -72,6 +72,10 @@ def _event(row: Sequence) -> Event:
     return Event(*row)
 
 
+# the newest arrivals a site-filtered tail reads by rowid before it turns to the site's index
+TAIL_WINDOW = 50_000
+
+
 def tail_events(
     conn: sqlite3.Connection,
     *,
@@ -80,15 +84,27 @@ def tail_events(
     limit: int = 500,
 ) -> list[Event]:
     """Newest usable events (``derived.VALID_EVENT``) by arrival (rowid), newest first, only
-    those with rowid > after_seq."""
-    sql = f"SELECT rowid, {EVENT_COLUMNS} FROM events WHERE rowid > ? AND {VALID_EVENT}"
-    params: list[object] = [after_seq]
-    if site_id:
-        sql += " AND site_id = ?"
-        params.append(site_id)
-    sql += " ORDER BY rowid DESC LIMIT ?"
-    params.append(limit)
-    return [_event(r) for r in conn.execute(sql, params)]
+    those with rowid > after_seq.
+
+    With a site, the newest ``TAIL_WINDOW`` arrivals are read backwards by rowid first (left to
+    itself SQLite takes the site's index and sorts all of the site's rows: 3 s for a site's 3.3M
+    of 10M events); only when they hold fewer than ``limit`` of the site's events are the older
+    ones read through the site's index (a rare site: few rows to sort)."""
+    if not site_id:
+        sql = (f"SELECT rowid, {EVENT_COLUMNS} FROM events WHERE rowid > ? AND {VALID_EVENT} "
+               "ORDER BY rowid DESC LIMIT ?")
+        return [_event(r) for r in conn.execute(sql, (after_seq, limit))]
+    top = conn.execute("SELECT max(rowid) FROM events").fetchone()[0] or 0
+    lo = max(after_seq, top - TAIL_WINDOW)
+    recent = (f"SELECT rowid, {EVENT_COLUMNS} FROM events NOT INDEXED WHERE rowid > ? "
+              f"AND site_id = ? AND {VALID_EVENT} ORDER BY rowid DESC LIMIT ?")
+    rows = [_event(r) for r in conn.execute(recent, (lo, site_id, limit))]
+    if len(rows) < limit and lo > after_seq:
+        older = (f"SELECT rowid, {EVENT_COLUMNS} FROM events WHERE rowid > ? AND rowid <= ? "
+                 f"AND site_id = ? AND {VALID_EVENT} ORDER BY rowid DESC LIMIT ?")
+        rows += [_event(r) for r in conn.execute(older, (after_seq, lo, site_id,
+                                                         limit - len(rows)))]
+    return rows
 
 
 
