@@ -88,7 +88,9 @@ def generate(path: Path, rows: int, ids: str = "ordered") -> None:
 
 
 def measure(cmd: list[str], stdin: str | None = None) -> tuple[float, int, str]:
-    """Run ``cmd`` from a fresh Python helper so its peak RSS is its own."""
+    """Run ``cmd`` from a fresh Python helper so its peak RSS is its own. The disk is synced
+    first: a step must not pay for the writeback of the one before (a 10M-row ``.import`` leaves
+    2.5 GB of dirty pages behind)."""
     helper = (
         "import json, resource, subprocess, sys, time\n"
         "cmd = json.loads(sys.argv[1]); data = sys.stdin.read() if sys.argv[2] == '1' else None\n"
@@ -100,6 +102,7 @@ def measure(cmd: list[str], stdin: str | None = None) -> tuple[float, int, str]:
     )
     import json
 
+    os.sync()
     res = subprocess.run([sys.executable, "-c", helper, json.dumps(cmd),
                           "1" if stdin is not None else "0"],
                          input=stdin or "", capture_output=True, text=True, check=True)
