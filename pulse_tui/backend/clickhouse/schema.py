@@ -358,7 +358,8 @@ def ensure_schema(ch: object, cluster: str | None = None) -> int:
 
             raise DatabaseError(f"the ClickHouse schema of {ch.url} is version "  # type: ignore[attr-defined]
                                 f"{got[0][0]}, newer than this PULSE ({SCHEMA_VERSION})")
-        if got and got[0][0] and int(got[0][0]) == SCHEMA_VERSION and _complete(ch, cluster):
+        if (got and got[0][0] and int(got[0][0]) == SCHEMA_VERSION and _complete(ch, cluster)
+                and not _fills_pending(ch)):
             return SCHEMA_VERSION
         before = int(got[0][0]) if got and got[0][0] else 0
     else:
@@ -366,10 +367,19 @@ def ensure_schema(ch: object, cluster: str | None = None) -> int:
     lacking = _missing(ch, cluster) if before >= 3 else []
     for stmt in ddl(database, cluster):
         run(stmt)
-    for name in ROLLUPS:  # a rollup added to this version after stores of it were made
-        # (events_hourly): its view covers new rows, the events stored are counted once here
-        if (f"{name}_local" if cluster else name) in lacking:
+    # a rollup added to this version after stores of it were made (events_hourly): its view
+    # covers new rows, the events stored are counted once here; recorded as pending first, so a
+    # crash in the middle of the fill has it truncated and filled again on the next open
+    fills = [n for n in ROLLUPS if (f"{n}_local" if cluster else n) in lacking]
+    fills += [n for n in _fills_pending(ch) if n in ROLLUPS and n not in fills]
+    if fills:
+        _meta(ch, "rollup_fills_pending", ",".join(fills))
+        on = f" ON CLUSTER {_ident(cluster)}" if cluster else ""
+        for name in fills:
+            local = f"{name}_local" if cluster else name
+            run(f"TRUNCATE TABLE IF EXISTS {_ident(database)}.{_ident(local)}{on}")
             run(fill_rollup(database, name))
+        _meta(ch, "rollup_fills_pending", "")
     if 0 < before < 2:
         # event_ids arrived in version 2: its view (just created) covers new rows; the rows
         # stored before it are copied once (an id copied twice is harmless to the lookup)
@@ -408,14 +418,22 @@ def _utc_days(ch: Any, cluster: str | None) -> None:
     """Version 4: ``idx_event_id`` goes; ``day`` and the views' day are the UTC day whatever
     the session's time zone. Rows a non-UTC session stored before get their UTC day: ``day``
     is in the sorting key (no mutation may change it), so the events are copied once into a
-    table of the new definition that then takes their place, and the rollup days recomputed
-    (as ``rebuild-rollups``: the days up to cleanup's latest cutoff stay as they are). Run
-    again after a crash at any step, it ends in the same state."""
+    table of the new definition that then takes their place (``EXCHANGE TABLES``), and the
+    rollup days recomputed (as ``rebuild-rollups``: the rows of days up to cleanup's latest
+    cutoff stay as they are).
+
+    Run again after a crash at any step, it ends in the same state: ``utc_days_pending`` in
+    ``pulse_meta`` is set before the exchange and cleared after the last rollup refill, and the
+    old rows (the copy table after the exchange) are kept until then, so a crash after the
+    exchange (when no row has a wrong day any more) still recomputes the rollups."""
     run, db = ch.command, _ident(ch.database)
     on = f" ON CLUSTER {_ident(cluster)}" if cluster else ""
     events = f"{db}.{_ident('events_local' if cluster else 'events')}"
     copy = f"{db}.`events_v4_copy`"
-    run(f"DROP TABLE IF EXISTS {copy}{on} SYNC")  # a copy a crash left behind
+    (pending,), = ch.rows(f"SELECT argMax(value, updated_at) = '1' FROM {db}.`pulse_meta` "
+                          "WHERE key = 'utc_days_pending'")
+    if not pending:
+        run(f"DROP TABLE IF EXISTS {copy}{on} SYNC")  # a copy a crash left half-filled
     run(f"ALTER TABLE {events}{on} DROP INDEX IF EXISTS idx_event_id")
     for table in ((events, f"{db}.`events`") if cluster else (events,)):
         run(f"ALTER TABLE {table}{on} MODIFY COLUMN day Date MATERIALIZED {DAY}")
@@ -428,24 +446,46 @@ def _utc_days(ch: Any, cluster: str | None) -> None:
     elif int(wrong):
         cols = ("event_id, site_id, event_type, timestamp_ms, session_id, user_id, url, referrer, "
                 "country, device_type, created_at, ingest_seq, ingest_job, ingest_line")
+        run(f"DROP TABLE IF EXISTS {copy} SYNC")
         run(f"CREATE TABLE {copy} AS {events}")
         run(f"INSERT INTO {copy} ({cols}) SELECT {cols} FROM {events}")
-        run(f"EXCHANGE TABLES {events} AND {copy}")
-        run(f"DROP TABLE {copy} SYNC")
+        _meta(ch, "utc_days_pending", "1")
+        run(f"EXCHANGE TABLES {events} AND {copy}")  # the copy holds the old rows from here
+        pending = True
     for stmt in ddl(ch.database, cluster):  # the views again, with the UTC day
         run(stmt)
-    if int(wrong) and not cluster:
+    if pending and not cluster:
         (cleaned,), = ch.rows(f"SELECT argMax(value, updated_at) FROM {db}.`pulse_meta` "
                               "WHERE key = 'cleaned_before'")  # '' when cleanup never ran
         cutoff_day = int(cleaned or 0) // 86_400_000
         for name in ("events_daily", "events_dims", "events_hourly"):
             if cutoff_day:
+                # the rows of days after the cutoff go; they were filled by the events whose
+                # old (stored) day is after it, so exactly those are added again, now by their
+                # UTC day (an event whose UTC day is the cutoff's joins the kept row of that day)
                 run(f"ALTER TABLE {db}.{_ident(name)} DELETE WHERE day > {{d:Date}} "
                     "SETTINGS mutations_sync = 2", {"d": _date(cutoff_day)})
-                run(fill_rollup(ch.database, name, f"day > '{_date(cutoff_day)}'"))
+                run(f"INSERT INTO {db}.{_ident(name)} " + ROLLUPS[name].format(
+                    src=f"(SELECT * FROM {db}.`events` WHERE event_id IN (SELECT event_id "
+                        f"FROM {copy} WHERE day > '{_date(cutoff_day)}'))"))
             else:
                 run(f"TRUNCATE TABLE {db}.{_ident(name)}")
                 run(fill_rollup(ch.database, name))
+        _meta(ch, "utc_days_pending", "")
+        run(f"DROP TABLE IF EXISTS {copy} SYNC")
+
+
+def _fills_pending(ch: Any) -> list[str]:
+    """The rollups a fill was started for and did not finish (``rollup_fills_pending``)."""
+    (value,), = ch.rows(f"SELECT argMax(value, updated_at) FROM {_ident(ch.database)}."
+                        "`pulse_meta` WHERE key = 'rollup_fills_pending'")
+    return [n for n in str(value or "").split(",") if n]
+
+
+def _meta(ch: Any, key: str, value: str) -> None:
+    ch.command(f"INSERT INTO {_ident(ch.database)}.`pulse_meta` (key, value, updated_at) VALUES "
+               "({k:String}, {v:String}, toUInt64(toUnixTimestamp64Nano(now64(9))))",
+               {"k": key, "v": value})
 
 
 def _date(day_number: int) -> str:
