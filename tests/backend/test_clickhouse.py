@@ -33,7 +33,7 @@ from pulse_tui.models import Checkpoint, NewEvent
 from pulse_tui.report_models import DateRange
 from tests.backend.chdb_support import chdb_dir, fresh_chdb_url
 
-NOW = 1_795_953_600_000 + 15 * HOUR_MS  # 2026-11-29 15:00 UTC
+NOW = 1_795_953_600_000 + 15 * HOUR_MS  # 2026-11-30 03:00 UTC
 CLOCK = Clock(NOW)
 TODAY = date(2026, 11, 29)
 EVENT_COLS = ("event_id", "site_id", "event_type", "timestamp_ms", "session_id", "user_id",
