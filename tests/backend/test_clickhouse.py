@@ -382,6 +382,16 @@ def _session_time_zone(b: Backends, zone: str) -> Iterator[Any]:
         conn.command("SET session_timezone = DEFAULT")
 
 
+def _sqlite_numbers(tmp_path: Path, path: Path) -> dict[str, object]:
+    """``_numbers`` of the file ``path`` imported into a fresh SQLite file (what chdb must show)."""
+    sq = open_backends(tmp_path / "sq.db", "sqlite")
+    try:
+        _import(sq, path)
+        return _numbers(sq)
+    finally:
+        sq.close()
+
+
 def _day_of(conn: Any, b: Backends, event_id: str) -> str:
     return conn.rows(f"SELECT toString(day) FROM {b.events.t('events')} "  # type: ignore[attr-defined]
                      "WHERE event_id = {id:String}", {"id": event_id})[0][0]
@@ -392,27 +402,22 @@ def test_days_are_utc_whatever_the_session_time_zone(tmp_path: Path, ch: Backend
     # when the ClickHouse session's time zone is UTC+9 (where it is the next morning)
     rows = _late_events("z")
     path = _write(tmp_path / "late.csv", EVENT_COLS, rows)
-    sq = open_backends(tmp_path / "sq.db", "sqlite")
-    try:
-        _import(sq, path)
-        want = _numbers(sq)
-        with _session_time_zone(ch, "Asia/Tokyo") as conn:
-            _import(ch, path)  # the fast path: INSERT ... SELECT
-            ch.events.insert_events([NewEvent("late", "s1", "view", LATE, "x", "u1", None,  # type: ignore[attr-defined]
-                                              None, None, None)], NOW)  # an Arrow insert
-            assert _day_of(conn, ch, "z00000") == _day_of(conn, ch, "late") == "2026-11-29"
-            day = DateRange(TODAY, TODAY)
-            got_late = ch.events.daily("s1", day)[0].events
-            assert ch.events.window_metric("s1", "events", LATE - 1, LATE + 1) == 1 + sum(
-                1 for r in rows if r[1] == "s1" and r[3] == LATE)
-            conn.command(f"ALTER TABLE {ch.events.t('events')} DELETE WHERE event_id = 'late' "  # type: ignore[attr-defined]
-                         "SETTINGS mutations_sync = 2")
-            ch.events.rebuild(NOW)
-            got = _numbers(ch)
-        assert got_late == 1 + sum(1 for r in rows if r[1] == "s1"
-                                   and r[3] // DAY_MS == LATE // DAY_MS)
-    finally:
-        sq.close()
+    want = _sqlite_numbers(tmp_path, path)
+    with _session_time_zone(ch, "Asia/Tokyo") as conn:
+        _import(ch, path)  # the fast path: INSERT ... SELECT
+        ch.events.insert_events([NewEvent("late", "s1", "view", LATE, "x", "u1", None,  # type: ignore[attr-defined]
+                                          None, None, None)], NOW)  # an Arrow insert
+        assert _day_of(conn, ch, "z00000") == _day_of(conn, ch, "late") == "2026-11-29"
+        day = DateRange(TODAY, TODAY)
+        got_late = ch.events.daily("s1", day)[0].events
+        assert ch.events.window_metric("s1", "events", LATE - 1, LATE + 1) == 1 + sum(
+            1 for r in rows if r[1] == "s1" and r[3] == LATE)
+        conn.command(f"ALTER TABLE {ch.events.t('events')} DELETE WHERE event_id = 'late' "  # type: ignore[attr-defined]
+                     "SETTINGS mutations_sync = 2")
+        ch.events.rebuild(NOW)
+        got = _numbers(ch)
+    assert got_late == 1 + sum(1 for r in rows if r[1] == "s1"
+                               and r[3] // DAY_MS == LATE // DAY_MS)
     assert got == want
 
 
@@ -422,12 +427,7 @@ def test_a_version_3_store_gets_utc_days_and_loses_the_id_index(tmp_path: Path) 
     url = fresh_chdb_url()
     rows = _late_events("y")
     path = _write(tmp_path / "late.csv", EVENT_COLS, rows)
-    sq = open_backends(tmp_path / "sq.db", "sqlite")
-    try:
-        _import(sq, path)
-        want = _numbers(sq)
-    finally:
-        sq.close()
+    want = _sqlite_numbers(tmp_path, path)
     b = open_backends(tmp_path / "ch.db", url)
     try:
         with _session_time_zone(b, "Asia/Tokyo") as conn:

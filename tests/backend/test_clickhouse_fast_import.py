@@ -318,21 +318,28 @@ b.close()
 """
 
 
-def test_sigkill_between_the_insert_and_the_checkpoint_then_retry_gives_exact_counts(
-        tmp_path: Path) -> None:
-    pytest.importorskip("chdb")
+def _killed_then_retried(tmp_path: Path, script: str) -> subprocess.CompletedProcess[str]:
+    """Import 5,000 rows with ``script`` in a process SIGKILLed where the script says, then
+    again in a fresh process (the retry): its result."""
     path = tmp_path / "events.csv"
     path.write_text(HEADER + "\n" + _rows(5000))
     args = [str(tmp_path / "p.db"), f"chdb://{tmp_path / 'ch'}", str(path)]
 
     def run(crash: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-c", _CRASH, *args, crash], cwd=ROOT,
+        return subprocess.run([sys.executable, "-c", script, *args, crash], cwd=ROOT,
                               capture_output=True, text=True, timeout=180)
 
     killed = run("1")
     assert killed.returncode == -9, killed.stderr
     again = run("0")
     assert again.returncode == 0, again.stderr
+    return again
+
+
+def test_sigkill_between_the_insert_and_the_checkpoint_then_retry_gives_exact_counts(
+        tmp_path: Path) -> None:
+    pytest.importorskip("chdb")
+    again = _killed_then_retried(tmp_path, _CRASH)
     assert json.loads(again.stdout) == ["completed", 5000, 0, 0, [5000, 5000]]
 
 
@@ -371,18 +378,7 @@ b.close()
 
 def test_sigkill_between_two_chunks_then_retry_gives_exact_counts(tmp_path: Path) -> None:
     pytest.importorskip("chdb")
-    path = tmp_path / "events.csv"
-    path.write_text(HEADER + "\n" + _rows(5000))
-    args = [str(tmp_path / "p.db"), f"chdb://{tmp_path / 'ch'}", str(path)]
-
-    def run(crash: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-c", _CHUNK_CRASH, *args, crash], cwd=ROOT,
-                              capture_output=True, text=True, timeout=180)
-
-    killed = run("1")
-    assert killed.returncode == -9, killed.stderr
-    again = run("0")
-    assert again.returncode == 0, again.stderr
+    again = _killed_then_retried(tmp_path, _CHUNK_CRASH)
     status, processed, dups, failed, stored, views, inserts = json.loads(again.stdout)
     # the three chunks stored before the kill count as this job's rows, not duplicates; the
     # retry stores the rest, chunk by chunk, each id once

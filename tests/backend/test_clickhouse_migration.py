@@ -23,6 +23,7 @@ from tests.backend.test_clickhouse import (
     _late_events,
     _numbers,
     _session_time_zone,
+    _sqlite_numbers,
     _write,
 )
 
@@ -48,21 +49,12 @@ def _tokyo_v3_store(tmp_path: Path, url: str, path: Path) -> Iterator[tuple[Back
         yield b, conn
 
 
-def _want(tmp_path: Path, path: Path) -> dict[str, object]:
-    sq = open_backends(tmp_path / "sq.db", "sqlite")
-    try:
-        _import(sq, path)
-        return _numbers(sq)
-    finally:
-        sq.close()
-
-
 @pytest.mark.parametrize("crash_at", ["TRUNCATE TABLE", "EXCHANGE TABLES", "DROP TABLE IF EXISTS"])
 def test_a_crash_inside_the_utc_day_move_is_finished_on_the_next_open(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash_at: str) -> None:
     url = fresh_chdb_url()
     path = _write(tmp_path / "late.csv", EVENT_COLS, _late_events("y"))
-    want = _want(tmp_path, path)
+    want = _sqlite_numbers(tmp_path, path)
     with _tokyo_v3_store(tmp_path, url, path) as (b, conn):
         b.close()
         real = chconn.ChdbConn.command
