@@ -229,6 +229,57 @@ def test_a_large_file_stored_in_chunks_ends_as_the_python_path(tmp_path: Path,
     assert fast["ids"] == 2000 and len(fast["events"]) == 2000
 
 
+class _Statements:
+    """The embedded engine's session, recording the statements sent to it."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.sent = real, []
+
+    def query(self, sql: str, *args: Any, **kwargs: Any) -> Any:
+        self.sent.append(sql.split(" (", 1)[0][:40])
+        return self.real.query(sql, *args, **kwargs)
+
+
+@pytest.mark.parametrize("crowded", [False, True])
+def test_merges_are_held_off_while_each_chunk_is_inserted_and_run_after(
+        tmp_path: Path, crowded: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the bulk insert of each chunk runs between SYSTEM STOP MERGES and START MERGES (its
+    # time on 2 cores: see ChdbConn.bulk_command); merges run again after it, after a failed
+    # insert too; a store with a crowded partition gets its chunks inserted with merges on
+    from pulse_tui.backend.clickhouse import bulk
+
+    if crowded:
+        monkeypatch.setattr(bulk, "MAX_UNMERGED_PARTS", 1)
+    path = tmp_path / "events.csv"
+    path.write_text(HEADER + "\n" + _rows(2000))
+    b = open_backends(tmp_path / "p.db", fresh_chdb_url())
+    try:
+        ch = b.events.ch  # type: ignore[attr-defined]
+        spy = _Statements(ch._session)
+        monkeypatch.setattr(ch, "_session", spy)
+        with _chunks_of(20_000) as taken, _spy() as seen:
+            _import(b, path)
+        assert seen[0] is not None and len(taken) >= 4
+        inserts = [i for i, s in enumerate(spy.sent) if s.startswith("INSERT INTO")]
+        assert len(inserts) == len(taken)
+        if crowded:
+            assert "SYSTEM STOP MERGES" not in spy.sent
+        else:
+            assert all((spy.sent[i - 1], spy.sent[i + 1]) == ("SYSTEM STOP MERGES",
+                                                              "SYSTEM START MERGES")
+                       for i in inserts)
+        with pytest.raises(Exception):  # noqa: B017, PT011 - ClickHouse's own error
+            ch.bulk_command(f"INSERT INTO {b.events.t('events')} (event_id) "  # type: ignore[attr-defined]
+                            "SELECT throwIf(1)")
+        assert spy.sent[-1] == "SYSTEM START MERGES"
+        # OPTIMIZE ... FINAL fails ("Cancelled merging parts") while merges are stopped
+        ch.command(f"OPTIMIZE TABLE {b.events.t('events')} FINAL")  # type: ignore[attr-defined]
+        assert ch.rows(f"SELECT count(), uniqExact(event_id) FROM "
+                       f"{b.events.t('events')}") == [(2000, 2000)]  # type: ignore[attr-defined]
+    finally:
+        b.close()
+
+
 # ---------------------------------------------------------------- declined: Python's errors
 UNUSUAL = [
     ("quoted value", HEADER + '\ne1,s1,view,1795953000000,x,u,"/a,b",,,\n'),
@@ -355,14 +406,14 @@ db, store, path, crash = sys.argv[1:5]
 bulk.CHUNK_BYTES = 20_000
 b = open_backends(Path(db), store)
 inserts = []
-real = ChdbConn.command
+real = ChdbConn.bulk_command
 def command(self, sql, params=None):
     real(self, sql, params)
     if sql.startswith("INSERT INTO") and "ingest_job" in sql:
         inserts.append(sql)
         if crash == "1" and len(inserts) == 3:  # SIGKILL after the third chunk is stored
             os.kill(os.getpid(), signal.SIGKILL)
-ChdbConn.command = command
+ChdbConn.bulk_command = command
 r = import_file(b.events.conn, path, kind="events", clock=Clock(1795953600000), events=b.events,
                 job_id="crashy")
 t = b.events.t

@@ -65,6 +65,10 @@ READ = "storage_file_read_method = 'pread'"
 # a plain file larger than this is stored one chunk of whole lines at a time (see
 # import_whole_file): about 2.3M rows of the benchmark's events
 CHUNK_BYTES = 256 << 20
+# a chunk is inserted with the embedded engine's merges held off (ChdbConn.bulk_command) while
+# no partition of the store has this many active parts (a 256 MB chunk makes about 3 per
+# table), so a file of any size never reaches the "too many parts" limits that slow inserts
+MAX_UNMERGED_PARTS = 100
 # (start, end) byte offsets of the open file -> a context manager giving SQL for those lines
 ChunkSource = Callable[[int, int], AbstractContextManager[str]]
 
@@ -185,6 +189,13 @@ class _Declined(Exception):  # noqa: N818 - a signal inside this module, never s
     pass
 
 
+def _most_parts(ch: Any) -> int:
+    """The most active parts one partition of a table of the store has."""
+    got = ch.rows("SELECT count() AS n FROM system.parts WHERE database = {db:String} AND active "
+                  "GROUP BY table, partition_id ORDER BY n DESC LIMIT 1", {"db": ch.database})
+    return int(got[0][0]) if got else 0
+
+
 def _checked(ch: Any, sql: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
     """A query before anything is stored: any error (a damaged gzip, a line ClickHouse cannot
     read) declines, and the Python path says what is wrong in our words."""
@@ -256,10 +267,12 @@ def _import(ch: Any, events_table: str, ids_table: str, source: str, *, job_id: 
         names = ", ".join(c.name for c in EVENTS.columns)
         store = ", ".join(_select(value, site_id, now_ms))
 
-        def insert(part: str) -> None:  # the rows of lines SQL ``part`` not stored yet
+        def insert(part: str, unmerged: bool = True) -> None:
+            """The rows of lines SQL ``part`` not stored yet (``unmerged``: with the embedded
+            engine's background merges held off while it runs, see ChdbConn.bulk_command)."""
             unseen = (f" AND {eid} NOT IN (SELECT event_id FROM {ids_table} WHERE event_id IN "
                       f"(SELECT {eid} FROM ({part}) WHERE {record}))" if stored_before else "")
-            ch.command(
+            (ch.bulk_command if unmerged else ch.command)(
                 f"INSERT INTO {events_table} ({names}, ingest_job, ingest_line) "
                 f"SELECT {store}, {{job:String}}, {{line:UInt64}} FROM ({part}) "
                 f"WHERE {record}{unseen} SETTINGS optimize_on_insert = 0, "
@@ -270,7 +283,9 @@ def _import(ch: Any, events_table: str, ids_table: str, source: str, *, job_id: 
         if len(ranges) > 1:
             for start, end in ranges:
                 with chunk_source(start, end) as part:  # type: ignore[misc]
-                    insert(lines_of(part))
+                    # a very large file: once a partition holds MAX_UNMERGED_PARTS parts, the
+                    # next chunks are inserted while merges run, until they have caught up
+                    insert(lines_of(part), unmerged=_most_parts(ch) < MAX_UNMERGED_PARTS)
         else:
             insert(lines)
     return WholeFile(records, fresh, ours, end_offset, n_lines, str(first_site),
