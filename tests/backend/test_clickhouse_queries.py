@@ -150,3 +150,29 @@ def test_funnel_matches_a_plain_reference(ch: Backends, evs: list[tuple[str | No
               and rng.start_ms <= e.timestamp_ms <= rng.end_ms]
     got = ch.events.funnel("s1", rng, tuple(steps))
     assert [(r.step, r.event_type, r.users) for r in got] == ref_funnel(inside, tuple(steps))
+
+
+@pytest.mark.parametrize(("tree", "needs"), [
+    ({"type": "and", "conditions": [{"property": "url", "operator": "contains", "value": "/d"},
+                                    {"property": "plan", "operator": "equals", "value": "pro"}]},
+     True),
+    ({"type": "or", "conditions": [{"property": "url", "operator": "contains", "value": "/d"},
+                                   {"property": "plan", "operator": "equals", "value": "pro"}]},
+     False),
+    ({"type": "or", "conditions": [
+        {"property": "url", "operator": "contains", "value": "/d"},
+        {"type": "and", "conditions": [
+            {"property": "country", "operator": "equals", "value": "DE"},
+            {"property": "event_count", "operator": "gt", "value": 2}]}]}, True),
+    ({"type": "and", "conditions": [
+        {"property": "url", "operator": "not_contains", "value": "/d"}]}, False),
+])
+def test_only_trees_every_member_of_which_has_a_matching_event_join_the_flags_inner(
+        tree: dict, needs: bool) -> None:
+    # an INNER JOIN with the users' event flags (fl) drops every user without a matching
+    # event: right only when the tree cannot select such a user
+    from pulse_tui.backend.clickhouse.backend import compile_members_clickhouse
+    from pulse_tui.cohorts.criteria import parse
+
+    sql, _ = compile_members_clickhouse(parse(tree), "s1", COHORT_NOW, "e", "u", "d")
+    assert ("INNER JOIN fl" in sql) is needs and ("LEFT JOIN fl" in sql) is not needs
