@@ -65,9 +65,9 @@ READ = "storage_file_read_method = 'pread'"
 # a plain file larger than this is stored one chunk of whole lines at a time (see
 # import_whole_file): about 2.3M rows of the benchmark's events
 CHUNK_BYTES = 256 << 20
-# a chunk is inserted with the embedded engine's merges held off (ChdbConn.bulk_command) while
-# no partition of the store has this many active parts (a 256 MB chunk makes about 3 per
-# table), so a file of any size never reaches the "too many parts" limits that slow inserts
+# a chunk of a file larger than CHUNK_BYTES is inserted with the embedded engine's merges held
+# off (ChdbConn.bulk_command) while no partition of the store has this many active parts (a
+# 256 MB chunk makes about 3 per table; ClickHouse slows inserts down from 1,000)
 MAX_UNMERGED_PARTS = 100
 # (start, end) byte offsets of the open file -> a context manager giving SQL for those lines
 ChunkSource = Callable[[int, int], AbstractContextManager[str]]
@@ -267,7 +267,7 @@ def _import(ch: Any, events_table: str, ids_table: str, source: str, *, job_id: 
         names = ", ".join(c.name for c in EVENTS.columns)
         store = ", ".join(_select(value, site_id, now_ms))
 
-        def insert(part: str, unmerged: bool = True) -> None:
+        def insert(part: str, unmerged: bool = False) -> None:
             """The rows of lines SQL ``part`` not stored yet (``unmerged``: with the embedded
             engine's background merges held off while it runs, see ChdbConn.bulk_command)."""
             unseen = (f" AND {eid} NOT IN (SELECT event_id FROM {ids_table} WHERE event_id IN "
@@ -283,8 +283,11 @@ def _import(ch: Any, events_table: str, ids_table: str, source: str, *, job_id: 
         if len(ranges) > 1:
             for start, end in ranges:
                 with chunk_source(start, end) as part:  # type: ignore[misc]
-                    # a very large file: once a partition holds MAX_UNMERGED_PARTS parts, the
-                    # next chunks are inserted while merges run, until they have caught up
+                    # merges held off while each chunk is inserted (a single insert, a file
+                    # smaller than a chunk, leaves them alone: a backlog of small files must
+                    # not keep cancelling the merges of the ones before); once a partition
+                    # holds MAX_UNMERGED_PARTS parts, the next chunks are inserted while
+                    # merges run, until they have caught up
                     insert(lines_of(part), unmerged=_most_parts(ch) < MAX_UNMERGED_PARTS)
         else:
             insert(lines)

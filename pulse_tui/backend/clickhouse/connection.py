@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -24,6 +25,7 @@ from pulse_tui.errors import DatabaseError, PulseError
 MISSING_EXTRA = ("the events store {url} needs ClickHouse support, which is not installed: "
                  "pip install 'pulse-tui[clickhouse]'")
 DEFAULT_DATABASE = "pulse"
+log = logging.getLogger("pulse_tui.clickhouse")
 
 
 class CHConn(Protocol):
@@ -209,28 +211,29 @@ class ChdbConn:
         self._query(sql, "TSV", params)
 
     def bulk_command(self, sql: str, params: dict[str, Any] | None = None) -> None:
-        """``command`` with the engine's background merges held off while it runs (the
-        import's bulk ``INSERT``, bulk.py). On 2 cores, merging the parts of a file's first
-        chunks while the next were inserted took a fifth of a 10M-row import's time (15.2 s
-        -> 12.3 s), and merged the same rows again and again: the merges left once the insert
-        is done cost less (import and merges after it: 40 -> 35 s of CPU; docs/benchmarks.md).
-        Stopped and started again inside one hold of the query
-        lock, so no other query (a cleanup's mutation, which waits for the merge pool) ever
-        runs while they are stopped; the stop lives in this process's memory only, so a crash
-        in the middle leaves nothing stopped."""
+        """``command`` with the engine's background merges held off while it runs (one
+        chunk's ``INSERT`` of a large file, bulk.py). On 2 cores, merging the parts of a
+        file's first chunks while the next were inserted took a fifth of a 10M-row import's
+        time (15.2 s -> 12.3 s), and merged the same rows again and again: the merges left
+        once the file is stored cost less (import and merges after it: 40.6 -> 35.6 s of CPU;
+        docs/benchmarks.md). ``SYSTEM STOP MERGES`` stops every merge and mutation of the
+        engine (one that is running is cancelled), so it is sent and undone inside one hold
+        of the query lock: no other query (a cleanup's mutation, which would wait for the
+        merge pool forever) runs while merges are stopped. The stop lives in this process's
+        memory only: a crash leaves nothing stopped."""
         with _Embedded.query_lock:
             session = self._session
-            session.query("SYSTEM STOP MERGES", "TSV")
             try:
+                session.query("SYSTEM STOP MERGES", "TSV")
                 session.query(sql, "TSV", params=chdb_params(params or {}))
-            except Exception:
+            except BaseException:
                 try:  # see _query: a throwaway query takes what the failed one wrote
                     session.query("SELECT 1", "TSV")
                 except Exception:  # noqa: BLE001, S110 - the first error is the one to raise
                     pass
                 raise
             finally:
-                session.query("SYSTEM START MERGES", "TSV")
+                _start_merges(session)
 
     def insert(self, table: str, columns: dict[str, tuple[str, list[Any]]]) -> None:
         arrow_rows = _arrow_table(columns)  # noqa: F841 - read by name by chdb's Python()
@@ -271,6 +274,18 @@ class ChdbConn:
         self._closed = True
         with _Embedded.lock:
             _Embedded.users -= 1
+
+
+def _start_merges(session: Any) -> None:
+    """``SYSTEM START MERGES`` after ``bulk_command``; tried twice, and said loudly if it
+    fails (merges left stopped would make every later mutation of this process wait)."""
+    for attempt in (1, 2):
+        try:
+            session.query("SYSTEM START MERGES", "TSV")
+            return
+        except Exception as exc:  # noqa: BLE001 - logged; the caller's error, if any, is raised
+            log.error("could not start the embedded engine's merges again (try %d): %s",
+                      attempt, exc)
 
 
 def release_embedded() -> None:
