@@ -3,6 +3,8 @@
 * The sessions and user_days recompute (a DELETE, then an INSERT from the events) with an
   import's rows landing between the two statements: every session and user-day still equals
   the plain aggregate over the events, nothing counted twice or lost.
+* An event older than the cutoff imported after cleanup recorded what it deletes and before
+  its DELETE: that pass leaves it, the next deletes and records it (never deleted unrecorded).
 * With ``clickhouse_cluster`` every mutation (ALTER ... DELETE) and TRUNCATE targets the
   ``*_local`` table ON CLUSTER (a Distributed table refuses mutations), checked by ClickHouse's
   own parser (formatQuery); the statements also run, translated to this single node's tables.
@@ -134,6 +136,43 @@ def test_an_import_between_the_recompute_statements_counts_once(
     assert stored_days == plain_days
     assert ("s1", "u2", (CUTOFF - DAY_MS) // DAY_MS, CUTOFF - DAY_MS, CUTOFF - DAY_MS, 1) \
         in stored_days
+
+
+def test_an_old_event_imported_while_cleanup_runs_is_kept_or_recorded(
+        ch: Backends, pulse_settings: Settings) -> None:
+    # an event older than the cutoff lands after cleanup recorded what it is about to delete
+    # (user_first_seen, cleaned_user_days) and before its DELETE: it is not deleted unrecorded
+    # (this pass leaves it; the next deletes it and records its user and day)
+    ev = ch.events
+    assert isinstance(ev, ClickHouseEvents)
+    _seed(ev)
+    writer = ClickHouseEvents(ev.conn, ev.ch)
+    late = _event("late-old", CUTOFF - 3 * DAY_MS, "late-old-session", "u-late")
+    hooked = Hooked(ev.ch)
+    hooked.after(r"INSERT INTO .*`cleaned_user_days`", lambda: writer.insert_events([late], NOW))
+    ev.ch = hooked
+    settings = replace(pulse_settings, events_retention_days=10)
+    try:
+        first = ev.cleanup(settings, CLOCK)
+    finally:
+        ev.ch = hooked.inner
+    assert hooked.fired and first.events == 6 * 3 + 6 * 3  # the seeded old ones only
+
+    def late_rows() -> tuple[int, list[tuple], list[tuple]]:
+        (n,), = ev.ch.rows(f"SELECT count() FROM {ev.t('events')} WHERE event_id = 'late-old'")
+        seen = ev.ch.rows(f"SELECT min(first_seen_ms), max(last_seen_ms) FROM "
+                          f"{ev.t('user_first_seen')} WHERE user_id = 'u-late' HAVING count()")
+        days = ev.ch.rows(f"SELECT day_num FROM {ev.t('cleaned_user_days')} "
+                          "WHERE user_id = 'u-late'")
+        return int(n), seen, days
+
+    assert late_rows() == (1, [], [])
+    # (the late event arrived last: the newest event stays, SPEC 9; one more arrives)
+    writer.insert_events([_event("later", NOW - HOUR_MS, "later-session")], NOW)
+    second = ev.cleanup(settings, CLOCK)
+    assert second.events == 1
+    ts = CUTOFF - 3 * DAY_MS
+    assert late_rows() == (0, [(ts, ts)], [(ts // DAY_MS,)])
 
 
 # ---------------------------------------------------------------- cluster mode

@@ -823,7 +823,10 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
         cutoff = clock.now_ms() - settings.events_retention_days * DAY_MS
         params = {"cutoff": cutoff}
         params["newest"] = self._newest_seq()
-        old = "timestamp_ms < {cutoff:Int64} AND ingest_seq != {newest:UInt64}"
+        # the events stored before this pass began (an arrival order below the newest, which
+        # itself stays, SPEC 9): an old event another import stores while it runs is neither
+        # kept (user_first_seen, cleaned_user_days) nor deleted by it, but by the next pass
+        old = "timestamp_ms < {cutoff:Int64} AND ingest_seq < {newest:UInt64}"
         (n,), = self.ch.rows(f"SELECT count() FROM {self.t('events')} WHERE {old}", params)
         (ids,), = self.ch.rows(f"SELECT count() FROM {self.t('event_ids')} WHERE {old}", params)
         # the sessions that lose events, by session id as on SQLite: each keeps how many?
