@@ -809,7 +809,8 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
                 should_stop: Callable[[], bool] | None = None) -> CleanupResult:
         """Deletes, not TTL: ``events_retention_days`` is a setting that may change between
         runs, cleanup reports how many events it removed, and the newest event is never
-        removed (SPEC 9), none of which a table TTL can do. The delete is a synchronous
+        removed (as the SQLite file keeps its top row: store/cleanup.py), none of which a table
+        TTL can do. The delete is a synchronous
         mutation, so counts are exact as soon as it returns. The rollups the reports read
         (events_daily, events_dims, events_hourly) are left as they are: they outlive the raw events for
         ``rollup_retention_days``, as the SQLite file's."""
@@ -824,8 +825,11 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
         params = {"cutoff": cutoff}
         params["newest"] = self._newest_seq()
         # the events stored before this pass began (an arrival order below the newest, which
-        # itself stays, SPEC 9): an old event another import stores while it runs is neither
-        # kept (user_first_seen, cleaned_user_days) nor deleted by it, but by the next pass
+        # itself stays, as the SQLite file keeps its top row): an old event another import
+        # stores while it runs is neither kept (user_first_seen, cleaned_user_days) nor deleted
+        # by it, but by the next pass. (Complete on the embedded engine, which runs one
+        # statement at a time; on a server an INSERT that began before the newest row and
+        # commits between the two steps still has a lower arrival order.)
         old = "timestamp_ms < {cutoff:Int64} AND ingest_seq < {newest:UInt64}"
         (n,), = self.ch.rows(f"SELECT count() FROM {self.t('events')} WHERE {old}", params)
         (ids,), = self.ch.rows(f"SELECT count() FROM {self.t('event_ids')} WHERE {old}", params)

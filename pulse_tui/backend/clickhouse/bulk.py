@@ -33,7 +33,7 @@ import os
 import tempfile
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,30 +200,55 @@ def _plain_parts(fd: int, size: int, chunk_source: ChunkSource) -> Iterator[str]
             yield part
 
 
+def _gunzip(fd: int, size: int, step: int) -> Iterator[bytes]:
+    """The decompressed bytes of the gzip file ``fd`` from its start, every member of it (as
+    ClickHouse and Python's ``gzip`` read them), at most ``step`` bytes at a time (a small
+    input cannot expand into a large buffer); DatabaseError unless they end a member and add
+    up to ``size``, the bytes the check read (the file changed under us)."""
+    def member() -> Any:
+        return zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+
+    inflate, started = member(), False  # started: the member has had input, not its end
+    pos = written = 0
+    pending = b""
+    try:
+        while True:
+            out = b""
+            if pending or started:  # (no input: what the last input still holds back)
+                started = True
+                out = inflate.decompress(pending, step)
+                pending = inflate.unconsumed_tail
+            if out:
+                written += len(out)
+                if written > size:
+                    break
+                yield out
+            if inflate.eof:  # a member ends; the bytes after it (all of the input left:
+                # unconsumed_tail may repeat them) start the next
+                pending = inflate.unused_data
+                inflate, started = member(), False
+            elif not out and not pending:
+                pending = os.pread(fd, 1 << 20, pos)
+                pos += len(pending)
+                if not pending:
+                    break
+    except zlib.error:
+        raise DatabaseError("the file changed while it was imported") from None
+    if started or written != size:
+        raise DatabaseError("the file changed while it was imported")
+
+
 def _gunzipped_parts(ch: Any, fd: int, size: int) -> Iterator[str]:
     """SQL for each chunk of about ``CHUNK_BYTES`` of whole lines of the gzip file ``fd``
     decompressed (``size`` bytes, as the check read them), each written to an unnamed
     temporary file that lives until the next: a compressed file is stored one chunk at a
     time as a plain one is (one ``INSERT`` of a 10M-row gzip file held 2.9 GB resident).
-    Decompressed here, at most 4 MiB of output per step (a file that expands more than the
-    check saw is not stored past it)."""
-    inflate = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
-    pos = written = 0
-    pending = b""
+    The last chunk is given only once the whole stream was read and found as the check saw
+    it."""
     tmp: Any = None
     held = 0  # bytes in tmp
     try:
-        while not inflate.eof:
-            if not pending:
-                pending = os.pread(fd, 1 << 20, pos)
-                if not pending:
-                    break  # the stream ends early: the file changed (said below)
-                pos += len(pending)
-            out = inflate.decompress(pending, min(1 << 22, CHUNK_BYTES))
-            pending = inflate.unconsumed_tail
-            written += len(out)
-            if written > size:
-                break
+        for out in _gunzip(fd, size, min(1 << 22, CHUNK_BYTES)):
             if tmp is None:
                 tmp = tempfile.TemporaryFile(prefix="pulse-chunk-")
             cut = out.rfind(b"\n") if held + len(out) >= CHUNK_BYTES else -1
@@ -239,9 +264,6 @@ def _gunzipped_parts(ch: Any, fd: int, size: int) -> Iterator[str]:
             tmp = tempfile.TemporaryFile(prefix="pulse-chunk-")
             tmp.write(out[cut + 1:])
             held = len(out) - cut - 1
-        if written != size or (inflate.eof and (inflate.unused_data or pending
-                                                 or os.pread(fd, 1, pos))):
-            raise DatabaseError("the file changed while it was imported")
         if tmp is not None and held:
             tmp.flush()
             with ch.lines_source(tmp.fileno(), False) as part:
@@ -343,13 +365,14 @@ def _import(ch: Any, events_table: str, ids_table: str, source: str, *, job_id: 
         if chunk_source is not None and fd is not None and end_offset > CHUNK_BYTES:
             parts = (_gunzipped_parts(ch, fd, end_offset) if compressed else
                      _plain_parts(fd, end_offset, chunk_source))
-            for part in parts:
-                # merges held off while each chunk is inserted (a single insert, a file
-                # smaller than a chunk, leaves them alone: a backlog of small files must
-                # not keep cancelling the merges of the ones before); once a partition
-                # holds MAX_UNMERGED_PARTS parts, the next chunks are inserted while
-                # merges run, until they have caught up
-                insert(lines_of(part), unmerged=_most_parts(ch) < MAX_UNMERGED_PARTS)
+            with closing(parts):  # an insert that fails: the chunk's temporary file goes now
+                for part in parts:
+                    # merges held off while each chunk is inserted (a single insert, a file
+                    # smaller than a chunk, leaves them alone: a backlog of small files must
+                    # not keep cancelling the merges of the ones before); once a partition
+                    # holds MAX_UNMERGED_PARTS parts, the next chunks are inserted while
+                    # merges run, until they have caught up
+                    insert(lines_of(part), unmerged=_most_parts(ch) < MAX_UNMERGED_PARTS)
         else:
             insert(lines)
     return WholeFile(records, fresh, ours, end_offset, n_lines, str(first_site),
