@@ -809,9 +809,9 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
                 should_stop: Callable[[], bool] | None = None) -> CleanupResult:
         """Deletes, not TTL: ``events_retention_days`` is a setting that may change between
         runs, cleanup reports how many events it removed, and the newest event is never
-        removed (as the SQLite file keeps its top row: store/cleanup.py), none of which a table
-        TTL can do. The delete is a synchronous
-        mutation, so counts are exact as soon as it returns. The rollups the reports read
+        removed (as the SQLite file keeps its top row: store/cleanup.py), none of which a
+        table TTL can do. The delete is a synchronous mutation, so counts are exact as soon as
+        it returns. The rollups the reports read
         (events_daily, events_dims, events_hourly) are left as they are: they outlive the raw events for
         ``rollup_retention_days``, as the SQLite file's."""
         if not settings.cleanup_enabled:

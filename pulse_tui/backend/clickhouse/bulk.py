@@ -65,8 +65,8 @@ MAX_SITES = 10_000  # more distinct sites in one file than this: Python register
 # pages count in the process's resident memory (1.1 GB more peak RSS for a 10M-row file), at
 # the same CPU time
 READ = "storage_file_read_method = 'pread'"
-# a plain file larger than this is stored one chunk of whole lines at a time (see
-# import_whole_file): about 2.3M rows of the benchmark's events
+# a file larger than this (a gzip file once decompressed) is stored one chunk of whole lines
+# at a time (see import_whole_file): about 2.3M rows of the benchmark's events
 CHUNK_BYTES = 256 << 20
 # a chunk of a file larger than CHUNK_BYTES is inserted with the embedded engine's merges held
 # off (ChdbConn.bulk_command) while no partition of the store has this many active parts (a
