@@ -811,9 +811,9 @@ WHERE k BETWEEN 0 AND {weeks - 1}"""
         runs, cleanup reports how many events it removed, and the newest event is never
         removed (as the SQLite file keeps its top row: store/cleanup.py), none of which a
         table TTL can do. The delete is a synchronous mutation, so counts are exact as soon as
-        it returns. The rollups the reports read
-        (events_daily, events_dims, events_hourly) are left as they are: they outlive the raw events for
-        ``rollup_retention_days``, as the SQLite file's."""
+        it returns. The rollups the reports read (events_daily, events_dims, events_hourly) are
+        left as they are: they outlive the raw events for ``rollup_retention_days``, as the
+        SQLite file's."""
         if not settings.cleanup_enabled:
             return CleanupResult(enabled=False)
         # rollups, export runs and deliveries of the SQLite file: the usual pass, minus events

@@ -257,20 +257,23 @@ def _gunzipped_parts(ch: Any, fd: int, size: int) -> Iterator[str]:
                 held += len(out)
                 continue
             tmp.write(out[:cut + 1])
-            tmp.flush()
-            with ch.lines_source(tmp.fileno(), False) as part:
-                yield part
+            yield from _lines_of_temp(ch, tmp)
             tmp.close()
             tmp = tempfile.TemporaryFile(prefix="pulse-chunk-")
             tmp.write(out[cut + 1:])
             held = len(out) - cut - 1
         if tmp is not None and held:
-            tmp.flush()
-            with ch.lines_source(tmp.fileno(), False) as part:
-                yield part
+            yield from _lines_of_temp(ch, tmp)
     finally:
         if tmp is not None:
             tmp.close()
+
+
+def _lines_of_temp(ch: Any, tmp: Any) -> Iterator[str]:
+    """SQL for the lines of the temporary file ``tmp`` written so far."""
+    tmp.flush()
+    with ch.lines_source(tmp.fileno(), False) as part:
+        yield part
 
 
 def _most_parts(ch: Any) -> int:

@@ -263,8 +263,8 @@ class ChdbConn:
                 if done <= 0:
                     raise DatabaseError("the file changed while it was imported")
                 pos, left = pos + done, left - done
-            yield (f"file('/proc/self/fd/{tmp.fileno()}', 'LineAsString', 'line String', "
-                   "'none')")
+            with self.lines_source(tmp.fileno(), False) as sql:
+                yield sql
 
     def close(self) -> None:
         """The engine stays up for the process (chdb cannot reopen another directory after);
